@@ -1,0 +1,42 @@
+"""Exception types raised by bayeskit.
+
+Every error subclasses a built-in (``ValueError`` or ``TypeError``) so callers that
+already catch those keep working; the subclasses let callers react to a specific failure.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BayeskitError",
+    "NotPositiveDefiniteError",
+    "ShapeError",
+    "NonFiniteError",
+]
+
+
+class BayeskitError(Exception):
+    """Base class of every exception bayeskit raises on purpose."""
+
+
+class ShapeError(BayeskitError, ValueError):
+    """Tensor shapes do not fit together; the message names the shapes received."""
+
+
+class NonFiniteError(BayeskitError, ValueError):
+    """An input holds NaN or infinity where finite numbers are required."""
+
+
+class NotPositiveDefiniteError(BayeskitError, ValueError):
+    """A matrix that must be positive definite is not (numerically).
+
+    Attributes:
+        batch_index: index (tuple) of the first offending matrix in the batch, or ``None``
+            for an unbatched input.
+        jitter: the largest diagonal jitter that was tried, if any.
+    """
+
+    def __init__(self, message: str, *, batch_index: tuple[int, ...] | None = None,
+                 jitter: float | None = None):
+        super().__init__(message)
+        self.batch_index = batch_index
+        self.jitter = jitter

@@ -1,0 +1,19 @@
+"""Cholesky factorisations and their low-rank modifications (layer 1: functions on tensors).
+
+All functions work on batches ``[..., N, N]``, on float32 and float64, on CPU and CUDA, and
+are differentiable. Depends on nothing else in bayeskit except :mod:`bayeskit.errors`.
+"""
+
+from bayeskit.linalg.append import cholesky_append, cholesky_delete
+from bayeskit.linalg.cholesky import cholesky_logdet, cholesky_solve, jittered_cholesky
+from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
+
+__all__ = [
+    "cholesky_append",
+    "cholesky_delete",
+    "cholesky_logdet",
+    "cholesky_solve",
+    "cholesky_update",
+    "cholesky_update_lowrank",
+    "jittered_cholesky",
+]

@@ -1,0 +1,137 @@
+"""Grow or shrink a Cholesky factor: append rows/columns, delete rows/columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.linalg._checks import check_floating, check_square, raise_if_not_pd
+from bayeskit.linalg.update import cholesky_update_lowrank
+
+__all__ = ["cholesky_append", "cholesky_delete"]
+
+
+def cholesky_append(
+    chol: torch.Tensor,
+    cross: torch.Tensor,
+    corner: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Factor of the bordered matrix ``[[A, C], [C^T, D]]`` from the factor of ``A``.
+
+    With ``B = L^{-1} C`` the new factor is ``[[L, 0], [B^T, chol(D - B^T B)]]``: one
+    triangular solve, O(N^2 K), plus the copy of ``L`` into the larger output.
+
+    Args:
+        chol: ``[..., N, N]`` lower factor of ``A``.
+        cross: ``[..., N, K]`` the new columns ``C``.
+        corner: ``[..., K, K]`` the new diagonal block ``D`` (lower triangle read).
+        out: optional ``[..., N+K, N+K]`` output. If ``chol`` is already the top-left
+            block of ``out`` (a view into it, as in a preallocated growing buffer), the
+            O(N^2) copy is skipped and only the new rows are written.
+
+    Returns:
+        ``[..., N+K, N+K]`` lower factor (column-major unless ``out`` says otherwise).
+
+    Raises:
+        NotPositiveDefiniteError: the bordered matrix is not positive definite.
+        ShapeError / NonFiniteError / TypeError on malformed input.
+
+    Example:
+        >>> A = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+        >>> L = cholesky_append(torch.linalg.cholesky(A[:1, :1]), A[:1, 1:], A[1:, 1:])
+        >>> torch.allclose(L, torch.linalg.cholesky(A))
+        True
+    """
+    n = check_square("chol", chol)
+    k = check_square("corner", corner)
+    check_floating("cross", cross)
+    if cross.dim() < 2 or cross.shape[-2:] != (n, k):
+        raise ShapeError(
+            f"cross must have shape [..., N, K] = [..., {n}, {k}] to match chol "
+            f"{tuple(chol.shape)} and corner {tuple(corner.shape)}, got {tuple(cross.shape)}"
+        )
+    if not (chol.dtype == cross.dtype == corner.dtype):
+        raise TypeError(
+            f"chol, cross and corner must share a dtype, got {chol.dtype}, {cross.dtype}, "
+            f"{corner.dtype}"
+        )
+    if not bool(torch.isfinite(cross).all()) or not bool(torch.isfinite(corner).all()):
+        raise NonFiniteError("cross or corner contains NaN or infinite values")
+    batch = torch.broadcast_shapes(chol.shape[:-2], cross.shape[:-2], corner.shape[:-2])
+    B = torch.linalg.solve_triangular(chol, cross, upper=False)  # [..., N, K]
+    if not bool(torch.isfinite(B).all()):
+        raise NonFiniteError("chol contains NaN/inf or is numerically singular")
+    schur = corner - B.mT @ B
+    L22, info = torch.linalg.cholesky_ex(schur)
+    raise_if_not_pd(info > 0, "the bordered matrix [[A, C], [C^T, D]]")
+
+    size = n + k
+    if out is None:
+        # Column-major, like torch.linalg.cholesky, so later updates take the fast path.
+        out = torch.empty(*batch, size, size, dtype=chol.dtype, device=chol.device).mT
+        reuse = False
+    else:
+        if out.shape != (*batch, size, size):
+            raise ShapeError(f"out must have shape {(*batch, size, size)}, got {tuple(out.shape)}")
+        top = out[..., :n, :n]
+        reuse = top.data_ptr() == chol.data_ptr() and top.stride() == chol.stride()
+    if not reuse:
+        out[..., :n, :n] = chol
+    out[..., :n, n:] = 0
+    out[..., n:, :n] = B.mT
+    out[..., n:, n:] = L22
+    return out
+
+
+def cholesky_delete(chol: torch.Tensor, indices: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Factor of ``A`` with the rows and columns ``indices`` removed, in O(N^2) per index.
+
+    Removing indices ``K`` leaves ``A_kk = L[k, k] L[k, k]^T + L[k, K] L[k, K]^T`` for the
+    kept set ``k``: the kept rows of ``L`` are triangular except for the removed columns,
+    which are folded back in by a rank-|K| update of the trailing block (only rows after
+    the first removed index change).
+
+    Args:
+        chol: ``[..., N, N]`` lower factor of ``A``.
+        indices: int, sequence of ints or 1-D integer tensor (negative values count from
+            the end); the same indices are removed in every batch element.
+
+    Returns:
+        ``[..., N - |K|, N - |K|]`` lower factor.
+
+    Example:
+        >>> A = torch.tensor([[4.0, 2, 1], [2, 5, 3], [1, 3, 6]], dtype=torch.float64)
+        >>> L = cholesky_delete(torch.linalg.cholesky(A), 1)
+        >>> torch.allclose(L, torch.linalg.cholesky(A[[0, 2]][:, [0, 2]]))
+        True
+    """
+    n = check_square("chol", chol)
+    idx = torch.as_tensor(indices)
+    if idx.numel() == 0:
+        return chol.clone()
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    idx = idx.to(torch.long).reshape(-1).cpu()
+    if idx.numel() and (bool((idx >= n).any()) or bool((idx < -n).any())):
+        raise IndexError(f"indices {idx.tolist()} out of range for a {n} x {n} factor")
+    idx = torch.remainder(idx, n) if n else idx
+    if torch.unique(idx).numel() != idx.numel():
+        raise ValueError(f"indices must not repeat, got {idx.tolist()}")
+    removed = torch.zeros(n, dtype=torch.bool)
+    removed[idx] = True
+    keep = torch.nonzero(~removed).reshape(-1).to(chol.device)
+    gone = torch.nonzero(removed).reshape(-1).to(chol.device)
+    first = int(gone[0])
+    # Work on R = L^T so the result comes out column-major like torch.linalg.cholesky.
+    R = chol.mT
+    new = R.index_select(-2, keep).index_select(-1, keep).mT
+    if first >= new.shape[-1]:
+        return new  # only trailing rows/columns were removed
+    tail = keep[first:]
+    folded = R.index_select(-2, gone).index_select(-1, tail).mT  # L[tail, K]: [..., n_t, |K|]
+    new[..., first:, first:] = cholesky_update_lowrank(new[..., first:, first:], folded)
+    return new

@@ -1,0 +1,170 @@
+"""cholesky_update / cholesky_update_lowrank against recomputing the factor in float64."""
+
+import pytest
+import torch
+
+from bayeskit.errors import NonFiniteError, NotPositiveDefiniteError, ShapeError
+from bayeskit.linalg import cholesky_update, cholesky_update_lowrank
+from tests.conftest import random_spd
+
+TOL = {torch.float64: 1e-11, torch.float32: 2e-4}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [1, 7, 64, 300])
+@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_update_matches_recomputed_factor(dtype, n, m, batch, gen):
+    A = random_spd(n, batch, dtype, gen)
+    U = torch.randn(*batch, n, m, dtype=dtype, generator=gen) / n**0.5
+    L = torch.linalg.cholesky(A)
+    out = cholesky_update_lowrank(L, U)
+    ref = torch.linalg.cholesky(A + U @ U.mT)
+    assert out.shape == ref.shape and out.dtype == dtype
+    torch.testing.assert_close(out, ref, atol=TOL[dtype], rtol=TOL[dtype])
+    # exactly lower triangular, like torch.linalg.cholesky
+    assert bool((torch.triu(out, diagonal=1) == 0).all())
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 5, 8, 13, 64])
+@pytest.mark.parametrize("n", [9, 40])
+def test_every_block_size_gives_the_same_factor(block_size, n, gen):
+    A = random_spd(n, (2,), generator=gen)
+    U = torch.randn(2, n, 4, dtype=torch.float64, generator=gen)
+    L = torch.linalg.cholesky(A)
+    ref = torch.linalg.cholesky(A + U @ U.mT)
+    for u in (U, U[..., :1]):
+        ref = torch.linalg.cholesky(A + u @ u.mT)
+        torch.testing.assert_close(cholesky_update_lowrank(L, u, block_size=block_size), ref)
+        torch.testing.assert_close(cholesky_update_lowrank(L[0], u[0], block_size=block_size),
+                                   ref[0])
+
+
+def test_rank1_equals_tfp_semantics_with_multiplier(gen):
+    """chol @ chol.T + multiplier * u u^T, the contract of tfp.math.cholesky_update."""
+    A = random_spd(20, generator=gen)
+    u = torch.randn(20, dtype=torch.float64, generator=gen) / 20
+    L = torch.linalg.cholesky(A)
+    for mult in (2.5, 0.0, -0.1):
+        ref = torch.linalg.cholesky(A + mult * torch.outer(u, u))
+        torch.testing.assert_close(cholesky_update(L, u, mult), ref)
+
+
+def test_iterated_rank1_equals_rank_m(gen):
+    """The reference's identity: a rank-M update is M successive rank-1 updates."""
+    A = random_spd(30, generator=gen)
+    U = torch.randn(30, 5, dtype=torch.float64, generator=gen)
+    L = torch.linalg.cholesky(A)
+    it = L
+    for col in U.unbind(-1):
+        it = cholesky_update(it, col)
+    torch.testing.assert_close(it, cholesky_update_lowrank(L, U), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [12, 300])
+def test_downdate_round_trip(n, gen):
+    A = random_spd(n, (2,), generator=gen)
+    U = torch.randn(2, n, 2, dtype=torch.float64, generator=gen)
+    L = torch.linalg.cholesky(A)
+    up = cholesky_update_lowrank(L, U)
+    down = cholesky_update_lowrank(up, U, -1.0)
+    torch.testing.assert_close(down, L, atol=1e-10, rtol=1e-10)
+
+
+def test_batch_broadcasting_and_tensor_multiplier(gen):
+    A = random_spd(10, (2, 1), generator=gen)
+    U = torch.randn(3, 10, 2, dtype=torch.float64, generator=gen)
+    mult = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    out = cholesky_update_lowrank(torch.linalg.cholesky(A), U, mult)
+    assert out.shape == (2, 3, 10, 10)
+    ref = torch.linalg.cholesky(A + mult[:, None, None] * (U @ U.mT))
+    torch.testing.assert_close(out, ref)
+
+
+def test_row_major_factor_is_accepted(gen):
+    A = random_spd(50, generator=gen)
+    u = torch.randn(50, dtype=torch.float64, generator=gen)
+    L = torch.linalg.cholesky(A).contiguous()  # row-major copy
+    torch.testing.assert_close(cholesky_update(L, u), torch.linalg.cholesky(A + torch.outer(u, u)))
+
+
+def test_downdate_to_indefinite_raises_with_batch_index(gen):
+    A = random_spd(6, (3,), generator=gen)
+    L = torch.linalg.cholesky(A)
+    U = torch.zeros(3, 6, 1, dtype=torch.float64)
+    # element 1: remove more than its smallest eigen-direction can take
+    evals, evecs = torch.linalg.eigh(A[1])
+    U[1, :, 0] = evecs[:, 0] * (2 * evals[0]).sqrt()
+    with pytest.raises(NotPositiveDefiniteError, match=r"batch index \(1,\)") as err:
+        cholesky_update_lowrank(L, U, -1.0)
+    assert err.value.batch_index == (1,)
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("n", [5, 300])
+def test_downdate_failure_never_returns_nan(n, gen):
+    A = random_spd(n, generator=gen)
+    L = torch.linalg.cholesky(A)
+    u = torch.randn(n, dtype=torch.float64, generator=gen) * 100
+    with pytest.raises(NotPositiveDefiniteError):
+        cholesky_update(L, u, -1.0)
+
+
+def test_gradients_match_autograd_through_recomputation(gen):
+    n, m = 23, 2
+    A = random_spd(n, generator=gen)
+    L0 = torch.linalg.cholesky(A)
+    U0 = torch.randn(n, m, dtype=torch.float64, generator=gen)
+    W = torch.randn(n, n, dtype=torch.float64, generator=gen)
+    grads = []
+    for fn in (
+        lambda L, U: cholesky_update_lowrank(L, U, block_size=5),
+        lambda L, U: torch.linalg.cholesky(L @ L.mT + U @ U.mT),
+    ):
+        L = L0.clone().requires_grad_(True)
+        U = U0.clone().requires_grad_(True)
+        (fn(L, U) * W).sum().backward()
+        grads.append((torch.tril(L.grad), U.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+def test_gradcheck_small_rank1():
+    g = torch.Generator().manual_seed(0)
+    A = random_spd(6, generator=g)
+    L = torch.linalg.cholesky(A).requires_grad_(True)
+    u = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+    mult = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+
+    def f(L, u, mult):
+        return cholesky_update(torch.tril(L), u, mult, block_size=4)
+
+    assert torch.autograd.gradcheck(f, (L, u, mult))
+
+
+def test_bad_inputs_give_clear_errors(gen):
+    L = torch.linalg.cholesky(random_spd(4, generator=gen))
+    with pytest.raises(ShapeError, match=r"\(4, 4\).*\(5,"):
+        cholesky_update_lowrank(L, torch.ones(5, 1, dtype=torch.float64))
+    with pytest.raises(ShapeError, match=r"\[\.\.\., N, N\].*\(4, 3\)"):
+        cholesky_update(L[:, :3], torch.ones(4, dtype=torch.float64))
+    with pytest.raises(NonFiniteError):
+        cholesky_update(L, torch.tensor([1.0, float("nan"), 0, 0], dtype=torch.float64))
+    bad = L.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError):
+        cholesky_update(bad, torch.ones(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="positive"):
+        cholesky_update(-L, torch.ones(4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating"):
+        cholesky_update(L, torch.ones(4, dtype=torch.long))
+    with pytest.raises(TypeError, match="dtype"):
+        cholesky_update(L, torch.ones(4, dtype=torch.float32))
+    with pytest.raises(ShapeError):
+        cholesky_update(L, torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_empty_update_returns_a_copy(gen):
+    L = torch.linalg.cholesky(random_spd(4, generator=gen))
+    out = cholesky_update_lowrank(L, torch.zeros(4, 0, dtype=torch.float64))
+    assert torch.equal(out, L) and out.data_ptr() != L.data_ptr()
