@@ -87,7 +87,9 @@ def cholesky_append(
     return out
 
 
-def cholesky_delete(chol: torch.Tensor, indices: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+def cholesky_delete(
+    chol: torch.Tensor, indices: int | Sequence[int] | torch.Tensor
+) -> torch.Tensor:
     """Factor of ``A`` with the rows and columns ``indices`` removed, in O(N^2) per index.
 
     Removing indices ``K`` leaves ``A_kk = L[k, k] L[k, k]^T + L[k, K] L[k, K]^T`` for the

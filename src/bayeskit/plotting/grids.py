@@ -83,7 +83,7 @@ class Grid:
         nums = list(num) if isinstance(num, Sequence) else [num] * len(ranges)
         if len(nums) != len(ranges):
             raise ValueError(f"num has {len(nums)} entries for {len(ranges)} ranges")
-        return cls(tuple(_axis(r, n, dtype, device) for r, n in zip(ranges, nums)))
+        return cls(tuple(_axis(r, n, dtype, device) for r, n in zip(ranges, nums, strict=True)))
 
     @property
     def shape(self) -> tuple[int, ...]:

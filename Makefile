@@ -1,0 +1,59 @@
+# bayeskit: every target works on a fresh machine with Python 3.11 and pip.
+# Re-running a target reinstalls nothing unless pyproject.toml changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BENCH_VENV := .venv-bench
+BENCH_BIN  := $(BENCH_VENV)/bin
+TORCH  := torch==2.13.0
+OUT    ?= results
+
+.PHONY: demo test lint bench-env bench clean help
+
+help:
+	@echo "make demo       regenerate every figure and number into $(OUT)/ (index.html)"
+	@echo "make test       ruff + pytest"
+	@echo "make bench-env  separate venv with the competitors (TFP-on-JAX, numba, ...)"
+	@echo "make bench      run benchmarks/ side by side with the competitors"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/bayeskit reproduce all --out $(OUT)/
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+$(BENCH_BIN)/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+
+$(BENCH_VENV)/.installed: pyproject.toml | $(BENCH_BIN)/python
+	$(BENCH_BIN)/pip install --quiet $(TORCH)
+	$(BENCH_BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench-env: $(BENCH_VENV)/.installed
+
+bench: bench-env
+	cat /proc/loadavg
+	$(BENCH_BIN)/python benchmarks/bench_cholesky.py
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache

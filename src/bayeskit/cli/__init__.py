@@ -1,0 +1,1 @@
+"""The ``bayeskit`` command line (layer 3): ``bayeskit reproduce`` and friends."""

@@ -1,0 +1,60 @@
+"""Entry point of the ``bayeskit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import bayeskit
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from bayeskit.cli.reproduce import TOPICS
+
+    parser = argparse.ArgumentParser(prog="bayeskit", description=bayeskit.__doc__)
+    parser.add_argument("--version", action="version", version=bayeskit.__version__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser(
+        "reproduce",
+        help="regenerate the reference material's figures and numbers",
+        description="Write one PNG per figure, results.json and index.html into --out.",
+    )
+    rep.add_argument("topics", nargs="*", default=["all"],
+                     help=f"topics to run: all (default) or any of {', '.join(TOPICS)}")
+    rep.add_argument("--out", default="results", help="output folder (default: results)")
+    rep.add_argument("--quick", action="store_true", help="reduced sizes, seconds per topic")
+    rep.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "reproduce":
+        from bayeskit.cli.reproduce import reproduce
+
+        try:
+            results = reproduce(args.topics, args.out, quick=args.quick, seed=args.seed)
+        except ValueError as err:
+            print(f"bayeskit reproduce: {err}", file=sys.stderr)
+            return 2
+        bad = [(r.name, n.name) for r in results for n in r.failures]
+        for r in results:
+            checked = [n for n in r.numbers if n.within_tolerance is not None]
+            print(f"{r.name:10s} {len(r.figures)} figure(s), "
+                  f"{len(checked) - len(r.failures)}/{len(checked)} numbers within tolerance, "
+                  f"{r.seconds:.1f} s")
+        print(f"report: {args.out}/index.html")
+        if bad:
+            print(f"outside tolerance: {bad}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

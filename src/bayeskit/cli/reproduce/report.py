@@ -1,0 +1,159 @@
+"""Collect a topic's numbers and figures, and write ``results.json`` and ``index.html``."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["Number", "Figure", "TopicResult", "write_report"]
+
+
+@dataclass
+class Number:
+    """A reproduced number next to its reference value.
+
+    ``tolerance`` is absolute; ``None`` marks a number that is reported, not checked
+    (timings, which depend on the machine).
+    """
+
+    name: str
+    value: float
+    reference: float | None = None
+    source: str = ""
+    tolerance: float | None = None
+    abs_diff: float | None = None
+    rel_diff: float | None = None
+    within_tolerance: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.value = float(self.value)
+        if self.reference is not None:
+            self.reference = float(self.reference)
+            self.abs_diff = abs(self.value - self.reference)
+            scale = abs(self.reference)
+            self.rel_diff = self.abs_diff / scale if scale > 0 else None
+            if self.tolerance is not None:
+                self.within_tolerance = bool(self.abs_diff <= self.tolerance)
+
+
+@dataclass
+class Figure:
+    file: str
+    caption: str
+
+
+@dataclass
+class TopicResult:
+    """Everything one ``reproduce`` topic produced."""
+
+    name: str
+    title: str
+    summary: str = ""
+    numbers: list[Number] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, name: str, value: float, reference: float | None = None, *,
+            source: str = "", tolerance: float | None = None) -> Number:
+        number = Number(name, value, reference, source, tolerance)
+        self.numbers.append(number)
+        return number
+
+    @property
+    def failures(self) -> list[Number]:
+        return [n for n in self.numbers if n.within_tolerance is False]
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return ""
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return f"{x:.6g}"
+    return f"{x:.3e}"
+
+
+def write_report(results: list[TopicResult], out: Path, *, quick: bool) -> None:
+    """Write ``results.json`` (keyed by topic) and ``index.html`` into ``out``.
+
+    Topics already present in an existing ``results.json`` and not re-run are kept, so
+    ``reproduce cholesky`` after ``reproduce all`` updates one section.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    merged: dict[str, dict] = {}
+    if json_path.exists():
+        try:
+            merged = json.loads(json_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            merged = {}
+    for r in results:
+        entry = asdict(r)
+        entry["quick"] = quick
+        merged[r.name] = _json_safe(entry)
+    _atomic_write(json_path, json.dumps(merged, indent=2) + "\n")
+    _atomic_write(out / "index.html", _html(merged))
+
+
+def _html(merged: dict[str, dict]) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>bayeskit reproduce</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;font-size:90%}td.n{text-align:right;font-family:monospace}"
+        ".ok{color:#060}.bad{color:#b00;font-weight:bold}img{max-width:100%;"
+        "border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
+        "<h1>bayeskit: reproduced figures and numbers</h1><ul>",
+    ]
+    for name, entry in merged.items():
+        parts.append(f"<li><a href='#{esc(name)}'>{esc(entry.get('title', name))}</a></li>")
+    parts.append("</ul>")
+    for name, entry in merged.items():
+        quick = " (quick mode: reduced sizes)" if entry.get("quick") else ""
+        parts.append(f"<h2 id='{esc(name)}'>{esc(entry.get('title', name))}</h2>")
+        parts.append(f"<p>{esc(entry.get('summary', ''))}{quick}. "
+                     f"Ran in {entry.get('seconds', 0):.1f} s.</p>")
+        parts.append("<table><tr><th>quantity</th><th>value</th><th>reference</th>"
+                     "<th>source</th><th>abs diff</th><th>rel diff</th><th>tolerance</th>"
+                     "<th>ok</th></tr>")
+        for n in entry.get("numbers", []):
+            ok = n.get("within_tolerance")
+            mark = "" if ok is None else ("<span class='ok'>yes</span>" if ok
+                                          else "<span class='bad'>NO</span>")
+            cells = [_fmt(n.get(k)) if not isinstance(n.get(k), str) else n.get(k)
+                     for k in ("value", "reference")]
+            parts.append(
+                f"<tr><td>{esc(n['name'])}</td><td class='n'>{esc(cells[0])}</td>"
+                f"<td class='n'>{esc(cells[1])}</td><td>{esc(n.get('source', ''))}</td>"
+                f"<td class='n'>{_fmt(n.get('abs_diff'))}</td>"
+                f"<td class='n'>{_fmt(n.get('rel_diff'))}</td>"
+                f"<td class='n'>{_fmt(n.get('tolerance'))}</td><td>{mark}</td></tr>"
+            )
+        parts.append("</table>")
+        for fig in entry.get("figures", []):
+            parts.append(f"<figure><img src='{esc(fig['file'])}' alt='{esc(fig['caption'])}'>"
+                         f"<figcaption>{esc(fig['caption'])}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,40 @@
+"""`bayeskit reproduce all --quick` writes figures, results.json and index.html."""
+
+import json
+
+import pytest
+
+from bayeskit.cli.main import main
+from bayeskit.cli.reproduce import TOPICS
+
+
+def test_reproduce_all_quick_writes_report(tmp_path, capsys):
+    assert main(["reproduce", "all", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) == set(TOPICS)
+    html = (tmp_path / "index.html").read_text()
+    for name, entry in data.items():
+        assert entry["quick"] is True
+        assert entry["numbers"], name
+        for fig in entry["figures"]:
+            png = tmp_path / fig["file"]
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert fig["file"] in html
+        for n in entry["numbers"]:
+            if n["reference"] is not None:
+                assert n["abs_diff"] == pytest.approx(abs(n["value"] - n["reference"]))
+            if n["tolerance"] is not None:
+                assert n["within_tolerance"] is True, n
+    assert "grids" in capsys.readouterr().out
+
+
+def test_single_topic_updates_existing_report(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"other": {"title": "kept"}}))
+    assert main(["reproduce", "grids", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) == {"other", "grids"}
+
+
+def test_unknown_topic_is_an_error(tmp_path, capsys):
+    assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown topic" in capsys.readouterr().err
