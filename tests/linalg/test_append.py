@@ -33,6 +33,22 @@ def test_append_into_preallocated_buffer_skips_the_copy(gen):
         cholesky_append(L, A[:8, 8:], A[8:, 8:], out=torch.zeros(11, 11, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("capacity", [700, 1000])
+def test_growing_buffer_of_a_large_factor(capacity, gen):
+    """Appending into a preallocated buffer solves against a strided view without copying."""
+    A = random_spd(capacity, generator=gen)
+    buf = torch.zeros(capacity, capacity, dtype=torch.float64).mT
+    n = 600
+    buf[:n, :n] = torch.linalg.cholesky(A[:n, :n])
+    while n < capacity:
+        k = min(37, capacity - n)
+        out = cholesky_append(buf[:n, :n], A[:n, n:n + k], A[n:n + k, n:n + k],
+                              out=buf[:n + k, :n + k])
+        assert out.data_ptr() == buf.data_ptr()
+        n += k
+    torch.testing.assert_close(buf, torch.linalg.cholesky(A), atol=1e-11, rtol=1e-11)
+
+
 def test_append_gradients_match_recomputation(gen):
     A = random_spd(9, generator=gen)
     W = torch.randn(9, 9, dtype=torch.float64, generator=gen)

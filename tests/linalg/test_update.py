@@ -40,6 +40,36 @@ def test_every_block_size_gives_the_same_factor(block_size, n, gen):
                                    ref[0])
 
 
+@pytest.mark.parametrize("n", [701, 1200])
+@pytest.mark.parametrize("m", [1, 5, 16])
+def test_large_factors_in_grouped_blocks(n, m, gen):
+    """Large unbatched factors split the block rows into groups that skip zero columns."""
+    A = random_spd(n, generator=gen)
+    U = torch.randn(n, m, dtype=torch.float64, generator=gen) / n**0.5
+    L = torch.linalg.cholesky(A)
+    ref = torch.linalg.cholesky(A + U @ U.mT)
+    out = cholesky_update_lowrank(L, U)
+    torch.testing.assert_close(out, ref, atol=1e-11, rtol=1e-11)
+    assert bool((torch.triu(out, diagonal=1) == 0).all())
+    torch.testing.assert_close(cholesky_update_lowrank(out, U, -1.0), L, atol=1e-10, rtol=1e-10)
+
+
+def test_gradients_through_grouped_blocks(gen):
+    n, m = 701, 4
+    L0 = torch.linalg.cholesky(random_spd(n, generator=gen))
+    U0 = torch.randn(n, m, dtype=torch.float64, generator=gen) / n**0.5
+    W = torch.randn(n, n, dtype=torch.float64, generator=gen)
+    with torch.no_grad():
+        expected = cholesky_update_lowrank(L0, U0)
+    U = U0.clone().requires_grad_(True)
+    out = cholesky_update_lowrank(L0, U)
+    torch.testing.assert_close(out.detach(), expected)
+    (out * W).sum().backward()
+    U2 = U0.clone().requires_grad_(True)
+    (torch.linalg.cholesky(L0 @ L0.mT + U2 @ U2.mT) * W).sum().backward()
+    torch.testing.assert_close(U.grad, U2.grad, atol=1e-8, rtol=1e-7)
+
+
 def test_rank1_equals_tfp_semantics_with_multiplier(gen):
     """chol @ chol.T + multiplier * u u^T, the contract of tfp.math.cholesky_update."""
     A = random_spd(20, generator=gen)

@@ -62,7 +62,7 @@ def cholesky_append(
     if not bool(torch.isfinite(cross).all()) or not bool(torch.isfinite(corner).all()):
         raise NonFiniteError("cross or corner contains NaN or infinite values")
     batch = torch.broadcast_shapes(chol.shape[:-2], cross.shape[:-2], corner.shape[:-2])
-    B = torch.linalg.solve_triangular(chol, cross, upper=False)  # [..., N, K]
+    B = _solve_lower(chol, cross)  # [..., N, K]
     if not bool(torch.isfinite(B).all()):
         raise NonFiniteError("chol contains NaN/inf or is numerically singular")
     schur = corner - B.mT @ B
@@ -85,6 +85,29 @@ def cholesky_append(
     out[..., n:, :n] = B.mT
     out[..., n:, n:] = L22
     return out
+
+
+def _solve_lower(L: torch.Tensor, B: torch.Tensor, panel: int = 256) -> torch.Tensor:
+    """``L^{-1} B`` for lower-triangular ``L``, without copying a strided ``L``.
+
+    ``torch.linalg.solve_triangular`` copies a factor that is a view into a larger buffer
+    (leading dimension != N), which costs as much as the whole append. For such a view
+    (unbatched, no autograd) we run a blocked forward substitution: panel products through
+    ``addmm``, which takes strided operands as they are, and small triangular solves.
+    """
+    n = L.shape[-1]
+    strided = L.dim() == 2 and B.dim() == 2 and not (L.is_contiguous() or L.mT.is_contiguous())
+    needs_grad = torch.is_grad_enabled() and (L.requires_grad or B.requires_grad)
+    if not strided or needs_grad or n <= panel:
+        return torch.linalg.solve_triangular(L, B, upper=False)
+    X = torch.empty(B.shape, dtype=B.dtype, device=B.device)
+    for j0 in range(0, n, panel):
+        j1 = min(n, j0 + panel)
+        rhs = B[j0:j1]
+        if j0:
+            rhs = torch.addmm(rhs, L[j0:j1, :j0], X[:j0], alpha=-1.0)
+        X[j0:j1] = torch.linalg.solve_triangular(L[j0:j1, j0:j1], rhs, upper=False)
+    return X
 
 
 def cholesky_delete(

@@ -131,20 +131,20 @@ def _rank1_blocks(p_pad: torch.Tensor, alpha: torch.Tensor, b: int):
     return T, gb.unsqueeze(-1), failed
 
 
-def _rank1_small(L: torch.Tensor, p: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def _rank1_small(R: torch.Tensor, p: torch.Tensor, alpha: torch.Tensor):
     """Rank-1 update by elementwise ops and one cumsum, best for batches of small factors.
 
-    Row-major ``L``; ``(L L1)[i, j] = L[i, j] d_j + gamma_j sum_{k>j} L[i, k] p_k``.
-    The tail sum is the row total minus the inclusive prefix sum, so entries above the
-    diagonal (where both are bitwise equal) come out exactly zero.
+    Works on ``R = L^T: [B, N, N]`` (row-major for a column-major ``L``) and returns
+    ``R1 = (L L1)^T`` with ``R1[j, i] = R[j, i] d_j + gamma_j sum_{k>j} R[k, i] p_k``.
+    The tail sum is the column total minus the inclusive prefix sum, so entries below the
+    diagonal of ``R1`` (where both are bitwise equal) come out exactly zero.
     """
     d, gamma, failed = _rank1_generators(p, alpha)
-    Lr = L.contiguous()
-    out = Lr * p.unsqueeze(-2)
-    out.cumsum_(-1)
-    total = out[..., -1:].clone()
+    out = R * p.unsqueeze(-1)
+    out.cumsum_(-2)
+    total = out[..., -1:, :].clone()
     torch.sub(total, out, out=out)
-    out.mul_(gamma.unsqueeze(-2)).addcmul_(Lr, d.unsqueeze(-2))
+    out.mul_(gamma.unsqueeze(-1)).addcmul_(R, d.unsqueeze(-1))
     return out, failed
 
 
@@ -179,7 +179,8 @@ def cholesky_update_lowrank(
             the fastest path; any layout is accepted.
         U: ``[..., N, M]`` update factor; batch dimensions broadcast with ``chol``'s.
         multiplier: scalar or tensor broadcastable to the batch shape; negative downdates.
-        block_size: columns per block (default: 8 for M = 1, growing with M up to 64).
+        block_size: columns per block (default: 8 for M = 1, doubling while below 2M, at
+            most 64). Any value gives the same result up to rounding.
 
     Returns:
         ``[..., N, N]`` lower factor of the updated matrix.
@@ -209,10 +210,10 @@ def cholesky_update_lowrank(
     alpha = torch.as_tensor(multiplier, dtype=chol.dtype, device=chol.device)
     batch = torch.broadcast_shapes(chol.shape[:-2], U.shape[:-2], alpha.shape)
     m = U.shape[-1]
-    if not bool(torch.isfinite(U).all()) or not bool(torch.isfinite(alpha).all()):
-        raise NonFiniteError("U or multiplier contains NaN or infinite values")
+    if not bool(torch.isfinite(alpha).all()):
+        raise NonFiniteError("multiplier contains NaN or infinite values")
     diag = chol.diagonal(dim1=-2, dim2=-1)
-    if not bool((diag > 0).all()) or not bool(torch.isfinite(diag).all()):
+    if not bool(((diag > 0) & (diag < float("inf"))).all()):
         raise ValueError(
             "chol must be a lower Cholesky factor with a positive, finite diagonal"
         )
@@ -229,15 +230,16 @@ def cholesky_update_lowrank(
     a = alpha.expand(batch).reshape(-1) if batch else alpha.reshape(1)
 
     P = torch.linalg.solve_triangular(L, Uf, upper=False)  # [B, N, M]
-    if not bool(torch.isfinite(P).all()):
+    if not bool(torch.isfinite(P).all()):  # NaN/inf in U, or in chol's lower triangle
         raise NonFiniteError(
-            "chol contains NaN/inf or is numerically singular (L^{-1} U is not finite)"
+            "U or chol contains NaN/inf, or chol is numerically singular "
+            "(L^{-1} U is not finite)"
         )
     grad = torch.is_grad_enabled() and (L.requires_grad or Uf.requires_grad or a.requires_grad)
     if m == 1 and n <= _SMALL_N and not grad:
-        out, failed = _rank1_small(L, P[..., 0], a)
+        out, failed = _rank1_small(L.mT, P[..., 0], a)
         _raise_downdate(failed, batch)
-        return out.reshape(*batch, n, n) if batch else out[0]
+        return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
     nb = -(-n // b)
     pad = nb * b - n
     P_pad = torch.nn.functional.pad(P, (0, 0, pad, 0)) if pad else P
@@ -250,8 +252,8 @@ def cholesky_update_lowrank(
     return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
 
 
-# Below this size a batch of rank-1 updates is faster with elementwise ops and a cumsum
-# along rows than with blocked products (measured in benchmarks/bench_cholesky.py).
+# Up to this size a rank-1 update is faster with elementwise ops and one cumsum than with
+# blocked products (a cumsum down the rows of a larger matrix is cache-unfriendly).
 _SMALL_N = 256
 
 
@@ -266,10 +268,14 @@ def _apply_blocks(R: torch.Tensor, P_pad: torch.Tensor, T: torch.Tensor, G: torc
     B, n, _ = R.shape
     nb = T.shape[1]
     M = P_pad.shape[-1]
+    if R.stride(-1) != 1:
+        # A row-major chol makes R column-major; one transposing copy is far cheaper than
+        # the per-matrix fallbacks strided batched products would take.
+        R = R.contiguous()
     grad = torch.is_grad_enabled() and (
         R.requires_grad or P_pad.requires_grad or T.requires_grad or G.requires_grad
     )
-    if B > 1 or pad == 0:
+    if B > 1:
         # Pad R at the front so every block is full: the padded rows are zero and their
         # generators identity/zero, so they only produce zero rows that we slice away.
         R_pad = torch.nn.functional.pad(R, (0, 0, pad, 0)) if pad else R
@@ -283,22 +289,79 @@ def _apply_blocks(R: torch.Tensor, P_pad: torch.Tensor, T: torch.Tensor, G: torc
             out = torch.bmm(Gf, W).baddbmm_(Tf.mT, Rb)
         out = out.view(B, nb * b, n)
         return out[:, pad:, :] if pad else out
-    # Unbatched with a ragged first block: keep R as views (no copy of the N x N input).
-    R2, P2 = R[0], P_pad[0, pad:]
+    return _apply_blocks_unbatched(R[0], P_pad[0, pad:], T[0], G[0], b, pad, grad).unsqueeze(0)
+
+
+def _num_groups(n: int, m: int) -> int:
+    """How many groups of block rows to use for an unbatched ``N x N`` factor, rank ``m``.
+
+    A group skips the columns left of its first row, where R is zero, so more groups cut
+    the work from N^2 (b + 2M) towards half of it, at the price of a narrow copy per group.
+    That pays when flops dominate (larger M); for small M the update is bound by memory
+    traffic and first touches of the output, and one dense pass is faster (measured in
+    benchmarks/bench_cholesky.py).
+    """
+    if m < 4 or n < 600:
+        return 1
+    return min(8, round(n / 300))
+
+
+def _apply_blocks_unbatched(R: torch.Tensor, P: torch.Tensor, T: torch.Tensor,
+                            G: torch.Tensor, b: int, pad: int, grad: bool) -> torch.Tensor:
+    """Unbatched ``R1 = (L L1)^T`` for ``R: [N, N]``, ``P: [N, M]``, ``T/G`` front-padded.
+
+    The first block holds ``h = b - pad`` rows (the ragged head); the rest are full blocks,
+    taken in groups from the last to the first while a running ``carry`` holds the sum of
+    ``P_K^T R_K`` over all blocks already done (the tail sums ``W`` of later groups).
+    """
+    n, m = P.shape
+    nb = T.shape[0]
     h = b - pad
-    R_head, R_main = R2[:h], R2[h:].unflatten(0, (nb - 1, b))
-    Y_head = P2[:h].mT @ R_head  # [M, N]
-    Y_main = P2[h:].unflatten(0, (nb - 1, b)).mT @ R_main  # [nb-1, M, N]
-    W = _reverse_exclusive_cumsum(torch.cat([Y_head.unsqueeze(0), Y_main]), dim=0)
-    T0, G0 = T[0, 0, pad:, pad:], G[0, 0, pad:]
-    Tm, Gm = T[0, 1:], G[0, 1:]
-    head = torch.addmm(G0 @ W[0], T0.mT, R_head)
+    n_main = nb - 1
+    n_groups = max(1, min(_num_groups(n, m), n_main))
+    edges = [round(i * n_main / n_groups) for i in range(n_groups + 1)]
+    carry = R.new_zeros(m, n)
+    outT = None if grad else torch.empty(n, n, dtype=R.dtype, device=R.device)
+    workspace = None
+    pieces = []  # grad mode: (row start, rows [rows, n - r0]) from the last group to the first
+    for k0, k1 in reversed(list(zip(edges[:-1], edges[1:], strict=True))):
+        if k1 == k0:
+            continue
+        # One group uses the full width (contiguous views, written in place); several skip
+        # the zero columns left of r0 and go through a reused contiguous workspace.
+        r0, r1 = h + k0 * b, h + k1 * b
+        c0 = 0 if n_groups == 1 else r0
+        Rg = R[r0:r1, c0:].unflatten(0, (k1 - k0, b))  # [ng, b, n - c0], no copy
+        Pg = P[r0:r1].unflatten(0, (k1 - k0, b))
+        W = torch.bmm(Pg.mT, Rg).cumsum_(0)  # inclusive prefix sums within the group
+        group_total = W[-1].clone()
+        W.neg_().add_(group_total).add_(carry[:, c0:])  # sum over all later blocks
+        if grad:
+            carry = carry.clone()
+        carry[:, c0:] += group_total
+        Tg, Gg = T[1 + k0:1 + k1], G[1 + k0:1 + k1]
+        if grad:
+            block = torch.baddbmm(torch.bmm(Gg, W), Tg.mT, Rg)
+            pieces.append((c0, block.reshape(r1 - r0, n - c0)))
+            continue
+        if n_groups == 1:
+            block = outT[r0:r1, c0:].view(k1 - k0, b, n - c0) if c0 == 0 else None
+        else:
+            block = None
+        if block is None:
+            size = (r1 - r0) * (n - c0)
+            if workspace is None or workspace.numel() < size:
+                workspace = torch.empty(size, dtype=R.dtype, device=R.device)
+            block = workspace[:size].view(k1 - k0, b, n - c0)
+        torch.bmm(Gg, W, out=block)
+        block.baddbmm_(Tg.mT, Rg)
+        if block.data_ptr() != outT[r0:r1, c0:].data_ptr():
+            outT[r0:r1, c0:] = block.view(r1 - r0, n - c0)
+        if c0:
+            outT[r0:r1, :c0] = 0
+    head = torch.addmm(G[0, pad:] @ carry, T[0, pad:, pad:].mT, R[:h])
     if grad:
-        main = torch.baddbmm(Gm @ W[1:], Tm.mT, R_main)
-        return torch.cat([head, main.reshape(-1, n)]).unsqueeze(0)
-    outT = torch.empty(n, n, dtype=R.dtype, device=R.device)
+        rows = [head] + [torch.nn.functional.pad(blk, (c0, 0)) for c0, blk in reversed(pieces)]
+        return torch.cat(rows)
     outT[:h] = head
-    main = outT[h:].view(nb - 1, b, n)
-    torch.bmm(Gm, W[1:], out=main)
-    main.baddbmm_(Tm.mT, R_main)
-    return outT.unsqueeze(0)
+    return outT

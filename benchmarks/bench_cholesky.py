@@ -1,0 +1,271 @@
+"""Cholesky updates: bayeskit vs recomputing vs TFP-on-JAX vs a numba Givens loop.
+
+Runs every contender on the same inputs in one process, interleaved (round-robin over
+contenders in each repetition) so that machine noise hits all of them alike; checks that
+they agree; prints medians and ratios, and the issue's targets.
+
+    .venv-bench/bin/python benchmarks/bench_cholesky.py [--quick] [--repeats 15]
+
+Competitors are optional: TFP needs ``jax==0.4.35`` (``make bench-env``), numba any version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from bayeskit.linalg import cholesky_append, cholesky_update, cholesky_update_lowrank
+
+DT = torch.float64
+
+
+def spd(n: int, batch=(), seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(*batch, n, n + 10, dtype=DT, generator=g)
+    return X @ X.mT / n + torch.eye(n, dtype=DT)
+
+
+def interleaved(contenders: dict, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each zero-argument callable, run round-robin.
+
+    No pause between calls: a pause lets the OpenMP workers fall asleep, and waking them
+    then costs every parallel op tens of microseconds, which is not what a loop of updates
+    sees. JAX and numba contenders run last in each round.
+    """
+    for fn in contenders.values():
+        fn()  # warm-up (and JIT compilation)
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------- optional competitors
+def tfp_update():
+    """``tfp.math.cholesky_update`` on JAX, jitted; None when not installed."""
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        from tensorflow_probability.substrates import jax as tfp
+    except Exception as err:  # noqa: BLE001 - any import failure means "not available"
+        print(f"# TFP-on-JAX not available: {type(err).__name__}: {err}")
+        return None
+    one = jax.jit(tfp.math.cholesky_update)
+
+    @jax.jit
+    def iterated(chol, U):
+        def body(c, u):
+            return tfp.math.cholesky_update(c, u), None
+        return jax.lax.scan(body, chol, U.T)[0]
+
+    def run(chol, U):
+        out = one(chol, U[:, 0]) if U.shape[1] == 1 else iterated(chol, U)
+        return out.block_until_ready()
+
+    return run
+
+
+def numba_update():
+    """Column-by-column Givens rank-1 update (LINPACK dchud style), numba-compiled."""
+    try:
+        import numba
+    except ImportError:
+        print("# numba not available")
+        return None
+
+    @numba.njit(cache=False)
+    def rank1(L, x):
+        n = x.shape[0]
+        for k in range(n):
+            r = np.sqrt(L[k, k] ** 2 + x[k] ** 2)
+            c = r / L[k, k]
+            s = x[k] / L[k, k]
+            L[k, k] = r
+            for i in range(k + 1, n):
+                L[i, k] = (L[i, k] + s * x[i]) / c
+                x[i] = c * x[i] - s * L[i, k]
+
+    def run(chol_np, U_np):
+        L = np.asfortranarray(chol_np).copy(order="F")
+        for m in range(U_np.shape[1]):
+            rank1(L, U_np[:, m].copy())
+        return L
+
+    return run
+
+
+# ---------------------------------------------------------------- memory
+def peak_extra_memory(n: int, m: int) -> float:
+    """Peak extra resident memory of one update, output included, in N x N matrices.
+
+    Measured in a fresh subprocess that builds the factor in place (so the resident-set
+    high-water mark equals the current resident set), as the growth of that mark.
+    """
+    code = f"""
+import resource, torch
+from bayeskit.linalg import cholesky_update_lowrank
+n, m = {n}, {m}
+g = torch.Generator().manual_seed(0)
+L = torch.empty(n, n, dtype=torch.float64).mT      # column-major, like torch.linalg.cholesky
+L.normal_(generator=g).tril_().mul_(0.01)
+L.diagonal().abs_().add_(1.0)
+U = torch.randn(n, m, dtype=torch.float64, generator=g)
+cholesky_update_lowrank(L[:300, :300], U[:300])   # load kernels, grow small pools
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+out = cholesky_update_lowrank(L, U)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# if the high-water mark was already above the current set, this is a lower bound
+print((peak - max(before, high)) / (n * n * 8), (high - before) / (n * n * 8))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode:
+        print(f"# memory probe failed: {res.stderr.strip().splitlines()[-1:]}")
+        return float("nan")
+    extra, slack = (float(x) for x in res.stdout.split())
+    if slack > 0.05:
+        print(f"# memory probe: high-water mark was {slack:.2f} N^2 above the resident set")
+    return extra
+
+
+# ---------------------------------------------------------------- cases
+def case_update(n: int, m: int, repeats: int, tfp, nb) -> dict:
+    A = spd(n)
+    L = torch.linalg.cholesky(A)
+    U = torch.randn(n, m, dtype=DT, generator=torch.Generator().manual_seed(1)) / n**0.5
+    ref = torch.linalg.cholesky(A + U @ U.mT)
+    ours = functools.partial(cholesky_update_lowrank, L, U)
+    contenders = {
+        "bayeskit": ours,
+        "recompute": lambda: torch.linalg.cholesky(A + U @ U.mT),
+        "copy N x N": L.clone,
+    }
+    errors = {"bayeskit": float((ours() - ref).abs().max())}
+    if m == 1:
+        contenders["bayeskit (rank-1 api)"] = functools.partial(cholesky_update, L, U[:, 0])
+    if tfp is not None and n <= 2000:
+        Lj, Uj = L.numpy(), U.numpy()
+        contenders["TFP-on-JAX (jit)"] = functools.partial(tfp, Lj, Uj)
+        errors["TFP-on-JAX (jit)"] = float(np.abs(np.asarray(tfp(Lj, Uj)) - ref.numpy()).max())
+    if nb is not None and n <= 2000:
+        Ln, Un = L.numpy(), U.numpy()
+        contenders["numba Givens loop"] = functools.partial(nb, Ln, Un)
+        errors["numba Givens loop"] = float(np.abs(nb(Ln, Un) - ref.numpy()).max())
+    times = interleaved(contenders, repeats)
+    return {"case": f"rank-{m} update, N={n}", "times_ms": times, "max_abs_err": errors}
+
+
+def case_batch(b: int, n: int, repeats: int) -> dict:
+    A = spd(n, (b,))
+    L = torch.linalg.cholesky(A)
+    u = torch.randn(b, n, dtype=DT, generator=torch.Generator().manual_seed(2)) / n**0.5
+    outer = u.unsqueeze(-1) * u.unsqueeze(-2)
+    ref = torch.linalg.cholesky(A + outer)
+    times = interleaved({
+        "bayeskit": functools.partial(cholesky_update, L, u),
+        "recompute": lambda: torch.linalg.cholesky(A + u.unsqueeze(-1) * u.unsqueeze(-2)),
+        "copy batch": L.clone,
+    }, repeats)
+    err = float((cholesky_update(L, u) - ref).abs().max())
+    return {"case": f"batch of {b} rank-1 updates, N={n}", "times_ms": times,
+            "max_abs_err": {"bayeskit": err}}
+
+
+def case_append(n: int, repeats: int) -> dict:
+    A = spd(n + 1)
+    L = torch.linalg.cholesky(A[:n, :n])
+    C, D = A[:n, n:].clone(), A[n:, n:].clone()
+    buf = torch.zeros(n + 1, n + 1, dtype=DT).mT
+    buf[:n, :n] = L
+    Lbuf = buf[:n, :n]
+    ref = torch.linalg.cholesky(A)
+    times = interleaved({
+        "bayeskit": functools.partial(cholesky_append, L, C, D),
+        "bayeskit (preallocated out=)": functools.partial(cholesky_append, Lbuf, C, D,
+                                                          out=buf),
+        "recompute": functools.partial(torch.linalg.cholesky, A),
+        "copy N x N": L.clone,
+    }, repeats)
+    err = float((cholesky_append(L, C, D) - ref).abs().max())
+    return {"case": f"append 1 row, N={n}", "times_ms": times,
+            "max_abs_err": {"bayeskit": err}}
+
+
+TARGETS = [
+    # (case, numerator contender, denominator contender, bound, meaning)
+    ("rank-1 update, N=2000", "recompute", "bayeskit", 8.0, ">= 8x faster than recompute"),
+    ("rank-1 update, N=2000", "copy N x N", "bayeskit", 0.25, "within 4x of one copy"),
+    ("rank-16 update, N=2000", "recompute", "bayeskit", 3.0, ">= 3x faster than recompute"),
+    ("batch of 256 rank-1 updates, N=100", "recompute", "bayeskit", 5.0,
+     ">= 5x faster than batched recompute"),
+    ("append 1 row, N=2000", "recompute", "bayeskit", 20.0, ">= 20x faster than recompute"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="*", help="N values (default 500..4000)")
+    parser.add_argument("--no-competitors", action="store_true",
+                        help="skip TFP-on-JAX and numba (their runtimes load the machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    with open("/proc/loadavg") as f:
+        load = f.read().strip()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, loadavg {load}")
+    tfp, nb = (None, None) if args.no_competitors else (tfp_update(), numba_update())
+    reps = 3 if args.quick else args.repeats
+    sizes = args.sizes or ([200, 400] if args.quick else [500, 1000, 2000, 4000])
+    results = []
+    for n in sizes:
+        for m in (1, 16):
+            results.append(case_update(n, m, reps, tfp, nb))
+    results.append(case_batch(256, 100, reps))
+    results.append(case_append(2000 if 2000 in sizes else sizes[-1], reps))
+    for r in results:
+        ours = r["times_ms"]["bayeskit"]
+        print(f"\n## {r['case']}")
+        for name, t in r["times_ms"].items():
+            err = r["max_abs_err"].get(name)
+            err_s = f"  max|err| {err:.1e}" if err is not None else ""
+            print(f"  {name:32s} {t:9.3f} ms   {t / ours:7.2f}x ours{err_s}")
+    print("\n## targets (float64)")
+    by_case = {r["case"]: r["times_ms"] for r in results}
+    for case, num, den, bound, meaning in TARGETS:
+        if case not in by_case:
+            continue
+        ratio = by_case[case][num] / by_case[case][den]
+        ok = ratio >= bound
+        print(f"  {case:38s} {meaning:38s} ratio {ratio:6.2f}  {'MET' if ok else 'MISSED'}")
+    if not args.no_memory:
+        print("\n## peak extra memory of one update, output included (N x N matrices)")
+        for n, m in ((2000, 1), (2000, 16), (4000, 1), (4000, 16)):
+            print(f"  N={n}, M={m}: {peak_extra_memory(n, m):.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load": load, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
