@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -38,15 +39,20 @@ def spd(n: int, batch=(), seed: int = 0) -> torch.Tensor:
 def interleaved(contenders: dict, repeats: int) -> dict[str, float]:
     """Median milliseconds of each zero-argument callable, run round-robin.
 
-    No pause between calls: a pause lets the OpenMP workers fall asleep, and waking them
-    then costs every parallel op tens of microseconds, which is not what a loop of updates
-    sees. JAX and numba contenders run last in each round.
+    The order is shuffled every round (seeded): a contender that frees a large buffer
+    changes what the next one pays for fresh memory, so a fixed order would bias the
+    comparison. No pause between calls: a pause lets the OpenMP workers fall asleep, and
+    waking them costs every parallel op tens of microseconds, which is not what a loop of
+    updates sees.
     """
     for fn in contenders.values():
         fn()  # warm-up (and JIT compilation)
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, fn in contenders.items():
+        rng.shuffle(order)
+        for name, fn in order:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -113,10 +119,10 @@ def peak_extra_memory(n: int, m: int) -> float:
     """Peak extra resident memory of one update, output included, in N x N matrices.
 
     Measured in a fresh subprocess that builds the factor in place (so the resident-set
-    high-water mark equals the current resident set), as the growth of that mark.
+    high-water mark VmHWM equals the current resident set), as the growth of that mark.
     """
     code = f"""
-import resource, torch
+import torch
 from bayeskit.linalg import cholesky_update_lowrank
 n, m = {n}, {m}
 g = torch.Generator().manual_seed(0)
@@ -125,13 +131,14 @@ L.normal_(generator=g).tril_().mul_(0.01)
 L.diagonal().abs_().add_(1.0)
 U = torch.randn(n, m, dtype=torch.float64, generator=g)
 cholesky_update_lowrank(L[:300, :300], U[:300])   # load kernels, grow small pools
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = rss()
-high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):  # VmRSS / VmHWM of this process only (getrusage inherits the parent's)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+before, high = status("VmRSS"), status("VmHWM")
 out = cholesky_update_lowrank(L, U)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 # if the high-water mark was already above the current set, this is a lower bound
 print((peak - max(before, high)) / (n * n * 8), (high - before) / (n * n * 8))
 """

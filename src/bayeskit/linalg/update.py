@@ -67,10 +67,11 @@ def cholesky_update(
 
 
 def _default_block_size(n: int, m: int) -> int:
-    # Small blocks keep the flop count N^2 (b + 2M) near the memory-bound floor; the
-    # generator tensors have N M / b entries per column, so keep b >= M as well.
+    # Small blocks keep the flop count N^2 (b + 2M) near the memory-bound floor; the tail
+    # sums W take N^2 M / b numbers, so b >= 2M keeps them at most half an N x N matrix
+    # (peak extra memory, output included, stays below two N x N matrices).
     b = 8
-    while b < 2 * m and b < 64:
+    while b < 2 * m and b < 256:
         b *= 2
     return max(1, min(b, n))
 
@@ -180,7 +181,7 @@ def cholesky_update_lowrank(
         U: ``[..., N, M]`` update factor; batch dimensions broadcast with ``chol``'s.
         multiplier: scalar or tensor broadcastable to the batch shape; negative downdates.
         block_size: columns per block (default: 8 for M = 1, doubling while below 2M, at
-            most 64). Any value gives the same result up to rounding.
+            most 256). Any value gives the same result up to rounding.
 
     Returns:
         ``[..., N, N]`` lower factor of the updated matrix.
