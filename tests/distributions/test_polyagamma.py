@@ -1,0 +1,163 @@
+"""PolyaGamma: exact moments, KS against the exact CDF, density vs high precision, envelope."""
+
+import math
+
+import pytest
+import torch
+
+from bayeskit.distributions import (
+    PolyaGamma,
+    polya_gamma_cdf,
+    polya_gamma_log_prob,
+    polya_gamma_mean,
+    polya_gamma_variance,
+    sample_polya_gamma,
+)
+from bayeskit.distributions import polyagamma as pgmod
+from bayeskit.errors import NonFiniteError
+
+F64 = torch.float64
+
+
+def _moment_z(w: torch.Tensor, b: float, c: float) -> tuple[float, float]:
+    """Errors of the sample mean and variance in units of their standard errors."""
+    n = w.numel()
+    m = float(polya_gamma_mean(torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)))
+    v = float(polya_gamma_variance(torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)))
+    d = w - w.mean()
+    m4 = float((d**4).mean())
+    return ((float(w.mean()) - m) / math.sqrt(v / n),
+            (float(w.var()) - v) / math.sqrt(max(m4 - v * v, 1e-300) / n))
+
+
+@pytest.mark.parametrize("b", [0.1, 0.5, 1.0, 2.7, 5.0, 10.0, 100.0])
+@pytest.mark.parametrize("c", [0.0, 1.5, 10.0, 50.0])
+def test_sample_moments_match_closed_forms(b, c):
+    """Mean and variance within 4 standard errors (exactness, not an approximation)."""
+    n = 4000 if b == 100.0 else 40000
+    g = torch.Generator().manual_seed(int(100 * b + c))
+    w = sample_polya_gamma(torch.full((n,), b, dtype=F64), c, generator=g)
+    assert bool((w > 0).all())
+    zm, zv = _moment_z(w, b, c)
+    assert abs(zm) < 4 and abs(zv) < 4, (zm, zv)
+
+
+@pytest.mark.parametrize("b,c", [(1.0, 0.0), (0.3, 2.0), (2.7, 1.5), (7.0, 0.5), (1.0, 12.0)])
+def test_kolmogorov_smirnov_against_exact_cdf(b, c):
+    n = 6000
+    g = torch.Generator().manual_seed(7)
+    w, _ = torch.sort(sample_polya_gamma(torch.full((n,), b, dtype=F64), c, generator=g))
+    F = polya_gamma_cdf(w, torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64))
+    i = torch.arange(1, n + 1, dtype=F64)
+    D = float(torch.maximum(i / n - F, F - (i - 1) / n).max())
+    assert D < 1.95 / math.sqrt(n), D  # KS critical value at level 0.001
+
+
+@pytest.mark.parametrize("b,c", [(0.05, 0.0), (0.5, 3.0), (1.0, 0.0), (1.0, 40.0),
+                                 (2.7, 1.5), (4.0, 0.0), (9.0, 2.0)])
+def test_log_prob_integrates_to_one_and_matches_cdf(b, c):
+    mean = float(polya_gamma_mean(torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)))
+    sd = math.sqrt(float(polya_gamma_variance(torch.tensor(b, dtype=F64),
+                                              torch.tensor(c, dtype=F64))))
+    hi = max(mean + 30 * sd, 40 / (math.pi**2 / 2 + c * c / 2))  # tail ~ exp(-rate * w)
+    # log-spaced grid resolves the sharp rise near zero
+    w = torch.logspace(math.log10(hi) - 9, math.log10(hi), 200001, dtype=F64)
+    p = polya_gamma_log_prob(w, torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)).exp()
+    assert float(torch.trapezoid(p, w)) == pytest.approx(1.0, abs=2e-6)
+    cdf = polya_gamma_cdf(w[::20000], torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64))
+    integral = torch.cat([torch.zeros(1, dtype=F64), torch.cumulative_trapezoid(p, w)])[::20000]
+    torch.testing.assert_close(cdf, integral, atol=3e-6, rtol=0)
+
+
+def test_log_prob_matches_high_precision_series():
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+
+    def ref(w, b, c):
+        x = 4 * mp.mpf(w)
+        s = mp.mpf(0)
+        for n in range(400):
+            a = (mp.power(2, b) * mp.gamma(n + b) / (mp.gamma(b) * mp.factorial(n))
+                 * (2 * n + b) / mp.sqrt(2 * mp.pi * x**3) * mp.exp(-(2 * n + b) ** 2 / (2 * x)))
+            s += (-1) ** n * a
+            if n > 10 and a < mp.mpf(10) ** -45:
+                break
+        return float(mp.log(4 * mp.cosh(mp.mpf(c) / 2) ** b * mp.exp(-mp.mpf(c) ** 2 * w / 2) * s))
+
+    for b, c, w in [(1.0, 0.0, 0.05), (1.0, 0.0, 0.3), (1.0, 3.0, 1.2), (0.1, 0.0, 0.02),
+                    (0.1, 5.0, 0.4), (2.7, 1.5, 0.5), (4.0, 0.0, 2.0), (3.3, 30.0, 0.06),
+                    (1.0, 0.0, 3.0), (6.0, 1.0, 1.1)]:
+        ours = float(polya_gamma_log_prob(torch.tensor(w, dtype=F64), torch.tensor(b, dtype=F64),
+                                          torch.tensor(c, dtype=F64)))
+        assert ours == pytest.approx(ref(w, b, c), abs=1e-11), (b, c, w)
+
+
+@pytest.mark.parametrize("h", [0.01, 0.2, 0.5, 0.9, 1.0, 1.3, 2.0, 2.5, 3.7, 4.0])
+def test_envelope_bounds_the_density(h):
+    """a_0 >= f left of t(h), C (pi/2)^h x^(h-1) e^(-pi^2 x/8)/Gamma(h) >= f right of it."""
+    hh = torch.tensor([h], dtype=F64)
+    t = float(pgmod._truncation_point(hh))
+    log_c = float((pgmod._jstar_log_density(torch.tensor([t], dtype=F64), hh)
+                   - pgmod._log_kernel_right(torch.tensor([t], dtype=F64), hh)).clamp_min(0))
+    if h >= 1:
+        log_c = 0.0
+    x = torch.cat([torch.logspace(-3, math.log10(t), 400, dtype=F64),
+                   torch.linspace(t, 8.0, 2000, dtype=F64)[1:]])
+    hx = hh.expand_as(x)
+    log_f = pgmod._jstar_log_density(x, hx)
+    left = x <= t
+    bound = torch.where(left, pgmod._log_a0(x, hx), log_c + pgmod._log_kernel_right(x, hx))
+    finite = torch.isfinite(log_f)
+    assert bool((log_f[finite] <= bound[finite] + 1e-10).all())
+
+
+def test_reproducible_with_a_generator():
+    a = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(3))
+    b = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(3))
+    c = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_distribution_api_shapes_and_dtypes():
+    d = PolyaGamma(torch.tensor([[1.0], [3.0], [20.0]]), torch.tensor([0.0, 1.0, -2.0, 4.0]))
+    assert d.batch_shape == (3, 4) and d.event_shape == ()
+    s = d.sample((5,), generator=torch.Generator().manual_seed(0))
+    assert s.shape == (5, 3, 4) and s.dtype == torch.float32
+    assert d.log_prob(s).shape == (5, 3, 4)
+    assert d.cdf(s).shape == (5, 3, 4)
+    torch.testing.assert_close(d.mean[0, 1], torch.tensor(math.tanh(0.5) / 2))
+    e = d.expand((2, 3, 4))
+    assert e.batch_shape == (2, 3, 4) and e.sample().shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="support"):  # torch's argument validation
+        d.log_prob(torch.tensor(-1.0))
+    loose = PolyaGamma(1.0, 0.0, validate_args=False)
+    assert float(loose.log_prob(torch.tensor(-1.0))) == -math.inf
+    # c enters only through |c|
+    torch.testing.assert_close(polya_gamma_log_prob(torch.tensor(0.3), 1.0, -2.0),
+                               polya_gamma_log_prob(torch.tensor(0.3), 1.0, 2.0))
+
+
+def test_moments_closed_forms_and_limits():
+    b = torch.tensor(2.0, dtype=F64)
+    assert float(polya_gamma_mean(b, torch.tensor(0.0, dtype=F64))) == pytest.approx(0.5)
+    assert float(polya_gamma_variance(b, torch.tensor(0.0, dtype=F64))) == pytest.approx(2 / 24)
+    for c in (1e-5, 1e-3, 0.5, 3.0, 80.0):
+        ct = torch.tensor(c, dtype=F64)
+        mean = 2 * math.tanh(c / 2) / (2 * c)
+        if c < 1e-2:  # sinh(c) - c cancels: use its series
+            var = 2 * (1 / 6 + c * c / 120 + c**4 / 5040) / 4 / math.cosh(c / 2) ** 2
+        else:
+            var = 2 * (math.sinh(c) - c) / (4 * c**3) / math.cosh(c / 2) ** 2
+        assert float(polya_gamma_mean(b, ct)) == pytest.approx(mean, rel=1e-9)
+        assert float(polya_gamma_variance(b, ct)) == pytest.approx(var, rel=1e-6)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match="b must be positive"):
+        PolyaGamma(0.0, 1.0)
+    with pytest.raises(ValueError, match="b must be positive"):
+        sample_polya_gamma(torch.tensor([1.0, -2.0]), 0.0)
+    with pytest.raises(NonFiniteError):
+        PolyaGamma(1.0, float("nan"))
+    with pytest.raises(ValueError):
+        PolyaGamma(float("inf"), 0.0)
