@@ -59,7 +59,9 @@ def test_log_prob_integrates_to_one_and_matches_cdf(b, c):
     mean = float(polya_gamma_mean(torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)))
     sd = math.sqrt(float(polya_gamma_variance(torch.tensor(b, dtype=F64),
                                               torch.tensor(c, dtype=F64))))
-    hi = max(mean + 30 * sd, 40 / (math.pi**2 / 2 + c * c / 2))  # tail ~ exp(-rate * w)
+    # the tail beyond hi holds < 1e-6 (it decays like exp(-rate * w)); further out the
+    # series would cancel, which log_prob reports by raising (tested below)
+    hi = max(mean + 12 * sd, 18 / (math.pi**2 / 2 + c * c / 2))
     # log-spaced grid resolves the sharp rise near zero
     w = torch.logspace(math.log10(hi) - 9, math.log10(hi), 200001, dtype=F64)
     p = polya_gamma_log_prob(w, torch.tensor(b, dtype=F64), torch.tensor(c, dtype=F64)).exp()
@@ -161,3 +163,28 @@ def test_bad_parameters_raise():
         PolyaGamma(1.0, float("nan"))
     with pytest.raises(ValueError):
         PolyaGamma(float("inf"), 0.0)
+
+
+def test_normal_approximation_is_opt_in_and_close_for_large_b():
+    b, c, n = 200.0, 1.0, 10000
+    g = torch.Generator().manual_seed(0)
+    approx = sample_polya_gamma(torch.full((n,), b, dtype=F64), c, generator=g, method="normal")
+    exact = sample_polya_gamma(torch.full((n,), b, dtype=F64), c, generator=g)
+    zm, zv = _moment_z(approx, b, c)
+    assert abs(zm) < 4 and abs(zv) < 4
+    # two-sample KS distance between the approximation and exact draws (critical 0.027)
+    both, _ = torch.sort(torch.cat([approx, exact]))
+    cdf_a = torch.searchsorted(torch.sort(approx)[0], both, right=True) / n
+    cdf_e = torch.searchsorted(torch.sort(exact)[0], both, right=True) / n
+    assert float((cdf_a - cdf_e).abs().max()) < 0.027
+    with pytest.raises(ValueError, match="method"):
+        sample_polya_gamma(1.0, 0.0, method="saddle")
+
+
+def test_series_refuses_values_it_cannot_evaluate_accurately():
+    with pytest.raises(ValueError, match="cannot evaluate"):
+        polya_gamma_log_prob(torch.tensor(50.0), torch.tensor(200.0), torch.tensor(0.0))
+    with pytest.raises(ValueError, match="cannot evaluate"):
+        polya_gamma_cdf(torch.tensor(50.0), torch.tensor(200.0), torch.tensor(0.0))
+    # at the mean of moderate b the series is accurate and no error is raised
+    assert math.isfinite(float(polya_gamma_log_prob(torch.tensor(2.5), 10.0, 0.0)))

@@ -87,10 +87,47 @@ def _series_sum(x: torch.Tensor, h: torch.Tensor, max_terms: int = 400) -> tuple
     return total, mass
 
 
-def _jstar_log_density(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """``log f(x | h)`` (untilted ``J*(h)``) by the left series."""
-    total, _ = _series_sum(x, h)
-    return _log_a0(x, h) + torch.log(total.clamp_min(torch.finfo(_F64).tiny))
+# The series is summed in float64: its relative error is about eps * sum|a_n| / |f|.
+MAX_SERIES_ERROR = 1e-6
+
+
+def _jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False) -> torch.Tensor:
+    """``log f(x | h)`` (untilted ``J*(h)``) by the left series.
+
+    With ``check``, raise instead of returning a number whose estimated relative error
+    (from the cancellation in the alternating sum) exceeds ``MAX_SERIES_ERROR``.
+    """
+    total, mass = _series_sum(x, h)
+    log_f = _log_a0(x, h) + torch.log(total.clamp_min(torch.finfo(_F64).tiny))
+    right = (h == 1) & (x > 2 / math.pi)
+    if bool(right.any()):
+        # h = 1 has Devroye's right-hand series, exact and cancellation-free for x > 2/pi
+        xr = x[right]
+        k = torch.arange(40, dtype=_F64, device=x.device)[:, None] + 0.5
+        signs = 1.0 - 2.0 * (torch.arange(40, device=x.device)[:, None] % 2)
+        rel = (signs * 2 * k * torch.exp(-(k * k - 0.25) * math.pi**2 * xr / 2)).sum(0)
+        log_f = log_f.clone()
+        log_f[right] = LOG_PI_2 - PI2_8 * xr + torch.log(rel)
+        mass = torch.where(right, total.abs(), mass)
+    if check:
+        _check_series(total, mass, x, h)
+    return log_f
+
+
+def _check_series(total: torch.Tensor, mass: torch.Tensor, x: torch.Tensor,
+                  h: torch.Tensor) -> None:
+    err = torch.finfo(_F64).eps * mass / total.abs()
+    bad = ~(err <= MAX_SERIES_ERROR)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0]) if bad.dim() else 0
+        xb = float(x.reshape(-1)[i]) / 4
+        hb = float(h.expand_as(x).reshape(-1)[i])
+        raise ValueError(
+            f"the Polya-gamma series cannot evaluate PG(b={hb:g}) at {xb:g} to relative "
+            f"accuracy {MAX_SERIES_ERROR:g} in float64 (cancellation; large b or far right "
+            "tail). Sampling is unaffected; evaluate the density nearer the bulk or for "
+            "smaller b."
+        )
 
 
 # ------------------------------------------------------------------------- the envelope
@@ -134,10 +171,17 @@ def _left_probability(h, z, t, log_c) -> torch.Tensor:
         h * z + torch.special.log_ndtr(-z * sqrt_t - h / sqrt_t),
     )
     lam = PI2_8 + 0.5 * z * z
-    if h.dim() == 0 and float(h) == 1.0:
-        log_q = -lam * t  # Q(1, x) = exp(-x)
+    y = lam * t
+    if h.dim() == 0 and float(h) == round(float(h)) and float(h) <= 8:
+        # integer shape: Q(h, y) = exp(-y) sum_{k<h} y^k / k!  (cheaper than gammaincc)
+        partial = torch.ones_like(y)
+        term = torch.ones_like(y)
+        for k in range(1, int(float(h))):
+            term = term * y / k
+            partial = partial + term
+        log_q = -y + torch.log(partial)
     else:
-        log_q = torch.log(torch.special.gammaincc(h, lam * t))
+        log_q = torch.log(torch.special.gammaincc(h, y))
     log_right = log_c + h * LOG_PI_2 - h * torch.log(lam) + log_q
     return torch.sigmoid(log_left - log_right)
 
@@ -195,8 +239,15 @@ def _inverse_gaussian_left(h, z, t, rng: _Rng, m: int):
 
 
 def _left_proposal(h, z, t, rng: _Rng) -> torch.Tensor:
-    """``x`` on ``(0, t]`` with density prop. to ``x^-1.5 exp(-h^2 / (2x) - z^2 x / 2)``."""
-    levy = h > z * t  # IG mean h/z beyond t: tilt a truncated Levy draw instead
+    """``x`` on ``(0, t]`` with density prop. to ``x^-1.5 exp(-h^2 / (2x) - z^2 x / 2)``.
+
+    Two exact proposals; each element takes the one with the higher acceptance rate:
+    a truncated Levy draw tilted by ``exp(-z^2 x / 2)`` (rate ``m / (2 Phi(-h/sqrt(t)))``)
+    or an inverse Gaussian kept when it falls below ``t`` (rate ``exp(h z) m``), where
+    ``m = exp(-h z) Phi(z sqrt(t) - h/sqrt(t)) + exp(h z) Phi(-z sqrt(t) - h/sqrt(t))``.
+    """
+    # Levy wins when 1 / (2 Phi(-h / sqrt(t))) > exp(h z); m cancels from the comparison
+    levy = (z == 0) | (-LOG2 - torch.special.log_ndtr(-h / torch.sqrt(t)) > h * z)
 
     def propose(idx):
         hh, zz, tt = _take(h, idx), z[idx], _take(t, idx)
@@ -315,12 +366,27 @@ def _check_params(b: torch.Tensor, c: torch.Tensor) -> None:
         raise NonFiniteError("c must be finite")
 
 
+def _chunk_sizes(b: float) -> dict[float, int]:
+    """Split a shape ``b > H_MAX`` into ``k = ceil(b / H_MAX)`` chunks: ``{size: count}``.
+
+    Integer ``b`` gets integer chunks (cheaper constants); otherwise equal chunks.
+    """
+    k = math.ceil(b / H_MAX)
+    if b == round(b):
+        low = int(b) // k
+        extra = int(b) - low * k
+        sizes = {float(low + 1): extra, float(low): k - extra}
+        return {s: c for s, c in sizes.items() if c}
+    return {b / k: k}
+
+
 def sample_polya_gamma(
     b: torch.Tensor | float,
     c: torch.Tensor | float = 0.0,
     sample_shape: torch.Size | tuple[int, ...] = (),
     *,
     generator: torch.Generator | None = None,
+    method: str = "exact",
 ) -> torch.Tensor:
     """Exact draws of ``PG(b, c)``; ``b`` and ``c`` broadcast.
 
@@ -329,6 +395,9 @@ def sample_polya_gamma(
         c: tilting parameter(s), any finite real.
         sample_shape: leading shape of the draws.
         generator: a ``torch.Generator`` for reproducible draws.
+        method: ``"exact"`` (default), or ``"normal"``: an opt-in moment-matched normal
+            approximation (clipped at a tiny positive value) for very large ``b``, where
+            the exact sampler costs O(b); see benchmarks/RESULTS.md for its measured error.
 
     Returns:
         ``[*sample_shape, *broadcast(b, c).shape]`` draws, in the floating dtype of the
@@ -350,10 +419,22 @@ def sample_polya_gamma(
     hb = b_t.expand(shape).reshape(-1)
     zb = (0.5 * c_t.abs()).expand(shape).reshape(-1)
     rng = _Rng(generator, device)
-    # b > H_MAX: a sum of k equal chunks, each at most H_MAX
+    if method == "normal":
+        mean, var = polya_gamma_mean(hb, 2 * zb), polya_gamma_variance(hb, 2 * zb)
+        draws = mean + var.sqrt() * rng.normal(hb.numel())
+        return draws.clamp_min(1e-12 * mean).reshape(shape).to(dtype)
+    if method != "exact":
+        raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
+    # b > H_MAX: a sum of k chunks, each at most H_MAX (integers when b is an integer)
     chunks = torch.ceil(hb / H_MAX).to(torch.long).clamp_min(1)
     if bool((chunks == 1).all()):
         draws = _sample_jstar(hb, zb, rng)
+    elif bool((hb == hb[0]).all()):
+        draws = torch.zeros_like(hb)
+        for size, copies in _chunk_sizes(float(hb[0])).items():
+            h_rep = torch.full((copies * hb.numel(),), size, dtype=_F64, device=device)
+            part = _sample_jstar(h_rep, zb.repeat(copies), rng)
+            draws += part.view(copies, -1).sum(0)
     else:
         owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device), chunks)
         parts = _sample_jstar((hb / chunks)[owner], zb[owner], rng)
@@ -387,16 +468,17 @@ def _log_cosh(u: torch.Tensor) -> torch.Tensor:
 def polya_gamma_log_prob(value: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``log p(value | b, c)``; ``-inf`` for ``value <= 0``.
 
-    ``p(w) = 4 cosh(c/2)^b exp(-c^2 w / 2) f(4w | b)`` with ``f`` the left series. Accurate
-    to float64 rounding where the series does not cancel badly: the result carries the
-    relative error ``eps * sum|a_n| / f``, below 1e-12 for ``b <= 4`` up to the 1e-9
-    quantile of the tail; for large ``b`` far out in the tails the error grows.
+    ``p(w) = 4 cosh(c/2)^b exp(-c^2 w / 2) f(4w | b)`` with ``f`` the left series. Its
+    relative error is ``eps * sum|a_n| / f``: about 1e-14 at the mean for ``b <= 10``,
+    growing in the far right tail and with ``b`` (1e-13 at the mean for ``b = 32``).
+    Where it would exceed ``MAX_SERIES_ERROR`` (1e-7) a ``ValueError`` is raised rather
+    than a wrong number returned.
     """
     value, b, c = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=_F64)
                                             for v in (value, b, c)))
     positive = value > 0
     x = torch.where(positive, 4 * value, torch.ones_like(value))
-    log_f = _jstar_log_density(x, b)
+    log_f = _jstar_log_density(x, b, check=True)
     out = LOG2 * 2 + b * _log_cosh(c / 2) - 0.5 * c * c * value + log_f
     return torch.where(positive, out, torch.full_like(out, -math.inf))
 
@@ -417,6 +499,7 @@ def polya_gamma_cdf(value: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> to
     sx = torch.sqrt(x)
     lead = b * _log_cosh(z) + b * LOG2 - torch.lgamma(b)
     total = torch.zeros_like(x)
+    mass = torch.zeros_like(x)
     active = torch.ones_like(x, dtype=torch.bool)
     for n in range(400):
         m = 2 * n + b
@@ -425,9 +508,18 @@ def polya_gamma_cdf(value: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> to
             m * z + torch.special.log_ndtr(-z * sx - m / sx))
         term = torch.exp(log_term)
         total = torch.where(active, total + (-term if n % 2 else term), total)
+        mass = torch.where(active, mass + term, mass)
         active = active & ~(term < 1e-17 * total.abs().clamp_min(1e-300))
         if n > 2 and not bool(active.any()):
             break
+    # absolute error of a probability: eps times the mass of the alternating terms
+    bad = positive & ~(torch.finfo(_F64).eps * mass <= MAX_SERIES_ERROR)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad.reshape(-1))[0, 0])
+        raise ValueError(
+            f"the Polya-gamma series cannot evaluate the CDF of PG(b={float(b.reshape(-1)[i]):g})"
+            f" at {float(value.reshape(-1)[i]):g} to {MAX_SERIES_ERROR:g} in float64 "
+            "(cancellation for large b); sampling is unaffected")
     out = total.clamp(0.0, 1.0)
     return torch.where(positive, out, torch.zeros_like(out))
 
