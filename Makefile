@@ -54,6 +54,7 @@ bench-env: $(BENCH_VENV)/.installed
 bench: bench-env
 	cat /proc/loadavg
 	$(BENCH_BIN)/python benchmarks/bench_cholesky.py
+	$(BENCH_BIN)/python benchmarks/bench_polyagamma.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache

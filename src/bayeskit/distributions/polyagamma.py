@@ -29,6 +29,7 @@ at ``h = 4``; shapes above ``H_MAX = 4`` are sampled as sums of equal chunks.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -148,19 +149,25 @@ def _take(v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return v if v.dim() == 0 else v[idx]
 
 
+@functools.lru_cache(maxsize=4096)
+def _constants_for(h: float) -> tuple[float, float, float]:
+    """``(t, log C, lgamma(h))`` for one shape value, cached (a Gibbs sweep reuses them)."""
+    ht = torch.tensor([h], dtype=_F64)
+    t = _truncation_point(ht)
+    log_c = (_jstar_log_density(t, ht) - _log_kernel_right(t, ht)).clamp_min(0.0)
+    log_c = log_c + 1e-12 if h < 1 else torch.zeros_like(log_c)
+    return float(t), float(log_c), math.lgamma(h)
+
+
 def _shape_constants(h: torch.Tensor):
-    """``t``, ``log C``, ``lgamma(h)``: 0-dim when every element shares one ``h``."""
+    """``h, t, log C, lgamma(h)``: 0-dim tensors when every element shares one ``h``."""
     if h.numel() and bool((h == h[0]).all()):
-        hu, inverse = h[:1], None
-    else:
-        hu, inverse = torch.unique(h, return_inverse=True)
-    tu = _truncation_point(hu)
-    log_cu = (_jstar_log_density(tu, hu) - _log_kernel_right(tu, hu)).clamp_min(0.0)
-    log_cu = torch.where(hu < 1, log_cu + 1e-12, torch.zeros_like(log_cu))
-    lgu = torch.lgamma(hu)
-    if inverse is None:
-        return hu[0], tu[0], log_cu[0], lgu[0]
-    return h, tu[inverse], log_cu[inverse], lgu[inverse]
+        vals = torch.tensor(_constants_for(float(h[0])), dtype=_F64, device=h.device)
+        return h[0], vals[0], vals[1], vals[2]
+    hu, inverse = torch.unique(h, return_inverse=True)
+    table = torch.tensor([_constants_for(v) for v in hu.tolist()], dtype=_F64,
+                         device=h.device)[inverse]
+    return h, table[:, 0], table[:, 1], table[:, 2]
 
 
 def _left_probability(h, z, t, log_c) -> torch.Tensor:

@@ -1,0 +1,14 @@
+"""MCMC: Pólya-gamma Gibbs samplers (layer 1 and 2) and their scikit-learn estimators."""
+
+from bayeskit.mcmc.gibbs import BinomialRegressionData, GibbsResult, gibbs_steps, run_gibbs
+
+__all__ = ["BinomialRegressionData", "GibbsResult", "gibbs_steps", "run_gibbs",
+           "PolyaGammaLogisticRegression", "polynomial_basis"]
+
+
+def __getattr__(name):  # the estimators import scikit-learn only when asked for
+    if name in ("PolyaGammaLogisticRegression", "polynomial_basis"):
+        from bayeskit.mcmc import logistic
+
+        return getattr(logistic, name)
+    raise AttributeError(name)

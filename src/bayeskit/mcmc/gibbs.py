@@ -1,0 +1,189 @@
+"""Pólya-gamma Gibbs sampling for Bayesian logistic and binomial regression (weight space).
+
+Model: ``y_i ~ Binomial(n_i, sigmoid(phi_i^T beta))``, ``beta ~ N(m, S^-1)``. With
+``omega_i ~ PG(n_i, 0)`` the augmented likelihood is Gaussian in ``beta`` (Polson, Scott &
+Windle 2013), so the sampler alternates two exact conditionals:
+
+    omega_i | beta ~ PG(n_i, phi_i^T beta)
+    beta | omega  ~ N(mu, P^-1),  P = Phi^T Omega Phi + S,  P mu = Phi^T kappa + S m,
+
+with ``kappa = y - n / 2``. Chains are a batch dimension: one call advances all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
+from bayeskit.distributions.polyagamma import sample_polya_gamma
+from bayeskit.errors import NonFiniteError, ShapeError
+
+__all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BinomialRegressionData:
+    """Validated inputs of the sampler: design, counts and the Gaussian prior.
+
+    Attributes:
+        Phi: ``[N, D]`` features (basis functions already applied).
+        y: ``[N]`` successes; n_trials: ``[N]`` trials (1 for binary labels).
+        prior_mean: ``[D]``; prior_precision: ``[D, D]`` (positive definite).
+    """
+
+    Phi: torch.Tensor
+    y: torch.Tensor
+    n_trials: torch.Tensor
+    prior_mean: torch.Tensor
+    prior_precision: torch.Tensor
+
+    @classmethod
+    def create(cls, Phi, y, n_trials=1, prior_mean=None, prior_precision=1.0,
+               dtype=torch.float64) -> BinomialRegressionData:
+        """Check and convert the inputs; ``prior_precision`` may be a scalar (times I)."""
+        Phi = torch.as_tensor(Phi, dtype=dtype)
+        if Phi.dim() != 2 or Phi.shape[0] == 0 or Phi.shape[1] == 0:
+            raise ShapeError(f"Phi must be a non-empty [N, D] matrix, got {tuple(Phi.shape)}")
+        n, d = Phi.shape
+        if not bool(torch.isfinite(Phi).all()):
+            raise NonFiniteError("features contain NaN or infinite values")
+        y = torch.as_tensor(y, dtype=dtype).reshape(-1)
+        if y.shape[0] != n:
+            raise ShapeError(f"y has {y.shape[0]} entries for {n} rows of features")
+        n_trials = torch.as_tensor(n_trials, dtype=dtype).expand(n).clone()
+        if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(n_trials).all()):
+            raise NonFiniteError("y or n_trials contain NaN or infinite values")
+        if not bool((n_trials > 0).all()):
+            raise ValueError("n_trials must be positive")
+        if not bool(((y >= 0) & (y <= n_trials) & (y == torch.round(y))).all()):
+            raise ValueError("y must hold whole numbers of successes in [0, n_trials] "
+                             "(labels in {0, 1} for binary data)")
+        m = torch.zeros(d, dtype=dtype) if prior_mean is None else torch.as_tensor(
+            prior_mean, dtype=dtype).expand(d).clone()
+        S = torch.as_tensor(prior_precision, dtype=dtype)
+        if S.dim() == 0:
+            S = S * torch.eye(d, dtype=dtype)
+        elif S.dim() == 1:
+            S = torch.diag(S.expand(d))
+        if S.shape != (d, d):
+            raise ShapeError(f"prior_precision must be a scalar, [D] or [D, D] with D = {d}, "
+                             f"got {tuple(S.shape)}")
+        if not bool(torch.isfinite(S).all()) or int(torch.linalg.cholesky_ex(S).info) != 0:
+            raise ValueError("prior_precision must be finite and positive definite")
+        return cls(Phi, y, n_trials, m, S)
+
+    @property
+    def kappa(self) -> torch.Tensor:
+        return self.y - self.n_trials / 2
+
+
+def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
+                generator: torch.Generator | None = None,
+                method: str = "auto") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(beta, omega)`` after each Gibbs sweep, forever (use ``itertools.islice``).
+
+    Args:
+        data: the validated problem.
+        beta: ``[C, D]`` initial coefficients of ``C`` chains.
+        method: ``beta``-step solver, ``"precision"`` (D x D), ``"matheron"`` (N x N, for
+            D > N) or ``"auto"``.
+
+    A plain loop, not recursion, so it can run for any number of steps.
+    """
+    kappa = data.kappa
+    while True:
+        omega = sample_polya_gamma(data.n_trials, beta @ data.Phi.mT, generator=generator)
+        beta = sample_linear_gaussian_posterior(
+            data.Phi, omega, kappa.expand_as(omega), data.prior_mean, data.prior_precision,
+            method=method, generator=generator)
+        yield beta, omega
+
+
+@dataclass
+class GibbsResult:
+    """Draws ``beta: [C, S, D]`` (chains, kept samples, coefficients) and the last state."""
+
+    beta: torch.Tensor
+    last_beta: torch.Tensor
+    steps: int
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def run_gibbs(
+    data: BinomialRegressionData,
+    *,
+    num_samples: int = 1000,
+    burn_in: int = 500,
+    thin: int = 1,
+    num_chains: int = 4,
+    init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 100,
+    progress: bool = False,
+    method: str = "auto",
+) -> GibbsResult:
+    """Run ``num_chains`` chains for ``burn_in + num_samples * thin`` sweeps.
+
+    With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
+    state) is written atomically every ``checkpoint_every`` sweeps, and a run started
+    with an existing checkpoint resumes from it: an interrupted run, resumed, returns the
+    same draws as an uninterrupted one with the same seed.
+    """
+    if num_samples < 1 or burn_in < 0 or thin < 1 or num_chains < 1:
+        raise ValueError("need num_samples >= 1, burn_in >= 0, thin >= 1, num_chains >= 1")
+    d = data.Phi.shape[1]
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    total = burn_in + num_samples * thin
+    kept = torch.empty(num_chains, num_samples, d, dtype=data.Phi.dtype)
+    step = 0
+    if init is None:
+        eps = torch.randn(num_chains, d, dtype=data.Phi.dtype, generator=g)
+        Ls = torch.linalg.cholesky(data.prior_precision)
+        beta = data.prior_mean + torch.linalg.solve_triangular(
+            Ls.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
+    else:
+        beta = torch.as_tensor(init, dtype=data.Phi.dtype).expand(num_chains, d).clone()
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = torch.load(path, weights_only=True)
+        if state["kept"].shape != kept.shape:
+            raise ValueError(f"checkpoint {path} was written for a different run "
+                             f"(draws {tuple(state['kept'].shape)} vs {tuple(kept.shape)})")
+        beta, kept, step = state["beta"], state["kept"], int(state["step"])
+        g.set_state(state["generator"])
+        log.info("resumed from %s at step %d", path, step)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc="Gibbs")
+    sweeps = gibbs_steps(data, beta, generator=g, method=method)
+    while step < total:
+        beta, _ = next(sweeps)
+        step += 1
+        if step > burn_in and (step - burn_in) % thin == 0:
+            kept[:, (step - burn_in) // thin - 1] = beta
+        if path is not None and (step % checkpoint_every == 0 or step == total):
+            _save_atomic({"beta": beta, "kept": kept, "step": step,
+                          "generator": g.get_state()}, path)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return GibbsResult(kept, beta, step)

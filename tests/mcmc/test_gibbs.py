@@ -1,0 +1,141 @@
+"""Pólya-gamma Gibbs sampler against the exact posterior computed on a grid."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
+
+F64 = torch.float64
+
+
+def _grid_posterior(Phi, y, n_trials, prior_precision):
+    """Exact posterior mean and sd of a 2-D coefficient by quadrature on a fine grid."""
+    b0, b1 = np.meshgrid(np.linspace(-6, 6, 601), np.linspace(-6, 6, 601), indexing="ij")
+    B = np.stack([b0.ravel(), b1.ravel()], 1)
+    f = B @ Phi.T  # [G, N]
+    loglik = (y * f - n_trials * np.logaddexp(0, f)).sum(1)
+    logpost = loglik - 0.5 * prior_precision * (B**2).sum(1)
+    w = np.exp(logpost - logpost.max())
+    w /= w.sum()
+    mean = w @ B
+    sd = np.sqrt(w @ (B - mean) ** 2)
+    return mean, sd
+
+
+@pytest.mark.parametrize("binomial", [False, True])
+def test_gibbs_posterior_matches_grid(binomial):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=25)
+    Phi = np.stack([np.ones_like(x), x], 1)
+    n_trials = rng.integers(1, 6, size=25) if binomial else np.ones(25)
+    p = 1 / (1 + np.exp(-(0.4 + 1.2 * x)))
+    y = rng.binomial(n_trials.astype(int), p).astype(float)
+    data = BinomialRegressionData.create(Phi, y, n_trials, prior_precision=0.5)
+    res = run_gibbs(data, num_samples=600, burn_in=100, num_chains=8,
+                    generator=torch.Generator().manual_seed(1))
+    draws = res.beta.reshape(-1, 2).numpy()
+    mean, sd = _grid_posterior(Phi, y, n_trials, 0.5)
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd), (draws.mean(0), mean, sd)
+    assert np.all(np.abs(draws.std(0) / sd - 1) < 0.1)
+
+
+def test_matheron_and_precision_forms_agree_in_distribution():
+    """D > N uses the N x N system; both must give the same Gaussian."""
+    g = torch.Generator().manual_seed(0)
+    Phi = torch.randn(3, 6, dtype=F64, generator=g)
+    w = torch.rand(3, dtype=F64, generator=g) + 0.2
+    kappa = torch.randn(3, dtype=F64, generator=g)
+    m = torch.randn(6, dtype=F64, generator=g)
+    S = torch.eye(6, dtype=F64) * 2 + 0.3
+    P = Phi.T @ (w[:, None] * Phi) + S
+    mu = torch.linalg.solve(P, Phi.T @ kappa + S @ m)
+    cov = torch.linalg.inv(P)
+    n = 40000
+    for method in ("precision", "matheron"):
+        x = sample_linear_gaussian_posterior(Phi, w.expand(n, 3), kappa.expand(n, 3), m, S,
+                                             method=method, generator=g)
+        se = (cov.diagonal() / n).sqrt()
+        assert bool(((x.mean(0) - mu).abs() < 4 * se).all()), method
+        torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0.05)
+
+
+def test_generator_interface_with_islice():
+    data = BinomialRegressionData.create(np.ones((5, 1)), [1, 0, 1, 1, 0])
+    steps = list(itertools.islice(
+        gibbs_steps(data, torch.zeros(2, 1, dtype=F64), generator=torch.Generator()), 7))
+    assert len(steps) == 7
+    assert steps[0][0].shape == (2, 1) and steps[0][1].shape == (2, 5)
+
+
+def test_checkpoint_resume_gives_identical_draws(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(float)
+    data = BinomialRegressionData.create(np.hstack([np.ones((20, 1)), X]), y)
+    kw = dict(num_samples=30, burn_in=10, num_chains=2)
+    full = run_gibbs(data, generator=torch.Generator().manual_seed(5), **kw)
+    ck = tmp_path / "state.pt"
+    # simulate an interrupt: a run that stops after 20 sweeps leaves its checkpoint behind
+    partial = BinomialRegressionData.create(data.Phi, data.y)
+    run_gibbs(partial, generator=torch.Generator().manual_seed(5), checkpoint=ck,
+              checkpoint_every=5, num_samples=10, burn_in=10, num_chains=2)
+    state = torch.load(ck, weights_only=True)
+    assert int(state["step"]) == 20
+    # resuming a longer run from it is refused (different shape) ...
+    with pytest.raises(ValueError, match="different run"):
+        run_gibbs(data, generator=torch.Generator().manual_seed(5), checkpoint=ck, **kw)
+    # ... while the same run, interrupted and resumed, reproduces the uninterrupted draws
+    ck2 = tmp_path / "same.pt"
+    gen = torch.Generator().manual_seed(5)
+
+    class Interrupt(Exception):
+        pass
+
+    import bayeskit.mcmc.gibbs as gibbs_module
+
+    original = gibbs_module._save_atomic
+    calls = {"n": 0}
+
+    def save_then_interrupt(state, path):
+        original(state, path)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt
+
+    gibbs_module._save_atomic = save_then_interrupt
+    try:
+        with pytest.raises(Interrupt):
+            run_gibbs(data, generator=gen, checkpoint=ck2, checkpoint_every=5, **kw)
+    finally:
+        gibbs_module._save_atomic = original
+    resumed = run_gibbs(data, generator=torch.Generator().manual_seed(999), checkpoint=ck2,
+                        checkpoint_every=5, **kw)
+    torch.testing.assert_close(resumed.beta, full.beta, rtol=0, atol=0)
+
+
+def test_separable_data_still_samples():
+    X = np.linspace(-1, 1, 20)[:, None]
+    y = (X[:, 0] > 0).astype(float)
+    data = BinomialRegressionData.create(np.hstack([np.ones((20, 1)), X]), y, prior_precision=1.0)
+    res = run_gibbs(data, num_samples=200, burn_in=50, generator=torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(res.beta).all()) and float(res.beta[..., 1].mean()) > 1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="whole numbers"):
+        BinomialRegressionData.create(np.ones((3, 1)), [0, 2, 1])
+    with pytest.raises(ShapeError, match="3 rows"):
+        BinomialRegressionData.create(np.ones((3, 1)), [0, 1])
+    with pytest.raises(NonFiniteError):
+        BinomialRegressionData.create(np.array([[1.0], [np.nan]]), [0, 1])
+    with pytest.raises(ShapeError, match="non-empty"):
+        BinomialRegressionData.create(np.ones((0, 1)), [])
+    with pytest.raises(ValueError, match="positive definite"):
+        BinomialRegressionData.create(np.ones((2, 1)), [0, 1], prior_precision=-1.0)
+    with pytest.raises(ValueError, match="n_trials"):
+        BinomialRegressionData.create(np.ones((2, 1)), [0, 1], n_trials=0)
