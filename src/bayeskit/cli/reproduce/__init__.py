@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: topic name -> module implementing it, in report order
 TOPICS: dict[str, str] = {
     "cholesky": "bayeskit.cli.reproduce.cholesky",
+    "polyagamma": "bayeskit.cli.reproduce.polyagamma",
     "grids": "bayeskit.cli.reproduce.grids",
 }
 
