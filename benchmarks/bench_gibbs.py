@@ -100,8 +100,8 @@ def main() -> None:
         diff = np.abs(draws.reshape(-1, Phi.shape[1]).mean(0) - mu) / sd
         print(f"{name:28s} {t:8.2f} {ess:9.0f} {ess / t:8.0f} {rhat:10.4f} {diff.max():22.3f}")
     ours = rows["bayeskit PG Gibbs"][1].reshape(-1, Phi.shape[1])
-    print("posterior means (ours): intercept %.4f, beta1..4 %s" % (
-        ours[:, 0].mean(), np.round(ours[:, 1:5].mean(0), 4)))
+    print(f"posterior means (ours): intercept {ours[:, 0].mean():.4f}, "
+          f"beta1..4 {np.round(ours[:, 1:5].mean(0), 4)}")
 
 
 if __name__ == "__main__":
