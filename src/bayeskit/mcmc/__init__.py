@@ -3,7 +3,8 @@
 from bayeskit.mcmc.gibbs import BinomialRegressionData, GibbsResult, gibbs_steps, run_gibbs
 
 __all__ = ["BinomialRegressionData", "GibbsResult", "gibbs_steps", "run_gibbs",
-           "PolyaGammaLogisticRegression", "polynomial_basis"]
+           "PolyaGammaLogisticRegression", "polynomial_basis", "PolyaGammaGPClassifier",
+           "gp_classification_gibbs"]
 
 
 def __getattr__(name):  # the estimators import scikit-learn only when asked for
@@ -11,4 +12,8 @@ def __getattr__(name):  # the estimators import scikit-learn only when asked for
         from bayeskit.mcmc import logistic
 
         return getattr(logistic, name)
+    if name in ("PolyaGammaGPClassifier", "gp_classification_gibbs"):
+        from bayeskit.mcmc import gpc
+
+        return getattr(gpc, name)
     raise AttributeError(name)

@@ -1,0 +1,97 @@
+"""Covariance functions (kernels) as ``torch.nn.Module``s with positive, learnable parameters.
+
+A kernel maps inputs ``X: [..., N, D]`` and ``X2: [..., M, D]`` to ``K: [..., N, M]``;
+``kernel.diag(X)`` gives ``[..., N]`` without forming the matrix. Positive parameters are
+stored unconstrained and mapped through softplus plus a small floor.
+
+This is the minimal shared interface the Pólya-gamma GP classifier needs; the GP issue
+extends the family (Matérn, periodic, sums and products, ARD, ...).
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from bayeskit.errors import ShapeError
+
+__all__ = ["Kernel", "SquaredExponential", "positive", "inverse_positive"]
+
+_FLOOR = 1e-6
+
+
+def positive(raw: torch.Tensor) -> torch.Tensor:
+    """Softplus with a floor: the map from an unconstrained parameter to a positive one."""
+    return torch.nn.functional.softplus(raw) + _FLOOR
+
+
+def inverse_positive(value: float | torch.Tensor) -> torch.Tensor:
+    """Unconstrained value whose :func:`positive` is ``value`` (``value > floor``)."""
+    v = torch.as_tensor(value, dtype=torch.float64) - _FLOOR
+    if bool((v <= 0).any()):
+        raise ValueError(f"positive parameters must exceed {_FLOOR}, got {value}")
+    return v + torch.log(-torch.expm1(-v))  # log(exp(v) - 1), stable
+
+
+class Kernel(nn.Module, abc.ABC):
+    """Base class: subclasses implement ``forward(X, X2)`` and ``diag(X)``."""
+
+    @abc.abstractmethod
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        """The covariance matrix ``[..., N, M]`` (``X2`` defaults to ``X``)."""
+
+    @abc.abstractmethod
+    def diag(self, X: torch.Tensor) -> torch.Tensor:
+        """The diagonal ``[..., N]`` of ``K(X, X)`` without forming the matrix."""
+
+    @staticmethod
+    def _check(X: torch.Tensor, X2: torch.Tensor | None) -> torch.Tensor:
+        if X.dim() < 2:
+            raise ShapeError(f"kernel inputs must be [..., N, D], got {tuple(X.shape)}")
+        X2 = X if X2 is None else X2
+        if X2.shape[-1] != X.shape[-1]:
+            raise ShapeError(f"inputs have {X.shape[-1]} and {X2.shape[-1]} features")
+        return X2
+
+
+class SquaredExponential(Kernel):
+    """``k(x, x') = variance * exp(-|x - x'|^2 / (2 lengthscale^2))``.
+
+    ``lengthscale`` may be a scalar or ``[D]`` (automatic relevance determination).
+
+    Example:
+        >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
+        >>> k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+        tensor([[0.2707]], dtype=torch.float64, grad_fn=<MulBackward0>)
+    """
+
+    def __init__(self, lengthscale: float | torch.Tensor = 1.0, variance: float = 1.0):
+        super().__init__()
+        self.raw_lengthscale = nn.Parameter(inverse_positive(lengthscale))
+        self.raw_variance = nn.Parameter(inverse_positive(variance))
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        return positive(self.raw_lengthscale)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return positive(self.raw_variance)
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        X2 = self._check(X, X2)
+        ls = self.lengthscale.to(X.dtype)
+        a, b = X / ls, X2 / ls
+        # |a - b|^2 via the expansion, clamped at 0 against rounding
+        sq = (a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :] - 2 * a @ b.mT
+        return self.variance.to(X.dtype) * torch.exp(-0.5 * sq.clamp_min(0))
+
+    def diag(self, X: torch.Tensor) -> torch.Tensor:
+        return self.variance.to(X.dtype).expand(X.shape[:-1])
+
+    def extra_repr(self) -> str:
+        ls = self.lengthscale.detach()
+        ls_s = f"{float(ls):.4g}" if ls.numel() == 1 else str(ls.tolist())
+        return f"lengthscale={ls_s}, variance={float(self.variance.detach()):.4g}"

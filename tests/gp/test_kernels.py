@@ -1,0 +1,47 @@
+"""Kernels against their closed forms."""
+
+import math
+
+import pytest
+import torch
+
+from bayeskit.errors import ShapeError
+from bayeskit.gp import SquaredExponential
+from bayeskit.gp.kernels import inverse_positive, positive
+
+
+def test_squared_exponential_matches_formula_and_is_psd():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(7, 3, dtype=torch.float64, generator=g)
+    Y = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    k = SquaredExponential(lengthscale=torch.tensor([0.5, 1.0, 2.0]), variance=1.7)
+    K = k(X, Y)
+    d2 = (((X[:, None, :] - Y[None, :, :]) / torch.tensor([0.5, 1.0, 2.0])) ** 2).sum(-1)
+    torch.testing.assert_close(K, 1.7 * torch.exp(-0.5 * d2), atol=1e-12, rtol=1e-10)
+    Kxx = k(X).detach()
+    assert float(torch.linalg.eigvalsh(Kxx).min()) > -1e-10
+    torch.testing.assert_close(k.diag(X), Kxx.diagonal())
+    assert k(X[None].expand(2, 7, 3)).shape == (2, 7, 7)
+
+
+def test_parameters_are_positive_and_trainable():
+    k = SquaredExponential(lengthscale=0.3, variance=2.0)
+    assert float(k.lengthscale.detach()) == pytest.approx(0.3)
+    assert float(k.variance.detach()) == pytest.approx(2.0)
+    X = torch.linspace(0, 1, 4, dtype=torch.float64)[:, None]
+    k(X).sum().backward()
+    assert k.raw_lengthscale.grad is not None
+    assert float(positive(inverse_positive(5.0))) == pytest.approx(5.0)
+    assert float(positive(torch.tensor(-50.0))) > 0
+    with pytest.raises(ValueError):
+        inverse_positive(0.0)
+    assert "lengthscale=0.3" in repr(k)
+    assert math.isfinite(float(k.raw_variance.detach()))
+
+
+def test_shape_errors():
+    k = SquaredExponential()
+    with pytest.raises(ShapeError):
+        k(torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ShapeError, match="features"):
+        k(torch.zeros(3, 2, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64))

@@ -1,0 +1,68 @@
+"""GP classification by Pólya-gamma Gibbs against importance sampling of the exact posterior."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+
+from bayeskit.gp import SquaredExponential
+from bayeskit.mcmc import PolyaGammaGPClassifier, gp_classification_gibbs
+
+
+def _is_reference(K, y, n_draws=400_000, seed=0):
+    """Posterior mean and sd of f by importance sampling (t proposal at the Laplace mode)."""
+    n = len(y)
+    Kinv = np.linalg.inv(K)
+    f = np.zeros(n)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-f))
+        grad = y - p - Kinv @ f
+        H = np.diag(p * (1 - p)) + Kinv
+        f = f + np.linalg.solve(H, grad)
+    cov = np.linalg.inv(H)
+    L = np.linalg.cholesky(cov)
+    rng = np.random.default_rng(seed)
+    nu = 6.0
+    z = rng.standard_normal((n_draws, n))
+    w = rng.chisquare(nu, n_draws) / nu
+    draws = f + (z @ L.T) / np.sqrt(w)[:, None]
+    logp = (y * draws - np.logaddexp(0, draws)).sum(1) - 0.5 * np.einsum(
+        "ij,jk,ik->i", draws, Kinv, draws)
+    dev = np.linalg.solve(L, (draws - f).T).T
+    logq = -0.5 * (nu + n) * np.log1p((dev**2).sum(1) / nu)
+    lw = logp - logq
+    wt = np.exp(lw - lw.max())
+    wt /= wt.sum()
+    mean = wt @ draws
+    return mean, np.sqrt(wt @ (draws - mean) ** 2)
+
+
+def test_latent_posterior_matches_importance_sampling():
+    X = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]
+    y = np.array([0, 0, 1, 0, 1, 1, 1, 0], dtype=float)
+    K = SquaredExponential(lengthscale=1.0, variance=2.0)(X).detach()
+    L, v, _ = gp_classification_gibbs(K, torch.as_tensor(y), num_samples=1500, burn_in=100,
+                                      num_chains=8, generator=torch.Generator().manual_seed(2))
+    f = (v @ L.mT).reshape(-1, 8).numpy()
+    mean, sd = _is_reference(K.numpy() + 1e-10 * np.eye(8), y)
+    assert np.all(np.abs(f.mean(0) - mean) < 0.1 * sd), (f.mean(0), mean, sd)
+    assert np.all(np.abs(f.std(0) / sd - 1) < 0.1)
+
+
+def test_classifier_api():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, size=(60, 1))
+    y = (rng.random(60) < 1 / (1 + np.exp(-3 * np.sin(X[:, 0])))).astype(int)
+    clf = PolyaGammaGPClassifier(kernel=SquaredExponential(lengthscale=1.0, variance=4.0),
+                                 num_samples=150, burn_in=50, num_chains=2, random_state=0)
+    clf.fit(X, y)
+    proba = clf.predict_proba(np.array([[-1.5], [1.5]]))
+    assert proba.shape == (2, 2) and proba[0, 1] < 0.5 < proba[1, 1]
+    assert clf.score(X, y) > 0.7
+    assert clone(clf).get_params()["num_samples"] == 150
+    assert cross_val_score(clone(clf), X, y, cv=2).mean() > 0.6
+    with pytest.raises(ValueError, match="labels"):
+        clf.fit(X, y + 2)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.zeros((2, 3)))
