@@ -13,11 +13,11 @@ from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
 F64 = torch.float64
 
 
-def _grid_posterior(Phi, y, n_trials, prior_precision):
+def _grid_posterior(Phi, y, n_trials, prior_precision, offset=0.0):
     """Exact posterior mean and sd of a 2-D coefficient by quadrature on a fine grid."""
     b0, b1 = np.meshgrid(np.linspace(-6, 6, 601), np.linspace(-6, 6, 601), indexing="ij")
     B = np.stack([b0.ravel(), b1.ravel()], 1)
-    f = B @ Phi.T  # [G, N]
+    f = offset + B @ Phi.T  # [G, N]
     loglik = (y * f - n_trials * np.logaddexp(0, f)).sum(1)
     logpost = loglik - 0.5 * prior_precision * (B**2).sum(1)
     w = np.exp(logpost - logpost.max())
@@ -27,19 +27,20 @@ def _grid_posterior(Phi, y, n_trials, prior_precision):
     return mean, sd
 
 
-@pytest.mark.parametrize("binomial", [False, True])
-def test_gibbs_posterior_matches_grid(binomial):
+@pytest.mark.parametrize("binomial,offset", [(False, 0.0), (True, 0.0), (False, 0.7)])
+def test_gibbs_posterior_matches_grid(binomial, offset):
     rng = np.random.default_rng(0)
     x = rng.normal(size=25)
     Phi = np.stack([np.ones_like(x), x], 1)
     n_trials = rng.integers(1, 6, size=25) if binomial else np.ones(25)
     p = 1 / (1 + np.exp(-(0.4 + 1.2 * x)))
     y = rng.binomial(n_trials.astype(int), p).astype(float)
-    data = BinomialRegressionData.create(Phi, y, n_trials, prior_precision=0.5)
+    data = BinomialRegressionData.create(Phi, y, n_trials, prior_precision=0.5,
+                                         offset=offset)
     res = run_gibbs(data, num_samples=600, burn_in=100, num_chains=8,
                     generator=torch.Generator().manual_seed(1))
     draws = res.beta.reshape(-1, 2).numpy()
-    mean, sd = _grid_posterior(Phi, y, n_trials, 0.5)
+    mean, sd = _grid_posterior(Phi, y, n_trials, 0.5, offset)
     assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd), (draws.mean(0), mean, sd)
     assert np.all(np.abs(draws.std(0) / sd - 1) < 0.1)
 

@@ -1,11 +1,12 @@
 """Pólya-gamma Gibbs sampling for Bayesian logistic and binomial regression (weight space).
 
-Model: ``y_i ~ Binomial(n_i, sigmoid(phi_i^T beta))``, ``beta ~ N(m, S^-1)``. With
+Model: ``y_i ~ Binomial(n_i, sigmoid(o_i + phi_i^T beta))``, ``beta ~ N(m, S^-1)``, with an
+optional fixed offset ``o`` (a GLM offset; the GP classifier's prior mean). With
 ``omega_i ~ PG(n_i, 0)`` the augmented likelihood is Gaussian in ``beta`` (Polson, Scott &
 Windle 2013), so the sampler alternates two exact conditionals:
 
-    omega_i | beta ~ PG(n_i, phi_i^T beta)
-    beta | omega  ~ N(mu, P^-1),  P = Phi^T Omega Phi + S,  P mu = Phi^T kappa + S m,
+    omega_i | beta ~ PG(n_i, o_i + phi_i^T beta)
+    beta | omega  ~ N(mu, P^-1),  P = Phi^T Omega Phi + S,  P mu = Phi^T (kappa - Omega o) + S m,
 
 with ``kappa = y - n / 2``. Chains are a batch dimension: one call advances all of them.
 """
@@ -38,6 +39,7 @@ class BinomialRegressionData:
         Phi: ``[N, D]`` features (basis functions already applied).
         y: ``[N]`` successes; n_trials: ``[N]`` trials (1 for binary labels).
         prior_mean: ``[D]``; prior_precision: ``[D, D]`` (positive definite).
+        offset: ``[N]`` fixed offset added to the linear predictor (zeros by default).
     """
 
     Phi: torch.Tensor
@@ -45,9 +47,10 @@ class BinomialRegressionData:
     n_trials: torch.Tensor
     prior_mean: torch.Tensor
     prior_precision: torch.Tensor
+    offset: torch.Tensor
 
     @classmethod
-    def create(cls, Phi, y, n_trials=1, prior_mean=None, prior_precision=1.0,
+    def create(cls, Phi, y, n_trials=1, prior_mean=None, prior_precision=1.0, offset=None,
                dtype=torch.float64) -> BinomialRegressionData:
         """Check and convert the inputs; ``prior_precision`` may be a scalar (times I)."""
         Phi = torch.as_tensor(Phi, dtype=dtype)
@@ -79,7 +82,11 @@ class BinomialRegressionData:
                              f"got {tuple(S.shape)}")
         if not bool(torch.isfinite(S).all()) or int(torch.linalg.cholesky_ex(S).info) != 0:
             raise ValueError("prior_precision must be finite and positive definite")
-        return cls(Phi, y, n_trials, m, S)
+        o = torch.zeros(n, dtype=dtype) if offset is None else torch.as_tensor(
+            offset, dtype=dtype).expand(n).clone()
+        if not bool(torch.isfinite(o).all()):
+            raise NonFiniteError("offset contains NaN or infinite values")
+        return cls(Phi, y, n_trials, m, S, o)
 
     @property
     def kappa(self) -> torch.Tensor:
@@ -100,10 +107,12 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
     A plain loop, not recursion, so it can run for any number of steps.
     """
     kappa = data.kappa
+    offset = data.offset
     while True:
-        omega = sample_polya_gamma(data.n_trials, beta @ data.Phi.mT, generator=generator)
+        omega = sample_polya_gamma(data.n_trials, offset + beta @ data.Phi.mT,
+                                   generator=generator)
         beta = sample_linear_gaussian_posterior(
-            data.Phi, omega, kappa.expand_as(omega), data.prior_mean, data.prior_precision,
+            data.Phi, omega, kappa - omega * offset, data.prior_mean, data.prior_precision,
             method=method, generator=generator)
         yield beta, omega
 

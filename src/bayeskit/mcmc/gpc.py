@@ -2,7 +2,7 @@
 
 Prior ``f ~ N(m, K)`` on the latent values at the training inputs (fixed kernel
 hyperparameters). Whitening ``f = m + L v`` with ``K = L L^T`` turns the model into the
-weight-space one with design ``Phi = L`` and prior ``v ~ N(0, I)``:
+weight-space one with design ``Phi = L``, offset ``m`` and prior ``v ~ N(0, I)``:
 
     omega | f ~ PG(n, f),     v | omega ~ N(mu, (L^T Omega L + I)^-1),
     (L^T Omega L + I) mu = L^T (kappa - Omega m),
@@ -19,10 +19,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
-from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
+from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
 
@@ -32,8 +31,11 @@ F64 = torch.float64
 def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Tensor | None = None,
                             n_trials: torch.Tensor | float = 1.0, num_samples: int = 500,
                             burn_in: int = 200, num_chains: int = 4,
-                            generator: torch.Generator | None = None):
+                            generator: torch.Generator | None = None, **run_kwargs):
     """Sample the latent whitened values ``v`` (``f = m + L v``) of a GP classifier.
+
+    Runs the weight-space sampler with design ``L``, prior ``N(0, I)`` and offset ``m``,
+    so chains, checkpoints (``checkpoint=...``) and progress work as in :func:`run_gibbs`.
 
     Args:
         K: ``[N, N]`` prior covariance at the training inputs. y: ``[N]`` successes.
@@ -42,24 +44,11 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
     Returns:
         ``(L, v_draws [C, S, N], jitter)`` where ``L`` is the (jittered) Cholesky factor.
     """
-    n = K.shape[-1]
-    y = torch.as_tensor(y, dtype=F64)
-    n_trials = torch.as_tensor(n_trials, dtype=F64).expand(n)
-    m = torch.zeros(n, dtype=F64) if mean is None else torch.as_tensor(mean, dtype=F64)
     L, jitter = jittered_cholesky(K.to(F64))
-    kappa = y - n_trials / 2
-    eye = torch.eye(n, dtype=F64)
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
-    v = torch.randn(num_chains, n, dtype=F64, generator=g)
-    kept = torch.empty(num_chains, num_samples, n, dtype=F64)
-    for step in range(burn_in + num_samples):
-        f = m + v @ L.mT
-        omega = sample_polya_gamma(n_trials, f, generator=g)
-        v = sample_linear_gaussian_posterior(L, omega, kappa - omega * m, torch.zeros(n, dtype=F64),
-                                             eye, method="precision", generator=g)
-        if step >= burn_in:
-            kept[:, step - burn_in] = v
-    return L, kept, jitter
+    data = BinomialRegressionData.create(L, y, n_trials, prior_precision=1.0, offset=mean)
+    result = run_gibbs(data, num_samples=num_samples, burn_in=burn_in, num_chains=num_chains,
+                       generator=generator, method="precision", **run_kwargs)
+    return L, result.beta, jitter
 
 
 class PolyaGammaGPClassifier(ClassifierMixin, BaseEstimator):
