@@ -171,26 +171,47 @@ def _shape_constants(h: torch.Tensor):
 
 
 def _left_probability(h, z, t, log_c) -> torch.Tensor:
-    """Probability that the tilted envelope draws from its left piece ``(0, t]``."""
+    """Probability that the tilted envelope draws from its left piece ``(0, t]``.
+
+    Left mass ``2^h [exp(-hz) Phi(z sqrt(t) - h/sqrt(t)) + exp(hz) Phi(-z sqrt(t) - h/sqrt(t))]``
+    (an inverse-Gaussian CDF), right mass ``C (pi/2)^h lam^-h Q(h, lam t)`` with
+    ``lam = pi^2/8 + z^2/2``. Computed in linear space where nothing can overflow or
+    underflow (``h z < 600``), in log space elsewhere.
+    """
     sqrt_t = torch.sqrt(t)
-    log_left = h * LOG2 + torch.logaddexp(
-        -h * z + torch.special.log_ndtr(z * sqrt_t - h / sqrt_t),
-        h * z + torch.special.log_ndtr(-z * sqrt_t - h / sqrt_t),
-    )
     lam = PI2_8 + 0.5 * z * z
     y = lam * t
-    if h.dim() == 0 and float(h) == round(float(h)) and float(h) <= 8:
+    integer_h = h.dim() == 0 and float(h) == round(float(h)) and float(h) <= 8
+    if integer_h:
         # integer shape: Q(h, y) = exp(-y) sum_{k<h} y^k / k!  (cheaper than gammaincc)
         partial = torch.ones_like(y)
         term = torch.ones_like(y)
         for k in range(1, int(float(h))):
             term = term * y / k
             partial = partial + term
-        log_q = -y + torch.log(partial)
+        q = torch.exp(-y) * partial
     else:
-        log_q = torch.log(torch.special.gammaincc(h, y))
-    log_right = log_c + h * LOG_PI_2 - h * torch.log(lam) + log_q
-    return torch.sigmoid(log_left - log_right)
+        q = torch.special.gammaincc(h, y)
+    hz = h * z
+    a = z * sqrt_t - h / sqrt_t
+    b = -z * sqrt_t - h / sqrt_t
+    m_left = torch.exp(-hz) * torch.special.ndtr(a) + torch.exp(hz) * torch.special.ndtr(b)
+    m_right = torch.exp(log_c + h * LOG_PI_2 - h * torch.log(lam)) * q / 2**h
+    p = m_left / (m_left + m_right)
+    risky = ~(hz < 600) | ~torch.isfinite(p)
+    if bool(risky.any()):
+        idx = torch.nonzero(risky).squeeze(-1)
+        hh, zz, tt, cc = (_take(v, idx) for v in (h, z, t, log_c))
+        st = torch.sqrt(tt)
+        log_left = hh * LOG2 + torch.logaddexp(
+            -hh * zz + torch.special.log_ndtr(zz * st - hh / st),
+            hh * zz + torch.special.log_ndtr(-zz * st - hh / st))
+        ll = PI2_8 + 0.5 * zz * zz
+        log_right = (cc + hh * LOG_PI_2 - hh * torch.log(ll)
+                     + torch.log(torch.special.gammaincc(hh, ll * tt)))
+        p = p.clone()
+        p[idx] = torch.sigmoid(log_left - log_right)
+    return p
 
 
 # ------------------------------------------------------------------------ the proposals
@@ -346,20 +367,28 @@ def _sample_jstar(h: torch.Tensor, z: torch.Tensor, rng: _Rng) -> torch.Tensor:
     h, t, log_c, lgh = _shape_constants(h)
     p_left = _left_probability(h, z, t, log_c)
 
+    n = z.numel()
+
     def propose(idx):
-        hh, zz, tt, lc, lg = (_take(v, idx) for v in (h, z, t, log_c, lgh))
         m = idx.numel()
-        left = rng.uniform(m) <= p_left[idx]
+        if m == n:  # first round: every element, no gathers
+            hh, zz, tt, lc, lg, pl = h, z, t, log_c, lgh, p_left
+        else:
+            hh, zz, tt, lc, lg = (_take(v, idx) for v in (h, z, t, log_c, lgh))
+            pl = p_left[idx]
+        left = rng.uniform(m) <= pl
         x = torch.empty(m, dtype=_F64, device=z.device)
         li, ri = _split(left)
+        # v = U k(x) / a_0(x): the envelope relative to the series' first term (1 on the left)
+        v = rng.uniform(m)
         if li.numel():
             x[li] = _left_proposal(_take(hh, li), zz[li], _take(tt, li), rng)
         if ri.numel():
-            x[ri] = _right_proposal(_take(hh, ri), zz[ri], _take(tt, ri), rng)
-        # v = U k(x) / a_0(x): the envelope relative to the series' first term
-        log_k_rel = torch.where(left, torch.zeros_like(x),
-                                lc + _log_kernel_right(x, hh, lg) - _log_a0(x, hh))
-        v = rng.uniform(m) * torch.exp(log_k_rel)
+            hr, xr = _take(hh, ri), _right_proposal(_take(hh, ri), zz[ri], _take(tt, ri), rng)
+            x[ri] = xr
+            log_k_rel = (_take(lc, ri) + _log_kernel_right(xr, hr, _take(lg, ri))
+                         - _log_a0(xr, hr))
+            v[ri] = v[ri] * torch.exp(log_k_rel)
         return x, _accept(x, hh, v)
 
     return _until_accepted(z.numel(), propose, z.device)
