@@ -60,6 +60,10 @@ def test_classifier_api():
     proba = clf.predict_proba(np.array([[-1.5], [1.5]]))
     assert proba.shape == (2, 2) and proba[0, 1] < 0.5 < proba[1, 1]
     assert clf.score(X, y) > 0.7
+    lo, hi = clf.predict_interval(np.array([[-1.5], [1.5]]), level=0.9)
+    assert np.all(lo <= proba[:, 1]) and np.all(proba[:, 1] <= hi)
+    table = clf.summary()
+    assert len(table) == 60 and "r_hat" in table.columns
     assert clone(clf).get_params()["num_samples"] == 150
     assert cross_val_score(clone(clf), X, y, cv=2).mean() > 0.6
     with pytest.raises(ValueError, match="labels"):

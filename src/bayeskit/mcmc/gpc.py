@@ -112,19 +112,40 @@ class PolyaGammaGPClassifier(ClassifierMixin, BaseEstimator):
             var = (k.diag(X) - (A * A).sum(0)).clamp_min(0)
         return mean, var
 
-    def predict_proba(self, X) -> np.ndarray:
-        """``[M, 2]``: posterior predictive class probabilities.
-
-        For each draw, ``E[sigmoid(f*)]`` over ``f* ~ N(mean, var)`` by 32-point
-        Gauss-Hermite quadrature; then the average over draws.
-        """
+    def _prob_draws(self, X) -> np.ndarray:
+        """``[S, M]``: per posterior draw, ``E[sigmoid(f*)]`` over ``f* ~ N(mean, var)``
+        by 32-point Gauss-Hermite quadrature."""
         mean, var = self._latent_draws(X)
         nodes, weights = np.polynomial.hermite_e.hermegauss(32)
         nodes_t = torch.as_tensor(nodes, dtype=F64)
         w = torch.as_tensor(weights / weights.sum(), dtype=F64)
         f = mean[..., None] + var.sqrt()[:, None] * nodes_t  # [S, M, Q]
-        p1 = (torch.sigmoid(f) * w).sum(-1).mean(0).numpy()
+        return (torch.sigmoid(f) * w).sum(-1).numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``[M, 2]``: posterior predictive class probabilities (average over draws)."""
+        p1 = self._prob_draws(X).mean(0)
         return np.stack([1 - p1, p1], axis=1)
+
+    def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed credible interval of ``P(y = 1 | x)`` over the posterior draws."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        p = self._prob_draws(X)
+        return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
+
+    def to_arviz(self):
+        """Latent values ``f`` at the training inputs as ``arviz.InferenceData``."""
+        check_is_fitted(self, "f_samples_")
+        import arviz as az
+
+        return az.from_dict(posterior={"f": self.f_samples_}, dims={"f": ["point"]})
+
+    def summary(self):
+        """ArviZ summary (mean, sd, HDI, ESS, R-hat) of the latent values."""
+        import arviz as az
+
+        return az.summary(self.to_arviz())
 
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
