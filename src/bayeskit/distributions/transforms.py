@@ -164,7 +164,7 @@ def check_transform(t: Transform, x: torch.Tensor, *, atol: float = 1e-8,
     """
     y = t(x)
     x_back = t.inv(y)
-    round_trip = float((x_back - x).abs().max())
+    round_trip = float((x_back - x).detach().abs().max())
     if not torch.allclose(x_back, x, atol=atol, rtol=rtol):
         raise AssertionError(f"inverse(forward(x)) differs from x by up to {round_trip:.3g}")
     ladj = t.log_abs_det_jacobian(x, y)
@@ -181,7 +181,7 @@ def check_transform(t: Transform, x: torch.Tensor, *, atol: float = 1e-8,
         flat = x.reshape(-1, x.shape[-1])
         jac = torch.stack([torch.autograd.functional.jacobian(t, row) for row in flat])
         ref = torch.linalg.slogdet(jac)[1].reshape(expected_shape)
-    ladj_err = float((ladj - ref).abs().max())
+    ladj_err = float((ladj - ref).detach().abs().max())
     if not torch.allclose(ladj, ref, atol=max(atol, 1e-6), rtol=rtol):
         raise AssertionError(f"log_abs_det_jacobian differs from autodiff by {ladj_err:.3g}")
     return {"round_trip": round_trip, "log_det": ladj_err}
