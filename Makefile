@@ -55,6 +55,8 @@ bench: bench-env
 	cat /proc/loadavg
 	$(BENCH_BIN)/python benchmarks/bench_cholesky.py
 	$(BENCH_BIN)/python benchmarks/bench_polyagamma.py
+	$(BENCH_BIN)/python benchmarks/bench_gibbs.py
+	$(BENCH_BIN)/python benchmarks/bench_flows.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache
