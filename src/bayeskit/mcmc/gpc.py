@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
+from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
@@ -51,7 +52,7 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
     return L, result.beta, jitter
 
 
-class PolyaGammaGPClassifier(ClassifierMixin, BaseEstimator):
+class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEstimator):
     """GP classification with exact Pólya-gamma Gibbs sampling (fixed kernel).
 
     Parameters:
@@ -122,30 +123,9 @@ class PolyaGammaGPClassifier(ClassifierMixin, BaseEstimator):
         f = mean[..., None] + var.sqrt()[:, None] * nodes_t  # [S, M, Q]
         return (torch.sigmoid(f) * w).sum(-1).numpy()
 
-    def predict_proba(self, X) -> np.ndarray:
-        """``[M, 2]``: posterior predictive class probabilities (average over draws)."""
-        p1 = self._prob_draws(X).mean(0)
-        return np.stack([1 - p1, p1], axis=1)
-
-    def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed credible interval of ``P(y = 1 | x)`` over the posterior draws."""
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        p = self._prob_draws(X)
-        return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
-
     def to_arviz(self):
         """Latent values ``f`` at the training inputs as ``arviz.InferenceData``."""
         check_is_fitted(self, "f_samples_")
         import arviz as az
 
         return az.from_dict(posterior={"f": self.f_samples_}, dims={"f": ["point"]})
-
-    def summary(self):
-        """ArviZ summary (mean, sd, HDI, ESS, R-hat) of the latent values."""
-        import arviz as az
-
-        return az.summary(self.to_arviz())
-
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 
 __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
@@ -33,7 +34,7 @@ def polynomial_basis(degree: int) -> Callable[[np.ndarray], np.ndarray]:
     return basis
 
 
-class PolyaGammaLogisticRegression(ClassifierMixin, BaseEstimator):
+class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, BaseEstimator):
     """Bayesian logistic regression with exact Gibbs sampling (Polson, Scott & Windle 2013).
 
     Prior ``beta ~ N(0, prior_precision^-1 I)`` on the coefficients of the features
@@ -101,30 +102,14 @@ class PolyaGammaLogisticRegression(ClassifierMixin, BaseEstimator):
         self.coef_ = self.coef_samples_.reshape(-1, self.coef_samples_.shape[-1]).mean(0)
         return self
 
-    def _prob_samples(self, X) -> np.ndarray:
+    def _prob_draws(self, X) -> np.ndarray:
         check_is_fitted(self, "coef_samples_")
         X = check_array(X, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fit with "
                              f"{self.n_features_in_}")
         draws = self.coef_samples_.reshape(-1, self.coef_samples_.shape[-1])
-        return 1.0 / (1.0 + np.exp(-(self._features(X) @ draws.T)))  # [N, draws]
-
-    def predict_proba(self, X) -> np.ndarray:
-        """``[N, 2]``: posterior predictive probabilities of classes 0 and 1."""
-        p1 = self._prob_samples(X).mean(1)
-        return np.stack([1 - p1, p1], axis=1)
-
-    def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed credible interval of ``P(y = 1 | x)`` at ``level``."""
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        p = self._prob_samples(X)
-        return (np.quantile(p, (1 - level) / 2, axis=1),
-                np.quantile(p, (1 + level) / 2, axis=1))
-
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        return 1.0 / (1.0 + np.exp(-(draws @ self._features(X).T)))  # [draws, N]
 
     def to_arviz(self):
         """The draws as ``arviz.InferenceData`` (chains kept), for R-hat, ESS and plots."""
@@ -135,9 +120,3 @@ class PolyaGammaLogisticRegression(ClassifierMixin, BaseEstimator):
             raise ImportError("to_arviz needs arviz: pip install arviz") from err
         return az.from_dict(posterior={"beta": self.coef_samples_},
                             dims={"beta": ["coefficient"]})
-
-    def summary(self):
-        """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the coefficients."""
-        import arviz as az
-
-        return az.summary(self.to_arviz())

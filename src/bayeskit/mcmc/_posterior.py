@@ -1,0 +1,36 @@
+"""Shared prediction methods of the sampling-based classifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PosteriorClassifierMixin"]
+
+
+class PosteriorClassifierMixin:
+    """``predict_proba``, ``predict_interval``, ``predict`` and ``summary`` from draws.
+
+    Subclasses implement ``_prob_draws(X) -> [S, M]`` (``P(y = 1 | x)`` for each posterior
+    draw) and ``to_arviz()``.
+    """
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``[M, 2]``: posterior predictive class probabilities (average over draws)."""
+        p1 = self._prob_draws(X).mean(0)
+        return np.stack([1 - p1, p1], axis=1)
+
+    def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed credible interval of ``P(y = 1 | x)`` over the posterior draws."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        p = self._prob_draws(X)
+        return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def summary(self):
+        """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the sampled quantities."""
+        import arviz as az
+
+        return az.summary(self.to_arviz())
