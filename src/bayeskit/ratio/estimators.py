@@ -1,0 +1,220 @@
+"""Density-ratio estimators from samples only: a probabilistic classifier and uLSIF.
+
+``r(x) = p(x) / q(x)``. A classifier trained to tell samples of ``p`` (label 1) from ``q``
+(label 0) with the binary cross-entropy has logit ``log r(x) + log(N_p / N_q)`` at the
+optimum, so ``log r = logit - log(N_p / N_q)``. uLSIF (Kanamori, Hido & Sugiyama 2009)
+fits ``r(x) = sum_l alpha_l k(x, c_l)`` by least squares in closed form, with kernel width
+and ridge chosen by k-fold cross-validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
+
+__all__ = ["ClassifierDensityRatio", "ULSIF", "estimate_kl", "check_samples"]
+
+F64 = torch.float64
+
+
+def check_samples(x_p, x_q, min_samples: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert to ``[N, D]`` float64 tensors; errors for mismatched dims, too few, NaN/inf."""
+    out = []
+    for name, x in (("x_p", x_p), ("x_q", x_q)):
+        x = torch.as_tensor(x, dtype=F64)
+        x = x[:, None] if x.dim() == 1 else x
+        if x.dim() != 2:
+            raise ShapeError(f"{name} must be [N] or [N, D], got {tuple(x.shape)}")
+        if x.shape[0] < min_samples:
+            raise ValueError(f"{name} has {x.shape[0]} samples; need at least {min_samples}")
+        if not bool(torch.isfinite(x).all()):
+            raise NonFiniteError(f"{name} contains NaN or infinite values")
+        out.append(x)
+    if out[0].shape[1] != out[1].shape[1]:
+        raise ShapeError(f"x_p has {out[0].shape[1]} dimensions and x_q {out[1].shape[1]}")
+    return out[0], out[1]
+
+
+class ClassifierDensityRatio:
+    """``log r(x)`` from a classifier: a small MLP (two hidden layers, ReLU) trained with BCE.
+
+    Args:
+        hidden: hidden layer widths (reference: 16, 32).
+        epochs, batch_size, lr: Adam training, full batch by default (``batch_size=None``,
+            as in the reference); early stopping on a held-out split (``val_fraction``)
+            with ``patience`` epochs restores the best weights.
+        seed: initialisation and minibatch order.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> xp = 1 + torch.randn(2000, 1, generator=g); xq = 2 * torch.randn(2000, 1, generator=g)
+        >>> est = ClassifierDensityRatio(epochs=50).fit(xp, xq)
+        >>> est.log_ratio(torch.zeros(1, 1)).shape
+        torch.Size([1])
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (16, 32), epochs: int = 800,
+                 batch_size: int | None = None, lr: float = 1e-2, val_fraction: float = 0.2,
+                 patience: int = 100, seed: int = 0):
+        self.hidden, self.epochs, self.batch_size = hidden, epochs, batch_size
+        self.lr, self.val_fraction, self.patience, self.seed = lr, val_fraction, patience, seed
+
+    def fit(self, x_p, x_q) -> ClassifierDensityRatio:
+        x_p, x_q = check_samples(x_p, x_q)
+        g = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        self.loc_ = torch.cat([x_p, x_q]).mean(0)
+        self.scale_ = torch.cat([x_p, x_q]).std(0).clamp_min(1e-12)
+        dims = [x_p.shape[1], *self.hidden, 1]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b, dtype=F64), nn.ReLU()]
+        self.net_ = nn.Sequential(*layers[:-1])
+        x = torch.cat([x_p, x_q])
+        y = torch.cat([torch.ones(len(x_p), dtype=F64), torch.zeros(len(x_q), dtype=F64)])
+        perm = torch.randperm(len(x), generator=g)
+        n_val = max(2, int(self.val_fraction * len(x)))
+        val, tr = perm[:n_val], perm[n_val:]
+        # the logit carries log(N_p / N_q) of the training split; removed in log_ratio
+        self.log_prior_odds_ = math.log(float(y[tr].sum()) / float((1 - y[tr]).sum()))
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        loss_fn = nn.BCEWithLogitsLoss()  # log-sum-exp form: stable for saturated logits
+        best, best_state, bad = math.inf, None, 0
+        self.history_ = {"train_bce": [], "val_bce": []}
+        batch = self.batch_size or len(tr)
+        for _ in range(self.epochs):
+            order = tr[torch.randperm(len(tr), generator=g)]
+            total = 0.0
+            for i in range(0, len(order), batch):
+                b = order[i:i + batch]
+                loss = loss_fn(self._logit(x[b]), y[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(b)
+            with torch.no_grad():
+                v = float(loss_fn(self._logit(x[val]), y[val]))
+            self.history_["train_bce"].append(total / len(tr))
+            self.history_["val_bce"].append(v)
+            if v < best - 1e-6:
+                best, best_state, bad = v, copy.deepcopy(self.net_.state_dict()), 0
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        return self
+
+    def _logit(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net_((x - self.loc_) / self.scale_).squeeze(-1)
+
+    def log_ratio(self, x) -> torch.Tensor:
+        """``log p(x) / q(x)`` at ``x: [M, D]`` (or ``[M]`` for 1-D)."""
+        x = torch.as_tensor(x, dtype=F64)
+        x = x[:, None] if x.dim() == 1 else x
+        with torch.no_grad():
+            return self._logit(x) - self.log_prior_odds_
+
+    def predict_proba(self, x) -> torch.Tensor:
+        """Classifier output ``P(x from p)`` for equal class sizes: ``sigmoid(log r(x))``."""
+        return torch.sigmoid(self.log_ratio(x))
+
+
+def _gauss_kernel(x: torch.Tensor, c: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``[S, N, L]`` Gaussian kernel matrices for each width in ``sigma: [S]``."""
+    d2 = torch.cdist(x, c).pow(2)
+    return torch.exp(-d2[None] / (2 * sigma[:, None, None] ** 2))
+
+
+class ULSIF:
+    """Unconstrained least-squares importance fitting with k-fold cross-validation.
+
+    ``r(x) = sum_l alpha_l exp(-|x - c_l|^2 / (2 sigma^2))`` with centres ``c_l`` drawn from
+    ``x_p``; ``alpha = (H + lambda I)^-1 h``, ``H = K_q^T K_q / N_q``, ``h = K_p^T 1 / N_p``.
+    All (sigma, lambda) pairs and folds are solved in one batched call.
+    """
+
+    def __init__(self, sigmas=None, lambdas=(1e-3, 1e-2, 1e-1, 1.0), n_centers: int = 100,
+                 folds: int = 5, seed: int = 0):
+        self.sigmas, self.lambdas = sigmas, lambdas
+        self.n_centers, self.folds, self.seed = n_centers, folds, seed
+
+    def fit(self, x_p, x_q) -> ULSIF:
+        x_p, x_q = check_samples(x_p, x_q, min_samples=self.folds)
+        g = torch.Generator().manual_seed(self.seed)
+        self.centers_ = x_p[torch.randperm(len(x_p), generator=g)[:self.n_centers]]
+        if self.sigmas is None:  # around the median pairwise distance
+            med = torch.cdist(self.centers_, self.centers_).median().clamp_min(1e-6)
+            sigmas = med * torch.tensor([0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.0], dtype=F64)
+        else:
+            sigmas = torch.as_tensor(self.sigmas, dtype=F64)
+        lambdas = torch.as_tensor(self.lambdas, dtype=F64)
+        Kp = _gauss_kernel(x_p, self.centers_, sigmas)  # [S, Np, L]
+        Kq = _gauss_kernel(x_q, self.centers_, sigmas)
+        fp = torch.arange(len(x_p)) % self.folds
+        fq = torch.arange(len(x_q)) % self.folds
+        fp = fp[torch.randperm(len(fp), generator=g)]
+        fq = fq[torch.randperm(len(fq), generator=g)]
+        eye = torch.eye(len(self.centers_), dtype=F64)
+        scores = torch.zeros(len(sigmas), len(lambdas), dtype=F64)
+        for k in range(self.folds):
+            tp, tq = fp != k, fq != k
+            H = Kq[:, tq].mT @ Kq[:, tq] / int(tq.sum())  # [S, L, L]
+            h = Kp[:, tp].mean(1)  # [S, L]
+            A = H[:, None] + lambdas[None, :, None, None] * eye  # [S, Lam, L, L]
+            alpha = torch.linalg.solve(A, h[:, None].expand(-1, len(lambdas), -1))
+            rq = torch.einsum("snl,sml->smn", Kq[:, ~tq], alpha)
+            rp = torch.einsum("snl,sml->smn", Kp[:, ~tp], alpha)
+            # held-out squared loss: E_q[r^2]/2 - E_p[r]
+            scores += 0.5 * (rq**2).mean(-1) - rp.mean(-1)
+        i, j = divmod(int(torch.argmin(scores)), len(lambdas))
+        self.sigma_, self.lambda_ = float(sigmas[i]), float(lambdas[j])
+        H = Kq[i].mT @ Kq[i] / len(x_q)
+        self.alpha_ = torch.linalg.solve(H + self.lambda_ * eye, Kp[i].mean(0))
+        self.cv_scores_ = scores / self.folds
+        return self
+
+    def ratio(self, x) -> torch.Tensor:
+        """``r(x)`` (may dip below zero: uLSIF does not constrain it)."""
+        x = torch.as_tensor(x, dtype=F64)
+        x = x[:, None] if x.dim() == 1 else x
+        K = _gauss_kernel(x, self.centers_, torch.tensor([self.sigma_], dtype=F64))[0]
+        return K @ self.alpha_
+
+    def log_ratio(self, x) -> torch.Tensor:
+        """``log max(r(x), 1e-12)``."""
+        return torch.log(self.ratio(x).clamp_min(1e-12))
+
+
+def estimate_kl(x_p, x_q, method: str = "classifier", *, cross_fit: bool = True,
+                seed: int = 0, **kwargs) -> MonteCarloEstimate:
+    """``KL[p || q]`` from samples only: ``mean log r(x_i)`` over ``x_p``, ``r`` estimated by
+    ``method`` (``"classifier"`` or ``"ulsif"``).
+
+    With ``cross_fit`` (default) the samples are split in two halves; the ratio fitted on
+    one half is evaluated on the other half's ``x_p`` and vice versa, which removes the
+    upward bias of evaluating a flexible estimator on its own training points.
+    """
+    x_p, x_q = check_samples(x_p, x_q)
+    if method not in ("classifier", "ulsif"):
+        raise ValueError(f"method must be 'classifier' or 'ulsif', got {method!r}")
+    make = ClassifierDensityRatio if method == "classifier" else ULSIF
+
+    def fit(a, b):
+        return make(seed=seed, **kwargs).fit(a, b)
+
+    if not cross_fit:
+        return monte_carlo_kl(fit(x_p, x_q).log_ratio(x_p))
+    g = torch.Generator().manual_seed(seed)
+    pp, pq = torch.randperm(len(x_p), generator=g), torch.randperm(len(x_q), generator=g)
+    hp, hq = len(x_p) // 2, len(x_q) // 2
+    parts = [(pp[:hp], pq[:hq], pp[hp:]), (pp[hp:], pq[hq:], pp[:hp])]
+    terms = [fit(x_p[a], x_q[b]).log_ratio(x_p[held]) for a, b, held in parts]
+    return monte_carlo_kl(torch.cat(terms))

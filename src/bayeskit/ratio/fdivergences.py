@@ -1,0 +1,122 @@
+"""f-divergences ``D_f[p || q] = E_q[f(p(x) / q(x))]``, written as functions of ``log u``.
+
+Working with ``log u = log p - log q`` keeps every estimator finite where the ratio under-
+or overflows. Each generator has ``f(1) = 0``; the ``self_normalized`` variants add a
+multiple of ``u - 1`` (zero in expectation under ``q``) so that also ``f'(1) = 0``, which
+lowers the Monte Carlo variance (as in TFP's ``tfp.vi``). The Jensen-Shannon generator here
+gives the standard ``JS = KL(p||m)/2 + KL(q||m)/2`` with ``m = (p + q)/2`` (at most log 2).
+
+Example:
+    >>> import torch
+    >>> p = torch.distributions.Normal(1.0, 1.0); q = torch.distributions.Normal(0.0, 2.0)
+    >>> float(torch.distributions.kl_divergence(p, q))  # the reference's 0.44314718
+    0.4431471824645996
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["kl_forward", "kl_reverse", "jensen_shannon", "pearson", "squared_hellinger",
+           "total_variation", "amari_alpha", "MonteCarloEstimate", "monte_carlo_f_divergence",
+           "monte_carlo_kl", "conjugate"]
+
+
+def kl_forward(logu: torch.Tensor, self_normalized: bool = False) -> torch.Tensor:
+    """``f(u) = u log u``: ``D_f = KL[p || q]``."""
+    u = torch.exp(logu)
+    return u * logu + ((1 - u) if self_normalized else 0)
+
+
+def kl_reverse(logu: torch.Tensor, self_normalized: bool = False) -> torch.Tensor:
+    """``f(u) = -log u``: ``D_f = KL[q || p]``."""
+    return -logu + ((torch.expm1(logu)) if self_normalized else 0)
+
+
+def jensen_shannon(logu: torch.Tensor) -> torch.Tensor:
+    """``f(u) = (u log u - (1 + u) log((1 + u) / 2)) / 2``: the Jensen-Shannon divergence.
+
+    Already self-normalised (``f'(1) = 0``).
+    """
+    u = torch.exp(logu)
+    log1pu = torch.nn.functional.softplus(logu)  # log(1 + u), stable
+    return 0.5 * (u * logu - (1 + u) * (log1pu - math.log(2)))
+
+
+def pearson(logu: torch.Tensor) -> torch.Tensor:
+    """``f(u) = (u - 1)^2``: Pearson chi-square."""
+    return torch.expm1(logu) ** 2
+
+
+def squared_hellinger(logu: torch.Tensor) -> torch.Tensor:
+    """``f(u) = (sqrt(u) - 1)^2``: ``D_f = 2 H^2`` with ``H^2 = 1 - int sqrt(p q)``."""
+    return torch.expm1(0.5 * logu) ** 2
+
+
+def total_variation(logu: torch.Tensor) -> torch.Tensor:
+    """``f(u) = |u - 1| / 2``: total variation distance."""
+    return 0.5 * torch.expm1(logu).abs()
+
+
+def amari_alpha(logu: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Amari's alpha family ``f(u) = (u^alpha - 1 - alpha (u - 1)) / (alpha (alpha - 1))``.
+
+    ``alpha -> 1`` gives forward KL and ``alpha -> 0`` reverse KL (self-normalised forms).
+    """
+    if alpha == 1:
+        return kl_forward(logu, self_normalized=True)
+    if alpha == 0:
+        return kl_reverse(logu, self_normalized=True)
+    return (torch.expm1(alpha * logu) - alpha * torch.expm1(logu)) / (alpha * (alpha - 1))
+
+
+def conjugate(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Convex conjugate ``f*(t) = sup_u (t u - f(u))`` of a generator, for variational bounds
+    ``D_f[p || q] >= E_p[T(x)] - E_q[f*(T(x))]`` (Nguyen, Wainwright & Jordan 2010).
+    """
+    table = {
+        "kl_forward": lambda t: torch.exp(t - 1),
+        "kl_reverse": lambda t: -1 - torch.log(-t),  # domain t < 0
+        "pearson": lambda t: t + t * t / 4,
+        "total_variation": lambda t: t,  # domain |t| <= 1/2
+    }
+    if name not in table:
+        raise ValueError(f"no conjugate for {name!r}; choose from {sorted(table)}")
+    return table[name]
+
+
+@dataclass(frozen=True)
+class MonteCarloEstimate:
+    """A Monte Carlo estimate with its standard error (``std / sqrt(n)``)."""
+
+    value: float
+    standard_error: float
+    n: int
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def _estimate(terms: torch.Tensor) -> MonteCarloEstimate:
+    terms = terms.reshape(-1)
+    if terms.numel() < 2:
+        raise ValueError("need at least 2 samples for a Monte Carlo estimate")
+    if not bool(torch.isfinite(terms).all()):
+        raise ValueError("non-finite terms: check the samples and the log-ratio")
+    return MonteCarloEstimate(float(terms.mean()),
+                              float(terms.std() / math.sqrt(terms.numel())), terms.numel())
+
+
+def monte_carlo_f_divergence(f: Callable[[torch.Tensor], torch.Tensor],
+                             log_ratio_at_q: torch.Tensor) -> MonteCarloEstimate:
+    """``D_f[p || q] ~ mean f(log r(x_j))`` over samples ``x_j ~ q``."""
+    return _estimate(f(log_ratio_at_q))
+
+
+def monte_carlo_kl(log_ratio_at_p: torch.Tensor) -> MonteCarloEstimate:
+    """``KL[p || q] ~ mean log r(x_i)`` over samples ``x_i ~ p`` (the reference's estimator)."""
+    return _estimate(log_ratio_at_p)
