@@ -139,3 +139,34 @@ def test_js_and_nwj_bounds():
     assert abs(tight.value - KL_PQ) < 3 * tight.standard_error + 0.01
     loose = nwj_lower_bound(0.5 * exact_p, 0.5 * exact_q)  # a worse critic: a lower value
     assert loose.value < tight.value
+
+
+def test_adversarial_kl_minimisation_drives_the_exact_kl_down():
+    from torch import nn
+
+    from bayeskit.ratio.adversarial import adversarial_kl_minimisation
+
+    class Affine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = nn.Parameter(torch.tensor([3.0], dtype=F64))
+            self.log_sigma = nn.Parameter(torch.tensor([-0.7], dtype=F64))
+
+        def forward(self, z):
+            return self.mu + self.log_sigma.exp() * z
+
+    def exact_kl(gen):  # KL[N(mu, s^2) || N(0, 2^2)]
+        return float(kl_divergence(Normal(gen.mu.detach()[0], gen.log_sigma.detach().exp()[0]),
+                                   Normal(torch.tensor(0.0, dtype=F64), 2.0)))
+
+    gen = Affine()
+    start = exact_kl(gen)
+    torch.manual_seed(0)
+    target = 2 * torch.randn(5000, 1, dtype=F64)
+    kls = []
+    adversarial_kl_minimisation(
+        gen, lambda n, g: torch.randn(n, 1, dtype=F64, generator=g), target, steps=600,
+        callback=lambda step, g_: kls.append(exact_kl(g_)))
+    assert start > 1.0 and min(kls[-50:]) < 0.05
+    with pytest.raises(ValueError):
+        adversarial_kl_minimisation(gen, lambda n, g: torch.randn(n, 1), torch.zeros(1, 1))
