@@ -170,3 +170,19 @@ def test_adversarial_kl_minimisation_drives_the_exact_kl_down():
     assert start > 1.0 and min(kls[-50:]) < 0.05
     with pytest.raises(ValueError):
         adversarial_kl_minimisation(gen, lambda n, g: torch.randn(n, 1), torch.zeros(1, 1))
+
+
+def test_plug_in_sklearn_classifier_and_clipping():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+
+    xp, xq = _samples(3000, 6)
+    model = make_pipeline(PolynomialFeatures(2), LogisticRegression(max_iter=1000))
+    est = estimate_kl(xp, xq, "classifier", classifier=model)
+    assert abs(est.value - KL_PQ) < 0.05
+    # a separating classifier (probabilities exactly 0 and 1) gives finite, bounded ratios
+    far_p, far_q = xp + 100, xq - 100
+    clf = ClassifierDensityRatio(classifier=LogisticRegression(C=1e6, max_iter=1000))
+    lr = clf.fit(far_p, far_q).log_ratio(torch.cat([far_p, far_q]))
+    assert bool(torch.isfinite(lr).all()) and float(lr.abs().max()) <= 27.7

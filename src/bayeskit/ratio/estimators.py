@@ -60,14 +60,30 @@ class ClassifierDensityRatio:
         torch.Size([1])
     """
 
+    #: probabilities from a plug-in classifier are clipped to [EPS, 1 - EPS], so a
+    #: classifier that outputs exactly 0 or 1 gives |log r| <= log((1 - EPS) / EPS) ~ 27.6
+    EPS = 1e-12
+
     def __init__(self, hidden: tuple[int, ...] = (16, 32), epochs: int = 800,
                  batch_size: int | None = None, lr: float = 1e-2, val_fraction: float = 0.2,
-                 patience: int = 100, seed: int = 0):
+                 patience: int = 100, seed: int = 0, classifier=None):
         self.hidden, self.epochs, self.batch_size = hidden, epochs, batch_size
         self.lr, self.val_fraction, self.patience, self.seed = lr, val_fraction, patience, seed
+        self.classifier = classifier
 
     def fit(self, x_p, x_q) -> ClassifierDensityRatio:
+        """Train on ``x_p`` (label 1) and ``x_q`` (label 0). With ``classifier`` (any
+        scikit-learn classifier with ``predict_proba``) that model is fitted instead of the
+        MLP; its probabilities are clipped to ``[EPS, 1 - EPS]``."""
         x_p, x_q = check_samples(x_p, x_q)
+        if self.classifier is not None:
+            from sklearn.base import clone
+
+            self.model_ = clone(self.classifier).fit(
+                torch.cat([x_p, x_q]).numpy(),
+                torch.cat([torch.ones(len(x_p)), torch.zeros(len(x_q))]).numpy())
+            self.log_prior_odds_ = math.log(len(x_p) / len(x_q))
+            return self
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         self.loc_ = torch.cat([x_p, x_q]).mean(0)
@@ -120,6 +136,11 @@ class ClassifierDensityRatio:
         """``log p(x) / q(x)`` at ``x: [M, D]`` (or ``[M]`` for 1-D)."""
         x = torch.as_tensor(x, dtype=F64)
         x = x[:, None] if x.dim() == 1 else x
+        if self.classifier is not None:
+            proba = torch.as_tensor(self.model_.predict_proba(x.numpy()), dtype=F64)
+            col = list(self.model_.classes_).index(1.0)
+            p1 = proba[:, col].clamp(self.EPS, 1 - self.EPS)
+            return torch.log(p1) - torch.log1p(-p1) - self.log_prior_odds_
         with torch.no_grad():
             return self._logit(x) - self.log_prior_odds_
 
