@@ -186,3 +186,63 @@ def test_plug_in_sklearn_classifier_and_clipping():
     clf = ClassifierDensityRatio(classifier=LogisticRegression(C=1e6, max_iter=1000))
     lr = clf.fit(far_p, far_q).log_ratio(torch.cat([far_p, far_q]))
     assert bool(torch.isfinite(lr).all()) and float(lr.abs().max()) <= 27.7
+
+
+def test_rulsif_estimates_the_relative_ratio():
+    xp, xq = _samples(3000, 7)
+    a = 0.3
+    u = ULSIF(seed=7, relative_alpha=a).fit(xp, xq)
+    grid = torch.linspace(-2, 3, 40, dtype=F64)
+    pg, qg = P.log_prob(grid).exp(), Q.log_prob(grid).exp()
+    rel = pg / (a * pg + (1 - a) * qg)
+    assert float((u.ratio(grid) - rel).abs().mean()) < 0.08
+    with pytest.raises(ValueError, match="relative_alpha"):
+        ULSIF(relative_alpha=1.0)
+
+
+def test_variational_f_divergence_bounds():
+    from bayeskit.ratio.variational import variational_f_divergence
+
+    xp, xq = _samples(4000, 8)
+    kl = variational_f_divergence(xp, xq, "kl_forward", steps=800)
+    assert KL_PQ - 0.06 < kl.value < KL_PQ + 3 * kl.standard_error
+    tv_true = float(monte_carlo_f_divergence(
+        total_variation, (P.log_prob(xq) - Q.log_prob(xq)).squeeze(-1)).value)
+    tv = variational_f_divergence(xp, xq, "total_variation", steps=800)
+    assert tv_true - 0.05 < tv.value < tv_true + 3 * tv.standard_error
+    with pytest.raises(ValueError, match="divergence"):
+        variational_f_divergence(xp, xq, "hellinger")
+
+
+def test_adversarial_kl_minimisation_in_two_dimensions():
+    from torch import nn
+
+    from bayeskit.ratio.adversarial import adversarial_kl_minimisation
+
+    q = MultivariateNormal(torch.tensor([0.5, 0.0], dtype=F64),
+                           torch.diag(torch.tensor([2.0, 1.0], dtype=F64)))
+
+    class Linear2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu = nn.Parameter(torch.tensor([-2.0, 2.0], dtype=F64))
+            self.raw = nn.Parameter(torch.tensor([[-1.0, 0.0], [0.5, -1.0]], dtype=F64))
+
+        def scale_tril(self):
+            return torch.tril(self.raw, -1) + torch.diag(self.raw.diagonal().exp())
+
+        def forward(self, z):
+            return self.mu + z @ self.scale_tril().T
+
+    def exact(gen):
+        with torch.no_grad():
+            return float(kl_divergence(MultivariateNormal(gen.mu, scale_tril=gen.scale_tril()), q))
+
+    gen = Linear2()
+    start = exact(gen)
+    torch.manual_seed(1)
+    kls = []
+    adversarial_kl_minimisation(gen, lambda n, g: torch.randn(n, 2, dtype=F64, generator=g),
+                                q.sample((5000,)), steps=800, seed=1,
+                                callback=lambda s, g_: kls.append(exact(g_)))
+    assert start > 3 and min(kls[-100:]) < 0.1

@@ -161,12 +161,19 @@ class ULSIF:
     ``r(x) = sum_l alpha_l exp(-|x - c_l|^2 / (2 sigma^2))`` with centres ``c_l`` drawn from
     ``x_p``; ``alpha = (H + lambda I)^-1 h``, ``H = K_q^T K_q / N_q``, ``h = K_p^T 1 / N_p``.
     All (sigma, lambda) pairs and folds are solved in one batched call.
+
+    With ``relative_alpha = a > 0`` this is RuLSIF (Yamada et al. 2013): it estimates the
+    bounded relative ratio ``p / (a p + (1 - a) q)`` (``H`` mixes both samples), which is
+    smoother and easier to estimate; ``a = 0`` is plain uLSIF.
     """
 
     def __init__(self, sigmas=None, lambdas=(1e-3, 1e-2, 1e-1, 1.0), n_centers: int = 100,
-                 folds: int = 5, seed: int = 0):
+                 folds: int = 5, seed: int = 0, relative_alpha: float = 0.0):
+        if not 0 <= relative_alpha < 1:
+            raise ValueError(f"relative_alpha must be in [0, 1), got {relative_alpha}")
         self.sigmas, self.lambdas = sigmas, lambdas
         self.n_centers, self.folds, self.seed = n_centers, folds, seed
+        self.relative_alpha = relative_alpha
 
     def fit(self, x_p, x_q) -> ULSIF:
         x_p, x_q = check_samples(x_p, x_q, min_samples=self.folds)
@@ -185,26 +192,32 @@ class ULSIF:
         fp = fp[torch.randperm(len(fp), generator=g)]
         fq = fq[torch.randperm(len(fq), generator=g)]
         eye = torch.eye(len(self.centers_), dtype=F64)
+        a = self.relative_alpha
+
+        def gram(Kp_, Kq_):  # H = a K_p^T K_p / N_p + (1 - a) K_q^T K_q / N_q
+            H = (1 - a) * Kq_.mT @ Kq_ / Kq_.shape[-2]
+            return H + a * Kp_.mT @ Kp_ / Kp_.shape[-2] if a else H
+
         scores = torch.zeros(len(sigmas), len(lambdas), dtype=F64)
         for k in range(self.folds):
             tp, tq = fp != k, fq != k
-            H = Kq[:, tq].mT @ Kq[:, tq] / int(tq.sum())  # [S, L, L]
+            H = gram(Kp[:, tp], Kq[:, tq])  # [S, L, L]
             h = Kp[:, tp].mean(1)  # [S, L]
             A = H[:, None] + lambdas[None, :, None, None] * eye  # [S, Lam, L, L]
             alpha = torch.linalg.solve(A, h[:, None].expand(-1, len(lambdas), -1))
             rq = torch.einsum("snl,sml->smn", Kq[:, ~tq], alpha)
             rp = torch.einsum("snl,sml->smn", Kp[:, ~tp], alpha)
-            # held-out squared loss: E_q[r^2]/2 - E_p[r]
-            scores += 0.5 * (rq**2).mean(-1) - rp.mean(-1)
+            # held-out squared loss: (a E_p[r^2] + (1 - a) E_q[r^2]) / 2 - E_p[r]
+            scores += 0.5 * ((1 - a) * (rq**2).mean(-1) + a * (rp**2).mean(-1)) - rp.mean(-1)
         i, j = divmod(int(torch.argmin(scores)), len(lambdas))
         self.sigma_, self.lambda_ = float(sigmas[i]), float(lambdas[j])
-        H = Kq[i].mT @ Kq[i] / len(x_q)
-        self.alpha_ = torch.linalg.solve(H + self.lambda_ * eye, Kp[i].mean(0))
+        self.alpha_ = torch.linalg.solve(gram(Kp[i], Kq[i]) + self.lambda_ * eye, Kp[i].mean(0))
         self.cv_scores_ = scores / self.folds
         return self
 
     def ratio(self, x) -> torch.Tensor:
-        """``r(x)`` (may dip below zero: uLSIF does not constrain it)."""
+        """``r(x)`` (the relative ratio for RuLSIF; may dip below zero, as uLSIF does not
+        constrain it)."""
         x = torch.as_tensor(x, dtype=F64)
         x = x[:, None] if x.dim() == 1 else x
         K = _gauss_kernel(x, self.centers_, torch.tensor([self.sigma_], dtype=F64))[0]
