@@ -246,3 +246,14 @@ def test_adversarial_kl_minimisation_in_two_dimensions():
                                 q.sample((5000,)), steps=800, seed=1,
                                 callback=lambda s, g_: kls.append(exact(g_)))
     assert start > 3 and min(kls[-100:]) < 0.1
+
+
+def test_classifier_is_calibrated_on_held_out_samples():
+    xp, xq = _samples(4000, 9)
+    hp, hq = _samples(4000, 10)
+    clf = ClassifierDensityRatio(seed=9).fit(xp, xq)
+    pred, obs, count = clf.calibration(hp, hq, bins=10)
+    used = count > 200
+    # binomial standard error of each bin's observed fraction; 4 SE plus a small model slack
+    se = torch.sqrt(obs * (1 - obs) / count.clamp_min(1))
+    assert bool(((pred - obs).abs()[used] < 4 * se[used] + 0.03).all())

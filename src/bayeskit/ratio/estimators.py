@@ -148,6 +148,23 @@ class ClassifierDensityRatio:
         """Classifier output ``P(x from p)`` for equal class sizes: ``sigmoid(log r(x))``."""
         return torch.sigmoid(self.log_ratio(x))
 
+    def calibration(self, x_p, x_q, bins: int = 10) -> tuple[torch.Tensor, torch.Tensor,
+                                                              torch.Tensor]:
+        """Reliability table on (held-out) samples: per probability bin, the mean predicted
+        ``P(p | x)``, the observed fraction of ``p`` samples, and the bin count.
+
+        Uses the prior odds of the given samples, so it checks the classifier itself.
+        """
+        x_p, x_q = check_samples(x_p, x_q, min_samples=2)
+        odds = math.log(len(x_p) / len(x_q))
+        prob = torch.sigmoid(torch.cat([self.log_ratio(x_p), self.log_ratio(x_q)]) + odds)
+        label = torch.cat([torch.ones(len(x_p), dtype=F64), torch.zeros(len(x_q), dtype=F64)])
+        idx = torch.clamp((prob * bins).long(), max=bins - 1)
+        count = torch.bincount(idx, minlength=bins).to(F64)
+        mean_pred = torch.bincount(idx, prob, minlength=bins) / count.clamp_min(1)
+        observed = torch.bincount(idx, label, minlength=bins) / count.clamp_min(1)
+        return mean_pred, observed, count
+
 
 def _gauss_kernel(x: torch.Tensor, c: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``[S, N, L]`` Gaussian kernel matrices for each width in ``sigma: [S]``."""

@@ -68,7 +68,7 @@ def run(ctx: Context) -> TopicResult:
             js.value, source="Monte Carlo with the exact ratio", tolerance=0.02 * wide)
 
     plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     ax = axes[0, 0]
     ax.plot(xs, p.log_prob(xs).exp(), label="p = N(1, 1)")
     ax.plot(xs, q.log_prob(xs).exp(), label="q = N(0, 2²)")
@@ -96,6 +96,23 @@ def run(ctx: Context) -> TopicResult:
     ax.set_xlabel("epoch")
     ax.legend(fontsize=8)
     ax.set_title("binary cross-entropy and its JS bound")
+    ax = axes[0, 2]
+    with torch.no_grad():
+        loss_p = torch.nn.functional.softplus(-clf.log_ratio(xp))  # -log sigmoid(logit)
+        loss_q = torch.nn.functional.softplus(clf.log_ratio(xq))  # -log(1 - sigmoid)
+    ax.hist(loss_p.numpy(), bins=50, alpha=0.6, density=True, label="samples of p")
+    ax.hist(loss_q.numpy(), bins=50, alpha=0.6, density=True, label="samples of q")
+    ax.set_xlabel("per-sample binary cross-entropy")
+    ax.legend(fontsize=8)
+    ax.set_title("loss histogram (trained classifier)")
+    ax = axes[1, 2]
+    pred, obs, count = clf.calibration(p.sample((n, 1)), q.sample((n, 1)))
+    used = count > 0
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(pred[used], obs[used], "o-")
+    ax.set_xlabel("predicted P(p | x)")
+    ax.set_ylabel("observed fraction from p")
+    ax.set_title("calibration on fresh samples")
     save(fig, ctx.path("ratio.png"))
     res.figures.append(Figure("ratio.png", "Densities and ratio; classifier vs optimal; "
                               "log-ratio estimates; the BCE converging to log 2 - JS."))
