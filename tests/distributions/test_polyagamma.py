@@ -188,3 +188,15 @@ def test_series_refuses_values_it_cannot_evaluate_accurately():
         polya_gamma_cdf(torch.tensor(50.0), torch.tensor(200.0), torch.tensor(0.0))
     # at the mean of moderate b the series is accurate and no error is raised
     assert math.isfinite(float(polya_gamma_log_prob(torch.tensor(2.5), 10.0, 0.0)))
+
+
+def test_envelope_acceptance_rates():
+    """The figures quoted in the module docstring and RESULTS.md."""
+    rate = pgmod.envelope_acceptance_rate
+    assert rate(1.0) == pytest.approx(0.9993, abs=1e-4)  # Devroye's famous 0.99919...
+    assert rate(2.0) == pytest.approx(0.904, abs=2e-3)
+    assert rate(4.0) == pytest.approx(0.691, abs=2e-3)
+    for b in (0.01, 0.1, 0.5, 0.9):
+        assert rate(b) > 0.98
+    for b, c in ((1.0, 3.0), (2.7, 10.0), (0.3, 50.0)):
+        assert 0.5 < rate(b, c) <= 1.0

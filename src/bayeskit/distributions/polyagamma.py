@@ -214,6 +214,25 @@ def _left_probability(h, z, t, log_c) -> torch.Tensor:
     return p
 
 
+def envelope_acceptance_rate(b: float, c: float = 0.0) -> float:
+    """Probability that one proposal of the ``J*(b, |c|/2)`` envelope is accepted.
+
+    ``cosh(z)^-b`` (the target's normaliser relative to ``f``) over the envelope mass; the
+    expected number of proposals per draw is its inverse. For ``b <= H_MAX``.
+    """
+    h = torch.tensor(float(b), dtype=_F64)
+    z = torch.tensor(abs(float(c)) / 2, dtype=_F64)
+    _, t, log_c, _ = _shape_constants(h.reshape(1))
+    sqrt_t = torch.sqrt(t)
+    log_left = h * LOG2 + torch.logaddexp(
+        -h * z + torch.special.log_ndtr(z * sqrt_t - h / sqrt_t),
+        h * z + torch.special.log_ndtr(-z * sqrt_t - h / sqrt_t))
+    lam = PI2_8 + 0.5 * z * z
+    log_right = (log_c + h * LOG_PI_2 - h * torch.log(lam)
+                 + torch.log(torch.special.gammaincc(h, lam * t)))
+    return float(torch.exp(-h * _log_cosh(z) - torch.logaddexp(log_left, log_right)))
+
+
 # ------------------------------------------------------------------------ the proposals
 class _Rng:
     """Uniform, normal and exponential draws from one ``torch.Generator``."""
