@@ -1,5 +1,6 @@
-"""Gaussian processes: kernels (more models arrive with the GP issue)."""
+"""Gaussian processes: kernels and exact regression (sparse models arrive with issue 4)."""
 
-from bayeskit.gp.kernels import Kernel, SquaredExponential
+from bayeskit.gp.exact import GPR
+from bayeskit.gp.kernels import Kernel, Matern, SquaredExponential
 
-__all__ = ["Kernel", "SquaredExponential"]
+__all__ = ["GPR", "Kernel", "Matern", "SquaredExponential"]

@@ -11,13 +11,14 @@ extends the family (Matérn, periodic, sums and products, ARD, ...).
 from __future__ import annotations
 
 import abc
+import math
 
 import torch
 from torch import nn
 
 from bayeskit.errors import ShapeError
 
-__all__ = ["Kernel", "SquaredExponential", "positive", "inverse_positive"]
+__all__ = ["Kernel", "SquaredExponential", "Matern", "positive", "inverse_positive"]
 
 _FLOOR = 1e-6
 
@@ -95,3 +96,47 @@ class SquaredExponential(Kernel):
         ls = self.lengthscale.detach()
         ls_s = f"{float(ls):.4g}" if ls.numel() == 1 else str(ls.tolist())
         return f"lengthscale={ls_s}, variance={float(self.variance.detach()):.4g}"
+
+
+class Matern(Kernel):
+    """Matérn kernel with smoothness ``nu`` in {1/2, 3/2, 5/2} (ARD lengthscales allowed).
+
+    ``k(r) = variance * f_nu(sqrt(2 nu) r / lengthscale)`` with ``f_1/2(s) = e^-s``,
+    ``f_3/2(s) = (1 + s) e^-s``, ``f_5/2(s) = (1 + s + s^2/3) e^-s``.
+    """
+
+    def __init__(self, nu: float = 2.5, lengthscale: float | torch.Tensor = 1.0,
+                 variance: float = 1.0):
+        super().__init__()
+        if nu not in (0.5, 1.5, 2.5):
+            raise ValueError(f"nu must be 0.5, 1.5 or 2.5, got {nu}")
+        self.nu = nu
+        self.raw_lengthscale = nn.Parameter(inverse_positive(lengthscale))
+        self.raw_variance = nn.Parameter(inverse_positive(variance))
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        return positive(self.raw_lengthscale)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return positive(self.raw_variance)
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        X2 = self._check(X, X2)
+        ls = self.lengthscale.to(X.dtype)
+        a, b = X / ls, X2 / ls
+        # exact differences (not the |a|^2 + |b|^2 - 2ab expansion, whose rounding would put
+        # distances of ~1e-8 on the diagonal, and Matern kernels are not smooth in r at 0)
+        r = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+        s = math.sqrt(2 * self.nu) * r
+        if self.nu == 0.5:
+            poly = torch.ones_like(s)
+        elif self.nu == 1.5:
+            poly = 1 + s
+        else:
+            poly = 1 + s + s * s / 3
+        return self.variance.to(X.dtype) * poly * torch.exp(-s)
+
+    def diag(self, X: torch.Tensor) -> torch.Tensor:
+        return self.variance.to(X.dtype).expand(X.shape[:-1])

@@ -1,0 +1,96 @@
+"""Exact GP regression against scikit-learn's GaussianProcessRegressor and refactorisation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+from sklearn.gaussian_process.kernels import Matern as SkMatern
+
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.gp import GPR, Matern, SquaredExponential
+
+F64 = torch.float64
+
+
+def _data(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n, 2))
+    y = np.sin(X[:, 0]) + 0.5 * np.cos(2 * X[:, 1]) + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+@pytest.mark.parametrize("which", ["se", "matern52", "matern32", "matern12"])
+def test_log_marginal_likelihood_and_predictions_match_sklearn(which):
+    X, y = _data()
+    ls, var, noise = 0.8, 1.7, 0.05
+    if which == "se":
+        ours, theirs = SquaredExponential(ls, var), RBF(ls)
+    else:
+        nu = {"matern52": 2.5, "matern32": 1.5, "matern12": 0.5}[which]
+        ours, theirs = Matern(nu, ls, var), SkMatern(length_scale=ls, nu=nu)
+    gp = GPR(X, y, ours, noise_variance=noise, mean=0.0, learn_mean=False)
+    sk = GaussianProcessRegressor(ConstantKernel(var, "fixed") * theirs.clone_with_theta(
+        theirs.theta) + WhiteKernel(noise, "fixed"), optimizer=None, alpha=0.0).fit(X, y)
+    sk.kernel_ = ConstantKernel(var, "fixed") * theirs + WhiteKernel(noise, "fixed")
+    assert float(gp.log_marginal_likelihood().detach()) == pytest.approx(
+        sk.log_marginal_likelihood(sk.kernel_.theta), rel=1e-10)
+    Xs = np.random.default_rng(1).uniform(-3, 3, size=(7, 2))
+    mean, var_f = gp.predict_f(Xs)
+    sk_mean, sk_std = sk.predict(Xs, return_std=True)  # includes the white noise
+    np.testing.assert_allclose(mean.numpy(), sk_mean, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose((var_f + noise).numpy(), sk_std**2, rtol=1e-8, atol=1e-10)
+
+
+def test_fit_maximises_the_marginal_likelihood_like_sklearn():
+    X, y = _data(40, 2)
+    gp = GPR(X, y, SquaredExponential(1.0, 1.0), noise_variance=0.1, learn_mean=False)
+    before = float(gp.log_marginal_likelihood().detach())
+    gp.fit(restarts=2)
+    after = float(gp.log_marginal_likelihood().detach())
+    sk = GaussianProcessRegressor(ConstantKernel(1.0) * RBF(1.0) + WhiteKernel(0.1),
+                                  n_restarts_optimizer=3, random_state=0).fit(X, y)
+    assert after > before
+    assert after == pytest.approx(sk.log_marginal_likelihood_value_, abs=1e-3)
+
+
+def test_condition_on_observations_equals_refactorising():
+    X, y = _data(25, 3)
+    gp = GPR(X[:20], y[:20], SquaredExponential(0.9, 1.2), noise_variance=0.02)
+    updated = gp.condition_on_observations(X[20:], y[20:])
+    full = GPR(X, y, SquaredExponential(0.9, 1.2), noise_variance=0.02)
+    with torch.no_grad():
+        full.mean_constant.copy_(gp.mean_constant)
+    Xs = torch.randn(6, 2, dtype=F64)
+    for a, b in zip(updated.predict_f(Xs, full_cov=True), full.predict_f(Xs, full_cov=True),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    assert updated.X.shape == (25, 2) and gp.X.shape == (20, 2)
+
+
+def test_predict_y_and_samples():
+    X, y = _data(15, 4)
+    gp = GPR(X, y, noise_variance=0.3)
+    m_f, v_f = gp.predict_f(X[:4])
+    m_y, v_y = gp.predict_y(X[:4])
+    torch.testing.assert_close(m_f, m_y)
+    torch.testing.assert_close(v_y - v_f, torch.full((4,), float(gp.noise_variance.detach()),
+                                                     dtype=F64))
+    draws = gp.sample_f(X[:4], 20000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(draws.mean(0), m_f, atol=4 * math.sqrt(float(v_f.max()) / 20000))
+    _, cov = gp.predict_f(X[:4], full_cov=True)
+    torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.02, rtol=0.05)
+
+
+def test_bad_inputs():
+    with pytest.raises(ShapeError):
+        GPR(np.zeros((3, 2)), np.zeros(4))
+    with pytest.raises(NonFiniteError):
+        GPR(np.array([[0.0], [np.nan]]), np.zeros(2))
+    gp = GPR(np.zeros((3, 1)) + np.arange(3)[:, None], np.zeros(3))
+    with pytest.raises(ShapeError, match="features"):
+        gp.predict_f(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="nu"):
+        Matern(nu=2.0)
