@@ -58,6 +58,7 @@ bench: bench-env
 	$(BENCH_BIN)/python benchmarks/bench_gibbs.py
 	$(BENCH_BIN)/python benchmarks/bench_flows.py
 	$(BENCH_BIN)/python benchmarks/bench_ratio.py
+	$(BENCH_BIN)/python benchmarks/bench_gp.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache

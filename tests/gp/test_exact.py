@@ -94,3 +94,21 @@ def test_bad_inputs():
         gp.predict_f(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="nu"):
         Matern(nu=2.0)
+
+
+def test_closed_form_gradient_matches_autograd_through_cholesky():
+    from bayeskit.gp.exact import _GaussianNLL
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 8, dtype=F64, generator=g)
+    K0 = A @ A.T / 8 + 0.5 * torch.eye(6, dtype=F64)
+    r0 = torch.randn(6, dtype=F64, generator=g)
+    grads = []
+    for fn in (lambda K, r: _GaussianNLL.apply(K, r),
+               lambda K, r: 0.5 * r @ torch.linalg.solve(K, r) + 0.5 * torch.logdet(K)):
+        K = K0.clone().requires_grad_(True)
+        r = r0.clone().requires_grad_(True)
+        fn(K, r).backward()
+        grads.append((0.5 * (K.grad + K.grad.T), r.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])

@@ -1,0 +1,103 @@
+"""Exact GP: negative log marginal likelihood + backward, bayeskit vs GPyTorch (Cholesky path).
+
+X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales, float64,
+2 threads; same inputs, interleaved rounds, medians. GPyTorch's Cholesky path is forced with
+``max_cholesky_size`` above N (its default switches to CG above 800 points).
+
+    .venv-bench/bin/python benchmarks/bench_gp.py [--sizes 1000 2000 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import statistics
+import time
+
+import torch
+
+from bayeskit.gp import GPR, SquaredExponential
+
+
+def data(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 8, dtype=torch.float64, generator=g)
+    y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=torch.float64, generator=g)
+    return X, y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 4000])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    with open("/proc/loadavg") as f:
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, "
+              f"loadavg {f.read().strip()}")
+    try:
+        import gpytorch
+    except ImportError:
+        gpytorch = None
+        print("# gpytorch not installed")
+    for n in args.sizes:
+        X, y = data(n)
+        ours = GPR(X, y, SquaredExponential(torch.full((8,), 0.5), 1.0), noise_variance=0.1)
+
+        def run_ours(model=ours):
+            model.zero_grad()
+            loss = -model.log_marginal_likelihood()
+            loss.backward()
+            return float(loss.detach()) / len(model.y)
+
+        contenders = {"bayeskit GPR": run_ours}
+        if gpytorch is not None:
+            class Exact(gpytorch.models.ExactGP):
+                def __init__(self, X, y, lik):
+                    super().__init__(X, y, lik)
+                    self.mean_module = gpytorch.means.ConstantMean()
+                    self.covar_module = gpytorch.kernels.ScaleKernel(
+                        gpytorch.kernels.RBFKernel(ard_num_dims=8))
+
+                def forward(self, x):
+                    return gpytorch.distributions.MultivariateNormal(
+                        self.mean_module(x), self.covar_module(x))
+
+            lik = gpytorch.likelihoods.GaussianLikelihood().double()
+            model = Exact(X, y, lik).double()
+            model.covar_module.base_kernel.lengthscale = 0.5
+            model.covar_module.outputscale = 1.0
+            lik.noise = 0.1
+            mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
+            model.train()
+            lik.train()
+
+            def run_gpytorch(model=model, mll=mll, X=X, y=y):
+                model.zero_grad()
+                with gpytorch.settings.max_cholesky_size(10**6):
+                    loss = -mll(model(X), y)
+                loss.backward()
+                return float(loss.detach())
+
+            contenders["GPyTorch (Cholesky)"] = run_gpytorch
+        values = {k: fn() for k, fn in contenders.items()}
+        times: dict[str, list[float]] = {k: [] for k in contenders}
+        order = list(contenders.items())
+        rng = random.Random(0)
+        for _ in range(args.repeats):
+            rng.shuffle(order)
+            for k, fn in order:
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        ours_t = statistics.median(times["bayeskit GPR"])
+        print(f"\n## N = {n}: -MLL/N + backward")
+        for k, ts in times.items():
+            t = statistics.median(ts)
+            print(f"  {k:22s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
+
+
+if __name__ == "__main__":
+    main()
