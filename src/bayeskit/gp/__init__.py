@@ -2,5 +2,6 @@
 
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, Matern, SquaredExponential
+from bayeskit.gp.sgpr import SGPR
 
-__all__ = ["GPR", "Kernel", "Matern", "SquaredExponential"]
+__all__ = ["GPR", "SGPR", "Kernel", "Matern", "SquaredExponential"]
