@@ -67,3 +67,15 @@ def test_bad_inducing_points():
     X, y = _data(10, 3)
     with pytest.raises(ShapeError, match="inducing_points"):
         SGPR(X, y, np.zeros((3, 3)))
+
+
+def test_reference_value_from_anchors():
+    """ANCHORS.md: -bound/N = 1.418632 (GPyTorch) for this data and default hyperparameters."""
+    n = 10_000
+    torch.manual_seed(0)
+    X = torch.rand(n, 8, dtype=F64)
+    y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=F64)
+    k = SquaredExponential(torch.full((8,), 0.69315), 0.69315)
+    model = SGPR(X, y, X[:256], k, noise_variance=0.69325, learn_mean=False, jitter=0.0)
+    with torch.no_grad():
+        assert float(-model.elbo()) / n == pytest.approx(1.418632, abs=5e-7)
