@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from bayeskit.gp import GPR, SquaredExponential
+from bayeskit.gp import GPR, SGPR, SquaredExponential
 
 
 def data(n, seed=0):
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 4000])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sgpr-sizes", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as f:
@@ -97,6 +98,65 @@ def main() -> None:
         for k, ts in times.items():
             t = statistics.median(ts)
             print(f"  {k:22s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
+    for n in args.sgpr_sizes:
+        bench_sgpr(n, 256, args.repeats, gpytorch)
+
+
+def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
+    """Collapsed SGPR bound + backward, N points, M inducing points, as in ANCHORS.md."""
+    torch.manual_seed(0)
+    X = torch.rand(n, 8, dtype=torch.float64)
+    y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=torch.float64)
+    ours = SGPR(X, y, X[:m], SquaredExponential(torch.full((8,), 0.69315), 0.69315),
+                noise_variance=0.69325, learn_mean=False, jitter=0.0)
+
+    def run_ours():
+        ours.zero_grad()
+        loss = -ours.elbo()
+        loss.backward()
+        return float(loss.detach()) / n
+
+    contenders = {"bayeskit SGPR": run_ours}
+    if gpytorch is not None:
+        class Sparse(gpytorch.models.ExactGP):
+            def __init__(self, X, y, lik):
+                super().__init__(X, y, lik)
+                self.mean_module = gpytorch.means.ZeroMean()
+                base = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=8))
+                self.covar_module = gpytorch.kernels.InducingPointKernel(
+                    base, inducing_points=X[:m].clone(), likelihood=lik)
+
+            def forward(self, x):
+                return gpytorch.distributions.MultivariateNormal(
+                    self.mean_module(x), self.covar_module(x))
+
+        lik = gpytorch.likelihoods.GaussianLikelihood().double()
+        model = Sparse(X, y, lik).double()
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
+        model.train()
+
+        def run_gpytorch():
+            model.zero_grad()
+            loss = -mll(model(X), y)
+            loss.backward()
+            return float(loss.detach())
+
+        contenders["GPyTorch InducingPointKernel"] = run_gpytorch
+    values = {k: fn() for k, fn in contenders.items()}
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
+    rng = random.Random(1)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for k, fn in order:
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    ours_t = statistics.median(times["bayeskit SGPR"])
+    print(f"\n## SGPR N = {n}, M = {m}: -bound/N + backward (ANCHORS: 1.418632 at N=10k)")
+    for k, ts in times.items():
+        t = statistics.median(ts)
+        print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -bound/N {values[k]:.6f}")
 
 
 if __name__ == "__main__":
