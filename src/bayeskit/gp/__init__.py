@@ -1,7 +1,8 @@
-"""Gaussian processes: kernels and exact regression (sparse models arrive with issue 4)."""
+"""Gaussian processes: kernels, exact GPR, SGPR and SVGP (Gaussian likelihood so far)."""
 
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, Matern, SquaredExponential
 from bayeskit.gp.sgpr import SGPR
+from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "Kernel", "Matern", "SquaredExponential"]
+__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential"]

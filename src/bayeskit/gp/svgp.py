@@ -1,0 +1,122 @@
+"""Stochastic variational GP regression (Hensman et al. 2013), Gaussian likelihood.
+
+``q(u) = N(q_mu, S S^T)`` with ``S`` lower triangular (full covariance), whitened by
+default (``u = L v``, prior ``N(0, I)``). The ELBO on a minibatch of ``B`` of ``N`` points:
+
+    ELBO = (N / B) sum_b E_q[log N(y_b | f_b, s2)] - KL[q(u) || p(u)],
+    E_q[log N(y | f, s2)] = -log(2 pi s2) / 2 - ((y - mean)^2 + var) / (2 s2)   (closed form)
+
+The marginals of ``q(f)`` come from :func:`bayeskit.gp.conditionals.conditional`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bayeskit.gp.conditionals import conditional
+from bayeskit.gp.exact import _check_xy
+from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
+from bayeskit.linalg import jittered_cholesky
+
+__all__ = ["SVGP"]
+
+F64 = torch.float64
+
+
+class SVGP(nn.Module):
+    """SVGP for regression with a Gaussian likelihood.
+
+    Args:
+        inducing_points: ``[M, D]``; kernel; noise_variance; whiten (default True).
+        num_data: ``N`` used to scale minibatch ELBOs.
+    """
+
+    def __init__(self, inducing_points, kernel: Kernel | None = None,
+                 noise_variance: float = 0.1, *, num_data: int, whiten: bool = True,
+                 jitter: float = 1e-6):
+        super().__init__()
+        Z = torch.as_tensor(inducing_points, dtype=F64)
+        Z = Z[:, None] if Z.dim() == 1 else Z
+        m = Z.shape[0]
+        self.Z = nn.Parameter(Z.clone())
+        self.kernel = kernel if kernel is not None else SquaredExponential()
+        self.kernel.to(F64)
+        self.raw_noise = nn.Parameter(inverse_positive(noise_variance))
+        self.q_mu = nn.Parameter(torch.zeros(m, dtype=F64))
+        # unconstrained lower triangle; the diagonal goes through softplus
+        self.raw_q_sqrt = nn.Parameter(torch.zeros(m, m, dtype=F64))
+        with torch.no_grad():
+            self.raw_q_sqrt.diagonal().copy_(inverse_positive(1.0 if whiten else 1e-2))
+        self.num_data, self.whiten, self.jitter = num_data, whiten, jitter
+
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        return positive(self.raw_noise)
+
+    @property
+    def q_sqrt(self) -> torch.Tensor:
+        return torch.tril(self.raw_q_sqrt, -1) + torch.diag(positive(self.raw_q_sqrt.diagonal()))
+
+    def _prior_factor(self) -> torch.Tensor:
+        Kmm = self.kernel(self.Z)
+        eye = torch.eye(Kmm.shape[0], dtype=F64)
+        return jittered_cholesky(Kmm + self.jitter * Kmm.diagonal().mean().detach() * eye)[0]
+
+    def kl(self, L: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL[q(u) || p(u)]`` (whitened: against ``N(0, I)``)."""
+        S, mu = self.q_sqrt, self.q_mu
+        m = mu.shape[0]
+        logdet_S = 2 * S.diagonal().log().sum()
+        if self.whiten:
+            return 0.5 * ((S * S).sum() + (mu * mu).sum() - m - logdet_S)
+        L = self._prior_factor() if L is None else L
+        LiS = torch.linalg.solve_triangular(L, S, upper=False)
+        Lim = torch.linalg.solve_triangular(L, mu.unsqueeze(-1), upper=False)
+        return 0.5 * ((LiS * LiS).sum() + (Lim * Lim).sum() - m
+                      + 2 * L.diagonal().log().sum() - logdet_S)
+
+    def predict_f(self, X) -> tuple[torch.Tensor, torch.Tensor]:
+        X = torch.as_tensor(X, dtype=F64)
+        X = X[:, None] if X.dim() == 1 else X
+        L = self._prior_factor()
+        return conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
+                           self.q_sqrt, whiten=self.whiten)
+
+    def elbo(self, X, y) -> torch.Tensor:
+        """Minibatch estimate of the ELBO (exact when ``X, y`` is the full data set)."""
+        X, y = _check_xy(X, y)
+        L = self._prior_factor()
+        mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
+                                self.q_sqrt, whiten=self.whiten)
+        s2 = self.noise_variance
+        ell = -0.5 * torch.log(2 * math.pi * s2) - 0.5 * ((y - mean) ** 2 + var) / s2
+        return self.num_data / X.shape[0] * ell.sum() - self.kl(L)
+
+    def fit(self, X, y, *, epochs: int = 50, batch_size: int = 256, lr: float = 0.01,
+            seed: int = 0, progress: bool = False) -> list[float]:
+        """Adam over shuffled minibatches; returns the per-epoch mean of the minibatch ELBO."""
+        X, y = _check_xy(X, y)
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        history = []
+        it = range(epochs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="SVGP")
+        for _ in it:
+            order = torch.randperm(X.shape[0], generator=g)
+            total, count = 0.0, 0
+            for i in range(0, X.shape[0], batch_size):
+                b = order[i:i + batch_size]
+                loss = -self.elbo(X[b], y[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                count += 1
+            history.append(-total / count)
+        return history
