@@ -65,7 +65,7 @@ def test_minibatch_training_approaches_the_bound():
     sgpr = SGPR(X, y, svgp.Z.detach(), SquaredExponential(1.0, 1.0), noise_variance=0.05,
                 learn_mean=False)
     sgpr.kernel.load_state_dict(svgp.kernel.state_dict())
-    sgpr.raw_noise.data.copy_(svgp.raw_noise.data)
+    sgpr.raw_noise.data.copy_(svgp.likelihood.raw_variance.data)
     with torch.no_grad():
         full = float(svgp.elbo(X, y))
         bound = float(sgpr.elbo())

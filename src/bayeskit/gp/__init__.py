@@ -1,8 +1,10 @@
-"""Gaussian processes: kernels, exact GPR, SGPR and SVGP (Gaussian likelihood so far)."""
+"""Gaussian processes: kernels, likelihoods, exact GPR, SGPR and SVGP."""
 
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, Matern, SquaredExponential
+from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential"]
+__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential", "Bernoulli",
+           "Gaussian", "Poisson", "StudentT"]

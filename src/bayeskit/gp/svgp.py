@@ -1,17 +1,17 @@
-"""Stochastic variational GP regression (Hensman et al. 2013), Gaussian likelihood.
+"""Stochastic variational GPs (Hensman et al. 2013, 2015) with any likelihood.
 
 ``q(u) = N(q_mu, S S^T)`` with ``S`` lower triangular (full covariance), whitened by
 default (``u = L v``, prior ``N(0, I)``). The ELBO on a minibatch of ``B`` of ``N`` points:
 
-    ELBO = (N / B) sum_b E_q[log N(y_b | f_b, s2)] - KL[q(u) || p(u)],
-    E_q[log N(y | f, s2)] = -log(2 pi s2) / 2 - ((y - mean)^2 + var) / (2 s2)   (closed form)
+    ELBO = (N / B) sum_b E_q[log p(y_b | f_b)] - KL[q(u) || p(u)]
+
+with the expectations from the likelihood (closed form for Gaussian and Poisson,
+Gauss-Hermite quadrature otherwise).
 
 The marginals of ``q(f)`` come from :func:`bayeskit.gp.conditionals.conditional`.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from bayeskit.gp.conditionals import conditional
 from bayeskit.gp.exact import _check_xy
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
+from bayeskit.gp.likelihoods import Gaussian, Likelihood
 from bayeskit.linalg import jittered_cholesky
 
 __all__ = ["SVGP"]
@@ -27,16 +28,18 @@ F64 = torch.float64
 
 
 class SVGP(nn.Module):
-    """SVGP for regression with a Gaussian likelihood.
+    """Sparse variational GP.
 
     Args:
-        inducing_points: ``[M, D]``; kernel; noise_variance; whiten (default True).
-        num_data: ``N`` used to scale minibatch ELBOs.
+        inducing_points: ``[M, D]``; kernel.
+        noise_variance: shorthand for ``likelihood=Gaussian(noise_variance)``.
+        likelihood: any :class:`bayeskit.gp.likelihoods.Likelihood` (Bernoulli, Poisson, ...).
+        num_data: ``N`` used to scale minibatch ELBOs. whiten: default True.
     """
 
     def __init__(self, inducing_points, kernel: Kernel | None = None,
                  noise_variance: float = 0.1, *, num_data: int, whiten: bool = True,
-                 jitter: float = 1e-6):
+                 likelihood: Likelihood | None = None, jitter: float = 1e-6):
         super().__init__()
         Z = torch.as_tensor(inducing_points, dtype=F64)
         Z = Z[:, None] if Z.dim() == 1 else Z
@@ -44,17 +47,13 @@ class SVGP(nn.Module):
         self.Z = nn.Parameter(Z.clone())
         self.kernel = kernel if kernel is not None else SquaredExponential()
         self.kernel.to(F64)
-        self.raw_noise = nn.Parameter(inverse_positive(noise_variance))
+        self.likelihood = likelihood if likelihood is not None else Gaussian(noise_variance)
         self.q_mu = nn.Parameter(torch.zeros(m, dtype=F64))
         # unconstrained lower triangle; the diagonal goes through softplus
         self.raw_q_sqrt = nn.Parameter(torch.zeros(m, m, dtype=F64))
         with torch.no_grad():
             self.raw_q_sqrt.diagonal().copy_(inverse_positive(1.0 if whiten else 1e-2))
         self.num_data, self.whiten, self.jitter = num_data, whiten, jitter
-
-    @property
-    def noise_variance(self) -> torch.Tensor:
-        return positive(self.raw_noise)
 
     @property
     def q_sqrt(self) -> torch.Tensor:
@@ -91,9 +90,13 @@ class SVGP(nn.Module):
         L = self._prior_factor()
         mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
                                 self.q_sqrt, whiten=self.whiten)
-        s2 = self.noise_variance
-        ell = -0.5 * torch.log(2 * math.pi * s2) - 0.5 * ((y - mean) ** 2 + var) / s2
+        ell = self.likelihood.variational_expectations(y, mean, var)
         return self.num_data / X.shape[0] * ell.sum() - self.kl(L)
+
+    def predict_y(self, X) -> torch.Tensor:
+        """Predictive mean of ``y`` (e.g. ``P(y = 1)`` for a Bernoulli likelihood)."""
+        mean, var = self.predict_f(X)
+        return self.likelihood.predict_mean(mean, var)
 
     def fit(self, X, y, *, epochs: int = 50, batch_size: int = 256, lr: float = 0.01,
             seed: int = 0, progress: bool = False) -> list[float]:
