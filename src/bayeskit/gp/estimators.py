@@ -1,0 +1,139 @@
+"""scikit-learn estimators over the GP models (layer 3: no math of their own)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+
+from bayeskit.gp.exact import GPR
+from bayeskit.gp.kernels import Kernel, SquaredExponential
+from bayeskit.gp.likelihoods import Bernoulli
+from bayeskit.gp.sgpr import SGPR
+from bayeskit.gp.svgp import SVGP
+
+__all__ = ["GPRegressor", "SparseGPRegressor", "SVGPClassifier"]
+
+F64 = torch.float64
+
+
+def _kernel(kernel: Kernel | None, d: int) -> Kernel:
+    """A fresh copy of the given kernel (or an ARD squared exponential) for one fit."""
+    import copy
+
+    return copy.deepcopy(kernel) if kernel is not None else SquaredExponential(torch.ones(d))
+
+
+class _GPRegressorBase(RegressorMixin, BaseEstimator):
+    def predict(self, X, return_std: bool = False):
+        check_is_fitted(self, "model_")
+        X = check_array(X, dtype=np.float64)
+        mean, var = self.model_.predict_f(torch.as_tensor(X))
+        mean = mean.detach().numpy() * self.y_scale_ + self.y_mean_
+        if not return_std:
+            return mean
+        noise = float(self._noise().detach())
+        return mean, np.sqrt(var.detach().numpy() + noise) * self.y_scale_
+
+    def _standardise(self, y):
+        self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
+        return (y - self.y_mean_) / self.y_scale_
+
+
+class GPRegressor(_GPRegressorBase):
+    """Exact GP regression, hyperparameters by type-II maximum likelihood.
+
+    Targets are standardised internally; ``predict(X, return_std=True)`` gives the
+    predictive standard deviation of new observations (noise included).
+    """
+
+    def __init__(self, kernel: Kernel | None = None, noise_variance: float = 0.1,
+                 restarts: int = 0, max_iter: int = 200):
+        self.kernel, self.noise_variance = kernel, noise_variance
+        self.restarts, self.max_iter = restarts, max_iter
+
+    def fit(self, X, y):
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
+        self.n_features_in_ = X.shape[1]
+        self.model_ = GPR(X, self._standardise(y), _kernel(self.kernel, X.shape[1]),
+                          noise_variance=self.noise_variance)
+        self.model_.fit(max_iter=self.max_iter, restarts=self.restarts)
+        return self
+
+    def _noise(self):
+        return self.model_.noise_variance
+
+
+class SparseGPRegressor(_GPRegressorBase):
+    """Sparse GP regression: ``method="sgpr"`` (collapsed bound, L-BFGS) or ``"svgp"``
+    (minibatch Adam); ``num_inducing`` inducing inputs initialised on a random subset."""
+
+    def __init__(self, kernel: Kernel | None = None, num_inducing: int = 50,
+                 method: str = "sgpr", noise_variance: float = 0.1, epochs: int = 100,
+                 batch_size: int = 256, lr: float = 0.05, random_state: int | None = None):
+        self.kernel, self.num_inducing, self.method = kernel, num_inducing, method
+        self.noise_variance, self.epochs, self.batch_size = noise_variance, epochs, batch_size
+        self.lr, self.random_state = lr, random_state
+
+    def fit(self, X, y):
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
+        if self.method not in ("sgpr", "svgp"):
+            raise ValueError(f"method must be 'sgpr' or 'svgp', got {self.method!r}")
+        self.n_features_in_ = X.shape[1]
+        rng = np.random.default_rng(self.random_state)
+        m = min(self.num_inducing, X.shape[0])
+        Z = X[rng.choice(X.shape[0], m, replace=False)]
+        ys = self._standardise(y)
+        kern = _kernel(self.kernel, X.shape[1])
+        if self.method == "sgpr":
+            self.model_ = SGPR(X, ys, Z, kern, noise_variance=self.noise_variance).fit()
+        else:
+            self.model_ = SVGP(Z, kern, noise_variance=self.noise_variance,
+                               num_data=X.shape[0])
+            self.model_.fit(torch.as_tensor(X), torch.as_tensor(ys), epochs=self.epochs,
+                            batch_size=self.batch_size, lr=self.lr,
+                            seed=0 if self.random_state is None else int(self.random_state))
+        return self
+
+    def _noise(self):
+        if self.method == "sgpr":
+            return self.model_.noise_variance
+        return self.model_.likelihood.variance
+
+
+class SVGPClassifier(ClassifierMixin, BaseEstimator):
+    """Binary GP classification by SVGP with a Bernoulli likelihood (labels 0/1)."""
+
+    def __init__(self, kernel: Kernel | None = None, num_inducing: int = 50,
+                 link: str = "logit", epochs: int = 100, batch_size: int = 256,
+                 lr: float = 0.05, random_state: int | None = None):
+        self.kernel, self.num_inducing, self.link = kernel, num_inducing, link
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError(f"labels must be 0 or 1, got {np.unique(y)[:5].tolist()}")
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = np.array([0, 1])
+        rng = np.random.default_rng(self.random_state)
+        m = min(self.num_inducing, X.shape[0])
+        Z = X[rng.choice(X.shape[0], m, replace=False)]
+        self.model_ = SVGP(Z, _kernel(self.kernel, X.shape[1]), num_data=X.shape[0],
+                           likelihood=Bernoulli(self.link))
+        self.model_.fit(torch.as_tensor(X), torch.as_tensor(y, dtype=F64), epochs=self.epochs,
+                        batch_size=self.batch_size, lr=self.lr,
+                        seed=0 if self.random_state is None else int(self.random_state))
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = check_array(X, dtype=np.float64)
+        with torch.no_grad():
+            p1 = self.model_.predict_y(torch.as_tensor(X)).numpy()
+        return np.stack([1 - p1, p1], axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

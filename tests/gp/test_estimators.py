@@ -1,0 +1,50 @@
+"""scikit-learn estimators over the GP models."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bayeskit.gp.estimators import GPRegressor, SparseGPRegressor, SVGPClassifier
+
+
+def _regression(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n, 1))
+    return X, 10 + 5 * np.sin(2 * X[:, 0]) + 0.3 * rng.normal(size=n)
+
+
+@pytest.mark.parametrize("est", [
+    GPRegressor(),
+    SparseGPRegressor(num_inducing=20, method="sgpr", random_state=0),
+    SparseGPRegressor(num_inducing=20, method="svgp", epochs=150, batch_size=40, lr=0.05,
+                      random_state=0),
+])
+def test_regressors_fit_predict_score(est):
+    X, y = _regression()
+    model = clone(est).fit(X, y)
+    mean, std = model.predict(X[:5], return_std=True)
+    assert mean.shape == (5,) and bool((std > 0).all())
+    assert model.score(X, y) > 0.95  # R^2 on a smooth function with 0.3 noise (sd of y ~3.5)
+    assert clone(model).get_params() == est.get_params()
+
+
+def test_pipeline_and_cross_validation():
+    X, y = _regression(90, 1)
+    pipe = make_pipeline(StandardScaler(), GPRegressor())
+    assert cross_val_score(pipe, X, y, cv=3).mean() > 0.9
+
+
+def test_svgp_classifier():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-3, 3, size=(200, 1))
+    y = (rng.random(200) < 1 / (1 + np.exp(-3 * np.sin(X[:, 0])))).astype(int)
+    clf = SVGPClassifier(num_inducing=15, epochs=80, batch_size=50, random_state=0).fit(X, y)
+    assert clf.predict_proba(X[:3]).shape == (3, 2)
+    assert clf.score(X, y) > 0.75
+    with pytest.raises(ValueError, match="labels"):
+        clf.fit(X, y + 1)
+    with pytest.raises(ValueError, match="method"):
+        SparseGPRegressor(method="nope").fit(X, y)
