@@ -85,3 +85,5 @@ def test_bad_inputs():
         fit_flow(flow, torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))
     with pytest.raises(ValueError, match="kind"):
         Flow(2, kind="nsf")
+    with pytest.raises(ShapeError, match=r"\[\.\.\., 2\]"):
+        flow.log_prob(torch.zeros(4, 3))

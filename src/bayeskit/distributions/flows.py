@@ -220,6 +220,8 @@ class Flow(nn.Module):
         return TransformedDistribution(base, parts)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ShapeError(f"inputs must be [..., {self.dim}], got {tuple(x.shape)}")
         return self.distribution().log_prob(x)
 
     def sample(self, n: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.gp.fit import minimise_lbfgs
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
 from bayeskit.linalg import cholesky_append, jittered_cholesky
 
@@ -130,19 +131,9 @@ class GPR(nn.Module):
                     for name, p in self.named_parameters():
                         if name.startswith(("raw_", "kernel.raw_")) and p.requires_grad:
                             p.add_(torch.randn(p.shape, dtype=p.dtype, generator=g))
-            opt = torch.optim.LBFGS([p for p in self.parameters() if p.requires_grad],
-                                    max_iter=max_iter, line_search_fn="strong_wolfe")
-
-            def closure(opt=opt):
-                opt.zero_grad()
-                loss = -self.log_marginal_likelihood()
-                loss.backward()
-                return loss
-
             try:
-                opt.step(closure)
-                with torch.no_grad():
-                    value = float(self.log_marginal_likelihood())
+                value = -minimise_lbfgs(self.parameters(),
+                                        lambda: -self.log_marginal_likelihood(), max_iter)
             except ValueError:  # a start that breaks the Cholesky is skipped
                 continue
             if value > best:

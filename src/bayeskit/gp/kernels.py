@@ -18,7 +18,7 @@ from torch import nn
 
 from bayeskit.errors import ShapeError
 
-__all__ = ["Kernel", "SquaredExponential", "Matern", "positive", "inverse_positive"]
+__all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "positive", "inverse_positive"]
 
 _FLOOR = 1e-6
 
@@ -57,16 +57,9 @@ class Kernel(nn.Module, abc.ABC):
         return X2
 
 
-class SquaredExponential(Kernel):
-    """``k(x, x') = variance * exp(-|x - x'|^2 / (2 lengthscale^2))``.
-
-    ``lengthscale`` may be a scalar or ``[D]`` (automatic relevance determination).
-
-    Example:
-        >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
-        >>> k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
-        tensor([[0.2707]], dtype=torch.float64, grad_fn=<MulBackward0>)
-    """
+class Stationary(Kernel):
+    """Shared parameters of stationary kernels: ``lengthscale`` (scalar or ``[D]`` ARD) and
+    ``variance``, both positive; ``diag`` is the variance."""
 
     def __init__(self, lengthscale: float | torch.Tensor = 1.0, variance: float = 1.0):
         super().__init__()
@@ -81,16 +74,13 @@ class SquaredExponential(Kernel):
     def variance(self) -> torch.Tensor:
         return positive(self.raw_variance)
 
-    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
-        X2 = self._check(X, X2)
-        ls = self.lengthscale.to(X.dtype)
-        a, b = X / ls, X2 / ls
-        # |a - b|^2 via the expansion, clamped at 0 against rounding
-        sq = (a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :] - 2 * a @ b.mT
-        return self.variance.to(X.dtype) * torch.exp(-0.5 * sq.clamp_min(0))
-
     def diag(self, X: torch.Tensor) -> torch.Tensor:
         return self.variance.to(X.dtype).expand(X.shape[:-1])
+
+    def _scaled(self, X: torch.Tensor, X2: torch.Tensor | None):
+        X2 = self._check(X, X2)
+        ls = self.lengthscale.to(X.dtype)
+        return X / ls, X2 / ls
 
     def extra_repr(self) -> str:
         ls = self.lengthscale.detach()
@@ -98,7 +88,25 @@ class SquaredExponential(Kernel):
         return f"lengthscale={ls_s}, variance={float(self.variance.detach()):.4g}"
 
 
-class Matern(Kernel):
+class SquaredExponential(Stationary):
+    """``k(x, x') = variance * exp(-|x - x'|^2 / (2 lengthscale^2))``.
+
+    ``lengthscale`` may be a scalar or ``[D]`` (automatic relevance determination).
+
+    Example:
+        >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
+        >>> k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+        tensor([[0.2707]], dtype=torch.float64, grad_fn=<MulBackward0>)
+    """
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        a, b = self._scaled(X, X2)
+        # |a - b|^2 via the expansion, clamped at 0 against rounding
+        sq = (a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :] - 2 * a @ b.mT
+        return self.variance.to(X.dtype) * torch.exp(-0.5 * sq.clamp_min(0))
+
+
+class Matern(Stationary):
     """Matérn kernel with smoothness ``nu`` in {1/2, 3/2, 5/2} (ARD lengthscales allowed).
 
     ``k(r) = variance * f_nu(sqrt(2 nu) r / lengthscale)`` with ``f_1/2(s) = e^-s``,
@@ -107,25 +115,13 @@ class Matern(Kernel):
 
     def __init__(self, nu: float = 2.5, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
-        super().__init__()
         if nu not in (0.5, 1.5, 2.5):
             raise ValueError(f"nu must be 0.5, 1.5 or 2.5, got {nu}")
+        super().__init__(lengthscale, variance)
         self.nu = nu
-        self.raw_lengthscale = nn.Parameter(inverse_positive(lengthscale))
-        self.raw_variance = nn.Parameter(inverse_positive(variance))
-
-    @property
-    def lengthscale(self) -> torch.Tensor:
-        return positive(self.raw_lengthscale)
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return positive(self.raw_variance)
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
-        X2 = self._check(X, X2)
-        ls = self.lengthscale.to(X.dtype)
-        a, b = X / ls, X2 / ls
+        a, b = self._scaled(X, X2)
         # exact differences (not the |a|^2 + |b|^2 - 2ab expansion, whose rounding would put
         # distances of ~1e-8 on the diagonal, and Matern kernels are not smooth in r at 0)
         r = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
@@ -137,6 +133,3 @@ class Matern(Kernel):
         else:
             poly = 1 + s + s * s / 3
         return self.variance.to(X.dtype) * poly * torch.exp(-s)
-
-    def diag(self, X: torch.Tensor) -> torch.Tensor:
-        return self.variance.to(X.dtype).expand(X.shape[:-1])

@@ -23,6 +23,7 @@ from torch import nn
 
 from bayeskit.errors import ShapeError
 from bayeskit.gp.exact import _check_xy
+from bayeskit.gp.fit import minimise_lbfgs
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
 from bayeskit.linalg import jittered_cholesky
 
@@ -93,16 +94,7 @@ class SGPR(nn.Module):
 
     def fit(self, max_iter: int = 200) -> SGPR:
         """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS."""
-        opt = torch.optim.LBFGS([p for p in self.parameters() if p.requires_grad],
-                                max_iter=max_iter, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = -self.elbo()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        minimise_lbfgs(self.parameters(), lambda: -self.elbo(), max_iter)
         return self
 
     def predict_f(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
