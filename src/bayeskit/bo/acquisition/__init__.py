@@ -1,0 +1,15 @@
+"""Acquisition functions (minimisation convention; every acquisition is maximised)."""
+
+from bayeskit.bo.acquisition.analytic import LogExpectedImprovement, UpperConfidenceBound
+from bayeskit.bo.acquisition.discrete_kg import knowledge_gradient_discrete
+from bayeskit.bo.acquisition.kg import (
+    DiscreteKnowledgeGradient,
+    OneShotKnowledgeGradient,
+    fantasy_normals,
+    knowledge_gradient_mc,
+    posterior_minimum,
+)
+
+__all__ = ["LogExpectedImprovement", "UpperConfidenceBound", "knowledge_gradient_discrete",
+           "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "fantasy_normals",
+           "knowledge_gradient_mc", "posterior_minimum"]

@@ -1,0 +1,85 @@
+"""Closed-form acquisition functions (minimisation): log expected improvement and the
+lower confidence bound. Both take ``X`` ``[B, 1, D]`` (or ``[B, D]``) and return ``[B]``
+values to *maximise*, differentiable in ``X``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bayeskit.bo.posterior import GPPosterior
+from bayeskit.errors import ShapeError
+
+__all__ = ["log_h", "LogExpectedImprovement", "UpperConfidenceBound"]
+
+F64 = torch.float64
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def log_h(z: torch.Tensor) -> torch.Tensor:
+    """``log(phi(z) + z Phi(z))``, accurate for very negative ``z`` too.
+
+    For ``z < -1``: ``phi(z) + z Phi(z) = phi(z) (1 - |z| m(|z|))`` with the Mills ratio
+    ``m(t) = Phi(-t) / phi(t) = sqrt(pi / 2) erfcx(t / sqrt(2))`` (no cancellation in
+    ``Phi``); for large ``|z|``, ``1 - t m(t) ~ 1 / t^2`` keeps its relative accuracy because
+    ``erfcx`` does.
+    """
+    direct = torch.log(torch.exp(-0.5 * z * z - _LOG_SQRT_2PI)
+                       + z * torch.special.ndtr(z))
+    t = (-z).clamp_min(1.0)
+    mills = math.sqrt(math.pi / 2) * torch.special.erfcx(t / math.sqrt(2))
+    tail = -0.5 * t * t - _LOG_SQRT_2PI + torch.log1p(-t * mills)
+    # beyond |z| ~ 1e4 the log1p argument loses its last digits; use the asymptote there
+    tail = torch.where(t > 1e4, -0.5 * t * t - _LOG_SQRT_2PI - 2 * torch.log(t), tail)
+    return torch.where(z < -1, tail, direct)
+
+
+def _points(X: torch.Tensor) -> torch.Tensor:
+    X = torch.as_tensor(X, dtype=F64)
+    X = X[:, None, :] if X.dim() == 2 else X
+    if X.dim() != 3 or X.shape[1] != 1:
+        raise ShapeError(f"analytic acquisitions score one point per batch: X must be "
+                         f"[B, 1, D], got {tuple(X.shape)}")
+    return X
+
+
+class LogExpectedImprovement:
+    """``log E[max(best_f - f(x), 0)]`` under the posterior of ``f`` (Ament et al. 2023's
+    log-EI idea: the log keeps gradients alive where EI underflows).
+
+    Example:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.linspace(-1, 2, 6, dtype=torch.float64)[:, None]
+        >>> acq = LogExpectedImprovement(GPR(X, X[:, 0] ** 2), best_f=0.0)
+        >>> acq(torch.zeros(3, 1, 1, dtype=torch.float64)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, model, best_f: float | None = None):
+        self.post = model if isinstance(model, GPPosterior) else GPPosterior(model)
+        if best_f is None:
+            best_f = float(self.post.mean(self.post.X[None]).min())
+        self.best_f = float(best_f)
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        mean, var = self.post.mean_and_variance(_points(X))
+        sd = var.sqrt()[:, 0]
+        z = (self.best_f - mean[:, 0]) / sd
+        return sd.log() + log_h(z)
+
+
+class UpperConfidenceBound:
+    """``-(mu(x) - sqrt(beta) sd(x))``: the negated lower confidence bound (for
+    minimisation), larger is better."""
+
+    def __init__(self, model, beta: float = 4.0):
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.post = model if isinstance(model, GPPosterior) else GPPosterior(model)
+        self.beta = float(beta)
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        mean, var = self.post.mean_and_variance(_points(X))
+        return -(mean[:, 0] - math.sqrt(self.beta) * var.sqrt()[:, 0])
