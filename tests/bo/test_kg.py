@@ -14,7 +14,7 @@ from bayeskit.bo import (
     OneShotKnowledgeGradient,
     UpperConfidenceBound,
     knowledge_gradient_mc,
-    optimize_acquisition,
+    optimize_discrete_kg,
     posterior_minimum,
 )
 from bayeskit.bo.acquisition.analytic import log_h
@@ -145,9 +145,7 @@ def test_discretised_kg_maximisation_finds_the_grid_maximum(seed):
     model = reference_model(seed=seed)
     fine = DiscreteKnowledgeGradient(model, torch.linspace(-1, 2, 3001, dtype=F64)[:, None])
     best = float(fine(torch.linspace(-1, 2, 601, dtype=F64)[:, None, None]).max())
-    acq = DiscreteKnowledgeGradient(model, torch.linspace(-1, 2, 1001, dtype=F64)[:, None])
-    x, _ = optimize_acquisition(acq, BOUNDS, raw=torch.linspace(-1, 2, 201, dtype=F64),
-                                num_restarts=4)
+    x, _ = optimize_discrete_kg(model, BOUNDS)
     assert float(fine(x[None])) >= 0.99 * best
 
 

@@ -15,6 +15,7 @@ from bayeskit.bo.acquisition import (
     UpperConfidenceBound,
     knowledge_gradient_discrete,
     knowledge_gradient_mc,
+    optimize_discrete_kg,
     posterior_minimum,
 )
 from bayeskit.bo.optim import maximize_box, minimize_box, optimize_acquisition
@@ -22,5 +23,5 @@ from bayeskit.bo.posterior import GPPosterior
 
 __all__ = ["GPPosterior", "DiscreteKnowledgeGradient", "LogExpectedImprovement",
            "OneShotKnowledgeGradient", "UpperConfidenceBound", "knowledge_gradient_discrete",
-           "knowledge_gradient_mc", "posterior_minimum", "maximize_box", "minimize_box",
-           "optimize_acquisition"]
+           "knowledge_gradient_mc", "optimize_discrete_kg", "posterior_minimum", "maximize_box",
+           "minimize_box", "optimize_acquisition"]

@@ -9,6 +9,7 @@ and evaluates batches through any ``concurrent.futures.Executor``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import json
 import logging
 import math
@@ -22,10 +23,10 @@ import numpy as np
 import torch
 
 from bayeskit.bo.acquisition import (
-    DiscreteKnowledgeGradient,
     LogExpectedImprovement,
     OneShotKnowledgeGradient,
     UpperConfidenceBound,
+    optimize_discrete_kg,
     posterior_minimum,
 )
 from bayeskit.bo.optim import check_bounds, optimize_acquisition
@@ -80,7 +81,7 @@ class BayesianOptimizer:
     """
 
     def __init__(self, objective: Callable, bounds, *, acquisition: str = "kg",
-                 n_init: int | None = None, num_fantasies: int = 32, executor="process",
+                 n_init: int | None = None, num_fantasies: int = 16, executor="process",
                  checkpoint: str | Path | None = None, on_error: str = "record",
                  seed: int = 0, progress: bool = True, fit_restarts: int = 2):
         self.bounds = check_bounds(bounds)
@@ -125,15 +126,23 @@ class BayesianOptimizer:
         return self.bounds[0] + U * (self.bounds[1] - self.bounds[0])
 
     def fit_model(self) -> GPR:
-        """Type-II ML fit of a Matern-5/2 ARD GP on the unit cube, standardised outputs."""
+        """Type-II ML fit of a Matern-5/2 ARD GP on the unit cube, standardised outputs
+        (warm-started from the previous fit, with ``fit_restarts`` random restarts on every
+        5th refit)."""
         X = self._to_unit(torch.tensor(self.X, dtype=F64))
         y = torch.tensor(self.y, dtype=F64)
         self._y_mean, self._y_std = float(y.mean()), float(y.std()) if len(y) > 1 else 1.0
         self._y_std = self._y_std if self._y_std > 0 else 1.0
         ys = (y - self._y_mean) / self._y_std
-        kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
-        model = GPR(X, ys, kernel=kernel, noise_variance=1e-3)
-        self.model = model.fit(restarts=self.fit_restarts, seed=self.seed + len(self.y))
+        if self.model is None:
+            kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
+            noise = 1e-3
+        else:  # warm start from the last fit; random restarts every 5th refit
+            kernel = copy.deepcopy(self.model.kernel)
+            noise = float(self.model.noise_variance.detach())
+        restarts = self.fit_restarts if len(self.history) % 5 == 0 else 0
+        model = GPR(X, ys, kernel=kernel, noise_variance=max(noise, 2e-6))
+        self.model = model.fit(restarts=restarts, seed=self.seed + len(self.y))
         return self.model
 
     # ---------------------------------------------------------------------- ask / tell
@@ -173,15 +182,7 @@ class BayesianOptimizer:
         if kind == "kg":
             kind = "kg-discrete" if (self.dim == 1 and n == 1) else "kg-oneshot"
         if kind == "kg-discrete" and n == 1:
-            if self.dim == 1:
-                alt = torch.linspace(0, 1, 1001, dtype=F64)[:, None]
-                raw = torch.linspace(0, 1, 201, dtype=F64)[:, None, None]
-            else:
-                alt = torch.cat([torch.rand(1000, self.dim, dtype=F64, generator=g), post.X,
-                                 tau[0][None]])
-                raw = torch.rand(256, 1, self.dim, dtype=F64, generator=g)
-            return optimize_acquisition(DiscreteKnowledgeGradient(post, alt), unit, raw=raw,
-                                        num_restarts=4, generator=g)
+            return optimize_discrete_kg(post, unit, generator=g, tau=tau)
         if kind in ("kg-oneshot", "kg-discrete"):
             acq = OneShotKnowledgeGradient(post, unit, num_fantasies=self.num_fantasies, q=n,
                                            generator=g, tau=tau)

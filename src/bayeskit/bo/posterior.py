@@ -87,8 +87,12 @@ class GPPosterior:
         """How ``mu`` at ``X`` ``[..., Q, D]`` moves per standardised outcome at ``Xc``
         ``[..., q, D]``: ``[..., Q, q]`` (see the module docstring)."""
         Xc = self._check(Xc)
+        cross = self.covariance(X, Xc)  # [..., Q, q]
+        if Xc.shape[-2] == 1:  # one point: the appended Cholesky row is a square root
+            Ac = self.project(Xc)
+            var = self.kernel.diag(Xc) - (Ac * Ac).sum(-2)  # [..., 1]
+            return cross / torch.sqrt(var.clamp_min(0) + self.noise)[..., None, :]
         Kcc = self.covariance(Xc, Xc)
         eye = torch.eye(Xc.shape[-2], dtype=F64)
         C, _ = jittered_cholesky(Kcc + self.noise * eye)
-        cross = self.covariance(X, Xc)  # [..., Q, q]
         return torch.linalg.solve_triangular(C, cross.mT, upper=False).mT

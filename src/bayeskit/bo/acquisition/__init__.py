@@ -7,9 +7,10 @@ from bayeskit.bo.acquisition.kg import (
     OneShotKnowledgeGradient,
     fantasy_normals,
     knowledge_gradient_mc,
+    optimize_discrete_kg,
     posterior_minimum,
 )
 
 __all__ = ["LogExpectedImprovement", "UpperConfidenceBound", "knowledge_gradient_discrete",
            "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "fantasy_normals",
-           "knowledge_gradient_mc", "posterior_minimum"]
+           "knowledge_gradient_mc", "optimize_discrete_kg", "posterior_minimum"]

@@ -30,10 +30,11 @@ from bayeskit.errors import NonFiniteError, ShapeError
 __all__ = ["knowledge_gradient_discrete", "expected_max_gain"]
 
 
-def _hull_passes(a_s: np.ndarray, b_s: np.ndarray, alive: np.ndarray, max_passes: int) -> None:
+def _hull_passes(a_s: np.ndarray, b_s: np.ndarray, alive: np.ndarray, max_passes: int) -> bool:
     """Drop (in place from ``alive``) points on or below the segment joining their
     surviving neighbours; a dropped point is never a hull vertex, so all rows and points
-    are tested at once. Stops after ``max_passes`` or when nothing changes."""
+    are tested at once. Returns True when a pass changed nothing: the survivors are then
+    exactly the hull's vertices (each lies strictly above its neighbours' segment)."""
     B, A = a_s.shape
     idx = np.broadcast_to(np.arange(A), (B, A))
     rows = np.arange(B)[:, None]
@@ -48,8 +49,9 @@ def _hull_passes(a_s: np.ndarray, b_s: np.ndarray, alive: np.ndarray, max_passes
         ar, br = a_s[rows, rc], b_s[rows, rc]
         below = inner & ((a_s - al) * (br - bl) <= (ar - al) * (b_s - bl))
         if not below.any():
-            return
+            return True
         alive &= ~below
+    return False
 
 
 def _hull_stack(a_s: np.ndarray, b_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +89,10 @@ def _envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     envelope sizes ``[B]``; ``a``, ``b``: ``[B, A]``.
 
     The envelope's lines are the vertices of the upper convex hull of the points
-    ``(b_i, a_i)``. After sorting by slope, a few vectorised pruning passes
-    (:func:`_hull_passes`) remove most non-vertices; an exact stack scan
-    (:func:`_hull_stack`) over the survivors finishes the job.
+    ``(b_i, a_i)``. After sorting by slope, vectorised pruning passes
+    (:func:`_hull_passes`) remove non-vertices, usually until none is left; if a pass
+    budget runs out first, an exact stack scan (:func:`_hull_stack`) over the survivors
+    finishes the job.
     """
     B, A = a.shape
     order = np.lexsort((a, b), axis=-1)  # by slope, ties by intercept
@@ -97,11 +100,13 @@ def _envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b_s = np.take_along_axis(b, order, -1)
     alive = np.ones((B, A), dtype=bool)
     alive[:, :-1] = b_s[:, :-1] != b_s[:, 1:]  # of equal slopes only the highest can count
-    _hull_passes(a_s, b_s, alive, max_passes=6)
+    converged = _hull_passes(a_s, b_s, alive, max_passes=8)
     count = alive.sum(1)
     W = int(count.max())
-    # survivors first, in order; padding repeats the last survivor (a tie, popped again)
-    pos = np.argsort(~alive, axis=1, kind="stable")[:, :W]
+    pos = np.argsort(~alive, axis=1, kind="stable")[:, :W]  # survivors first, in order
+    if converged:
+        return np.take_along_axis(order, pos, -1), count
+    # padding repeats the last survivor (a tie, popped again by the stack)
     pos = np.where(np.arange(W)[None] < count[:, None], pos,
                    np.take_along_axis(pos, (count - 1)[:, None], 1))
     stack, size = _hull_stack(np.take_along_axis(a_s, pos, 1), np.take_along_axis(b_s, pos, 1))

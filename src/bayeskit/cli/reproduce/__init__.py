@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 TOPICS: dict[str, str] = {
     "cholesky": "bayeskit.cli.reproduce.cholesky",
     "polyagamma": "bayeskit.cli.reproduce.polyagamma",
+    "kg": "bayeskit.cli.reproduce.kg",
     "svgp": "bayeskit.cli.reproduce.svgp",
     "ratio": "bayeskit.cli.reproduce.ratio",
     "bijectors": "bayeskit.cli.reproduce.bijectors",

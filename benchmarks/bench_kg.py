@@ -1,0 +1,238 @@
+"""Knowledge gradient: bayeskit vs BoTorch qKnowledgeGradient, same GP, same process.
+
+Both libraries get the *same* posterior: our GP is fitted by type-II ML and BoTorch's
+SingleTaskGP is given those hyperparameters (BoTorch maximises, so it sees -y). Every
+candidate is then judged by one referee on our model:
+
+* 1-D (the reference's f(x) = sin(3x) + x^2 - 0.7x, 10 noisy points, 10 seeds): the exact
+  discrete KG over a 3001-point grid; the target is >= 0.99 of its maximum.
+* Hartmann-6 (20 Sobol points): a nested Monte Carlo KG with 256 antithetic fantasies and
+  multi-start inner L-BFGS-B, the same fantasies for every candidate.
+* Full BO loops (Branin; Hartmann-6 optional): simple regret after N evaluations and wall
+  time, ours (acquisition="kg") vs a BoTorch loop (fit_gpytorch_mll + optimize_acqf(qKG)).
+
+    .venv-bench/bin/python benchmarks/bench_kg.py [--part 1d hartmann loop] [--seeds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from bayeskit.bo import (
+    DiscreteKnowledgeGradient,
+    GPPosterior,
+    OneShotKnowledgeGradient,
+    knowledge_gradient_mc,
+    optimize_discrete_kg,
+    posterior_minimum,
+)
+from bayeskit.bo.loop import BayesianOptimizer
+from bayeskit.bo.test_functions import branin, hartmann6, reference_1d
+from bayeskit.gp import GPR, Matern, SquaredExponential
+
+F64 = torch.float64
+
+
+def botorch_twin(model: GPR, kind: str):
+    """A BoTorch SingleTaskGP with our fitted hyperparameters, on -y."""
+    import gpytorch
+    from botorch.models import SingleTaskGP
+
+    D = model.X.shape[1]
+    if kind == "rbf":
+        base = gpytorch.kernels.RBFKernel(ard_num_dims=D)
+    else:
+        base = gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=D)
+    covar = gpytorch.kernels.ScaleKernel(base)
+    twin = SingleTaskGP(model.X, -model.y[:, None], covar_module=covar,
+                        outcome_transform=None, input_transform=None).to(F64)
+    with torch.no_grad():
+        ls = model.kernel.lengthscale.detach().expand(D)
+        base.lengthscale = ls[None]
+        covar.outputscale = model.kernel.variance.detach()
+        twin.likelihood.noise = model.noise_variance.detach()
+        twin.mean_module.constant.fill_(-float(model.mean_constant))
+    return twin.eval()
+
+
+def botorch_kg(twin, bounds, num_restarts=10, raw_samples=256, num_fantasies=64):
+    from botorch.acquisition import qKnowledgeGradient
+    from botorch.optim import optimize_acqf
+
+    acq = qKnowledgeGradient(twin, num_fantasies=num_fantasies)
+    x, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=num_restarts,
+                         raw_samples=raw_samples)
+    return x.detach()
+
+
+def part_1d(seeds: int) -> None:
+    f = reference_1d()
+    print("\n## 1-D: maximise KG over [-1, 2] (referee: exact discrete KG, 3001-point grid)")
+    print("| seed | ours x | ours KG / max | ours s | BoTorch x | BoTorch KG / max | BoTorch s |")
+    print("|---|---|---|---|---|---|---|")
+    ratios, ours_t, bt_t, bt_ratio = [], [], [], []
+    for seed in range(seeds):
+        g = torch.Generator().manual_seed(seed)
+        X = -1 + 3 * torch.rand(10, 1, dtype=F64, generator=g)
+        y = f(X) + 0.1 * torch.randn(10, dtype=F64, generator=g)
+        model = GPR(X, y, SquaredExponential()).fit(restarts=2)
+        grid = torch.linspace(-1, 2, 3001, dtype=F64)[:, None]
+        referee = DiscreteKnowledgeGradient(model, grid)
+        best = float(referee(torch.linspace(-1, 2, 3001, dtype=F64)[:, None, None]).max())
+        start = time.perf_counter()
+        x_ours, _ = optimize_discrete_kg(model, f.bounds)
+        t_ours = time.perf_counter() - start
+        r_ours = float(referee(x_ours[None])) / best
+        line = f"| {seed} | {float(x_ours):.4f} | {r_ours:.5f} | {t_ours:.3f} |"
+        try:
+            twin = botorch_twin(model, "rbf")
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            x_bt = botorch_kg(twin, f.bounds)
+            t_bt = time.perf_counter() - start
+            r_bt = float(referee(x_bt[None])) / best
+            line += f" {float(x_bt):.4f} | {r_bt:.5f} | {t_bt:.2f} |"
+            bt_t.append(t_bt)
+            bt_ratio.append(r_bt)
+        except ImportError:
+            line += " - | - | - |"
+        print(line, flush=True)
+        ratios.append(r_ours)
+        ours_t.append(t_ours)
+    print(f"\nours: min KG/max {min(ratios):.5f}, {sum(r >= 0.99 for r in ratios)}/{seeds} "
+          f">= 0.99, median {statistics.median(ours_t):.3f} s")
+    if bt_t:
+        print(f"BoTorch: min KG/max {min(bt_ratio):.5f}, {sum(r >= 0.99 for r in bt_ratio)}/"
+              f"{seeds} >= 0.99, median {statistics.median(bt_t):.2f} s; time ratio "
+              f"{statistics.median(bt_t) / statistics.median(ours_t):.1f}x")
+
+
+def part_hartmann(seeds: int, num_fantasies: int) -> None:
+    h = hartmann6()
+    print(f"\n## Hartmann-6, 20 Sobol points: optimise KG (referee: nested MC KG, 256 "
+          f"antithetic fantasies); ours one-shot with {num_fantasies} fantasies")
+    print("| seed | ours KG | ours s | BoTorch KG | BoTorch s |")
+    print("|---|---|---|---|---|")
+    for seed in range(seeds):
+        X = torch.quasirandom.SobolEngine(6, scramble=True, seed=seed).draw(20, dtype=F64)
+        y = h(X)
+        ys = (y - y.mean()) / y.std()
+        model = GPR(X, ys, Matern(2.5, torch.full((6,), 0.3)), noise_variance=1e-3)
+        model.fit(restarts=2, seed=seed)
+        post = GPPosterior(model)
+        g = torch.Generator().manual_seed(seed)
+        start = time.perf_counter()
+        tau = posterior_minimum(post, h.bounds, generator=g)
+        acq = OneShotKnowledgeGradient(post, h.bounds, num_fantasies=num_fantasies,
+                                       generator=g, tau=tau)
+        x_ours, _ = acq.optimize(generator=g)
+        t_ours = time.perf_counter() - start
+        cands = [x_ours]
+        t_bt = float("nan")
+        try:
+            twin = botorch_twin(model, "matern")
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            x_bt = botorch_kg(twin, h.bounds)
+            t_bt = time.perf_counter() - start
+            cands.append(x_bt)
+        except ImportError:
+            pass
+        judge = knowledge_gradient_mc(post, torch.cat(cands), h.bounds, num_fantasies=256,
+                                      generator=torch.Generator().manual_seed(1000 + seed),
+                                      num_restarts=4, raw_samples=1024, tau=tau,
+                                      return_details=True)
+        kg, se = judge[0].detach(), judge[1]["se"]
+        line = f"| {seed} | {float(kg[0]):.4f} ± {float(se[0]):.4f} | {t_ours:.2f} |"
+        if len(cands) > 1:
+            line += f" {float(kg[1]):.4f} ± {float(se[1]):.4f} | {t_bt:.2f} |"
+        print(line, flush=True)
+
+
+def botorch_loop(problem, n_init, n_total, seed):
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    d = problem.dim
+    X = problem.bounds[0] + (problem.bounds[1] - problem.bounds[0]) * \
+        torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(n_init, dtype=F64)
+    Y = -problem(X)[:, None]
+    torch.manual_seed(seed)
+    while len(X) < n_total:
+        model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        x = botorch_kg(model, problem.bounds)
+        X = torch.cat([X, x])
+        Y = torch.cat([Y, -problem(x)[:, None]])
+    return float(-Y.max())
+
+
+def part_loop(problems, seeds: int, n_total: int) -> None:
+    print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum)")
+    print("| problem | seed | ours regret | ours s | BoTorch regret | BoTorch s |")
+    print("|---|---|---|---|---|---|")
+    for problem in problems:
+        n_init = 2 * problem.dim + 2
+        ours_r, bt_r, ours_t, bt_t = [], [], [], []
+        for seed in range(seeds):
+            start = time.perf_counter()
+            bo = BayesianOptimizer(problem, problem.bounds, acquisition="kg", n_init=n_init,
+                                   seed=seed, progress=False, executor="serial")
+            bo.run(n_total - n_init)
+            ours_t.append(time.perf_counter() - start)
+            ours_r.append(bo.best_value - problem.minimum)
+            line = f"| {problem.name} | {seed} | {ours_r[-1]:.4g} | {ours_t[-1]:.1f} |"
+            try:
+                start = time.perf_counter()
+                best = botorch_loop(problem, n_init, n_total, seed)
+                bt_t.append(time.perf_counter() - start)
+                bt_r.append(best - problem.minimum)
+                line += f" {bt_r[-1]:.4g} | {bt_t[-1]:.1f} |"
+            except ImportError:
+                line += " - | - |"
+            print(line, flush=True)
+        summary = (f"{problem.name}: median regret ours {statistics.median(ours_r):.4g} "
+                   f"(total {sum(ours_t):.0f} s)")
+        if bt_r:
+            summary += (f", BoTorch {statistics.median(bt_r):.4g} (total {sum(bt_t):.0f} s); "
+                        f"time ratio {sum(bt_t) / sum(ours_t):.1f}x")
+        print(summary, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--part", nargs="*", default=["1d", "hartmann", "loop"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--hartmann-seeds", type=int, default=5)
+    parser.add_argument("--fantasies", type=int, default=16)
+    parser.add_argument("--loop-seeds", type=int, default=3)
+    parser.add_argument("--loop-evals", type=int, default=30)
+    parser.add_argument("--loop-problems", nargs="*", default=["branin"])
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    with open("/proc/loadavg") as fh:
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, loadavg "
+              f"{fh.read().strip()}")
+    try:
+        import botorch
+        print(f"# botorch {botorch.__version__}")
+    except ImportError:
+        print("# botorch not installed: ours only")
+    if "1d" in args.part:
+        part_1d(args.seeds)
+    if "hartmann" in args.part:
+        part_hartmann(args.hartmann_seeds, args.fantasies)
+    if "loop" in args.part:
+        probs = {"branin": branin(), "hartmann6": hartmann6()}
+        part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals)
+
+
+if __name__ == "__main__":
+    main()
