@@ -14,10 +14,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["adversarial_kl_minimisation"]
+__all__ = ["adversarial_kl_minimisation", "critic_network"]
 
 
-def _critic(dim: int, hidden: tuple[int, ...], dtype) -> nn.Sequential:
+def critic_network(dim: int, hidden: tuple[int, ...], dtype=torch.float32) -> nn.Sequential:
+    """A ReLU MLP ``[..., dim] -> [..., 1]``: the logit of a density-ratio critic."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(dim, h, dtype=dtype), nn.ReLU()]
@@ -55,7 +56,7 @@ def adversarial_kl_minimisation(
         raise ValueError(f"target_samples must be finite [N >= 2, D], got {tuple(x_q.shape)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    critic = _critic(x_q.shape[1], critic_hidden, x_q.dtype)
+    critic = critic_network(x_q.shape[1], critic_hidden, x_q.dtype)
     opt_c = torch.optim.Adam(critic.parameters(), lr=lr_critic)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     bce = nn.BCEWithLogitsLoss()

@@ -1,0 +1,203 @@
+"""The VAE model and its objectives: ELBO (analytic, Monte Carlo or density-ratio KL),
+the IWAE bound (standard or doubly-reparameterised gradients) and importance-sampled
+``log p(x)``.
+
+With ``K`` samples ``z_k = g(x, eps_k)`` from ``q(z | x)`` and
+``log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x)``:
+
+    ELBO  = mean_k [log p(x | z_k)] - KL[q(z | x) || p(z)]
+    IWAE_K = log (1/K) sum_k w_k            (>= ELBO, increasing in K, -> log p(x))
+
+The KL term is a strategy: ``"analytic"`` (``torch.distributions.kl_divergence``),
+``"mc"`` (``mean_k [log q(z_k | x) - log p(z_k)]``) or a :class:`DensityRatioKL`, whose critic
+``T(x, z)`` is trained to tell ``q(z | x) p(x)`` from ``p(z) p(x)`` so that
+``T ~ log q(z | x) - log p(z)`` (adversarial variational Bayes, Mescheder et al. 2017):
+then ``q`` may be implicit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import (
+    Distribution,
+    Independent,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
+from torch.nn import functional as F
+
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.ratio.adversarial import critic_network
+from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
+
+__all__ = ["VAE", "DensityRatioKL", "check_data"]
+
+
+class DensityRatioKL(nn.Module):
+    """Critic ``T(x, z)`` (an MLP on ``[x, z]``) estimating ``log q(z | x) / p(z)``."""
+
+    def __init__(self, input_dim: int, latent_dim: int, hidden: tuple[int, ...] = (256, 256)):
+        super().__init__()
+        self.critic = critic_network(input_dim + latent_dim, hidden)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``T(x, z)``: ``x`` ``[B, D]``, ``z`` ``[K, B, L]`` -> ``[K, B]``."""
+        z = z.flatten(-2) if z.dim() > 3 else z
+        xk = x.expand(z.shape[0], *x.shape)
+        return self.critic(torch.cat([xk, z], -1)).squeeze(-1)
+
+    def loss(self, x: torch.Tensor, z_q: torch.Tensor, z_p: torch.Tensor) -> torch.Tensor:
+        """Logistic loss of telling ``z_q`` (label 1) from ``z_p`` (label 0)."""
+        return F.softplus(-self(x, z_q)).mean() + F.softplus(self(x, z_p)).mean()
+
+
+def check_data(model: VAE, x) -> torch.Tensor:
+    """Validate a data batch ``[B, D]`` for ``model``; returns it as a float tensor."""
+    x = torch.as_tensor(x)
+    if not x.is_floating_point():
+        x = x.float()
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise ShapeError(f"data must be a non-empty [N, D] matrix, got {tuple(x.shape)}")
+    if x.shape[1] != model.encoder.input_dim:
+        raise ShapeError(f"data have {x.shape[1]} features, the encoder expects "
+                         f"{model.encoder.input_dim}")
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteError("data contain NaN or infinite values")
+    if isinstance(model.decoder, BernoulliDecoder) and bool(((x < 0) | (x > 1)).any()):
+        raise ValueError(f"a Bernoulli decoder needs data in [0, 1], got values in "
+                         f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data")
+    return x
+
+
+class VAE(nn.Module):
+    """An encoder, a decoder, a prior and a KL strategy.
+
+    Args:
+        encoder: e.g. :class:`~bayeskit.vae.GaussianEncoder`.
+        decoder: e.g. :class:`~bayeskit.vae.BernoulliDecoder`.
+        prior: ``p(z)``; default ``N(0, I)`` (relaxed-categorical encoders: uniform Concrete).
+        kl: ``"analytic"``, ``"mc"`` or a :class:`DensityRatioKL`.
+
+    Example:
+        >>> from bayeskit.vae import GaussianEncoder, BernoulliDecoder
+        >>> vae = VAE(GaussianEncoder(64, 2), BernoulliDecoder(2, 64))
+        >>> x = torch.rand(8, 64).round()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> vae.elbo(x, generator=g).shape, vae.iwae(x, 10, generator=g).shape
+        (torch.Size([8]), torch.Size([8]))
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Distribution | None = None,
+                 kl: str | DensityRatioKL = "analytic"):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        if isinstance(kl, str) and kl not in ("analytic", "mc"):
+            raise ValueError(f"kl must be 'analytic', 'mc' or a DensityRatioKL, got {kl!r}")
+        if kl == "analytic" and not hasattr(encoder, "distribution"):
+            raise ValueError(f"{type(encoder).__name__} has no closed-form q(z|x): use kl='mc' "
+                             "or a DensityRatioKL")
+        self.kl = kl
+        self._prior = prior
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
+
+    def prior(self) -> Distribution:
+        if self._prior is not None:
+            return self._prior
+        if isinstance(self.encoder, RelaxedCategoricalEncoder):
+            return self.encoder.prior()
+        zeros = torch.zeros(self.latent_dim)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def noise(self, num_samples: int, batch: int, generator: torch.Generator | None = None):
+        return self.encoder.noise(num_samples, batch, generator)
+
+    def _terms(self, x, noise, stop_q: bool = False):
+        z, log_q = self.encoder.sample(x, noise)
+        if stop_q:  # log q with the encoder's outputs detached (DReG); z keeps its path
+            log_q = _log_q_detached(self.encoder, x, z)
+        log_lik = self.decoder(z).log_prob(x)
+        return z, log_q, log_lik
+
+    def log_weights(self, x: torch.Tensor, noise: torch.Tensor,
+                    stop_q: bool = False) -> torch.Tensor:
+        """``log p(x | z_k) + log p(z_k) - log q(z_k | x)``: ``[K, B]``."""
+        z, log_q, log_lik = self._terms(x, noise, stop_q)
+        return log_lik + self.prior().log_prob(z) - log_q
+
+    def elbo(self, x: torch.Tensor, noise: torch.Tensor | None = None, *, num_samples: int = 1,
+             beta: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-datum ELBO ``[B]`` (``beta`` weights the KL term)."""
+        if noise is None:
+            noise = self.noise(num_samples, x.shape[0], generator)
+        z, log_q, log_lik = self._terms(x, noise)
+        if self.kl == "analytic":
+            kl = _analytic_kl(self.encoder.distribution(x), self.prior())
+        elif self.kl == "mc":
+            kl = (log_q - self.prior().log_prob(z)).mean(0)
+        else:
+            kl = self.kl(x, z).mean(0)
+        return log_lik.mean(0) - beta * kl
+
+    def iwae(self, x: torch.Tensor, num_samples: int, noise: torch.Tensor | None = None, *,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-datum IWAE bound ``log mean_k w_k`` ``[B]``; its reparameterised gradient is
+        the standard (unbiased) IWAE gradient."""
+        if noise is None:
+            noise = self.noise(num_samples, x.shape[0], generator)
+        lw = self.log_weights(x, noise)
+        return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
+
+    def iwae_dreg_surrogates(self, x: torch.Tensor, noise: torch.Tensor):
+        """Surrogate losses whose gradients are the doubly-reparameterised IWAE gradient
+        (Tucker et al. 2018) for the encoder and the standard one for the decoder:
+
+            encoder: sum_k w~_k^2 d log w_k / dz_k dz_k / dphi   (log q's parameters stopped)
+            decoder: sum_k w~_k   d log w_k / dtheta
+
+        Returns ``(bound [B] detached, encoder_loss, decoder_loss)`` (losses are means over
+        the batch, to minimise)."""
+        lw = self.log_weights(x, noise, stop_q=True)
+        w = torch.softmax(lw.detach(), 0)
+        bound = torch.logsumexp(lw.detach(), 0) - math.log(lw.shape[0])
+        return bound, -(w * w * lw).sum(0).mean(), -(w * lw).sum(0).mean()
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, *, chunk: int = 250,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Importance-sampled ``log p(x)`` ``[B]`` with ``num_samples`` proposals from
+        ``q(z | x)`` (the IWAE bound at large K, computed in chunks of samples)."""
+        parts = []
+        for start in range(0, num_samples, chunk):
+            k = min(chunk, num_samples - start)
+            parts.append(self.log_weights(x, self.noise(k, x.shape[0], generator)))
+        lw = torch.cat(parts)
+        return torch.logsumexp(lw, 0) - math.log(num_samples)
+
+
+def _analytic_kl(q: Distribution, p: Distribution) -> torch.Tensor:
+    """``KL[q || p]``; a full-covariance ``q`` against a diagonal Gaussian prior is promoted
+    to a ``MultivariateNormal`` pair (torch registers no rule for that mix)."""
+    if isinstance(q, MultivariateNormal) and isinstance(p, Independent) and \
+            isinstance(p.base_dist, Normal):
+        p = MultivariateNormal(p.base_dist.loc.expand(q.loc.shape[-1:]),
+                               scale_tril=torch.diag_embed(p.base_dist.scale.expand(
+                                   q.loc.shape[-1:])))
+    return kl_divergence(q, p)
+
+
+def _log_q_detached(encoder, x, z):
+    if not isinstance(encoder, GaussianEncoder):
+        raise TypeError("doubly-reparameterised gradients need a GaussianEncoder (log q must "
+                        "be evaluable at z with the encoder's outputs detached)")
+    mu, p = encoder.params(x)
+    mu, p = mu.detach(), p.detach()
+    if encoder.covariance == "diagonal":
+        return Independent(Normal(mu, torch.exp(0.5 * p)), 1).log_prob(z)
+    return MultivariateNormal(mu, scale_tril=p).log_prob(z)

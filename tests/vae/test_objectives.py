@@ -1,0 +1,175 @@
+"""VAE objectives against closed forms: KL, IWAE >= ELBO, pPCA marginal likelihood,
+unbiased IWAE gradients."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, TransformedDistribution
+
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.vae import (
+    VAE,
+    BernoulliDecoder,
+    CategoricalDecoder,
+    FlowEncoder,
+    GaussianDecoder,
+    GaussianEncoder,
+    RelaxedCategoricalEncoder,
+    check_data,
+)
+
+F64 = torch.float64
+
+
+def ppca(seed=0, D=5, L=2, sigma=0.5):
+    """A linear-Gaussian VAE: x = W z + b + sigma eps, W with orthogonal columns so the
+    exact posterior has diagonal covariance, and an encoder set to that posterior."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(D, L, dtype=F64, generator=g))
+    W = Q * torch.tensor([2.0, 1.0], dtype=F64)
+    b = torch.randn(D, dtype=F64, generator=g)
+    dec = GaussianDecoder(L, D, hidden=(), sigma=sigma).double()
+    enc = GaussianEncoder(D, L, hidden=()).double()
+    M = W.T @ W + sigma**2 * torch.eye(L, dtype=F64)  # diagonal
+    with torch.no_grad():
+        dec.net[0].weight.copy_(W)
+        dec.net[0].bias.copy_(b)
+        A = torch.linalg.solve(M, W.T)  # posterior mean = A (x - b)
+        enc.net[0].weight.copy_(torch.cat([A, torch.zeros(L, D, dtype=F64)]))
+        enc.net[0].bias.copy_(torch.cat([-A @ b, torch.log(sigma**2 / M.diagonal())]))
+    prior = torch.distributions.Independent(torch.distributions.Normal(
+        torch.zeros(L, dtype=F64), torch.ones(L, dtype=F64)), 1)
+    model = VAE(enc, dec, prior=prior)
+    exact = MultivariateNormal(b, W @ W.T + sigma**2 * torch.eye(D, dtype=F64))
+    x = b + torch.randn(7, D, dtype=F64, generator=g) @ torch.linalg.cholesky(
+        exact.covariance_matrix).T
+    return model, exact, x
+
+
+def noise(model, k, b, seed, dtype=F64):
+    return model.noise(k, b, torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def test_ppca_importance_sampled_log_likelihood_is_exact():
+    model, exact, x = ppca()
+    # exact posterior as proposal: every weight equals p(x), so the estimate is exact
+    lw = model.log_weights(x, noise(model, 50, len(x), 0))
+    assert torch.allclose(lw, exact.log_prob(x).expand_as(lw), atol=1e-10)
+    # a wrong proposal: the weights' mean is unbiased for p(x); the log of the estimate is
+    # within its delta-method standard error std(w) / (mean(w) sqrt(K))
+    with torch.no_grad():
+        model.encoder.net[0].bias[:2] += 0.1
+        model.encoder.net[0].bias[2:] += 0.2
+    K = 20_000
+    lw = model.log_weights(x, noise(model, K, len(x), 1)).detach()
+    est = torch.logsumexp(lw, 0) - math.log(K)
+    w = torch.exp(lw - lw.max(0).values)
+    se = w.std(0) / (w.mean(0) * math.sqrt(K))
+    assert bool(((est - exact.log_prob(x)).abs() < 4 * se + 1e-4).all())
+    g = torch.Generator().manual_seed(2)
+    # and the ELBO is strictly below, IWAE in between
+    elbo = model.elbo(x, num_samples=2000, generator=g)
+    assert bool((elbo < exact.log_prob(x) - 1e-3).all())
+
+
+def test_analytic_and_mc_kl_agree_within_mc_error():
+    torch.manual_seed(0)
+    prior = torch.distributions.Independent(torch.distributions.Normal(
+        torch.zeros(3, dtype=F64), torch.ones(3, dtype=F64)), 1)
+    for cov in ("diagonal", "full"):
+        enc = GaussianEncoder(6, 3, hidden=(16,), covariance=cov).double()
+        dec = BernoulliDecoder(3, 6).double()
+        x = torch.rand(4, 6, dtype=F64)
+        mu, p = enc.params(x)
+        S = torch.diag_embed(p.exp()) if cov == "diagonal" else p @ p.mT
+        # KL[N(mu, S) || N(0, I)] = (tr S + mu^T mu - L - log det S) / 2
+        closed = 0.5 * (S.diagonal(dim1=-2, dim2=-1).sum(-1) + (mu * mu).sum(-1) - 3
+                        - torch.logdet(S))
+        eps = noise(VAE(enc, dec, prior=prior), 5, 4, 7)
+        z, _ = enc.sample(x, eps)
+        log_lik = dec(z).log_prob(x).mean(0)
+        analytic = VAE(enc, dec, prior=prior).elbo(x, eps)
+        assert torch.allclose(analytic, log_lik - closed, atol=1e-10)
+        K = 40_000
+        z, log_q = enc.sample(x, noise(VAE(enc, dec, prior=prior), K, 4, 3))
+        assert torch.allclose(log_q, enc.distribution(x).log_prob(z), atol=1e-10)
+        terms = log_q - prior.log_prob(z)
+        se = terms.std(0) / math.sqrt(K)
+        assert bool(((terms.mean(0) - closed).abs() < 4 * se).all())
+
+
+def test_iwae_bounds_ordering():
+    model, exact, x = ppca()
+    with torch.no_grad():
+        model.encoder.net[0].bias += 0.5  # a poor proposal makes the gaps visible
+    means = []
+    for k in (1, 5, 50):
+        reps = torch.stack([model.iwae(x, k, noise(model, k, len(x), s)) for s in range(200)])
+        means.append(reps.mean(0))
+    mc_model = VAE(model.encoder, model.decoder, prior=model.prior(), kl="mc")
+    eps = noise(model, 1, len(x), 0)
+    assert torch.allclose(model.iwae(x, 1, eps), mc_model.elbo(x, eps), atol=1e-12)
+    assert bool((means[0] < means[1]).all()) and bool((means[1] < means[2]).all())
+    assert bool((means[2] < exact.log_prob(x)).all())
+
+
+def test_iwae_gradients_unbiased_and_dreg_lower_variance():
+    model, _, x = ppca()
+    with torch.no_grad():
+        model.encoder.net[0].bias += 0.3
+    enc = list(model.encoder.parameters())
+    K, reps = 20, 300
+    std_grads, dreg_grads = [], []
+    for s in range(reps):
+        eps = noise(model, K, len(x), 100 + s)
+        g1 = torch.autograd.grad(-model.iwae(x, K, eps).mean(), enc)
+        _, enc_loss, _ = model.iwae_dreg_surrogates(x, eps)
+        g2 = torch.autograd.grad(enc_loss, enc)
+        std_grads.append(torch.cat([g.flatten() for g in g1]))
+        dreg_grads.append(torch.cat([g.flatten() for g in g2]))
+    a, b = torch.stack(std_grads), torch.stack(dreg_grads)
+    assert bool(torch.isfinite(a).all() and torch.isfinite(b).all())
+    se = torch.sqrt(a.var(0) / reps + b.var(0) / reps)
+    assert bool(((a.mean(0) - b.mean(0)).abs() <= 4.5 * se + 1e-12).all())
+    assert float(b.var(0).sum()) < 0.5 * float(a.var(0).sum())
+
+
+def test_flow_and_relaxed_encoders():
+    torch.manual_seed(0)
+    base = GaussianEncoder(6, 2, hidden=(8,)).double()
+    flow = FlowEncoder(base, num_flows=2, hidden=(8,)).double()
+    x = torch.rand(3, 6, dtype=F64)
+    z, log_q = flow.sample(x, noise(VAE(flow, BernoulliDecoder(2, 6), kl="mc"), 4, 3, 0))
+    parts = []
+    for t in flow.layers:
+        parts += [t, flow.reverse]
+    q = TransformedDistribution(base.distribution(x), parts)
+    assert torch.allclose(log_q, q.log_prob(z), atol=1e-10)
+    with pytest.raises(ValueError, match="no closed-form"):
+        VAE(flow, BernoulliDecoder(2, 6))
+
+    rel = RelaxedCategoricalEncoder(6, num_variables=3, num_categories=4, hidden=(8,))
+    model = VAE(rel, CategoricalDecoder(12, 6, num_classes=17), kl="mc")
+    xi = torch.randint(0, 17, (5, 6)).float()
+    z, log_q = rel.sample(xi, model.noise(2, 5, torch.Generator().manual_seed(0)))
+    assert z.shape == (2, 5, 3, 4) and torch.allclose(z.sum(-1), torch.ones(2, 5, 3))
+    assert bool(torch.isfinite(log_q).all())
+    elbo = model.elbo(xi, num_samples=3, generator=torch.Generator().manual_seed(0))
+    assert elbo.shape == (5,) and bool(torch.isfinite(elbo).all())
+    with pytest.raises(ValueError, match="temperature"):
+        RelaxedCategoricalEncoder(6, 3, 4, temperature=0.0)
+
+
+def test_bad_data():
+    model = VAE(GaussianEncoder(4, 2, hidden=(8,)), BernoulliDecoder(2, 4, hidden=(8,)))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        check_data(model, torch.full((2, 4), 2.0))
+    with pytest.raises(ShapeError, match="4"):
+        check_data(model, torch.rand(2, 5))
+    with pytest.raises(NonFiniteError):
+        check_data(model, torch.tensor([[0.1, float("nan"), 0.2, 0.3]]))
+    with pytest.raises(ValueError, match="kl must be"):
+        VAE(GaussianEncoder(4, 2), BernoulliDecoder(2, 4), kl="exact")
+    with pytest.raises(ValueError, match="covariance"):
+        GaussianEncoder(4, 2, covariance="banded")
