@@ -27,6 +27,7 @@ TOPICS: dict[str, str] = {
     "svgp": "bayeskit.cli.reproduce.svgp",
     "ratio": "bayeskit.cli.reproduce.ratio",
     "bijectors": "bayeskit.cli.reproduce.bijectors",
+    "vae": "bayeskit.cli.reproduce.vae",
     "grids": "bayeskit.cli.reproduce.grids",
 }
 
