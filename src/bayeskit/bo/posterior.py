@@ -50,6 +50,8 @@ class GPPosterior:
             self.L = L.detach()
             self.w = torch.linalg.solve_triangular(L.mT, alpha[:, None], upper=True)[:, 0]
             self.noise = model.noise_variance.detach()
+            self.mean_function = copy.deepcopy(model.mean_function).requires_grad_(False) \
+                if model.mean_function is not None else None
             self.mean_constant = model.mean_constant.detach()
         self.X = model.X
         self.kernel = copy.deepcopy(model.kernel).requires_grad_(False)
@@ -71,7 +73,9 @@ class GPPosterior:
     def mean(self, X: torch.Tensor) -> torch.Tensor:
         """``mu_n(X)``: ``[..., Q]``."""
         X = self._check(X)
-        return self.mean_constant + self.kernel(X, self.X) @ self.w
+        prior = self.mean_function(X) if self.mean_function is not None else \
+            self.mean_constant
+        return prior + self.kernel(X, self.X) @ self.w
 
     def mean_and_variance(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mu_n(X)`` and the latent variance ``k_n(x, x)``, both ``[..., Q]``."""

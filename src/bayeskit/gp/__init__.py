@@ -1,10 +1,22 @@
 """Gaussian processes: kernels, likelihoods, exact GPR, SGPR and SVGP."""
 
 from bayeskit.gp.exact import GPR
-from bayeskit.gp.kernels import Kernel, Matern, SquaredExponential
+from bayeskit.gp.kernels import (
+    Kernel,
+    Linear,
+    Matern,
+    Periodic,
+    Product,
+    RationalQuadratic,
+    Scale,
+    SquaredExponential,
+    Sum,
+)
 from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT
+from bayeskit.gp.means import ConstantMean, LinearMean, ZeroMean
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential", "Bernoulli",
-           "Gaussian", "Poisson", "StudentT"]
+__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential",
+           "RationalQuadratic", "Periodic", "Linear", "Scale", "Sum", "Product", "ZeroMean",
+           "ConstantMean", "LinearMean", "Bernoulli", "Gaussian", "Poisson", "StudentT"]

@@ -71,6 +71,8 @@ class GPR(nn.Module):
         kernel: a :class:`bayeskit.gp.Kernel` (default squared exponential).
         noise_variance: initial noise variance (learnable, positive).
         mean: initial constant mean; ``learn_mean=False`` keeps it fixed.
+        mean_function: any mean module (e.g. :class:`bayeskit.gp.LinearMean`) instead of
+            the constant.
 
     Example:
         >>> X = torch.linspace(0, 1, 20, dtype=torch.float64)[:, None]
@@ -81,7 +83,8 @@ class GPR(nn.Module):
     """
 
     def __init__(self, X, y, kernel: Kernel | None = None, noise_variance: float = 0.1,
-                 mean: float = 0.0, learn_mean: bool = True):
+                 mean: float = 0.0, learn_mean: bool = True,
+                 mean_function: nn.Module | None = None):
         super().__init__()
         X, y = _check_xy(X, y)
         self.register_buffer("X", X)
@@ -90,12 +93,19 @@ class GPR(nn.Module):
         self.kernel.to(F64)
         self.raw_noise = nn.Parameter(inverse_positive(noise_variance))
         self.mean_constant = nn.Parameter(torch.tensor(float(mean), dtype=F64),
-                                          requires_grad=learn_mean)
+                                          requires_grad=learn_mean and mean_function is None)
+        self.mean_function = mean_function.to(F64) if mean_function is not None else None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def noise_variance(self) -> torch.Tensor:
         return positive(self.raw_noise)
+
+    def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
+        """``m(X)``: the mean function if one was given, else the constant ``mean``."""
+        if self.mean_function is not None:
+            return self.mean_function(X)
+        return self.mean_constant.expand(X.shape[:-1])
 
     def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L, alpha)`` of the training data (cached when gradients are off)."""
@@ -104,7 +114,7 @@ class GPR(nn.Module):
         n = self.X.shape[0]
         K = self.kernel(self.X) + self.noise_variance * torch.eye(n, dtype=F64)
         L, _ = jittered_cholesky(K)
-        resid = (self.y - self.mean_constant).unsqueeze(-1)
+        resid = (self.y - self.prior_mean(self.X)).unsqueeze(-1)
         alpha = torch.linalg.solve_triangular(L, resid, upper=False).squeeze(-1)
         if not torch.is_grad_enabled():
             self._cache = (L, alpha)
@@ -115,7 +125,7 @@ class GPR(nn.Module):
         self._cache = None
         n = self.X.shape[0]
         K = self.kernel(self.X) + self.noise_variance * torch.eye(n, dtype=F64)
-        nll = _GaussianNLL.apply(K, self.y - self.mean_constant)
+        nll = _GaussianNLL.apply(K, self.y - self.prior_mean(self.X))
         return -nll - 0.5 * n * math.log(2 * math.pi)
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0) -> GPR:
@@ -155,7 +165,7 @@ class GPR(nn.Module):
         with torch.no_grad():
             L, alpha = self._factor()
             A = torch.linalg.solve_triangular(L, self.kernel(self.X, Xnew), upper=False)
-            mean = self.mean_constant + A.mT @ alpha
+            mean = self.prior_mean(Xnew) + A.mT @ alpha
             if full_cov:
                 return mean, self.kernel(Xnew) - A.mT @ A
             return mean, (self.kernel.diag(Xnew) - (A * A).sum(0)).clamp_min(0)
@@ -192,7 +202,8 @@ class GPR(nn.Module):
             model.kernel = self.kernel
             model.raw_noise = self.raw_noise
             model.mean_constant = self.mean_constant
-            resid = (model.y - model.mean_constant).unsqueeze(-1)
+            model.mean_function = self.mean_function
+            resid = (model.y - model.prior_mean(model.X)).unsqueeze(-1)
             alpha = torch.linalg.solve_triangular(L_new, resid, upper=False).squeeze(-1)
             model._cache = (L_new, alpha)
         return model

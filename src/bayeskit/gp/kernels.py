@@ -4,8 +4,9 @@ A kernel maps inputs ``X: [..., N, D]`` and ``X2: [..., M, D]`` to ``K: [..., N,
 ``kernel.diag(X)`` gives ``[..., N]`` without forming the matrix. Positive parameters are
 stored unconstrained and mapped through softplus plus a small floor.
 
-This is the minimal shared interface the Pólya-gamma GP classifier needs; the GP issue
-extends the family (Matérn, periodic, sums and products, ARD, ...).
+Family: squared exponential, Matérn 1/2, 3/2, 5/2, rational quadratic, periodic (all with
+ARD lengthscales), linear; ``Scale`` multiplies by a learnable amplitude, and ``k1 + k2`` /
+``k1 * k2`` build ``Sum`` / ``Product`` kernels.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import nn
 
 from bayeskit.errors import ShapeError
 
-__all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "positive", "inverse_positive"]
+__all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
+           "Periodic", "Linear", "Scale", "Sum", "Product", "positive", "inverse_positive"]
 
 _FLOOR = 1e-6
 
@@ -133,3 +135,138 @@ class Matern(Stationary):
         else:
             poly = 1 + s + s * s / 3
         return self.variance.to(X.dtype) * poly * torch.exp(-s)
+
+
+class RationalQuadratic(Stationary):
+    """``k = variance * (1 + r^2 / (2 alpha lengthscale^2))^-alpha`` (a scale mixture of
+    squared exponentials; ``alpha -> inf`` recovers it)."""
+
+    def __init__(self, alpha: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
+                 variance: float = 1.0):
+        super().__init__(lengthscale, variance)
+        self.raw_alpha = nn.Parameter(inverse_positive(alpha))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return positive(self.raw_alpha)
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        a, b = self._scaled(X, X2)
+        sq = ((a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
+              - 2 * a @ b.mT).clamp_min(0)
+        alpha = self.alpha.to(X.dtype)
+        return self.variance.to(X.dtype) * (1 + sq / (2 * alpha)) ** (-alpha)
+
+
+class Periodic(Stationary):
+    """``k = variance * exp(-2 sum_d sin^2(pi (x_d - x'_d) / period) / lengthscale_d^2)``
+    (MacKay's periodic kernel; in 1-D scikit-learn's ``ExpSineSquared``)."""
+
+    def __init__(self, period: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
+                 variance: float = 1.0):
+        super().__init__(lengthscale, variance)
+        self.raw_period = nn.Parameter(inverse_positive(period))
+
+    @property
+    def period(self) -> torch.Tensor:
+        return positive(self.raw_period)
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        X2 = self._check(X, X2)
+        diff = X[..., :, None, :] - X2[..., None, :, :]
+        s = torch.sin(math.pi * diff / self.period.to(X.dtype)) / self.lengthscale.to(X.dtype)
+        return self.variance.to(X.dtype) * torch.exp(-2 * (s * s).sum(-1))
+
+
+class Linear(Kernel):
+    """``k = variance * x . x' + offset`` (Bayesian linear regression as a GP)."""
+
+    def __init__(self, variance: float = 1.0, offset: float | None = None):
+        super().__init__()
+        self.raw_variance = nn.Parameter(inverse_positive(variance))
+        self.raw_offset = nn.Parameter(inverse_positive(offset)) if offset is not None else None
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return positive(self.raw_variance)
+
+    def _offset(self, dtype):
+        return positive(self.raw_offset).to(dtype) if self.raw_offset is not None else 0.0
+
+    def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        X2 = self._check(X, X2)
+        return self.variance.to(X.dtype) * X @ X2.mT + self._offset(X.dtype)
+
+    def diag(self, X: torch.Tensor) -> torch.Tensor:
+        return self.variance.to(X.dtype) * (X * X).sum(-1) + self._offset(X.dtype)
+
+
+class Scale(Kernel):
+    """``variance * k`` for a kernel ``k`` (an amplitude wrapper, e.g. around a product)."""
+
+    def __init__(self, kernel: Kernel, variance: float = 1.0):
+        super().__init__()
+        self.kernel = kernel
+        self.raw_variance = nn.Parameter(inverse_positive(variance))
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return positive(self.raw_variance)
+
+    def forward(self, X, X2=None):
+        return self.variance.to(X.dtype) * self.kernel(X, X2)
+
+    def diag(self, X):
+        return self.variance.to(X.dtype) * self.kernel.diag(X)
+
+
+class Sum(Kernel):
+    """``k_1 + k_2 + ...``; also written ``k1 + k2``."""
+
+    def __init__(self, *kernels: Kernel):
+        super().__init__()
+        self.kernels = nn.ModuleList(kernels)
+
+    def forward(self, X, X2=None):
+        return sum(k(X, X2) for k in self.kernels)
+
+    def diag(self, X):
+        return sum(k.diag(X) for k in self.kernels)
+
+
+class Product(Kernel):
+    """``k_1 * k_2 * ...``; also written ``k1 * k2``."""
+
+    def __init__(self, *kernels: Kernel):
+        super().__init__()
+        self.kernels = nn.ModuleList(kernels)
+
+    def forward(self, X, X2=None):
+        out = self.kernels[0](X, X2)
+        for k in self.kernels[1:]:
+            out = out * k(X, X2)
+        return out
+
+    def diag(self, X):
+        out = self.kernels[0].diag(X)
+        for k in self.kernels[1:]:
+            out = out * k.diag(X)
+        return out
+
+
+def _add(self: Kernel, other: Kernel) -> Sum:
+    if not isinstance(other, Kernel):
+        return NotImplemented
+    return Sum(*(self.kernels if isinstance(self, Sum) else [self]),
+               *(other.kernels if isinstance(other, Sum) else [other]))
+
+
+def _mul(self: Kernel, other: Kernel) -> Product:
+    if not isinstance(other, Kernel):
+        return NotImplemented
+    return Product(*(self.kernels if isinstance(self, Product) else [self]),
+                   *(other.kernels if isinstance(other, Product) else [other]))
+
+
+Kernel.__add__ = _add
+Kernel.__mul__ = _mul

@@ -1,0 +1,37 @@
+"""Mean functions ``m(X): [..., N, D] -> [..., N]`` as ``nn.Module``s."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ZeroMean", "ConstantMean", "LinearMean"]
+
+F64 = torch.float64
+
+
+class ZeroMean(nn.Module):
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(X.shape[:-1], dtype=X.dtype, device=X.device)
+
+
+class ConstantMean(nn.Module):
+    def __init__(self, value: float = 0.0, learn: bool = True):
+        super().__init__()
+        self.constant = nn.Parameter(torch.tensor(float(value), dtype=F64), requires_grad=learn)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.constant.to(X.dtype).expand(X.shape[:-1])
+
+
+class LinearMean(nn.Module):
+    """``m(x) = w . x + b`` with learnable ``w`` ``[D]`` and ``b``."""
+
+    def __init__(self, dim: int, weight: torch.Tensor | None = None, bias: float = 0.0):
+        super().__init__()
+        w = torch.zeros(dim, dtype=F64) if weight is None else torch.as_tensor(weight, dtype=F64)
+        self.weight = nn.Parameter(w.clone())
+        self.bias = nn.Parameter(torch.tensor(float(bias), dtype=F64))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return X @ self.weight.to(X.dtype) + self.bias.to(X.dtype)

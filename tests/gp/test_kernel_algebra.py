@@ -1,0 +1,91 @@
+"""The wider kernel family against scikit-learn, kernel algebra, and mean functions."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.gaussian_process import kernels as sk
+
+from bayeskit.gp import (
+    GPR,
+    Linear,
+    LinearMean,
+    Matern,
+    Periodic,
+    Product,
+    RationalQuadratic,
+    Scale,
+    SquaredExponential,
+    Sum,
+)
+
+F64 = torch.float64
+
+
+def data(n=7, d=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, dtype=F64, generator=g), torch.randn(n + 2, d, dtype=F64, generator=g)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (RationalQuadratic(alpha=0.7, lengthscale=1.3, variance=2.0),
+     2.0 * sk.RationalQuadratic(length_scale=1.3, alpha=0.7)),
+    (Periodic(period=2.5, lengthscale=0.8, variance=1.5),
+     1.5 * sk.ExpSineSquared(length_scale=0.8, periodicity=2.5)),
+    (Linear(variance=0.6, offset=0.3), 0.6 * sk.DotProduct(sigma_0=0.5**0.5)),
+])
+def test_kernels_match_scikit_learn(ours, theirs):
+    X, X2 = data()
+    got = ours(X, X2).detach().numpy()
+    expected = theirs(X.numpy(), X2.numpy())  # DotProduct: 0.6 (x.x' + 0.5) = ours
+    assert np.allclose(got, expected, atol=1e-12)
+    assert torch.allclose(ours.diag(X), ours(X).diagonal())
+
+
+def test_algebra_builds_sums_and_products():
+    X, X2 = data(d=2)
+    se, per, lin = SquaredExponential(0.7), Periodic(1.2, 0.9), Linear(0.5)
+    k = se * per + lin
+    assert isinstance(k, Sum) and isinstance(k.kernels[0], Product)
+    expected = se(X, X2) * per(X, X2) + lin(X, X2)
+    assert torch.allclose(k(X, X2), expected)
+    assert torch.allclose(k.diag(X), k(X).diagonal())
+    flat = se + per + lin  # sums flatten
+    assert isinstance(flat, Sum) and len(flat.kernels) == 3
+    scaled = Scale(se * per, variance=3.0)
+    assert torch.allclose(scaled(X, X2), 3 * expected - 3 * lin(X, X2))
+    # parameters of every part are registered (and so trained)
+    assert len(list(k.parameters())) == len(list(se.parameters())) + len(
+        list(per.parameters())) + len(list(lin.parameters()))
+    # batched inputs and positive definiteness
+    Xb = torch.randn(3, 6, 2, dtype=F64)
+    Kb = (se * per + RationalQuadratic(2.0) + Matern(1.5))(Xb)
+    assert Kb.shape == (3, 6, 6)
+    assert bool((torch.linalg.eigvalsh(Kb) > -1e-10).all())
+
+
+def test_gradients_of_new_kernels():
+    X, X2 = data(n=3, d=2)
+    for k in (RationalQuadratic(1.5, torch.tensor([0.7, 1.2])), Periodic(2.0, 0.9),
+              Linear(0.5, 0.1)):
+        assert torch.autograd.gradcheck(lambda x, k=k: k(x, X2), (X.clone().requires_grad_(),))
+        k(X, X2).sum().backward()
+        assert all(p.grad is not None and bool(torch.isfinite(p.grad).all())
+                   for p in k.parameters())
+
+
+def test_gpr_with_a_linear_mean_extrapolates_the_trend():
+    g = torch.Generator().manual_seed(0)
+    X = torch.linspace(0, 10, 60, dtype=F64)[:, None]
+    noise = 0.05 * torch.randn(60, dtype=F64, generator=g)
+    y = 2.0 * X[:, 0] + 1.0 + torch.sin(2 * X[:, 0]) + noise
+    linear = GPR(X, y, SquaredExponential(0.5), noise_variance=0.01,
+                 mean_function=LinearMean(1)).fit()
+    constant = GPR(X, y, SquaredExponential(0.5), noise_variance=0.01).fit()
+    far = torch.tensor([[14.0]], dtype=F64)
+    assert float(linear.predict_f(far)[0]) == pytest.approx(29.0, abs=2.0)
+    assert abs(float(constant.predict_f(far)[0]) - 29.0) > 5.0
+    w = linear.mean_function.weight.detach()
+    assert float(w[0]) == pytest.approx(2.0, abs=0.2)
+    # conditioning keeps the mean function
+    more = linear.condition_on_observations(far, torch.tensor([29.0], dtype=F64))
+    assert float(more.predict_f(far)[0]) == pytest.approx(29.0, abs=0.2)
