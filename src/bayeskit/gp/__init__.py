@@ -1,5 +1,6 @@
 """Gaussian processes: kernels, likelihoods, exact GPR, SGPR and SVGP."""
 
+from bayeskit.gp import inducing
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import (
     Kernel,
@@ -17,6 +18,6 @@ from bayeskit.gp.means import ConstantMean, LinearMean, ZeroMean
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "Kernel", "Matern", "SquaredExponential",
+__all__ = ["GPR", "SGPR", "SVGP", "inducing", "Kernel", "Matern", "SquaredExponential",
            "RationalQuadratic", "Periodic", "Linear", "Scale", "Sum", "Product", "ZeroMean",
            "ConstantMean", "LinearMean", "Bernoulli", "Gaussian", "Poisson", "StudentT"]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
+from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, save_atomic, world
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
 
 __all__ = ["fit", "TrainingDivergedError"]
@@ -32,22 +31,6 @@ class TrainingDivergedError(ValueError):
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def _allreduce_grads(params, world: int) -> None:
-    """Sum gradients over processes (each process already scaled its part of the batch)."""
-    if world == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -106,8 +89,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
         raise ValueError("epochs >= 0, batch_size >= 1 and num_samples >= 1 are required")
     data = check_data(model, data)
     validation = check_data(model, validation) if validation is not None else None
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    rank, _ = world()
 
     adversarial = isinstance(model.kl, DensityRatioKL)
     vae_params = [p for n, p in model.named_parameters() if not n.startswith("kl.")]
@@ -143,7 +125,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                 batch = transform(batch, g)
             B = len(idx)
             noise = model.noise(num_samples, B, g)
-            rows = torch.arange(B).tensor_split(world)[rank]
+            rows = local_rows(B)
             x, eps = batch[rows], noise[:, rows]
             scale = len(rows) / B  # this process's share of the batch mean
             if adversarial:
@@ -153,7 +135,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                         z_q, _ = model.encoder.sample(x, eps)
                     critic_opt.zero_grad()
                     (scale * model.kl.loss(x, z_q, prior_z)).backward()
-                    _allreduce_grads(model.kl.parameters(), world)
+                    allreduce_grads(model.kl.parameters())
                     critic_opt.step()
             opt.zero_grad()
             try:
@@ -162,7 +144,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                 if "invalid values" not in str(err):
                     raise
                 value = torch.tensor(math.nan)
-            _allreduce_grads(vae_params, world)
+            allreduce_grads(vae_params)
             loss_sum = -float(value.detach().sum())
             if not math.isfinite(loss_sum):
                 raise TrainingDivergedError(
@@ -172,10 +154,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
             opt.step()
             total += loss_sum
             count += len(rows)
-        if world > 1:
-            t = torch.tensor([total, count], dtype=torch.float64)
-            dist.all_reduce(t)
-            total, count = float(t[0]), int(t[1])
+        total, count = allreduce_sum(total, count)
         model.eval()
         val = evaluate(model, validation)["elbo"] if validation is not None else math.nan
         history["epoch"].append(epoch)
@@ -197,7 +176,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                      "best_state": best_state}
             if critic_opt is not None:
                 state["critic_optimizer"] = critic_opt.state_dict()
-            _save_atomic(state, path)
+            save_atomic(state, path)
         if stop:
             log.info("early stopping at epoch %d (best validation ELBO %.4f)", epoch, best)
             break

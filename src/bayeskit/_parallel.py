@@ -1,0 +1,57 @@
+"""Data-parallel helpers shared by minibatch trainers (SVGP, VAE).
+
+Under ``torchrun`` (``torch.distributed`` initialised) each process takes a contiguous slice
+of every *global* minibatch, scales its loss by its share of the batch, and gradients are
+summed across processes: the same arithmetic as ``DistributedDataParallel``, so the run
+matches a single process on the whole batch up to summation order. Without
+``torch.distributed`` everything degrades to the single-process case.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "save_atomic"]
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def local_rows(batch: int) -> torch.Tensor:
+    """Indices ``[b]`` of this process's contiguous slice of a global batch of ``batch``."""
+    rank, size = world()
+    return torch.arange(batch).tensor_split(size)[rank]
+
+
+def allreduce_grads(params) -> None:
+    """Sum the gradients of ``params`` over processes (no-op on one process)."""
+    if world()[1] == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def allreduce_sum(*values: float) -> list[float]:
+    """Sum Python floats over processes."""
+    if world()[1] == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
