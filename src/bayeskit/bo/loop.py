@@ -126,23 +126,34 @@ class BayesianOptimizer:
         return self.bounds[0] + U * (self.bounds[1] - self.bounds[0])
 
     def fit_model(self) -> GPR:
-        """Type-II ML fit of a Matern-5/2 ARD GP on the unit cube, standardised outputs
-        (warm-started from the previous fit, with ``fit_restarts`` random restarts on every
-        5th refit)."""
+        """Type-II ML fit of a Matern-5/2 ARD GP on the unit cube, standardised outputs: from
+        the default initialisation and warm-started from the previous fit, keeping the higher
+        marginal likelihood (``fit_restarts`` random restarts on every 5th refit)."""
         X = self._to_unit(torch.tensor(self.X, dtype=F64))
         y = torch.tensor(self.y, dtype=F64)
         self._y_mean, self._y_std = float(y.mean()), float(y.std()) if len(y) > 1 else 1.0
         self._y_std = self._y_std if self._y_std > 0 else 1.0
         ys = (y - self._y_mean) / self._y_std
-        if self.model is None:
-            kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
-            noise = 1e-3
-        else:  # warm start from the last fit; random restarts every 5th refit
-            kernel = copy.deepcopy(self.model.kernel)
-            noise = float(self.model.noise_variance.detach())
-        restarts = self.fit_restarts if len(self.history) % 5 == 0 else 0
-        model = GPR(X, ys, kernel=kernel, noise_variance=max(noise, 2e-6))
-        self.model = model.fit(restarts=restarts, seed=self.seed + len(self.y))
+        starts = [(Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64)), 1e-3)]
+        if self.model is not None:  # also warm-start from the last fit; keep the better
+            starts.append((copy.deepcopy(self.model.kernel),
+                           max(float(self.model.noise_variance.detach()), 2e-6)))
+        best, best_lml = None, -math.inf
+        for kernel, noise in starts:
+            model = GPR(X, ys, kernel=kernel, noise_variance=noise)
+            try:
+                model.fit(restarts=self.fit_restarts if len(self.history) % 5 == 0 else 0,
+                          seed=self.seed + len(self.y))
+            except ValueError:
+                continue
+            with torch.no_grad():
+                lml = float(model.log_marginal_likelihood())
+            if lml > best_lml:
+                best, best_lml = model, lml
+        if best is None:
+            raise ValueError("the GP fit failed from every start; check the objective's "
+                             "values for extreme outliers")
+        self.model = best
         return self.model
 
     # ---------------------------------------------------------------------- ask / tell
