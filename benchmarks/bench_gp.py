@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000, 4000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sgpr-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--svgp", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as f:
@@ -100,6 +101,79 @@ def main() -> None:
             print(f"  {k:22s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, gpytorch)
+    if args.svgp:
+        bench_svgp(256, 1024, max(args.repeats, 20), gpytorch)
+
+
+def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
+    """One Adam step of SVGP (Gaussian likelihood, whitened, full q_sqrt), M inducing points,
+    a minibatch of ``batch`` from N = 100k, D = 8 (ANCHORS: GPyTorch 28.6 ms)."""
+    from bayeskit.gp import SVGP
+
+    n = 100_000
+    torch.manual_seed(0)
+    X = torch.rand(n, 8, dtype=torch.float64)
+    y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=torch.float64)
+    ours = SVGP(X[:m].clone(), SquaredExponential(torch.full((8,), 0.5), 1.0),
+                noise_variance=0.1, num_data=n)
+    opt = torch.optim.Adam(ours.parameters(), lr=0.01)
+    batches = [torch.randint(0, n, (batch,), generator=torch.Generator().manual_seed(i))
+               for i in range(repeats + 1)]
+
+    def run_ours(i):
+        b = batches[i]
+        opt.zero_grad()
+        loss = -ours.elbo(X[b], y[b])
+        loss.backward()
+        opt.step()
+
+    contenders = {"bayeskit SVGP": run_ours}
+    if gpytorch is not None:
+        class Approx(gpytorch.models.ApproximateGP):
+            def __init__(self, Z):
+                dist = gpytorch.variational.CholeskyVariationalDistribution(Z.shape[0])
+                strategy = gpytorch.variational.VariationalStrategy(
+                    self, Z, dist, learn_inducing_locations=True)
+                super().__init__(strategy)
+                self.mean_module = gpytorch.means.ZeroMean()
+                self.covar_module = gpytorch.kernels.ScaleKernel(
+                    gpytorch.kernels.RBFKernel(ard_num_dims=8))
+
+            def forward(self, x):
+                return gpytorch.distributions.MultivariateNormal(
+                    self.mean_module(x), self.covar_module(x))
+
+        theirs = Approx(X[:m].clone()).double()
+        lik = gpytorch.likelihoods.GaussianLikelihood().double()
+        mll = gpytorch.mlls.VariationalELBO(lik, theirs, num_data=n)
+        opt2 = torch.optim.Adam([*theirs.parameters(), *lik.parameters()], lr=0.01)
+        theirs.train()
+        lik.train()
+
+        def run_gpytorch(i):
+            b = batches[i]
+            opt2.zero_grad()
+            loss = -mll(theirs(X[b]), y[b])
+            loss.backward()
+            opt2.step()
+
+        contenders["GPyTorch SVGP"] = run_gpytorch
+    for fn in contenders.values():
+        fn(repeats)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
+    rng = random.Random(2)
+    for i in range(repeats):
+        rng.shuffle(order)
+        for k, fn in order:
+            t0 = time.perf_counter()
+            fn(i)
+            times[k].append(time.perf_counter() - t0)
+    ours_t = statistics.median(times["bayeskit SVGP"])
+    print(f"\n## SVGP Adam step, M = {m}, batch {batch}, D = 8 (ANCHORS: GPyTorch 28.6 ms)")
+    for k, ts in times.items():
+        t = statistics.median(ts)
+        print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours")
 
 
 def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
