@@ -1,6 +1,7 @@
 """SVGP training state: checkpoint/resume, DataLoader input, mean functions, and a
 2-process data-parallel run that matches the single-process run."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -79,3 +80,37 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     ddp.load_state_dict(saved["state"])
     assert torch.allclose(flat(ddp), flat(single), atol=1e-9)
     assert torch.allclose(torch.tensor(saved["history"]), torch.tensor(hist), atol=1e-8)
+
+
+def test_natural_gradient_step_reaches_the_collapsed_bound():
+    from bayeskit.gp import SGPR
+
+    X, y = data()
+    for whiten in (True, False):
+        m = SVGP(X[::10].clone(), SquaredExponential(0.8, 1.2), noise_variance=0.1,
+                 num_data=len(X), whiten=whiten)
+        m.natural_gradient_step(X, y, gamma=1.0)
+        sgpr = SGPR(X, y, X[::10].clone(), SquaredExponential(0.8, 1.2), noise_variance=0.1,
+                    learn_mean=False)
+        with torch.no_grad():
+            assert float(m.elbo(X, y)) == pytest.approx(float(sgpr.elbo()), rel=1e-9)
+    # a second step with gamma < 1 stays at the optimum (a fixed point)
+    m.natural_gradient_step(X, y, gamma=0.3)
+    with torch.no_grad():
+        assert float(m.elbo(X, y)) == pytest.approx(float(sgpr.elbo()), rel=1e-9)
+    with pytest.raises(ValueError, match="gamma"):
+        m.natural_gradient_step(X, y, gamma=0.0)
+    from bayeskit.gp import Bernoulli
+    clf = SVGP(X[::10].clone(), num_data=len(X), likelihood=Bernoulli())
+    with pytest.raises(TypeError, match="Gaussian likelihood"):
+        clf.natural_gradient_step(X, (y > 0).double())
+
+
+def test_natural_gradient_training_beats_adam_on_q():
+    X, y = data()
+    ng, adam = model(X), model(X)
+    h_ng = ng.fit(X, y, epochs=10, batch_size=50, lr=0.01, natural_gradient=0.5)
+    h_adam = adam.fit(X, y, epochs=10, batch_size=50, lr=0.01)
+    with torch.no_grad():
+        assert float(ng.elbo(X, y)) > float(adam.elbo(X, y))
+    assert h_ng[-1] > h_adam[-1]

@@ -114,14 +114,71 @@ class SVGP(nn.Module):
         mean, var = self.predict_f(X)
         return self.likelihood.predict_mean(mean, var)
 
+    @torch.no_grad()
+    def natural_gradient_step(self, X, y, gamma: float = 1.0, *,
+                              batch_size: int | None = None) -> None:
+        """One natural-gradient step on ``q(u)`` for a Gaussian likelihood (Hensman, Fusi &
+        Lawrence 2013), in whitened coordinates ``v = L^-1 u``:
+
+            Lambda <- (1 - gamma) Lambda + gamma (I + (N/B) A A^T / s2)
+            eta    <- (1 - gamma) eta    + gamma (N/B) A (y - m(X)) / s2
+
+        with ``A = L^-1 K_uX``, precision ``Lambda = S^-1`` and ``eta = Lambda mean``. With
+        ``gamma = 1`` on the full data it lands on the optimal ``q(u)`` (SGPR's) in one step.
+        Under ``torchrun`` the minibatch statistics are summed across processes.
+        """
+        if not isinstance(self.likelihood, Gaussian):
+            raise TypeError("natural-gradient steps are implemented for the Gaussian likelihood "
+                            "only; train other likelihoods with Adam (fit)")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        X, y = _check_xy(X, y)
+        m = self.Z.shape[0]
+        eye = torch.eye(m, dtype=F64)
+        L = self._prior_factor()
+        s2 = self.likelihood.variance
+        A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
+        B = X.shape[0] if batch_size is None else batch_size
+        scale = self.num_data / B
+        stats = [A @ A.mT, A @ (y - self._prior_mean(X))]
+        if world()[1] > 1:
+            for t in stats:
+                torch.distributed.all_reduce(t)
+        target_prec = eye + scale * stats[0] / s2
+        target_eta = scale * stats[1] / s2
+        # current q(v) in natural parameters
+        Sv = self.q_sqrt if self.whiten else torch.linalg.solve_triangular(L, self.q_sqrt,
+                                                                            upper=False)
+        mv = self.q_mu if self.whiten else torch.linalg.solve_triangular(
+            L, self.q_mu.unsqueeze(-1), upper=False).squeeze(-1)
+        prec = torch.cholesky_inverse(torch.linalg.cholesky(Sv @ Sv.mT))
+        eta = prec @ mv
+        prec = (1 - gamma) * prec + gamma * target_prec
+        eta = (1 - gamma) * eta + gamma * target_eta
+        Lp = torch.linalg.cholesky(0.5 * (prec + prec.mT))
+        mean_v = torch.cholesky_solve(eta.unsqueeze(-1), Lp).squeeze(-1)
+        cov_v = torch.cholesky_inverse(Lp)
+        sqrt_v = torch.linalg.cholesky(0.5 * (cov_v + cov_v.mT))
+        if self.whiten:
+            q_mu, q_sqrt = mean_v, sqrt_v
+        else:
+            q_mu, q_sqrt = L @ mean_v, L @ sqrt_v
+        self.q_mu.copy_(q_mu)
+        raw = torch.tril(q_sqrt, -1)
+        raw.diagonal().copy_(inverse_positive(q_sqrt.diagonal().clamp_min(2e-6)))
+        self.raw_q_sqrt.copy_(raw)
+
     def fit(self, X, y=None, *, epochs: int = 50, batch_size: int = 256, lr: float = 0.01,
             seed: int = 0, progress: bool = False, checkpoint: str | Path | None = None,
-            resume: bool = True) -> list[float]:
+            resume: bool = True, natural_gradient: float | None = None) -> list[float]:
         """Adam over shuffled minibatches; returns the per-epoch mean of the minibatch ELBO.
 
         ``X`` may be a tensor (with ``y``) or a ``torch.utils.data.DataLoader`` yielding
         ``(X, y)`` batches. ``checkpoint``: written atomically after every epoch (parameters,
         optimiser, history); an existing file is resumed from (``weights_only=True``).
+        ``natural_gradient=gamma`` (Gaussian likelihood): each minibatch first takes a
+        natural-gradient step of size ``gamma`` on ``q(u)``, and Adam trains only the
+        hyperparameters and ``Z``.
         Shuffling in epoch ``e`` uses a generator seeded with ``(seed, e)``, so a resumed run
         repeats the uninterrupted one. Under ``torchrun`` each process takes its slice of
         every global batch and gradients are summed across processes (see
@@ -132,7 +189,10 @@ class SVGP(nn.Module):
         loader = X if y is None else None
         if loader is None:
             X, y = _check_xy(X, y)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        variational = {id(self.q_mu), id(self.raw_q_sqrt)}
+        params = [p for p in self.parameters()
+                  if natural_gradient is None or id(p) not in variational]
+        opt = torch.optim.Adam(params, lr=lr)
         history: list[float] = []
         start = 0
         path = Path(checkpoint) if checkpoint is not None else None
@@ -153,11 +213,14 @@ class SVGP(nn.Module):
             for Xb, yb in batches:
                 B = Xb.shape[0]
                 rows = local_rows(B)
+                if natural_gradient is not None:
+                    self.natural_gradient_step(Xb[rows], yb[rows], natural_gradient,
+                                               batch_size=B)
                 loss = -self.elbo(Xb[rows], yb[rows], batch_size=B,
                                   kl_weight=len(rows) / B)
                 opt.zero_grad()
                 loss.backward()
-                allreduce_grads(self.parameters())
+                allreduce_grads(params)
                 opt.step()
                 total += float(loss.detach())
                 count += 1

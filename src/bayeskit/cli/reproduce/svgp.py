@@ -160,6 +160,20 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
     with torch.no_grad():
         m, v = svgp.predict_f(Xt)
         rows[f"SVGP, M = {M}"] = (m, v + svgp.likelihood.variance)
+    # the same with natural-gradient steps on q(u) (Adam only on hyperparameters and Z)
+    svgp_ng = SVGP(sgpr.Z.detach().clone(), copy.deepcopy(sgpr.kernel),
+                   noise_variance=float(sgpr.noise_variance.detach()), num_data=len(X),
+                   mean_function=copy.deepcopy(sgpr.mean_function))
+    ng_hist = svgp_ng.fit(X, ys, epochs=20 if ctx.quick else 150, batch_size=256, lr=0.01,
+                          seed=ctx.seed, natural_gradient=0.5)
+    with torch.no_grad():
+        m, v = svgp_ng.predict_f(Xt)
+        rows[f"SVGP + natural gradients, M = {M}"] = (m, v + svgp_ng.likelihood.variance)
+        res.add(f"Mauna Loa: SVGP training ELBO, Adam on q(u) (M = {M})",
+                float(svgp.elbo(X, ys)))
+        res.add(f"Mauna Loa: SVGP training ELBO, natural gradients on q(u) (M = {M})",
+                float(svgp_ng.elbo(X, ys)), lower,
+                source="the collapsed bound at the same hyperparameters is the ceiling")
     scores = {}
     for name, (m, v) in rows.items():
         scores[name] = _scores(m * sd + mu, v * sd**2, y_te)
@@ -169,9 +183,10 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
                    "<= 3.7 ppm")
     for name, (rmse, nlpd) in scores.items():
         if name != "exact GP":
+            checked = not ctx.quick and "natural" not in name
             res.add(f"Mauna Loa: {name} test RMSE / exact GP RMSE", rmse / exact_rmse, 1.0,
                     source="target: within 10 % (GPyTorch's SGPR M=100: 23.6-26.2 ppm)",
-                    tolerance=None if ctx.quick else 0.10)
+                    tolerance=0.10 if checked else None)
         res.add(f"Mauna Loa: {name} test NLPD (nats per point)", nlpd)
     res.add(f"Mauna Loa: SGPR (M = {M}) Titsias upper bound - lower bound (nats)",
             upper - lower)
@@ -197,10 +212,12 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
     axes[0].set_ylabel("CO2 (ppm)")
     axes[0].legend(fontsize=8, loc="upper left")
     axes[0].set_title("Mauna Loa CO2: predictions ± 2 sd")
-    axes[1].plot(svgp_hist)
+    axes[1].plot(svgp_hist, label="Adam on everything")
+    axes[1].plot(ng_hist, label="natural gradients on q(u)")
     axes[1].axhline(lower, color="C1", ls="--", label="SGPR bound (same kernel family)")
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("mean minibatch ELBO")
+    axes[1].set_ylabel("mean minibatch ELBO (symlog)")
+    axes[1].set_yscale("symlog")
     axes[1].legend(fontsize=8)
     axes[1].set_title(f"SVGP training, M = {M}")
     save(fig, ctx.path("svgp_mauna_loa.png"))
