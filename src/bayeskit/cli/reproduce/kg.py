@@ -22,6 +22,10 @@ from bayeskit.plotting.figures import pyplot, save
 TITLE = "Knowledge gradient: the reference's illustrated 1-D example (reference 03)"
 F64 = torch.float64
 XC = 0.1  # the reference's candidate
+#: the reference's own random draw is unknown; ours is seed 0 (shifted by --seed). (Draw 7
+#: resembles the reference's KG(0.1) = 0.0015, but there the MC estimator's error is so heavy-
+#: tailed that 4 of 21 curve points fall outside 4 sample SEs at 128 fantasies.)
+DATA_SEED = 0
 
 
 def run(ctx: Context) -> TopicResult:
@@ -29,7 +33,7 @@ def run(ctx: Context) -> TopicResult:
                       "noisy observations (sd 0.1), GP with a squared-exponential kernel; "
                       "KG in the minimisation convention")
     f = reference_1d()
-    g = torch.Generator().manual_seed(ctx.seed)
+    g = torch.Generator().manual_seed(DATA_SEED + ctx.seed)
     X = -1 + 3 * torch.rand(10, 1, dtype=F64, generator=g)
     y = f(X) + 0.1 * torch.randn(10, dtype=F64, generator=g)
     before = GPR(X, y, SquaredExponential(), noise_variance=0.1, learn_mean=False)
