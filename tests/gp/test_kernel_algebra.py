@@ -1,5 +1,7 @@
 """The wider kernel family against scikit-learn, kernel algebra, and mean functions."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,22 @@ def test_gpr_with_a_linear_mean_extrapolates_the_trend():
     # conditioning keeps the mean function
     more = linear.condition_on_observations(far, torch.tensor([29.0], dtype=F64))
     assert float(more.predict_f(far)[0]) == pytest.approx(29.0, abs=0.2)
+
+
+def test_map_fit_with_a_log_prior_pulls_toward_the_prior():
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(15, 1, dtype=F64, generator=g)
+    y = torch.sin(6 * X[:, 0]) + 0.1 * torch.randn(15, dtype=F64, generator=g)
+    ml = GPR(X, y, SquaredExponential(0.3), noise_variance=0.05).fit()
+    target = 3.0
+
+    def prior(model):  # a tight log-normal prior around lengthscale 3
+        return -((torch.log(model.kernel.lengthscale) - math.log(target)) ** 2).sum() / (2 * 0.01)
+
+    map_fit = GPR(X, y, SquaredExponential(0.3), noise_variance=0.05).fit(log_prior=prior)
+    l_ml = float(ml.kernel.lengthscale.detach())
+    l_map = float(map_fit.kernel.lengthscale.detach())
+    assert abs(math.log(l_map / target)) < abs(math.log(l_ml / target))
+    assert abs(math.log(l_map / target)) < 0.3
+    with torch.no_grad():  # MAP trades marginal likelihood for prior mass
+        assert float(map_fit.log_marginal_likelihood()) <= float(ml.log_marginal_likelihood())

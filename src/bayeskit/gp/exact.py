@@ -13,6 +13,7 @@ point) instead of refactorising.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -128,9 +129,11 @@ class GPR(nn.Module):
         nll = _GaussianNLL.apply(K, self.y - self.prior_mean(self.X))
         return -nll - 0.5 * n * math.log(2 * math.pi)
 
-    def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0) -> GPR:
+    def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
+            log_prior: Callable[[GPR], torch.Tensor] | None = None) -> GPR:
         """Type-II maximum likelihood with L-BFGS; ``restarts`` extra random starts
-        (hyperparameters perturbed on the log scale), keeping the best."""
+        (hyperparameters perturbed on the log scale), keeping the best. With ``log_prior``
+        (``model -> scalar``) the maximum a posteriori hyperparameters instead."""
         g = torch.Generator().manual_seed(seed)
         best_state, best = None, -math.inf
         start = {k: v.detach().clone() for k, v in self.state_dict().items()}
@@ -142,8 +145,11 @@ class GPR(nn.Module):
                         if name.startswith(("raw_", "kernel.raw_")) and p.requires_grad:
                             p.add_(torch.randn(p.shape, dtype=p.dtype, generator=g))
             try:
-                value = -minimise_lbfgs(self.parameters(),
-                                        lambda: -self.log_marginal_likelihood(), max_iter)
+                def objective():
+                    lml = self.log_marginal_likelihood()
+                    return -(lml + log_prior(self)) if log_prior is not None else -lml
+
+                value = -minimise_lbfgs(self.parameters(), objective, max_iter)
             except ValueError:  # a start that breaks the Cholesky is skipped
                 continue
             if value > best:
