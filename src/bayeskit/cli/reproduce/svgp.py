@@ -24,7 +24,6 @@ from bayeskit.plotting.figures import pyplot, save
 
 TITLE = "Sparse variational GPs: SGPR's collapsed bound and SVGP (reference 04)"
 F64 = torch.float64
-REFINE_ITERS = 50  # type-II ML iterations on the full CO2 training set after the subsample
 
 
 def run(ctx: Context) -> TopicResult:
@@ -131,14 +130,15 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
     X, Xt = t_tr - 1958.0, t_te - 1958.0
     mu, sd = y_tr.mean(), y_tr.std()
     ys = (y_tr - mu) / sd
-    step = 8 if ctx.quick else 4
-    # type-II ML on every step-th training point (N / step), then the full training set
-    sub = GPR(X[::step], ys[::step], _co2_kernel(), noise_variance=0.01,
-              mean_function=LinearMean(1)).fit(max_iter=60 if ctx.quick else 200)
-    exact = GPR(X, ys, copy.deepcopy(sub.kernel), noise_variance=float(
-        sub.noise_variance.detach()), mean_function=copy.deepcopy(sub.mean_function))
-    if not ctx.quick:
-        exact.fit(max_iter=REFINE_ITERS)
+    if ctx.quick:  # type-II ML on every 8th point, then predict with all of them
+        sub = GPR(X[::8], ys[::8], _co2_kernel(), noise_variance=0.01,
+                  mean_function=LinearMean(1)).fit(max_iter=60)
+        exact = GPR(X, ys, copy.deepcopy(sub.kernel), noise_variance=float(
+            sub.noise_variance.detach()), mean_function=copy.deepcopy(sub.mean_function))
+    else:  # type-II ML on all 1780 training points (a fit on a 1-in-4 subsample first lands
+        # in an optimum 55 nats lower: RMSE 3.70 ppm instead of 1.56)
+        exact = GPR(X, ys, _co2_kernel(), noise_variance=0.01,
+                    mean_function=LinearMean(1)).fit(max_iter=300)
     rows = {}
     with torch.no_grad():
         m, v = exact.predict_y(Xt)
@@ -179,14 +179,22 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
         scores[name] = _scores(m * sd + mu, v * sd**2, y_te)
     exact_rmse = scores["exact GP"][0]
     res.add("Mauna Loa: exact GP test RMSE (ppm), linear mean", exact_rmse, 3.71,
-            source="GPyTorch exact GP with a linear mean (ANCHORS.md); the issue's target is "
-                   "<= 3.7 ppm")
+            source="GPyTorch exact GP with a linear mean (ANCHORS.md)")
+    if not ctx.quick:
+        res.add("Mauna Loa: exact GP test RMSE <= 3.7 ppm (1 = yes)", float(exact_rmse <= 3.7),
+                1.0, source="the issue's target", tolerance=0.0)
+        with torch.no_grad():
+            res.add("Mauna Loa: exact GP log marginal likelihood (standardised targets)",
+                    float(exact.log_marginal_likelihood()))
     for name, (rmse, nlpd) in scores.items():
+        res.add(f"Mauna Loa: {name} test RMSE (ppm)", rmse)
         if name != "exact GP":
-            checked = not ctx.quick and "natural" not in name
-            res.add(f"Mauna Loa: {name} test RMSE / exact GP RMSE", rmse / exact_rmse, 1.0,
-                    source="target: within 10 % (GPyTorch's SGPR M=100: 23.6-26.2 ppm)",
-                    tolerance=0.10 if checked else None)
+            ratio = rmse / exact_rmse
+            res.add(f"Mauna Loa: {name} test RMSE / exact GP RMSE", ratio)
+            if not ctx.quick and "natural" not in name:
+                res.add(f"Mauna Loa: {name}: RMSE excess over the exact GP, max(0, ratio - 1)",
+                        max(0.0, ratio - 1), 0.0, source="target: within 10 % "
+                        "(GPyTorch's SGPR M=100: 23.6-26.2 ppm)", tolerance=0.10)
         res.add(f"Mauna Loa: {name} test NLPD (nats per point)", nlpd)
     res.add(f"Mauna Loa: SGPR (M = {M}) Titsias upper bound - lower bound (nats)",
             upper - lower)
