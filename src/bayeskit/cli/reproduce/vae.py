@@ -135,8 +135,8 @@ def _figures(res, ctx, runs, model, x_te, y_te):
         axes[1, j].imshow(recon[j].reshape(8, 8), cmap="gray_r")
         axes[0, j].set_axis_off()
         axes[1, j].set_axis_off()
-    axes[0, 0].set_title("test images / reconstructions (decoder mean at the latent mean)",
-                         loc="left", fontsize=9)
+    fig.suptitle("test images (top) and reconstructions (decoder mean at the latent mean)",
+                 fontsize=9)
     save(fig, ctx.path("vae_reconstructions.png"))
     res.figures.append(Figure("vae_reconstructions.png", "Ten test digits and their "
                               "reconstructions."))
