@@ -41,6 +41,18 @@ def _check_xy(X, y) -> tuple[torch.Tensor, torch.Tensor]:
     return X, y
 
 
+def check_new_inputs(Xnew, dim: int) -> torch.Tensor:
+    """Prediction inputs as a float64 ``[M, dim]`` matrix (a vector is one feature)."""
+    Xnew = torch.as_tensor(Xnew, dtype=F64)
+    Xnew = Xnew[:, None] if Xnew.dim() == 1 else Xnew
+    if Xnew.dim() != 2 or Xnew.shape[-1] != dim:
+        raise ShapeError(f"Xnew must be [M, {dim}] (the model has {dim} features), got "
+                         f"{tuple(Xnew.shape)}")
+    if not bool(torch.isfinite(Xnew).all()):
+        raise NonFiniteError("Xnew contains NaN or infinite values")
+    return Xnew
+
+
 class _GaussianNLL(torch.autograd.Function):
     """``r^T K^-1 r / 2 + log det K / 2`` with the closed-form gradient.
 
@@ -164,10 +176,7 @@ class GPR(nn.Module):
 
     def predict_f(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean ``[M]`` and variance ``[M]`` (or covariance ``[M, M]``) of ``f``."""
-        Xnew = torch.as_tensor(Xnew, dtype=F64)
-        Xnew = Xnew[:, None] if Xnew.dim() == 1 else Xnew
-        if Xnew.shape[-1] != self.X.shape[-1]:
-            raise ShapeError(f"Xnew has {Xnew.shape[-1]} features, the model {self.X.shape[-1]}")
+        Xnew = check_new_inputs(Xnew, self.X.shape[-1])
         with torch.no_grad():
             L, alpha = self._factor()
             A = torch.linalg.solve_triangular(L, self.kernel(self.X, Xnew), upper=False)

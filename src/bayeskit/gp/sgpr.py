@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from bayeskit.errors import ShapeError
-from bayeskit.gp.exact import _check_xy
+from bayeskit.gp.exact import _check_xy, check_new_inputs
 from bayeskit.gp.fit import minimise_lbfgs
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
 from bayeskit.linalg import jittered_cholesky
@@ -177,10 +177,7 @@ class SGPR(nn.Module):
 
     def predict_f(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``[M']`` and variance (or covariance) of ``f`` under the optimal ``q(u)``."""
-        Xnew = torch.as_tensor(Xnew, dtype=F64)
-        Xnew = Xnew[:, None] if Xnew.dim() == 1 else Xnew
-        if Xnew.shape[-1] != self.X.shape[-1]:
-            raise ShapeError(f"Xnew has {Xnew.shape[-1]} features, the model {self.X.shape[-1]}")
+        Xnew = check_new_inputs(Xnew, self.X.shape[-1])
         with torch.no_grad():
             L, LB, c, *_ = self._common()
             t1 = torch.linalg.solve_triangular(L, self.kernel(self.Z, Xnew), upper=False)
