@@ -9,13 +9,10 @@ matches a single process on the whole batch up to summation order. Without
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "save_atomic"]
+__all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum"]
 
 
 def world() -> tuple[int, int]:
@@ -47,11 +44,3 @@ def allreduce_sum(*values: float) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
-
-
-def save_atomic(state: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)

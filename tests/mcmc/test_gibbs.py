@@ -99,7 +99,7 @@ def test_checkpoint_resume_gives_identical_draws(tmp_path):
 
     import bayeskit.mcmc.gibbs as gibbs_module
 
-    original = gibbs_module._save_atomic
+    original = gibbs_module.atomic_save
     calls = {"n": 0}
 
     def save_then_interrupt(state, path):
@@ -108,12 +108,12 @@ def test_checkpoint_resume_gives_identical_draws(tmp_path):
         if calls["n"] == 3:
             raise Interrupt
 
-    gibbs_module._save_atomic = save_then_interrupt
+    gibbs_module.atomic_save = save_then_interrupt
     try:
         with pytest.raises(Interrupt):
             run_gibbs(data, generator=gen, checkpoint=ck2, checkpoint_every=5, **kw)
     finally:
-        gibbs_module._save_atomic = original
+        gibbs_module.atomic_save = original
     resumed = run_gibbs(data, generator=torch.Generator().manual_seed(999), checkpoint=ck2,
                         checkpoint_every=5, **kw)
     torch.testing.assert_close(resumed.beta, full.beta, rtol=0, atol=0)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayeskit._io import atomic_write_text
 from bayeskit.bo.acquisition import (
     LogExpectedImprovement,
     OneShotKnowledgeGradient,
@@ -292,10 +293,7 @@ class BayesianOptimizer:
         path = Path(path) if path is not None else self.checkpoint
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.state()))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.state()))
 
     @classmethod
     def resume(cls, path: str | Path, objective: Callable, **kwargs) -> BayesianOptimizer:

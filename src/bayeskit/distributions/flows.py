@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from torch.distributions import (
 )
 from torch.distributions.transforms import Transform
 
+from bayeskit._io import atomic_save
 from bayeskit.errors import NonFiniteError, ShapeError
 
 __all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "Permute", "Flow", "fit_flow"]
@@ -298,12 +297,9 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, epochs: int = 100, batch_size
         if callback is not None:
             callback(epoch, flow)
         if path is not None:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            os.close(fd)
-            torch.save({"flow": flow.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(),
-                        "history": history, "epoch": epoch + 1, "best": best, "bad": bad_epochs,
-                        "best_flow": best_state}, tmp)
-            os.replace(tmp, path)
+            atomic_save({"flow": flow.state_dict(), "opt": opt.state_dict(),
+                         "rng": g.get_state(), "history": history, "epoch": epoch + 1,
+                         "best": best, "bad": bad_epochs, "best_flow": best_state}, path)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val_nll=f"{val_nll:.4f}")

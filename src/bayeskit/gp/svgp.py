@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, save_atomic, world
+from bayeskit._io import atomic_save
+from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, world
 from bayeskit.gp.conditionals import conditional
 from bayeskit.gp.exact import _check_xy
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
@@ -227,6 +228,6 @@ class SVGP(nn.Module):
             (total,) = allreduce_sum(total)
             history.append(-total / count)
             if path is not None and rank == 0:
-                save_atomic({"model": self.state_dict(), "optimizer": opt.state_dict(),
+                atomic_save({"model": self.state_dict(), "optimizer": opt.state_dict(),
                              "history": history, "epoch": epoch}, path)
         return history

@@ -14,14 +14,13 @@ with ``kappa = y - n / 2``. Chains are a batch dimension: one call advances all 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from bayeskit._io import atomic_save
 from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import NonFiniteError, ShapeError
@@ -126,13 +125,6 @@ class GibbsResult:
     steps: int
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def run_gibbs(
     data: BinomialRegressionData,
     *,
@@ -189,7 +181,7 @@ def run_gibbs(
         if step > burn_in and (step - burn_in) % thin == 0:
             kept[:, (step - burn_in) // thin - 1] = beta
         if path is not None and (step % checkpoint_every == 0 or step == total):
-            _save_atomic({"beta": beta, "kept": kept, "step": step,
+            atomic_save({"beta": beta, "kept": kept, "step": step,
                           "generator": g.get_state()}, path)
         if bar is not None:
             bar.update(1)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, save_atomic, world
+from bayeskit._io import atomic_save
+from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, world
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
 
 __all__ = ["fit", "TrainingDivergedError"]
@@ -176,7 +177,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                      "best_state": best_state}
             if critic_opt is not None:
                 state["critic_optimizer"] = critic_opt.state_dict()
-            save_atomic(state, path)
+            atomic_save(state, path)
         if stop:
             log.info("early stopping at epoch %d (best validation ELBO %.4f)", epoch, best)
             break

@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from bayeskit._io import atomic_write_text
 
 __all__ = ["Number", "Figure", "TopicResult", "write_report"]
 
@@ -79,13 +79,6 @@ def _json_safe(value):
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _fmt(x: float | None) -> str:
     if x is None:
         return ""
@@ -112,8 +105,8 @@ def write_report(results: list[TopicResult], out: Path, *, quick: bool) -> None:
         entry = asdict(r)
         entry["quick"] = quick
         merged[r.name] = _json_safe(entry)
-    _atomic_write(json_path, json.dumps(merged, indent=2) + "\n")
-    _atomic_write(out / "index.html", _html(merged))
+    atomic_write_text(json_path, json.dumps(merged, indent=2) + "\n")
+    atomic_write_text(out / "index.html", _html(merged))
 
 
 def _html(merged: dict[str, dict]) -> str:

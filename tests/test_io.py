@@ -1,0 +1,24 @@
+"""Atomic writes: a failed write leaves the old file and no temporary behind."""
+
+import pytest
+import torch
+
+from bayeskit._io import atomic_save, atomic_write, atomic_write_text
+
+
+def test_atomic_writes_replace_or_keep(tmp_path):
+    path = tmp_path / "sub" / "state.pt"
+    atomic_save({"x": torch.arange(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+
+    def crash(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+    assert [p.name for p in path.parent.iterdir()] == ["state.pt"]
+    atomic_write_text(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").read_text() == "{}"
