@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum"]
+__all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "epoch_generator"]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator for all randomness of one epoch, a function of ``(seed, epoch)`` only:
+    a resumed run and every process of a distributed run draw the same numbers."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 def world() -> tuple[int, int]:

@@ -168,3 +168,14 @@ def test_log_ei_and_ucb(model):
     assert torch.allclose(log_h(zz), asym, atol=1e-3)
     with pytest.raises(ValueError, match="beta"):
         UpperConfidenceBound(model, beta=-1.0)
+
+
+def test_bad_inputs_give_clear_errors(model):
+    from bayeskit.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="NaN"):
+        GPPosterior(model).mean(torch.tensor([[math.nan]], dtype=F64))
+    with pytest.raises(ValueError, match="even num_fantasies"):
+        OneShotKnowledgeGradient(model, BOUNDS, num_fantasies=5, q=2)
+    with pytest.raises(ValueError, match="even num_fantasies"):
+        knowledge_gradient_mc(model, [[0.5]], BOUNDS, num_fantasies=3)

@@ -173,3 +173,15 @@ def test_bad_data():
         VAE(GaussianEncoder(4, 2), BernoulliDecoder(2, 4), kl="exact")
     with pytest.raises(ValueError, match="covariance"):
         GaussianEncoder(4, 2, covariance="banded")
+
+
+def test_data_dtype_follows_the_model_and_evaluate_checks():
+    from bayeskit.vae import evaluate, fit
+
+    model = VAE(GaussianEncoder(4, 2, hidden=(8,)), BernoulliDecoder(2, 4, hidden=(8,)))
+    x64 = torch.rand(10, 4, dtype=F64)
+    assert check_data(model, x64).dtype == torch.float32
+    hist = fit(model, x64, epochs=1, progress=False)
+    assert len(hist["epoch"]) == 1
+    with pytest.raises(NonFiniteError):
+        evaluate(model, torch.full((3, 4), float("nan")))

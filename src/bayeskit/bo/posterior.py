@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from bayeskit.errors import ShapeError
+from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.gp.exact import GPR
 from bayeskit.linalg import jittered_cholesky
 
@@ -61,6 +61,8 @@ class GPPosterior:
         X = torch.as_tensor(X, dtype=F64)
         if X.dim() < 2 or X.shape[-1] != self.dim:
             raise ShapeError(f"inputs must be [..., Q, {self.dim}], got {tuple(X.shape)}")
+        if not bool(torch.isfinite(X).all()):
+            raise NonFiniteError("inputs contain NaN or infinite values")
         return X
 
     def project(self, X: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from bayeskit._io import atomic_save
-from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, world
+from bayeskit._parallel import (
+    allreduce_grads,
+    allreduce_sum,
+    epoch_generator,
+    local_rows,
+    world,
+)
 from bayeskit.gp.conditionals import conditional
 from bayeskit.gp.exact import _check_xy
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
@@ -205,7 +211,7 @@ class SVGP(nn.Module):
         rank, _ = world()
         for epoch in tqdm(range(start, epochs), disable=not progress or rank != 0, desc="SVGP"):
             if loader is None:
-                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+                g = epoch_generator(seed, epoch)
                 order = torch.randperm(X.shape[0], generator=g)
                 batches = ((X[b], y[b]) for b in order.split(batch_size))
             else:

@@ -70,7 +70,7 @@ def check_data(model: VAE, x) -> torch.Tensor:
     if isinstance(model.decoder, BernoulliDecoder) and bool(((x < 0) | (x > 1)).any()):
         raise ValueError(f"a Bernoulli decoder needs data in [0, 1], got values in "
                          f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data")
-    return x
+    return x.to(next(model.parameters()).dtype)  # float64 data for a float32 model, etc.
 
 
 class VAE(nn.Module):

@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 
 from bayeskit._io import atomic_save
-from bayeskit._parallel import allreduce_grads, allreduce_sum, local_rows, world
+from bayeskit._parallel import (
+    allreduce_grads,
+    allreduce_sum,
+    epoch_generator,
+    local_rows,
+    world,
+)
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
 
 __all__ = ["fit", "TrainingDivergedError"]
@@ -30,15 +36,12 @@ class TrainingDivergedError(ValueError):
     """The objective became NaN/inf; the last good checkpoint (if any) is untouched."""
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
 @torch.no_grad()
 def evaluate(model: VAE, data: torch.Tensor, *, num_samples: int = 1, iwae_samples: int = 0,
              batch_size: int = 500, seed: int = 12345) -> dict[str, float]:
     """Mean per-datum ELBO (and IWAE bound with ``iwae_samples``) over ``data``, with a
     fixed generator so repeated evaluations are comparable."""
+    data = check_data(model, data)
     g = torch.Generator().manual_seed(seed)
     elbo, iwae = 0.0, 0.0
     for batch in data.split(batch_size):
@@ -116,7 +119,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
     bar = tqdm(range(start_epoch, epochs), disable=not progress or rank != 0, desc="VAE")
     for epoch in bar:
         t0 = time.perf_counter()
-        g = _epoch_generator(seed, epoch)
+        g = epoch_generator(seed, epoch)
         order = torch.randperm(n, generator=g)
         total, count = 0.0, 0
         model.train()

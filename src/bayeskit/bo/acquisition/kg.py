@@ -245,6 +245,11 @@ class OneShotKnowledgeGradient:
             self.z, self.w = fantasy_normals(num_fantasies, fantasies, generator)
             self.z = self.z[:, None]
         else:  # antithetic pairs of q-vectors
+            if fantasies == "antithetic" and num_fantasies % 2:
+                raise ValueError("antithetic fantasies need an even num_fantasies")
+            if fantasies not in ("antithetic", "random"):
+                raise ValueError(f"fantasies for q > 1 must be 'antithetic' or 'random', got "
+                                 f"{fantasies!r}")
             half = torch.randn(num_fantasies // 2, q, dtype=F64, generator=generator)
             self.z = torch.cat([half, -half]) if fantasies == "antithetic" else \
                 torch.randn(num_fantasies, q, dtype=F64, generator=generator)
