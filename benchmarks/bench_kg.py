@@ -174,7 +174,8 @@ def botorch_loop(problem, n_init, n_total, seed):
     return float(-Y.max())
 
 
-def part_loop(problems, seeds: int, n_total: int, competitor: bool = True) -> None:
+def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
+              acquisition: str = "kg", num_fantasies: int = 16) -> None:
     print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum)")
     print("| problem | seed | ours regret | ours s | BoTorch regret | BoTorch s |")
     print("|---|---|---|---|---|---|")
@@ -183,8 +184,9 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True) -> No
         ours_r, bt_r, ours_t, bt_t = [], [], [], []
         for seed in range(seeds):
             start = time.perf_counter()
-            bo = BayesianOptimizer(problem, problem.bounds, acquisition="kg", n_init=n_init,
-                                   seed=seed, progress=False, executor="serial")
+            bo = BayesianOptimizer(problem, problem.bounds, acquisition=acquisition,
+                                   n_init=n_init, num_fantasies=num_fantasies, seed=seed,
+                                   progress=False, executor="serial")
             bo.run(n_total - n_init)
             ours_t.append(time.perf_counter() - start)
             ours_r.append(bo.best_value - problem.minimum)
@@ -218,6 +220,8 @@ def main() -> None:
     parser.add_argument("--loop-evals", type=int, default=30)
     parser.add_argument("--loop-problems", nargs="*", default=["branin"])
     parser.add_argument("--ours-only", action="store_true", help="skip BoTorch in the loops")
+    parser.add_argument("--loop-acquisition", default="kg", help="ours: kg, ei, ucb, ...")
+    parser.add_argument("--loop-fantasies", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as fh:
@@ -235,7 +239,8 @@ def main() -> None:
     if "loop" in args.part:
         probs = {"branin": branin(), "hartmann6": hartmann6()}
         part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals,
-                  competitor=not args.ours_only)
+                  competitor=not args.ours_only, acquisition=args.loop_acquisition,
+                  num_fantasies=args.loop_fantasies)
 
 
 if __name__ == "__main__":
