@@ -103,12 +103,24 @@ def test_closed_form_gradient_matches_autograd_through_cholesky():
     A = torch.randn(6, 8, dtype=F64, generator=g)
     K0 = A @ A.T / 8 + 0.5 * torch.eye(6, dtype=F64)
     r0 = torch.randn(6, dtype=F64, generator=g)
+    eye = torch.eye(6, dtype=F64)
     grads = []
-    for fn in (lambda K, r: _GaussianNLL.apply(K, r),
-               lambda K, r: 0.5 * r @ torch.linalg.solve(K, r) + 0.5 * torch.logdet(K)):
+    for fn in (lambda K, s, r: _GaussianNLL.apply(K, s, r),
+               lambda K, s, r: (0.5 * r @ torch.linalg.solve(K + s * eye, r)
+                                + 0.5 * torch.logdet(K + s * eye))):
         K = K0.clone().requires_grad_(True)
+        s = torch.tensor(0.3, dtype=F64, requires_grad=True)
         r = r0.clone().requires_grad_(True)
-        fn(K, r).backward()
-        grads.append((0.5 * (K.grad + K.grad.T), r.grad))
-    torch.testing.assert_close(grads[0][0], grads[1][0])
-    torch.testing.assert_close(grads[0][1], grads[1][1])
+        fn(K, s, r).backward()
+        grads.append((0.5 * (K.grad + K.grad.T), s.grad, r.grad))
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference)
+
+
+def test_marginal_likelihood_backward_can_be_repeated_with_retain_graph():
+    gp = GPR(torch.linspace(0, 1, 8, dtype=F64)[:, None], torch.sin(torch.arange(8.0)))
+    lml = gp.log_marginal_likelihood()
+    first = torch.autograd.grad(lml, list(gp.parameters()), retain_graph=True)
+    second = torch.autograd.grad(lml, list(gp.parameters()))
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)

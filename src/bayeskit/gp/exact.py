@@ -53,27 +53,47 @@ def check_new_inputs(Xnew, dim: int) -> torch.Tensor:
     return Xnew
 
 
-class _GaussianNLL(torch.autograd.Function):
-    """``r^T K^-1 r / 2 + log det K / 2`` with the closed-form gradient.
+def _factor_with_noise(K: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor of ``K + noise I`` for a symmetric ``[N, N]`` ``K``, in one new
+    buffer: ``K`` is copied, the noise added to its diagonal and LAPACK factorises the copy in
+    place (column-major view of the symmetric copy, so no transposed copy). Falls back to
+    :func:`jittered_cholesky` (with its jitter and clear errors) if that fails."""
+    buf = K.detach().clone(memory_format=torch.contiguous_format)
+    A = buf.mT  # column-major; equal to K + noise I because K is symmetric
+    A.diagonal().add_(noise)
+    info = torch.empty((), dtype=torch.int32, device=K.device)
+    torch.linalg.cholesky_ex(A, out=(A, info))
+    if int(info) == 0 and bool(torch.isfinite(A.diagonal()).all()):
+        return A
+    n = K.shape[-1]
+    return jittered_cholesky(K + noise * torch.eye(n, dtype=K.dtype, device=K.device))[0]
 
-    ``d/dK = (K^-1 - alpha alpha^T) / 2`` and ``d/dr = alpha`` with ``alpha = K^-1 r``: one
-    Cholesky factorisation forward and one ``cholesky_inverse`` backward, cheaper than
-    differentiating through the factorisation and the triangular solves.
+
+class _GaussianNLL(torch.autograd.Function):
+    """``r^T (K + noise I)^-1 r / 2 + log det (K + noise I) / 2`` with the closed-form gradient.
+
+    ``d/dK = (C^-1 - alpha alpha^T) / 2``, ``d/d noise = trace(d/dK)`` and ``d/dr = alpha``,
+    with ``C = K + noise I`` and ``alpha = C^-1 r``: one Cholesky factorisation forward and
+    one ``cholesky_inverse`` backward, cheaper than differentiating through the
+    factorisation and the triangular solves. Once differentiable (no Hessians of the
+    marginal likelihood).
     """
 
     @staticmethod
-    def forward(ctx, K, r):
-        L, _ = jittered_cholesky(K)
-        alpha = torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+    def forward(ctx, K, noise, r):
+        L = _factor_with_noise(K, noise)
+        z = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
+        alpha = torch.linalg.solve_triangular(L.mT, z, upper=True).squeeze(-1)
         ctx.save_for_backward(L, alpha)
-        return 0.5 * (r * alpha).sum() + L.diagonal().log().sum()
+        return 0.5 * (z * z).sum() + L.diagonal().log().sum()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         L, alpha = ctx.saved_tensors
-        K_inv = torch.cholesky_inverse(L)
-        dK = 0.5 * grad * (K_inv - torch.outer(alpha, alpha))
-        return dK, grad * alpha
+        dK = torch.cholesky_inverse(L)
+        dK.addr_(alpha, alpha, alpha=-1).mul_(0.5 * grad)
+        return dK, dK.diagonal().sum(), grad * alpha
 
 
 class GPR(nn.Module):
@@ -137,8 +157,8 @@ class GPR(nn.Module):
         """``log p(y | X, hyperparameters)`` (differentiable, closed-form gradient)."""
         self._cache = None
         n = self.X.shape[0]
-        K = self.kernel(self.X) + self.noise_variance * torch.eye(n, dtype=F64)
-        nll = _GaussianNLL.apply(K, self.y - self.prior_mean(self.X))
+        nll = _GaussianNLL.apply(self.kernel(self.X), self.noise_variance,
+                                 self.y - self.prior_mean(self.X))
         return -nll - 0.5 * n * math.log(2 * math.pi)
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,

@@ -102,12 +102,63 @@ class SquaredExponential(Stationary):
     """
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
+        log_variance = torch.log(self.variance.to(X.dtype))
+        if X2 is None:
+            self._check(X, None)
+            return _SquaredExponentialMatrix.apply(X / self.lengthscale.to(X.dtype), None,
+                                                   log_variance)
         a, b = self._scaled(X, X2)
-        # -|a - b|^2 / 2 via the expansion a.b - |a|^2/2 - |b|^2/2 (clamped at 0 against
-        # rounding), with log(variance) folded into the exponent: 4 passes over [N, M]
-        half = a @ b.mT - 0.5 * (a * a).sum(-1)[..., :, None]
-        half = (half - 0.5 * (b * b).sum(-1)[..., None, :]).clamp_max(0)
-        return torch.exp(half + torch.log(self.variance.to(X.dtype)))
+        return _SquaredExponentialMatrix.apply(a, b, log_variance)
+
+
+def _augmented(a: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """``[a, row, col]`` along the feature axis (``row``/``col``: ``[..., N]``)."""
+    return torch.cat([a, row.unsqueeze(-1), col.unsqueeze(-1)], dim=-1)
+
+
+class _SquaredExponentialMatrix(torch.autograd.Function):
+    """``exp(log_variance - |a_i - b_j|^2 / 2)`` for scaled inputs ``a: [..., N, D]``,
+    ``b: [..., M, D]`` (``b=None``: ``b = a``), with a hand-written backward.
+
+    Forward: one matrix product of the inputs augmented by ``-|a|^2/2`` and
+    ``log_variance - |b|^2/2`` columns gives the exponent, which is clamped (rounding can push
+    it above ``log_variance`` near the diagonal) and exponentiated in place: 3 passes over
+    ``[N, M]``. Backward, with ``W = G * K``: ``d a = W b - rowsum(W) a``,
+    ``d b = W^T a - colsum(W) b``, ``d log_variance = sum(W)``: one elementwise pass and two
+    thin matrix products instead of autograd's chain of elementwise passes. The backward is
+    itself differentiable (out-of-place torch operations).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, log_variance):
+        half_a = -0.5 * (a * a).sum(-1)
+        ones_a = torch.ones_like(half_a)
+        if b is None:
+            b_aug = _augmented(a, ones_a, half_a + log_variance)
+        else:
+            half_b = -0.5 * (b * b).sum(-1)
+            b_aug = _augmented(b, torch.ones_like(half_b), half_b + log_variance)
+        K = _augmented(a, half_a, ones_a) @ b_aug.mT
+        K.clamp_max_(log_variance).exp_()
+        ctx.symmetric = b is None
+        ctx.log_variance_shape = log_variance.shape
+        ctx.save_for_backward(a, b if b is not None else a, K)
+        return K
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, K = ctx.saved_tensors
+        W = grad * K
+        ones_a = torch.ones(a.shape[:-1] + (1,), dtype=a.dtype, device=a.device)
+        ones_b = torch.ones(b.shape[:-1] + (1,), dtype=b.dtype, device=b.device)
+        Wb = W @ torch.cat([b, ones_b], dim=-1)        # [W b, rowsum(W)]
+        WTa = W.mT @ torch.cat([a, ones_a], dim=-1)    # [W^T a, colsum(W)]
+        d_a = Wb[..., :-1] - Wb[..., -1:] * a
+        d_b = WTa[..., :-1] - WTa[..., -1:] * b
+        d_logvar = Wb[..., -1].sum().reshape(ctx.log_variance_shape)
+        if ctx.symmetric:
+            return (d_a + d_b).sum_to_size(a.shape), None, d_logvar
+        return d_a.sum_to_size(a.shape), d_b.sum_to_size(b.shape), d_logvar
 
 
 class Matern(Stationary):
