@@ -113,7 +113,7 @@ def test_closed_form_gradient_matches_autograd_through_cholesky():
         r = r0.clone().requires_grad_(True)
         fn(K, s, r).backward()
         grads.append((0.5 * (K.grad + K.grad.T), s.grad, r.grad))
-    for ours, reference in zip(*grads):
+    for ours, reference in zip(*grads, strict=True):
         torch.testing.assert_close(ours, reference)
 
 

@@ -86,3 +86,39 @@ def test_conditional_whitened_prior_recovers_the_prior():
                                 torch.eye(6, dtype=F64), whiten=True)
         torch.testing.assert_close(mean, torch.zeros(9, dtype=F64))
         torch.testing.assert_close(var, k.diag(X), atol=1e-6, rtol=0)
+
+
+def test_gaussian_fast_route_matches_the_per_point_conditional():
+    """The whitened Gaussian ELBO through the M x M Gram route equals the per-point route
+    (conditional + variational expectations), value and every gradient."""
+    from bayeskit.gp import LinearMean
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(200, 3, dtype=F64, generator=g)
+    y = torch.sin(5 * X).sum(-1) + 0.1 * torch.randn(200, dtype=F64, generator=g)
+    model = SVGP(X[:15].clone(), SquaredExponential(torch.full((3,), 0.3), 1.3),
+                 noise_variance=0.2, num_data=1000, mean_function=LinearMean(3))
+    with torch.no_grad():
+        model.q_mu.normal_(generator=g)
+        model.raw_q_sqrt.add_(0.3 * torch.randn(15, 15, dtype=F64, generator=g))
+        model.mean_function.weight.normal_(generator=g)
+    assert model._gaussian_fast_route(model._prior_factor())
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = model.elbo(X, y, batch_size=250)
+    fast_grads = torch.autograd.grad(fast, params)
+    model._gaussian_fast_route = lambda L: False
+    slow = model.elbo(X, y, batch_size=250)
+    slow_grads = torch.autograd.grad(slow, params)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=0)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
+def test_gaussian_fast_route_is_skipped_for_an_ill_conditioned_kmm():
+    Z = torch.linspace(0, 1, 30, dtype=F64)[:, None]  # dense points, long lengthscale
+    near_singular = SVGP(Z, SquaredExponential(2.0, 1.0), num_data=100)
+    assert not near_singular._gaussian_fast_route(near_singular._prior_factor())
+    spread = SVGP(Z, SquaredExponential(0.01, 1.0), num_data=100)
+    assert spread._gaussian_fast_route(spread._prior_factor())
+    unwhitened = SVGP(Z, SquaredExponential(0.01, 1.0), num_data=100, whiten=False)
+    assert not unwhitened._gaussian_fast_route(unwhitened._prior_factor())

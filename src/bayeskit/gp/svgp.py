@@ -13,6 +13,7 @@ The marginals of ``q(f)`` come from :func:`bayeskit.gp.conditionals.conditional`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -35,6 +36,27 @@ from bayeskit.linalg import jittered_cholesky
 __all__ = ["SVGP"]
 
 F64 = torch.float64
+
+
+class _GramAndProjection(torch.autograd.Function):
+    """``(K K^T, K^T w)`` for ``K: [M, B]``, ``w: [M]``; the backward pass gives
+    ``dK = (gP + gP^T) K + w g_v^T`` with one ``M x M x B`` product and an in-place rank-1
+    update (autograd would run two products for the Gram matrix, an outer product for the
+    projection and two additions over ``[M, B]``)."""
+
+    @staticmethod
+    def forward(ctx, K, w):
+        ctx.save_for_backward(K, w)
+        return K @ K.mT, K.mT @ w
+
+    @staticmethod
+    def backward(ctx, g_P, g_v):
+        K, w = ctx.saved_tensors
+        d_K = (g_P + g_P.mT) @ K if g_P is not None else None
+        if g_v is not None:
+            d_K = torch.outer(w, g_v) if d_K is None else d_K.addr_(w, g_v)
+        d_w = K @ g_v if g_v is not None else None
+        return d_K, d_w
 
 
 class SVGP(nn.Module):
@@ -110,11 +132,49 @@ class SVGP(nn.Module):
         global batch of ``B`` contribute its share (see :meth:`fit`)."""
         X, y = _check_xy(X, y)
         L = self._prior_factor()
-        mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
-                                self.q_sqrt, whiten=self.whiten)
-        ell = self.likelihood.variational_expectations(y, self._prior_mean(X) + mean, var)
+        if self._gaussian_fast_route(L):
+            ell_sum = self._gaussian_ell_sum(X, y, L)
+        else:
+            mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
+                                    self.q_sqrt, whiten=self.whiten)
+            ell_sum = self.likelihood.variational_expectations(
+                y, self._prior_mean(X) + mean, var).sum()
         B = X.shape[0] if batch_size is None else batch_size
-        return self.num_data / B * ell.sum() - kl_weight * self.kl(L)
+        return self.num_data / B * ell_sum - kl_weight * self.kl(L)
+
+    def _gaussian_fast_route(self, L: torch.Tensor) -> bool:
+        """Whether :meth:`elbo` may use :meth:`_gaussian_ell_sum`: whitened, a Gaussian
+        likelihood, and ``K_mm`` well conditioned, ``(max diag L / min diag L)^2 <= 1e3``.
+        The M x M route's rounding error grows with that ratio (measured on a 3-D design,
+        largest gradient difference from the per-point route relative to the largest
+        gradient: 8e-14 at 63, 4e-11 at 6.6e3, 1e-8 at 5.5e5), so anything worse
+        conditioned takes the per-point route."""
+        if not (self.whiten and type(self.likelihood) is Gaussian):
+            return False
+        d = L.diagonal().detach()
+        return bool((d.max() / d.min()) ** 2 <= 1e3)
+
+    def _gaussian_ell_sum(self, X: torch.Tensor, y: torch.Tensor, L: torch.Tensor):
+        """``sum_n E_q[log N(y_n | f_n, s2)]`` for the whitened model without any M x B
+        triangular solve.
+
+        With ``A = L^-1 K_mn`` and ``S = q_sqrt``: ``mean = K_nm L^-T q_mu`` and ``sum_n var_n
+        = tr K_nn - |A|_F^2 + |S^T A|_F^2 = tr K_nn - tr(C) + sum(S * (C S))`` with ``C =
+        L^-1 (K_mn K_nm) L^-T`` ``[M, M]``: one M x M x B product (and its transpose in the
+        backward pass) instead of a solve, a product with ``S`` and their gradients over
+        ``[M, B]`` (about half the work at M = 256, B = 1024).
+        """
+        w = torch.linalg.solve_triangular(L.mT, self.q_mu.unsqueeze(-1), upper=True)
+        P, Knm_w = _GramAndProjection.apply(self.kernel(self.Z, X), w.squeeze(-1))
+        W = torch.linalg.solve_triangular(L, P, upper=False)
+        C = torch.linalg.solve_triangular(L, W.mT, upper=False)
+        C = 0.5 * (C + C.mT)
+        S = self.q_sqrt
+        mean = self._prior_mean(X) + Knm_w
+        var_sum = self.kernel.diag(X).sum() - C.diagonal().sum() + (S * (C @ S)).sum()
+        s2 = self.likelihood.variance
+        return (-0.5 * X.shape[0] * torch.log(2 * math.pi * s2)
+                - 0.5 * (((y - mean) ** 2).sum() + var_sum) / s2)
 
     def predict_y(self, X) -> torch.Tensor:
         """Predictive mean of ``y`` (e.g. ``P(y = 1)`` for a Bernoulli likelihood)."""
