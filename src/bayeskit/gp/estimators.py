@@ -91,6 +91,12 @@ class SparseGPRegressor(_GPRegressorBase):
         else:
             self.model_ = SVGP(Z, kern, noise_variance=self.noise_variance,
                                num_data=X.shape[0])
+            # q(u) starts at its optimum for the initial hyperparameters (one full natural
+            # gradient step on up to 10 000 points): Adam from q(u) = N(0, I) can stall in a
+            # poor optimum that explains the data as noise
+            init = rng.permutation(X.shape[0])[:10_000]
+            self.model_.natural_gradient_step(torch.as_tensor(X[init]),
+                                              torch.as_tensor(ys[init]), 1.0)
             self.model_.fit(torch.as_tensor(X), torch.as_tensor(ys), epochs=self.epochs,
                             batch_size=self.batch_size, lr=self.lr,
                             seed=0 if self.random_state is None else int(self.random_state))

@@ -97,16 +97,19 @@ class SVGP(nn.Module):
 
     @property
     def q_sqrt(self) -> torch.Tensor:
-        return torch.tril(self.raw_q_sqrt, -1) + torch.diag(positive(self.raw_q_sqrt.diagonal()))
+        S = torch.tril(self.raw_q_sqrt)
+        S.diagonal().copy_(positive(self.raw_q_sqrt.diagonal()))
+        return S
 
     def _prior_factor(self) -> torch.Tensor:
-        Kmm = self.kernel(self.Z)
-        eye = torch.eye(Kmm.shape[0], dtype=F64)
-        return jittered_cholesky(Kmm + self.jitter * Kmm.diagonal().mean().detach() * eye)[0]
+        Kmm = self.kernel(self.Z).clone()
+        Kmm.diagonal().add_(self.jitter * Kmm.diagonal().mean().detach())
+        return jittered_cholesky(Kmm)[0]
 
-    def kl(self, L: torch.Tensor | None = None) -> torch.Tensor:
+    def kl(self, L: torch.Tensor | None = None, S: torch.Tensor | None = None) -> torch.Tensor:
         """``KL[q(u) || p(u)]`` (whitened: against ``N(0, I)``)."""
-        S, mu = self.q_sqrt, self.q_mu
+        S = self.q_sqrt if S is None else S
+        mu = self.q_mu
         m = mu.shape[0]
         logdet_S = 2 * S.diagonal().log().sum()
         if self.whiten:
@@ -131,16 +134,16 @@ class SVGP(nn.Module):
         the full data set). ``batch_size``/``kl_weight`` let a process that holds part of a
         global batch of ``B`` contribute its share (see :meth:`fit`)."""
         X, y = _check_xy(X, y)
-        L = self._prior_factor()
+        L, S = self._prior_factor(), self.q_sqrt
         if self._gaussian_fast_route(L):
-            ell_sum = self._gaussian_ell_sum(X, y, L)
+            ell_sum = self._gaussian_ell_sum(X, y, L, S)
         else:
             mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
-                                    self.q_sqrt, whiten=self.whiten)
+                                    S, whiten=self.whiten)
             ell_sum = self.likelihood.variational_expectations(
                 y, self._prior_mean(X) + mean, var).sum()
         B = X.shape[0] if batch_size is None else batch_size
-        return self.num_data / B * ell_sum - kl_weight * self.kl(L)
+        return self.num_data / B * ell_sum - kl_weight * self.kl(L, S)
 
     def _gaussian_fast_route(self, L: torch.Tensor) -> bool:
         """Whether :meth:`elbo` may use :meth:`_gaussian_ell_sum`: whitened, a Gaussian
@@ -154,7 +157,8 @@ class SVGP(nn.Module):
         d = L.diagonal().detach()
         return bool((d.max() / d.min()) ** 2 <= 1e3)
 
-    def _gaussian_ell_sum(self, X: torch.Tensor, y: torch.Tensor, L: torch.Tensor):
+    def _gaussian_ell_sum(self, X: torch.Tensor, y: torch.Tensor, L: torch.Tensor,
+                          S: torch.Tensor):
         """``sum_n E_q[log N(y_n | f_n, s2)]`` for the whitened model without any M x B
         triangular solve.
 
@@ -167,9 +171,7 @@ class SVGP(nn.Module):
         w = torch.linalg.solve_triangular(L.mT, self.q_mu.unsqueeze(-1), upper=True)
         P, Knm_w = _GramAndProjection.apply(self.kernel(self.Z, X), w.squeeze(-1))
         W = torch.linalg.solve_triangular(L, P, upper=False)
-        C = torch.linalg.solve_triangular(L, W.mT, upper=False)
-        C = 0.5 * (C + C.mT)
-        S = self.q_sqrt
+        C = torch.linalg.solve_triangular(L, W.mT, upper=False)  # symmetric up to rounding
         mean = self._prior_mean(X) + Knm_w
         var_sum = self.kernel.diag(X).sum() - C.diagonal().sum() + (S * (C @ S)).sum()
         s2 = self.likelihood.variance
