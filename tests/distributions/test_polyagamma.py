@@ -200,3 +200,67 @@ def test_envelope_acceptance_rates():
         assert rate(b) > 0.98
     for b, c in ((1.0, 3.0), (2.7, 10.0), (0.3, 50.0)):
         assert 0.5 < rate(b, c) <= 1.0
+
+
+def test_shape_one_sampler_is_exact_for_mixed_tilts():
+    """b = 1 with c ~ N(0, 2^2) (both left envelopes, Rayleigh and inverse Gaussian, in one
+    call): the mean and variance of sum_i (w_i - E w_i) are those of independent draws."""
+    n = 200_000
+    g = torch.Generator().manual_seed(11)
+    c = 2 * torch.randn(n, dtype=F64, generator=g)
+    assert 0.05 < float((c.abs() / 2 > pgmod._Z_IG).double().mean()) < 0.5
+    w = sample_polya_gamma(1.0, c, generator=g)
+    one = torch.ones((), dtype=F64)
+    d = w - polya_gamma_mean(one, c)
+    v = polya_gamma_variance(one, c)
+    assert abs(float(d.sum()) / math.sqrt(float(v.sum()))) < 4
+    e = d * d - v  # zero mean; its spread estimated from the draws
+    assert abs(float(e.sum())) / math.sqrt(float((e * e).sum())) < 4
+
+
+@pytest.mark.parametrize("c", [2.0, 3.0])  # either side of the envelope switch at c = 2.47
+def test_shape_one_kolmogorov_smirnov_near_the_envelope_switch(c):
+    n = 6000
+    g = torch.Generator().manual_seed(3)
+    w, _ = torch.sort(sample_polya_gamma(1.0, torch.full((n,), c, dtype=F64), generator=g))
+    F = polya_gamma_cdf(w, torch.tensor(1.0, dtype=F64), torch.tensor(c, dtype=F64))
+    i = torch.arange(1, n + 1, dtype=F64)
+    assert float(torch.maximum(i / n - F, F - (i - 1) / n).max()) < 1.95 / math.sqrt(n)
+
+
+def test_shape_one_series_test_agrees_with_the_general_one():
+    """Where the two-term test decides, it decides as the general alternating-series test."""
+    g = torch.Generator().manual_seed(5)
+    n = 100_000
+    left = torch.rand(n, generator=g) < 0.5
+    x = torch.where(left, 0.02 + (pgmod._T1 - 0.02) * torch.rand(n, dtype=F64, generator=g),
+                    pgmod._T1 + 5 * torch.rand(n, dtype=F64, generator=g))
+    v = 1.2 * torch.rand(n, dtype=F64, generator=g)
+    accepted, undecided = pgmod._h1_series_test(x, left, v.log())
+    one = torch.ones((), dtype=F64)
+    # the general test compares against f / a_0 of the left series: rescale right-piece v
+    rel = torch.where(left, torch.zeros_like(x),
+                      pgmod._log_kernel_right(x, one, torch.zeros_like(x)) - pgmod._log_a0(x, one))
+    reference = pgmod._accept(x, one, v * rel.exp())
+    decided = ~undecided
+    assert int(undecided.sum()) == 0 or int(undecided.sum()) < 5
+    assert torch.equal(accepted[decided], reference[decided])
+    assert 0.1 < float(accepted.double().mean()) < 0.95
+
+
+def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
+    """Force a tenth of the draws through the general fallback: still exact moments."""
+    original = pgmod._h1_series_test
+    g_mark = torch.Generator().manual_seed(9)
+
+    def leaky(x, left, log_v):
+        accepted, undecided = original(x, left, log_v)
+        extra = torch.rand(x.numel(), generator=g_mark) < 0.1
+        return accepted & ~extra, undecided | extra
+
+    monkeypatch.setattr(pgmod, "_h1_series_test", leaky)
+    g = torch.Generator().manual_seed(12)
+    for c in (0.0, 4.0):
+        w = sample_polya_gamma(1.0, torch.full((40_000,), c, dtype=F64), generator=g)
+        zm, zv = _moment_z(w, 1.0, c)
+        assert abs(zm) < 4 and abs(zv) < 4, (c, zm, zv)

@@ -413,6 +413,128 @@ def _sample_jstar(h: torch.Tensor, z: torch.Tensor, rng: _Rng) -> torch.Tensor:
     return _until_accepted(z.numel(), propose, z.device)
 
 
+# ------------------------------------------------------------------- shape 1, vectorised
+# Devroye's b = 1 sampler rearranged so that every proposal round is a fixed sequence of
+# whole-array operations (no per-piece index gathers) and consumes two uniforms:
+#
+# - t = 2/pi. Left piece (x <= t): for z <= Z_IG the envelope is the *untilted* a_0 times
+#   y / A (y = x^-1/2 > A = t^-1/2), whose y is sqrt(A^2 + 2E) with E exponential
+#   (Rayleigh tail); the factors A / y and exp(-z^2 x / 2) become acceptance probabilities.
+#   For z > Z_IG the envelope is the tilted a_0 over all x > 0, 2 e^-z times the inverse
+#   Gaussian IG(1/z, 1), accepted only below t. Right piece (x > t): the tilted kernel
+#   (pi/2) exp(-(pi^2/8 + z^2/2) x) itself, a shifted exponential.
+# - The uniform that picks the piece is reused: given the piece it is again uniform.
+# - One more uniform V decides everything else at once: accept iff V <= (product of the
+#   acceptance probabilities) * f(x) / envelope(x), tested against the first partial sums
+#   of the left series (x <= t) or of Devroye's right series a_n = pi (n + 1/2)
+#   exp(-(n + 1/2)^2 pi^2 x / 2) (x > t), which both decrease from n = 0 there. The third
+#   partial sum leaves a gap of relative size 5 exp(-12 / x) <= 4e-8 (left) or
+#   5 exp(-3 pi^2 x) <= 4e-8 (right); the rare draw inside it goes to the general test.
+_T1 = 2 / math.pi
+_A2 = math.pi / 2                                   # A^2 = 1 / t
+_PHI_A = math.exp(-0.5 * _A2) / math.sqrt(2 * math.pi)
+_MASS_RAYLEIGH = 4 * _PHI_A / math.sqrt(_A2)        # left envelope mass for z <= Z_IG
+_Z_IG = math.log(2 / _MASS_RAYLEIGH)                # where 2 e^-z is the smaller mass
+_LOG_A2 = math.log(_A2)
+_PI2 = math.pi**2
+
+
+def _h1_round(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool):
+    """One proposal round for ``J*(1, z)``: ``(x, accepted, undecided, log_v, left)``.
+
+    Written with in-place operations on a few buffers: on 10^6-element arrays a fresh
+    result costs more in page faults than the arithmetic itself.
+    """
+    m = z.numel()
+    u, log_v = rng.uniform(m), rng.uniform(m)
+    lam = z * z
+    half_z2 = lam.mul(0.5)
+    lam.mul_(0.5).add_(PI2_8)
+    p = lam.mul(-_T1).exp_().div_(lam).mul_(0.5 * math.pi)  # right envelope mass
+    if inverse_gaussian:
+        mass_left = z.neg().exp_().mul_(2)
+        p = mass_left.div_(p.add_(mass_left))
+    else:
+        p = p.add_(_MASS_RAYLEIGH).reciprocal_().mul_(_MASS_RAYLEIGH)
+    left = u <= p
+    w = u.sub(p).div_(p.neg().add_(1))
+    w = torch.where(left, u.div_(p), w).log_().neg_()  # exponential, given the piece
+    x = w.div(lam).add_(_T1)                           # right: shifted exponential
+    log_v.log_()
+    if inverse_gaussian:
+        mu = z.reciprocal()
+        mc = rng.normal(m).square_().mul_(mu)
+        x_ig = mc.mul(mc).add_(mc, alpha=4).sqrt_().sub_(mc).mul_(-0.5).add_(1).mul_(mu)
+        flip = torch.exp(-w).mul_(x_ig.add(mu)) > mu  # the uniform behind w, reused
+        x_ig = torch.where(flip, mu.square().div_(x_ig), x_ig)
+        x = torch.where(left, x_ig, x)
+        # beyond t the left envelope is wasted: log v = inf fails every test
+        log_v.masked_fill_(torch.logical_and(left, x > _T1), math.inf)
+    else:
+        y2 = w.mul_(2).add_(_A2)                        # left: y^2 = A^2 + 2E, x = 1/y^2
+        x = torch.where(left, y2.reciprocal(), x)
+        # left: divide V by (A / y) exp(-z^2 x / 2)
+        extra = y2.log_().sub_(_LOG_A2).mul_(0.5).add_(half_z2.mul_(x))
+        log_v.add_(extra.mul_(left))
+    accepted, undecided = _h1_series_test(x, left, log_v)
+    return x, accepted, undecided, log_v, left
+
+
+def _h1_series_test(x: torch.Tensor, left: torch.Tensor, log_v: torch.Tensor):
+    """``(v <= f / a_0 decided yes, undecided)`` for shape 1, from two partial sums.
+
+    ``a_0`` is the first term of the left series where ``left`` (``x <= t``), else of
+    Devroye's right series; ``r_n = a_n / a_0`` is ``r1 = 3 e^s``, ``r2 = 5 e^3s`` with
+    ``s = -4/x`` (left) or ``-pi^2 x`` (right). Both series decrease from ``n = 0`` there, so
+    ``v <= 1 - r1`` accepts, ``v > 1 - r1 + r2`` rejects, and the gap is undecided.
+    """
+    es = torch.where(left, x.reciprocal().mul_(-4), x.mul(-_PI2)).exp_()
+    d = log_v.exp().sub_(1).add_(es, alpha=3)         # v - (1 - r1)
+    accepted = d <= 0
+    undecided = torch.logical_and(d > 0, d <= es.pow_(3).mul_(5))
+    return accepted, undecided
+
+
+def _sample_h1_group(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool) -> torch.Tensor:
+    out = torch.empty_like(z)
+    pending = None
+    zz = z
+    h1 = torch.ones((), dtype=_F64, device=z.device)
+    while zz.numel():
+        x, ok, und, log_v, left = _h1_round(zz, rng, inverse_gaussian)
+        if bool(und.any()):  # rare: settle with the general series test (left series)
+            iu = torch.nonzero(und).squeeze(-1)
+            xu = x[iu]
+            log_rel = torch.where(left[iu], torch.zeros_like(xu),
+                                  _log_kernel_right(xu, h1, torch.zeros_like(xu))
+                                  - _log_a0(xu, h1))
+            ok = ok.clone()
+            ok[iu] = _accept(xu, h1, torch.exp(log_v[iu] + log_rel))
+        if pending is None:
+            out.copy_(x)
+            pending = torch.nonzero(~ok).squeeze(-1)
+            zz = z[pending]
+        else:
+            out[pending] = x
+            keep = torch.nonzero(~ok).squeeze(-1)
+            pending, zz = pending[keep], zz[keep]
+    return out
+
+
+def _sample_jstar_h1(z: torch.Tensor, rng: _Rng) -> torch.Tensor:
+    """Exact draws of ``J*(1, z)`` for flat float64 ``z >= 0`` (see the block comment)."""
+    ig = z > _Z_IG
+    if not bool(ig.any()):
+        return _sample_h1_group(z, rng, False)
+    if bool(ig.all()):
+        return _sample_h1_group(z, rng, True)
+    out = torch.empty_like(z)
+    i_ig, i_ray = _split(ig)
+    out[i_ray] = _sample_h1_group(z[i_ray], rng, False)
+    out[i_ig] = _sample_h1_group(z[i_ig], rng, True)
+    return out
+
+
 # ---------------------------------------------------------------------- public functions
 def _check_params(b: torch.Tensor, c: torch.Tensor) -> None:
     if not bool(torch.isfinite(b).all()) or not bool((b > 0).all()):
@@ -471,20 +593,25 @@ def sample_polya_gamma(
     b_t, c_t = b_t.to(device=device, dtype=_F64), c_t.to(device=device, dtype=_F64)
     _check_params(b_t, c_t)
     shape = torch.Size(sample_shape) + torch.broadcast_shapes(b_t.shape, c_t.shape)
-    hb = b_t.expand(shape).reshape(-1)
-    zb = (0.5 * c_t.abs()).expand(shape).reshape(-1)
+    zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
     rng = _Rng(generator, device)
+    if method not in ("exact", "normal"):
+        raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
+    flat_b = b_t.reshape(-1)
+    shared_b = flat_b.numel() == 1 or bool((flat_b == flat_b[0]).all())
+    if method == "exact" and shared_b and float(flat_b[0]) == 1.0:
+        draws = _sample_jstar_h1(zb, rng)  # the common case (logistic regression): b = 1
+        return (0.25 * draws).reshape(shape).to(dtype)
+    hb = b_t.expand(shape).reshape(-1)
     if method == "normal":
         mean, var = polya_gamma_mean(hb, 2 * zb), polya_gamma_variance(hb, 2 * zb)
         draws = mean + var.sqrt() * rng.normal(hb.numel())
         return draws.clamp_min(1e-12 * mean).reshape(shape).to(dtype)
-    if method != "exact":
-        raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
     # b > H_MAX: a sum of k chunks, each at most H_MAX (integers when b is an integer)
     chunks = torch.ceil(hb / H_MAX).to(torch.long).clamp_min(1)
     if bool((chunks == 1).all()):
         draws = _sample_jstar(hb, zb, rng)
-    elif bool((hb == hb[0]).all()):
+    elif shared_b:
         draws = torch.zeros_like(hb)
         for size, copies in _chunk_sizes(float(hb[0])).items():
             h_rep = torch.full((copies * hb.numel(),), size, dtype=_F64, device=device)

@@ -66,7 +66,8 @@ def _factor_with_noise(K: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     if int(info) == 0 and bool(torch.isfinite(A.diagonal()).all()):
         return A
     n = K.shape[-1]
-    return jittered_cholesky(K + noise * torch.eye(n, dtype=K.dtype, device=K.device))[0]
+    C = K.detach() + noise.detach() * torch.eye(n, dtype=K.dtype, device=K.device)
+    return jittered_cholesky(C)[0]
 
 
 class _GaussianNLL(torch.autograd.Function):

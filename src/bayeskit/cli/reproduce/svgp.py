@@ -112,10 +112,19 @@ def run(ctx: Context) -> TopicResult:
     return res
 
 
-def _co2_kernel():
-    # ANCHORS' GPyTorch model: Scale(RBF) + Scale(RBF x Periodic), here with a linear mean
-    return (Scale(SquaredExponential(50.0), 1.0)
-            + Scale(SquaredExponential(100.0) * Periodic(1.0, 1.0), 1.0))
+def _co2_kernel(trend: float = 50.0, decay: float = 100.0):
+    # ANCHORS' GPyTorch model: Scale(RBF) + Scale(RBF x Periodic), here with a linear mean;
+    # ``trend`` and ``decay`` are the initial lengthscales (years) of the two RBFs
+    return (Scale(SquaredExponential(trend), 1.0)
+            + Scale(SquaredExponential(decay) * Periodic(1.0, 1.0), 1.0))
+
+
+# Type-II ML starts (trend, decay lengthscales in years): ANCHORS' initialisation and a
+# shorter-timescale one. The likelihood surface has several optima and L-BFGS from a single
+# start lands in one of them depending on float rounding along the path (from (50, 100):
+# log ML 3548-3564, RMSE 219-526 ppm with two builds that differ only in rounding); the best
+# of the two starts by log marginal likelihood (never by test error) is kept.
+_CO2_STARTS = ((50.0, 100.0), (20.0, 30.0))
 
 
 def _scores(mean, var, y):
@@ -130,15 +139,22 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
     X, Xt = t_tr - 1958.0, t_te - 1958.0
     mu, sd = y_tr.mean(), y_tr.std()
     ys = (y_tr - mu) / sd
-    if ctx.quick:  # type-II ML on every 8th point, then predict with all of them
-        sub = GPR(X[::8], ys[::8], _co2_kernel(), noise_variance=0.01,
-                  mean_function=LinearMean(1)).fit(max_iter=60)
-        exact = GPR(X, ys, copy.deepcopy(sub.kernel), noise_variance=float(
-            sub.noise_variance.detach()), mean_function=copy.deepcopy(sub.mean_function))
-    else:  # type-II ML on all 1780 training points (a fit on a 1-in-4 subsample first lands
-        # in an optimum 55 nats lower: RMSE 3.70 ppm instead of 1.56)
-        exact = GPR(X, ys, _co2_kernel(), noise_variance=0.01,
-                    mean_function=LinearMean(1)).fit(max_iter=300)
+    fits = []
+    for trend, decay in _CO2_STARTS:
+        if ctx.quick:  # type-II ML on every 8th point, then predict with all of them
+            sub = GPR(X[::8], ys[::8], _co2_kernel(trend, decay), noise_variance=0.01,
+                      mean_function=LinearMean(1)).fit(max_iter=60)
+            fit = GPR(X, ys, copy.deepcopy(sub.kernel), noise_variance=float(
+                sub.noise_variance.detach()), mean_function=copy.deepcopy(sub.mean_function))
+        else:  # type-II ML on all 1780 training points
+            fit = GPR(X, ys, _co2_kernel(trend, decay), noise_variance=0.01,
+                      mean_function=LinearMean(1)).fit(max_iter=300)
+        with torch.no_grad():
+            lml = float(fit.log_marginal_likelihood())
+        res.add(f"Mauna Loa: exact GP log marginal likelihood from start (trend, decay) = "
+                f"({trend:g}, {decay:g}) years", lml)
+        fits.append((lml, fit))
+    exact = max(fits, key=lambda f: f[0])[1]
     rows = {}
     with torch.no_grad():
         m, v = exact.predict_y(Xt)
