@@ -521,8 +521,16 @@ def _sample_h1_group(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool) -> torc
     return out
 
 
+_H1_BLOCK = 1 << 18  # elements per block: its temporaries stay cache- and allocator-friendly
+
+
 def _sample_jstar_h1(z: torch.Tensor, rng: _Rng) -> torch.Tensor:
     """Exact draws of ``J*(1, z)`` for flat float64 ``z >= 0`` (see the block comment)."""
+    if z.numel() > _H1_BLOCK:
+        out = torch.empty_like(z)
+        for start in range(0, z.numel(), _H1_BLOCK):
+            out[start:start + _H1_BLOCK] = _sample_jstar_h1(z[start:start + _H1_BLOCK], rng)
+        return out
     ig = z > _Z_IG
     if not bool(ig.any()):
         return _sample_h1_group(z, rng, False)
