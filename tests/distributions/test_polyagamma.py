@@ -264,3 +264,37 @@ def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
         w = sample_polya_gamma(1.0, torch.full((40_000,), c, dtype=F64), generator=g)
         zm, zv = _moment_z(w, 1.0, c)
         assert abs(zm) < 4 and abs(zv) < 4, (c, zm, zv)
+
+
+@pytest.mark.parametrize("b", [3.0, 10.0])
+def test_integer_shape_sums_of_shape_one_draws_are_exact(b):
+    """Integer b is sampled as a sum of b shape-1 draws (also when b * n exceeds one pass
+    of materialised draws): moments with mixed tilts."""
+    n = 60_000
+    g = torch.Generator().manual_seed(int(b))
+    c = 2 * torch.randn(n, dtype=F64, generator=g)
+    original = pgmod._H1_MAX_WORK
+    pgmod._H1_MAX_WORK = 50_000  # force several passes
+    try:
+        w = sample_polya_gamma(b, c, generator=g)
+    finally:
+        pgmod._H1_MAX_WORK = original
+    bt = torch.tensor(b, dtype=F64)
+    d = w - polya_gamma_mean(bt, c)
+    v = polya_gamma_variance(bt, c)
+    assert abs(float(d.sum()) / math.sqrt(float(v.sum()))) < 4
+    e = d * d - v
+    assert abs(float(e.sum())) / math.sqrt(float((e * e).sum())) < 4
+
+
+def test_varying_integer_shapes_binomial_counts():
+    n = 40_000
+    g = torch.Generator().manual_seed(21)
+    b = torch.randint(1, 8, (n,), generator=g).to(F64)
+    c = 3 * torch.randn(n, dtype=F64, generator=g)
+    w = sample_polya_gamma(b, c, generator=g)
+    d = w - polya_gamma_mean(b, c)
+    v = polya_gamma_variance(b, c)
+    assert abs(float(d.sum()) / math.sqrt(float(v.sum()))) < 4
+    e = d * d - v
+    assert abs(float(e.sum())) / math.sqrt(float((e * e).sum())) < 4

@@ -442,13 +442,14 @@ _PI2 = math.pi**2
 def _h1_round(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool):
     """One proposal round for ``J*(1, z)``: ``(x, accepted, undecided, log_v, left)``.
 
-    Written with in-place operations on a few buffers: on 10^6-element arrays a fresh
-    result costs more in page faults than the arithmetic itself.
+    Written with in-place operations and ``lerp`` by a 0/1 weight instead of ``where``
+    (both branches are finite, so the blend is exact): on large arrays a fresh result or a
+    ``where`` costs several times an in-place arithmetic pass.
     """
     m = z.numel()
     u, log_v = rng.uniform(m), rng.uniform(m)
     lam = z * z
-    half_z2 = lam.mul(0.5)
+    half_z2 = lam * 0.5
     lam.mul_(0.5).add_(PI2_8)
     p = lam.mul(-_T1).exp_().div_(lam).mul_(0.5 * math.pi)  # right envelope mass
     if inverse_gaussian:
@@ -457,38 +458,40 @@ def _h1_round(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool):
     else:
         p = p.add_(_MASS_RAYLEIGH).reciprocal_().mul_(_MASS_RAYLEIGH)
     left = u <= p
-    w = u.sub(p).div_(p.neg().add_(1))
-    w = torch.where(left, u.div_(p), w).log_().neg_()  # exponential, given the piece
-    x = w.div(lam).add_(_T1)                           # right: shifted exponential
+    lf = left.to(_F64)
+    # the uniform given the piece: u / p on the left, (u - p) / (1 - p) on the right
+    den = p.mul(lf).mul_(2).sub_(lf).sub_(p).add_(1)   # p if left else 1 - p
+    e = u.sub_(p).addcmul_(p, lf).div_(den).log_().neg_()  # an exponential variate
+    x = e.div(lam).add_(_T1)                           # right: shifted exponential
     log_v.log_()
     if inverse_gaussian:
         mu = z.reciprocal()
         mc = rng.normal(m).square_().mul_(mu)
         x_ig = mc.mul(mc).add_(mc, alpha=4).sqrt_().sub_(mc).mul_(-0.5).add_(1).mul_(mu)
-        flip = torch.exp(-w).mul_(x_ig.add(mu)) > mu  # the uniform behind w, reused
-        x_ig = torch.where(flip, mu.square().div_(x_ig), x_ig)
-        x = torch.where(left, x_ig, x)
-        # beyond t the left envelope is wasted: log v = inf fails every test
-        log_v.masked_fill_(torch.logical_and(left, x > _T1), math.inf)
+        flip = (torch.exp(-e).mul_(x_ig.add(mu)) > mu).to(_F64)  # the uniform, reused
+        x_ig = x_ig.lerp_(mu.square_().div_(x_ig), flip)
+        x.lerp_(x_ig, lf)
+        # beyond t the left envelope is wasted: push log v to +huge so every test fails
+        log_v.add_(torch.logical_and(left, x > _T1).to(_F64), alpha=1e300)
     else:
-        y2 = w.mul_(2).add_(_A2)                        # left: y^2 = A^2 + 2E, x = 1/y^2
-        x = torch.where(left, y2.reciprocal(), x)
+        y2 = e.mul_(2).add_(_A2)                        # left: y^2 = A^2 + 2E, x = 1/y^2
+        x.lerp_(y2.reciprocal(), lf)
         # left: divide V by (A / y) exp(-z^2 x / 2)
-        extra = y2.log_().sub_(_LOG_A2).mul_(0.5).add_(half_z2.mul_(x))
-        log_v.add_(extra.mul_(left))
-    accepted, undecided = _h1_series_test(x, left, log_v)
+        log_v.addcmul_(y2.log_().sub_(_LOG_A2).mul_(0.5).addcmul_(half_z2, x), lf)
+    accepted, undecided = _h1_series_test(x, lf, log_v)
     return x, accepted, undecided, log_v, left
 
 
 def _h1_series_test(x: torch.Tensor, left: torch.Tensor, log_v: torch.Tensor):
     """``(v <= f / a_0 decided yes, undecided)`` for shape 1, from two partial sums.
 
-    ``a_0`` is the first term of the left series where ``left`` (``x <= t``), else of
-    Devroye's right series; ``r_n = a_n / a_0`` is ``r1 = 3 e^s``, ``r2 = 5 e^3s`` with
-    ``s = -4/x`` (left) or ``-pi^2 x`` (right). Both series decrease from ``n = 0`` there, so
-    ``v <= 1 - r1`` accepts, ``v > 1 - r1 + r2`` rejects, and the gap is undecided.
+    ``left`` is a 0/1 float (or bool) mask. ``a_0`` is the first term of the left series
+    where ``left`` (``x <= t``), else of Devroye's right series; ``r_n = a_n / a_0`` is
+    ``r1 = 3 e^s``, ``r2 = 5 e^3s`` with ``s = -4/x`` (left) or ``-pi^2 x`` (right). Both
+    series decrease from ``n = 0`` there, so ``v <= 1 - r1`` accepts, ``v > 1 - r1 + r2``
+    rejects, and the gap is undecided.
     """
-    es = torch.where(left, x.reciprocal().mul_(-4), x.mul(-_PI2)).exp_()
+    es = x.mul(-_PI2).lerp_(x.reciprocal().mul_(-4), left.to(x.dtype)).exp_()
     d = log_v.exp().sub_(1).add_(es, alpha=3)         # v - (1 - r1)
     accepted = d <= 0
     undecided = torch.logical_and(d > 0, d <= es.pow_(3).mul_(5))
@@ -522,24 +525,39 @@ def _sample_h1_group(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool) -> torc
 
 
 _H1_BLOCK = 1 << 18  # elements per block: its temporaries stay cache- and allocator-friendly
+_H1_MAX_WORK = 1 << 23  # at most this many shape-1 draws are materialised at once
 
 
-def _sample_jstar_h1(z: torch.Tensor, rng: _Rng) -> torch.Tensor:
-    """Exact draws of ``J*(1, z)`` for flat float64 ``z >= 0`` (see the block comment)."""
-    if z.numel() > _H1_BLOCK:
-        out = torch.empty_like(z)
-        for start in range(0, z.numel(), _H1_BLOCK):
-            out[start:start + _H1_BLOCK] = _sample_jstar_h1(z[start:start + _H1_BLOCK], rng)
-        return out
+def _sample_h1_blocks(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool,
+                      copies: int) -> torch.Tensor:
+    """Sum of ``copies`` independent ``J*(1, z)`` draws per element, in blocks."""
+    total = None
+    per_pass = max(1, _H1_MAX_WORK // max(z.numel(), 1))  # bounds the memory of z.repeat
+    for done in range(0, copies, per_pass):
+        k = min(per_pass, copies - done)
+        zr = z.repeat(k) if k > 1 else z
+        draws = torch.empty_like(zr)
+        for start in range(0, zr.numel(), _H1_BLOCK):
+            sl = slice(start, start + _H1_BLOCK)
+            draws[sl] = _sample_h1_group(zr[sl], rng, inverse_gaussian)
+        part = draws.view(k, -1).sum(0) if k > 1 else draws
+        total = part if total is None else total.add_(part)
+    return total
+
+
+def _sample_jstar_h1(z: torch.Tensor, rng: _Rng, copies: int = 1) -> torch.Tensor:
+    """Exact draws of ``J*(copies, z)`` as sums of ``copies`` shape-1 draws, for flat
+    float64 ``z >= 0`` (see the block comment). The elements are split once by left
+    envelope (Rayleigh or inverse Gaussian), then sampled in blocks of ``_H1_BLOCK``."""
     ig = z > _Z_IG
     if not bool(ig.any()):
-        return _sample_h1_group(z, rng, False)
+        return _sample_h1_blocks(z, rng, False, copies)
     if bool(ig.all()):
-        return _sample_h1_group(z, rng, True)
+        return _sample_h1_blocks(z, rng, True, copies)
     out = torch.empty_like(z)
     i_ig, i_ray = _split(ig)
-    out[i_ray] = _sample_h1_group(z[i_ray], rng, False)
-    out[i_ig] = _sample_h1_group(z[i_ig], rng, True)
+    out[i_ray] = _sample_h1_blocks(z[i_ray], rng, False, copies)
+    out[i_ig] = _sample_h1_blocks(z[i_ig], rng, True, copies)
     return out
 
 
@@ -607,10 +625,19 @@ def sample_polya_gamma(
         raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
     flat_b = b_t.reshape(-1)
     shared_b = flat_b.numel() == 1 or bool((flat_b == flat_b[0]).all())
-    if method == "exact" and shared_b and float(flat_b[0]) == 1.0:
-        draws = _sample_jstar_h1(zb, rng)  # the common case (logistic regression): b = 1
+    integer_b = bool((flat_b == flat_b.round()).all())
+    if method == "exact" and shared_b and integer_b:
+        # integer b (b = 1: logistic regression): a sum of b shape-1 draws, the fastest
+        # exact route for every integer b measured (benchmarks/RESULTS.md)
+        draws = _sample_jstar_h1(zb, rng, copies=int(flat_b[0]))
         return (0.25 * draws).reshape(shape).to(dtype)
     hb = b_t.expand(shape).reshape(-1)
+    if method == "exact" and integer_b:  # varying integer b (binomial counts)
+        owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device),
+                                        hb.to(torch.long))
+        parts = _sample_jstar_h1(zb[owner], rng)
+        draws = torch.zeros_like(hb).index_add_(0, owner, parts)
+        return (0.25 * draws).reshape(shape).to(dtype)
     if method == "normal":
         mean, var = polya_gamma_mean(hb, 2 * zb), polya_gamma_variance(hb, 2 * zb)
         draws = mean + var.sqrt() * rng.normal(hb.numel())
