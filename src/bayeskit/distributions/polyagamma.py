@@ -24,7 +24,12 @@ Laplace transform ``cosh(sqrt(2 s))^(-h)``), and ``t(h)`` is where the two piece
 (``t(1) = 2/pi``, Devroye's 0.64); for ``h < 1``, ``t = 0.64`` and ``f / kernel`` falls on
 ``(t, inf)``, so ``C(h) = f(t | h) / kernel(t | h)`` (at most 1.104). The acceptance rate is
 ``cosh(z)^-h`` over the envelope mass: above 0.98 for ``h <= 1``, 0.90 at ``h = 2`` and 0.69
-at ``h = 4``; shapes above ``H_MAX = 4`` are sampled as sums of equal chunks.
+at ``h = 4``; non-integer shapes above ``H_MAX = 4`` are sampled as sums of equal chunks.
+
+Shape 1 (logistic regression) has its own vectorised form of Devroye's sampler
+(``_sample_jstar_h1``, see the comment above it), and every integer shape is sampled as a
+sum of that many shape-1 draws, which measured faster than the chunks for every integer
+shape tried (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
