@@ -298,3 +298,16 @@ def test_varying_integer_shapes_binomial_counts():
     assert abs(float(d.sum()) / math.sqrt(float(v.sum()))) < 4
     e = d * d - v
     assert abs(float(e.sum())) / math.sqrt(float((e * e).sum())) < 4
+
+
+@pytest.mark.parametrize("b", [1.0, 3.0])
+@pytest.mark.parametrize("c", [1500.0, 1e5, -1e8])
+def test_huge_tilts_sample_exactly(b, c):
+    """Both envelope masses underflow beyond |c| ~ 1500: the piece probability is computed
+    in log space (this once looped forever)."""
+    n = 20_000
+    g = torch.Generator().manual_seed(int(b))
+    w = sample_polya_gamma(b, torch.full((n,), c, dtype=F64), generator=g)
+    assert bool(torch.isfinite(w).all()) and bool((w > 0).all())
+    zm, zv = _moment_z(w, b, c)
+    assert abs(zm) < 4 and abs(zv) < 4, (zm, zv)

@@ -456,11 +456,12 @@ def _h1_round(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool):
     lam = z * z
     half_z2 = lam * 0.5
     lam.mul_(0.5).add_(PI2_8)
-    p = lam.mul(-_T1).exp_().div_(lam).mul_(0.5 * math.pi)  # right envelope mass
     if inverse_gaussian:
-        mass_left = z.neg().exp_().mul_(2)
-        p = mass_left.div_(p.add_(mass_left))
-    else:
+        # p = 2 e^-z / (2 e^-z + (pi/2) e^(-t lam) / lam), in log space: both masses
+        # underflow for |c| beyond ~1500
+        p = lam.log().add_(lam, alpha=_T1).sub_(z).add_(math.log(4 / math.pi)).sigmoid_()
+    else:  # z <= Z_IG: nothing can underflow
+        p = lam.mul(-_T1).exp_().div_(lam).mul_(0.5 * math.pi)  # right envelope mass
         p = p.add_(_MASS_RAYLEIGH).reciprocal_().mul_(_MASS_RAYLEIGH)
     left = u <= p
     lf = left.to(_F64)
