@@ -506,7 +506,7 @@ def _h1_series_test(x: torch.Tensor, left: torch.Tensor, log_v: torch.Tensor):
     return accepted, undecided
 
 
-_H1_SMALL = 1 << 14  # below this many pending elements, several proposals per element
+_H1_SMALL = 1 << 12  # below this many pending elements, several proposals per element
 
 
 def _sample_h1_group(z: torch.Tensor, rng: _Rng, inverse_gaussian: bool) -> torch.Tensor:
