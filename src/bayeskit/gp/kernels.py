@@ -129,8 +129,10 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
     itself differentiable (out-of-place torch operations).
     """
 
+    generate_vmap_rule = True  # usable under torch.func.vmap / jacrev
+
     @staticmethod
-    def forward(ctx, a, b, log_variance):
+    def forward(a, b, log_variance):
         half_a = -0.5 * (a * a).sum(-1)
         ones_a = torch.ones_like(half_a)
         if b is None:
@@ -139,11 +141,31 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
             half_b = -0.5 * (b * b).sum(-1)
             b_aug = _augmented(b, torch.ones_like(half_b), half_b + log_variance)
         K = _augmented(a, half_a, ones_a) @ b_aug.mT
-        K.clamp_max_(log_variance).exp_()
+        return K.clamp_max_(log_variance).exp_()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, log_variance = inputs
         ctx.symmetric = b is None
         ctx.log_variance_shape = log_variance.shape
-        ctx.save_for_backward(a, b if b is not None else a, K)
-        return K
+        ctx.save_for_backward(a, b if b is not None else a, output)
+        ctx.save_for_forward(a, b if b is not None else a, output)
+
+    @staticmethod
+    def jvp(ctx, d_a, d_b, d_logvar):
+        """Forward mode (``torch.func.hessian``, ``jvp``): ``dK = K * dE`` with
+        ``dE = da b^T + a db^T - (a . da) 1^T - 1 (b . db)^T + d log_variance``."""
+        a, b, K = ctx.saved_tensors
+        if ctx.symmetric:
+            d_b = d_a
+        dE = torch.zeros_like(K)
+        if d_a is not None:
+            dE = dE + d_a @ b.mT - (a * d_a).sum(-1).unsqueeze(-1)
+        if d_b is not None:
+            dE = dE + a @ d_b.mT - (b * d_b).sum(-1).unsqueeze(-2)
+        if d_logvar is not None:
+            dE = dE + d_logvar
+        return K * dE
 
     @staticmethod
     def backward(ctx, grad):
