@@ -6,6 +6,7 @@ closed forms E = b tanh(c/2) / (2c), Var = b (2 tanh(c/2) - c sech^2(c/2)) / (4c
 units of their Monte Carlo standard errors.
 
     .venv-bench/bin/python benchmarks/bench_polyagamma.py [--n 1000000] [--repeats 5]
+        [--integer-shapes 2 3 4 6 10 20]
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--moments-n", type=int, default=1_000_000)
+    parser.add_argument("--integer-shapes", type=float, nargs="*", default=[],
+                        help="also time bayeskit's two exact routes for these integer b: "
+                             "sums of shape-1 draws (the default) vs chunks of shape <= 4")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as f:
@@ -115,6 +119,39 @@ def main() -> None:
         for k, w in rows.items():
             dm, dv, zm, zv = moments_z(w, b, 1.5)
             print(f"  {k:22s} mean {dm:+.5f} (z {zm:+6.1f})   var {dv:+.5f} (z {zv:+6.1f})")
+
+    if args.integer_shapes:
+        integer_routes(args.integer_shapes, n, args.repeats)
+
+
+def integer_routes(shapes: list[float], n: int, repeats: int) -> None:
+    """bayeskit only: integer b as b shape-1 draws vs as chunks of the general sampler."""
+    from bayeskit.distributions import polyagamma as pgmod
+
+    g = torch.Generator().manual_seed(1)
+    rng = pgmod._Rng(g, torch.device("cpu"))
+    z = (2 * torch.randn(n, dtype=torch.float64, generator=g)).abs() / 2
+
+    def chunks(b):
+        draws = torch.zeros_like(z)
+        for size, copies in pgmod._chunk_sizes(b).items() if b > pgmod.H_MAX else [(b, 1)]:
+            h = torch.full((copies * n,), size, dtype=torch.float64)
+            draws += pgmod._sample_jstar(h, z.repeat(copies), rng).view(copies, -1).sum(0)
+        return draws
+
+    print(f"\n## integer b, c ~ N(0, 2^2), n = {n}: shape-1 sums vs chunks (M/s)")
+    for b in shapes:
+        routes = {"shape-1 sums": lambda b=b: pgmod._sample_jstar_h1(z, rng, int(b)),
+                  "chunks <= 4": lambda b=b: chunks(b)}
+        rates = {}
+        for k, fn in routes.items():
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            rates[k] = n / statistics.median(ts) / 1e6
+        print(f"  b = {b:g}: " + ", ".join(f"{k} {r:.2f}" for k, r in rates.items()))
 
 
 if __name__ == "__main__":
