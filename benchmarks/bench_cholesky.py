@@ -16,8 +16,6 @@ import functools
 import json
 import os
 import platform
-import random
-import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from _timing import interleaved_medians
 from bayeskit.linalg import cholesky_append, cholesky_update, cholesky_update_lowrank
 
 DT = torch.float64
@@ -37,29 +36,10 @@ def spd(n: int, batch=(), seed: int = 0) -> torch.Tensor:
 
 
 def interleaved(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each zero-argument callable, run round-robin.
-
-    The order is shuffled every round (seeded): a contender that frees a large buffer
-    changes what the next one pays for fresh memory, so a fixed order would bias the
-    comparison. No pause between calls: a pause lets the OpenMP workers fall asleep, and
-    waking them costs every parallel op tens of microseconds, which is not what a loop of
-    updates sees.
-    """
-    for fn in contenders.values():
-        fn()  # warm-up (and JIT compilation)
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    order = list(contenders.items())
-    rng = random.Random(0)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for name, fn in order:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    """Median milliseconds of each zero-argument callable (see ``_timing``)."""
+    return {k: 1e3 * t for k, t in interleaved_medians(contenders, repeats).items()}
 
 
-# ---------------------------------------------------------------- optional competitors
 def tfp_update():
     """``tfp.math.cholesky_update`` on JAX, jitted; None when not installed."""
     try:

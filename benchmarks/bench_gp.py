@@ -12,14 +12,15 @@ X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales,
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import math
 import os
-import random
-import statistics
 import time
 
 import torch
 
+from _timing import interleaved_medians
 from bayeskit.gp import GPR, SGPR, SquaredExponential
 
 
@@ -73,9 +74,7 @@ def main() -> None:
                     self.covar_module = gpytorch.kernels.ScaleKernel(
                         gpytorch.kernels.RBFKernel(ard_num_dims=8))
 
-                def forward(self, x):
-                    return gpytorch.distributions.MultivariateNormal(
-                        self.mean_module(x), self.covar_module(x))
+                forward = _gpytorch_prior
 
             lik = gpytorch.likelihoods.GaussianLikelihood().double()
             model = Exact(X, y, lik).double()
@@ -101,20 +100,11 @@ def main() -> None:
 
             contenders["GPyTorch (Cholesky)"] = run_gpytorch
             contenders["GPyTorch (CG, default)"] = run_gpytorch_cg
-        values = {k: fn() for k, fn in contenders.items()}
-        times: dict[str, list[float]] = {k: [] for k in contenders}
-        order = list(contenders.items())
-        rng = random.Random(0)
-        for _ in range(args.repeats):
-            rng.shuffle(order)
-            for k, fn in order:
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        ours_t = statistics.median(times["bayeskit GPR"])
+        values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
+        times = interleaved_medians(contenders, args.repeats, seed=0, warmup=False)
+        ours_t = times["bayeskit GPR"]
         print(f"\n## N = {n}: -MLL/N + backward")
-        for k, ts in times.items():
-            t = statistics.median(ts)
+        for k, t in times.items():
             print(f"  {k:26s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch)
@@ -125,6 +115,14 @@ def main() -> None:
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     if args.svgp:
         bench_svgp(256, 1024, max(args.repeats, 20), gpytorch)
+
+
+def _gpytorch_prior(model, x):
+    """``forward`` of every GPyTorch model here: the prior ``N(mean(x), covar(x))``."""
+    import gpytorch
+
+    return gpytorch.distributions.MultivariateNormal(model.mean_module(x),
+                                                     model.covar_module(x))
 
 
 def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
@@ -161,9 +159,7 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
                 self.covar_module = gpytorch.kernels.ScaleKernel(
                     gpytorch.kernels.RBFKernel(ard_num_dims=8))
 
-            def forward(self, x):
-                return gpytorch.distributions.MultivariateNormal(
-                    self.mean_module(x), self.covar_module(x))
+            forward = _gpytorch_prior
 
         theirs = Approx(X[:m].clone()).double()
         lik = gpytorch.likelihoods.GaussianLikelihood().double()
@@ -181,20 +177,14 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
 
         contenders["GPyTorch SVGP"] = run_gpytorch
     for fn in contenders.values():
-        fn(repeats)  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    order = list(contenders.items())
-    rng = random.Random(2)
-    for i in range(repeats):
-        rng.shuffle(order)
-        for k, fn in order:
-            t0 = time.perf_counter()
-            fn(i)
-            times[k].append(time.perf_counter() - t0)
-    ours_t = statistics.median(times["bayeskit SVGP"])
+        fn(repeats)  # warm-up on the spare batch
+    # each contender walks through the same batches in the same order
+    stepping = {k: functools.partial(next, map(fn, itertools.count()))
+                for k, fn in contenders.items()}
+    times = interleaved_medians(stepping, repeats, seed=2, warmup=False)
+    ours_t = times["bayeskit SVGP"]
     print(f"\n## SVGP Adam step, M = {m}, batch {batch}, D = 8 (ANCHORS: GPyTorch 28.6 ms)")
-    for k, ts in times.items():
-        t = statistics.median(ts)
+    for k, t in times.items():
         print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours")
 
 
@@ -222,9 +212,7 @@ def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
                 self.covar_module = gpytorch.kernels.InducingPointKernel(
                     base, inducing_points=X[:m].clone(), likelihood=lik)
 
-            def forward(self, x):
-                return gpytorch.distributions.MultivariateNormal(
-                    self.mean_module(x), self.covar_module(x))
+            forward = _gpytorch_prior
 
         lik = gpytorch.likelihoods.GaussianLikelihood().double()
         model = Sparse(X, y, lik).double()
@@ -238,20 +226,11 @@ def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
             return float(loss.detach())
 
         contenders["GPyTorch InducingPointKernel"] = run_gpytorch
-    values = {k: fn() for k, fn in contenders.items()}
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    order = list(contenders.items())
-    rng = random.Random(1)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for k, fn in order:
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    ours_t = statistics.median(times["bayeskit SGPR"])
+    values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
+    times = interleaved_medians(contenders, repeats, seed=1, warmup=False)
+    ours_t = times["bayeskit SGPR"]
     print(f"\n## SGPR N = {n}, M = {m}: -bound/N + backward (ANCHORS: 1.418632 at N=10k)")
-    for k, ts in times.items():
-        t = statistics.median(ts)
+    for k, t in times.items():
         print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -bound/N {values[k]:.6f}")
 
 

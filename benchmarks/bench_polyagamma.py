@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
-import statistics
 import time
 
 import numpy as np
 import torch
 
+from _timing import interleaved_medians
 from bayeskit.distributions import polya_gamma_mean, polya_gamma_variance, sample_polya_gamma
 
 
@@ -85,22 +84,12 @@ def main() -> None:
                 cont[f"polyagamma {method}"] = (
                     lambda bn=bn, cn=cn, kw=kw: pgm.random_polyagamma(
                         bn, cn, random_state=rng_np, **kw))
-        times: dict[str, list[float]] = {k: [] for k in cont}
-        order = list(cont.items())
-        shuffle = random.Random(0)
         reps = args.repeats if b <= 10 else max(1, args.repeats // 2)
-        for fn in cont.values():
-            fn()
-        for _ in range(reps):
-            shuffle.shuffle(order)
-            for k, fn in order:
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        ours = n / statistics.median(times["bayeskit (exact)"]) / 1e6
+        times = interleaved_medians(cont, reps)
+        ours = n / times["bayeskit (exact)"] / 1e6
         print(f"### {name}")
-        for k, ts in times.items():
-            rate = n / statistics.median(ts) / 1e6
+        for k, t in times.items():
+            rate = n / t / 1e6
             print(f"  {k:22s} {rate:8.2f} M/s   ours/theirs {ours / rate:6.2f}")
 
     print(f"\n## moment errors at c = 1.5, n = {args.moments_n} (relative error; z = error / SE)")
@@ -143,14 +132,8 @@ def integer_routes(shapes: list[float], n: int, repeats: int) -> None:
     for b in shapes:
         routes = {"shape-1 sums": lambda b=b: pgmod._sample_jstar_h1(z, rng, int(b)),
                   "chunks <= 4": lambda b=b: chunks(b)}
-        rates = {}
-        for k, fn in routes.items():
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            rates[k] = n / statistics.median(ts) / 1e6
+        rates = {k: n / t / 1e6
+                 for k, t in interleaved_medians(routes, repeats, warmup=False).items()}
         print(f"  b = {b:g}: " + ", ".join(f"{k} {r:.2f}" for k, r in rates.items()))
 
 

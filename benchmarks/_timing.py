@@ -1,0 +1,37 @@
+"""The one timing loop of the benchmark scripts: interleaved rounds, medians.
+
+Scripts run as ``python benchmarks/bench_*.py``, so this module is importable as
+``_timing`` (the script's folder is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int,
+                        seed: int = 0, warmup: bool = True) -> dict[str, float]:
+    """Median seconds of each zero-argument callable, run round-robin.
+
+    The order is shuffled every round (seeded): a contender that frees a large buffer
+    changes what the next one pays for fresh memory, so a fixed order would bias the
+    comparison. No pause between calls: a pause lets the OpenMP workers fall asleep, and
+    waking them costs every parallel op tens of microseconds, which is not what a loop of
+    updates sees. ``warmup`` calls each contender once first (JIT compilation, caches).
+    """
+    if warmup:
+        for fn in contenders.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
+    rng = random.Random(seed)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for name, fn in order:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
