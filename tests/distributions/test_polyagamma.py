@@ -287,7 +287,10 @@ def test_integer_shape_sums_of_shape_one_draws_are_exact(b):
     assert abs(float(e.sum())) / math.sqrt(float((e * e).sum())) < 4
 
 
-def test_varying_integer_shapes_binomial_counts():
+@pytest.mark.parametrize("max_work", [None, 1000])  # 1000: too many draws, chunk route
+def test_varying_integer_shapes_binomial_counts(monkeypatch, max_work):
+    if max_work is not None:
+        monkeypatch.setattr(pgmod, "_H1_MAX_WORK", max_work)
     n = 40_000
     g = torch.Generator().manual_seed(21)
     b = torch.randint(1, 8, (n,), generator=g).to(F64)

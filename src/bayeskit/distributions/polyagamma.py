@@ -659,7 +659,9 @@ def sample_polya_gamma(
         draws = _sample_jstar_h1(zb, rng, copies=int(flat_b[0]))
         return (0.25 * draws).reshape(shape).to(dtype)
     hb = b_t.expand(shape).reshape(-1)
-    if method == "exact" and integer_b:  # varying integer b (binomial counts)
+    if method == "exact" and integer_b and float(hb.sum()) <= _H1_MAX_WORK:
+        # varying integer b (binomial counts), as long as all sum(b) shape-1 draws fit in
+        # one pass; beyond that the chunks below need a quarter of the memory
         owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device),
                                         hb.to(torch.long))
         parts = _sample_jstar_h1(zb[owner], rng)

@@ -148,10 +148,10 @@ class SVGP(nn.Module):
     def _gaussian_fast_route(self, L: torch.Tensor) -> bool:
         """Whether :meth:`elbo` may use :meth:`_gaussian_ell_sum`: whitened, a Gaussian
         likelihood, and ``K_mm`` well conditioned, ``(max diag L / min diag L)^2 <= 1e3``.
-        The M x M route's rounding error grows with that ratio (measured on a 3-D design,
-        largest gradient difference from the per-point route relative to the largest
-        gradient: 8e-14 at 63, 4e-11 at 6.6e3, 1e-8 at 5.5e5), so anything worse
-        conditioned takes the per-point route."""
+        The M x M route's rounding error grows with that ratio (on a 3-D design, largest
+        gradient difference from the per-point route relative to the largest gradient:
+        8e-14 at 63, 4e-11 at 6.6e3, 1e-8 at 5.5e5; the tests check < 1e-11 wherever the
+        route is taken), so anything worse conditioned takes the per-point route."""
         if not (self.whiten and type(self.likelihood) is Gaussian):
             return False
         d = L.diagonal().detach()
