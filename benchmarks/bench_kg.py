@@ -25,7 +25,6 @@ import torch
 
 from bayeskit.bo import (
     DiscreteKnowledgeGradient,
-    GPPosterior,
     OneShotKnowledgeGradient,
     knowledge_gradient_mc,
     optimize_discrete_kg,
@@ -124,7 +123,7 @@ def part_hartmann(seeds: int, num_fantasies: int) -> None:
         ys = (y - y.mean()) / y.std()
         model = GPR(X, ys, Matern(2.5, torch.full((6,), 0.3)), noise_variance=1e-3)
         model.fit(restarts=2, seed=seed)
-        post = GPPosterior(model)
+        post = model.posterior()
         g = torch.Generator().manual_seed(seed)
         start = time.perf_counter()
         tau = posterior_minimum(post, h.bounds, generator=g)

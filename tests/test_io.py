@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayeskit._io import atomic_save, atomic_write, atomic_write_text
+from bayeskit.training import atomic_save, atomic_write, atomic_write_text
 
 
 def test_atomic_writes_replace_or_keep(tmp_path):

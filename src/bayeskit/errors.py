@@ -2,12 +2,16 @@
 
 Every error subclasses a built-in (``ValueError`` or ``TypeError``) so callers that
 already catch those keep working; the subclasses let callers react to a specific failure.
+Messages name the argument, say what was wrong and how to fix it.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BayeskitError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
+    "CheckpointError",
     "NotPositiveDefiniteError",
     "ShapeError",
     "NonFiniteError",
@@ -18,12 +22,27 @@ class BayeskitError(Exception):
     """Base class of every exception bayeskit raises on purpose."""
 
 
+class ArgumentTypeError(BayeskitError, TypeError):
+    """An argument has the wrong type (a string or ``None`` where an array is expected, a
+    complex array, a float where an integer is needed, ...)."""
+
+
+class ArgumentValueError(BayeskitError, ValueError):
+    """An argument has the right type but a value outside its allowed range or set."""
+
+
 class ShapeError(BayeskitError, ValueError):
-    """Tensor shapes do not fit together; the message names the shapes received."""
+    """Tensor shapes do not fit together (or data are empty); the message names the shapes
+    received."""
 
 
 class NonFiniteError(BayeskitError, ValueError):
     """An input holds NaN or infinity where finite numbers are required."""
+
+
+class CheckpointError(BayeskitError, ValueError):
+    """A checkpoint file is damaged, belongs to other data or settings, or would overwrite
+    a previous run; the message names the file and what to do."""
 
 
 class NotPositiveDefiniteError(BayeskitError, ValueError):

@@ -9,7 +9,6 @@ from scipy.stats import norm
 
 from bayeskit.bo import (
     DiscreteKnowledgeGradient,
-    GPPosterior,
     LogExpectedImprovement,
     OneShotKnowledgeGradient,
     UpperConfidenceBound,
@@ -40,7 +39,7 @@ def model():
 
 
 def test_posterior_matches_gpr_and_fantasy_matches_conditioning(model):
-    post = GPPosterior(model)
+    post = model.posterior()
     Xq = torch.linspace(-1, 2, 7, dtype=F64)[:, None]
     mean, var = model.predict_f(Xq)
     m2, v2 = post.mean_and_variance(Xq)
@@ -174,7 +173,7 @@ def test_bad_inputs_give_clear_errors(model):
     from bayeskit.errors import NonFiniteError
 
     with pytest.raises(NonFiniteError, match="NaN"):
-        GPPosterior(model).mean(torch.tensor([[math.nan]], dtype=F64))
+        model.posterior().mean(torch.tensor([[math.nan]], dtype=F64))
     with pytest.raises(ValueError, match="even num_fantasies"):
         OneShotKnowledgeGradient(model, BOUNDS, num_fantasies=5, q=2)
     with pytest.raises(ValueError, match="even num_fantasies"):

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from bayeskit.distributions.gaussian import gauss_hermite
 from bayeskit.gp import SquaredExponential
-from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT, gauss_hermite
+from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT
 from bayeskit.gp.svgp import SVGP
 
 F64 = torch.float64
@@ -63,5 +64,5 @@ def test_svgp_classifier_with_bernoulli_likelihood():
     hist = model.fit(X, y, epochs=100, batch_size=100, lr=0.05)
     assert hist[-1] > hist[0]
     with torch.no_grad():
-        p = model.predict_y(torch.tensor([[-1.6], [1.6]], dtype=F64))
+        p = model.predict_y(torch.tensor([[-1.6], [1.6]], dtype=F64))[0]
     assert float(p[0]) < 0.25 and float(p[1]) > 0.75

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from bayeskit.distributions.gaussian import conditional
 from bayeskit.gp import SGPR, SquaredExponential
-from bayeskit.gp.conditionals import conditional
 from bayeskit.gp.svgp import SVGP
 
 F64 = torch.float64
@@ -83,7 +83,7 @@ def test_conditional_whitened_prior_recovers_the_prior():
     with torch.no_grad():
         L = torch.linalg.cholesky(k(Z) + 1e-9 * torch.eye(6, dtype=F64))
         mean, var = conditional(k(Z, X), L, k.diag(X), torch.zeros(6, dtype=F64),
-                                torch.eye(6, dtype=F64), whiten=True)
+                                q_sqrt=torch.eye(6, dtype=F64), white=True)
         torch.testing.assert_close(mean, torch.zeros(9, dtype=F64))
         torch.testing.assert_close(var, k.diag(X), atol=1e-6, rtol=0)
 

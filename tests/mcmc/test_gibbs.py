@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import CheckpointError, NonFiniteError, ShapeError
 from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
+from bayeskit.training import Checkpoint
 
 F64 = torch.float64
 
@@ -73,7 +74,7 @@ def test_generator_interface_with_islice():
     assert steps[0][0].shape == (2, 1) and steps[0][1].shape == (2, 5)
 
 
-def test_checkpoint_resume_gives_identical_draws(tmp_path):
+def test_checkpoint_resume_gives_identical_draws(tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20, 2))
     y = (X[:, 0] > 0).astype(float)
@@ -86,10 +87,19 @@ def test_checkpoint_resume_gives_identical_draws(tmp_path):
     run_gibbs(partial, generator=torch.Generator().manual_seed(5), checkpoint=ck,
               checkpoint_every=5, num_samples=10, burn_in=10, num_chains=2)
     state = torch.load(ck, weights_only=True)
-    assert int(state["step"]) == 20
-    # resuming a longer run from it is refused (different shape) ...
-    with pytest.raises(ValueError, match="different run"):
+    assert int(state["state"]["step"]) == 20 and state["kind"] == "gibbs"
+    # resuming a longer run from it is refused (other settings) ...
+    with pytest.raises(CheckpointError, match="other settings"):
         run_gibbs(data, generator=torch.Generator().manual_seed(5), checkpoint=ck, **kw)
+    # ... so is a run on other data with the same settings (it would return their draws)
+    other = BinomialRegressionData.create(data.Phi, 1 - data.y)
+    with pytest.raises(CheckpointError, match="other data"):
+        run_gibbs(other, generator=torch.Generator().manual_seed(5), checkpoint=ck,
+                  checkpoint_every=5, num_samples=10, burn_in=10, num_chains=2)
+    # ... and a fresh run never overwrites it silently
+    with pytest.raises(CheckpointError, match="overwrite"):
+        run_gibbs(partial, checkpoint=ck, resume=False, num_samples=10, burn_in=10,
+                  num_chains=2)
     # ... while the same run, interrupted and resumed, reproduces the uninterrupted draws
     ck2 = tmp_path / "same.pt"
     gen = torch.Generator().manual_seed(5)
@@ -97,23 +107,19 @@ def test_checkpoint_resume_gives_identical_draws(tmp_path):
     class Interrupt(Exception):
         pass
 
-    import bayeskit.mcmc.gibbs as gibbs_module
-
-    original = gibbs_module.atomic_save
+    original = Checkpoint.save
     calls = {"n": 0}
 
-    def save_then_interrupt(state, path):
-        original(state, path)
+    def save_then_interrupt(self, state):
+        original(self, state)
         calls["n"] += 1
         if calls["n"] == 3:
             raise Interrupt
 
-    gibbs_module.atomic_save = save_then_interrupt
-    try:
-        with pytest.raises(Interrupt):
-            run_gibbs(data, generator=gen, checkpoint=ck2, checkpoint_every=5, **kw)
-    finally:
-        gibbs_module.atomic_save = original
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
+    with pytest.raises(Interrupt):
+        run_gibbs(data, generator=gen, checkpoint=ck2, checkpoint_every=5, **kw)
+    monkeypatch.setattr(Checkpoint, "save", original)
     resumed = run_gibbs(data, generator=torch.Generator().manual_seed(999), checkpoint=ck2,
                         checkpoint_every=5, **kw)
     torch.testing.assert_close(resumed.beta, full.beta, rtol=0, atol=0)

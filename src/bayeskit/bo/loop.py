@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayeskit._io import atomic_write_text
 from bayeskit.bo.acquisition import (
     LogExpectedImprovement,
     OneShotKnowledgeGradient,
@@ -31,9 +30,9 @@ from bayeskit.bo.acquisition import (
     posterior_minimum,
 )
 from bayeskit.bo.optim import check_bounds, optimize_acquisition
-from bayeskit.bo.posterior import GPPosterior
 from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.gp import GPR, Matern
+from bayeskit.gp import GPR, GPPosterior, Matern
+from bayeskit.training import atomic_write_text
 
 __all__ = ["BayesianOptimizer"]
 
@@ -177,7 +176,7 @@ class BayesianOptimizer:
             return self._initial_design(need).numpy()
         start = time.perf_counter()
         model = self.fit_model()
-        post = GPPosterior(model)
+        post = model.posterior()
         unit = torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
         x_star, tau = posterior_minimum(post, unit, generator=self.generator)
         U, value = self._maximise(post, unit, n, (x_star, tau))
@@ -200,11 +199,11 @@ class BayesianOptimizer:
                                            generator=g, tau=tau)
             return acq.optimize(generator=g)
         acq_cls = {"ei": lambda p: LogExpectedImprovement(p, best_f=float(p.mean(
-            p.X[None]).min())), "ucb": UpperConfidenceBound}[kind]
+            p.train_inputs).min())), "ucb": UpperConfidenceBound}[kind]
         # batches by the kriging believer: condition on the predicted mean, maximise again
         model, points, values = self.model, [], []
         for _ in range(n):
-            p = GPPosterior(model)
+            p = model.posterior()
             U, v = optimize_acquisition(acq_cls(p), unit, generator=g)
             points.append(U)
             values.append(v)

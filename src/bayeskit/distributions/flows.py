@@ -30,8 +30,8 @@ from torch.distributions import (
 )
 from torch.distributions.transforms import Transform
 
-from bayeskit._io import atomic_save
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.training import atomic_save
 
 __all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "Permute", "Flow", "fit_flow"]
 

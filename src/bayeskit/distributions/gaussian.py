@@ -1,18 +1,190 @@
-"""Gaussian conditioning and sampling shared by every model (Gibbs steps, GP posteriors, ...).
+"""The Gaussian floor: every Gaussian identity bayeskit's models, acquisitions and samplers
+use, written once, batched over leading dimensions and differentiable.
 
-The posterior of ``beta ~ N(m, S^-1)`` given pseudo-observations ``z = Phi beta + e``,
-``e ~ N(0, diag(1/w))``, is ``N(mu, P^-1)`` with ``P = Phi^T diag(w) Phi + S`` and
-``P mu = Phi^T diag(w) z + S m``. Two exact samplers: the precision form (cost D^3) and
-Matheron's rule through the N x N system (cost N^3), for D > N.
+- :func:`conditional`: ``q(f_n)`` from ``q(u)`` in the shape of GPflow's
+  ``base_conditional`` (exact GP predictions, SGPR, SVGP, the GP classifier, BO).
+- :func:`gauss_kl`: ``KL[N(m, S S^T) || N(0, K)]`` (``K = I`` when whitened).
+- :func:`moments_to_natural`, :func:`natural_to_moments`: ``(m, S S^T) <-> (S^-1 m, S^-1)``
+  through Cholesky factors (natural-gradient steps).
+- :func:`sample_mvn`: draws from a covariance or a precision factor with a generator;
+  :func:`sample_from_precision`, :func:`sample_linear_gaussian_posterior` (Gibbs steps).
+- :func:`gauss_hermite`, :func:`gauss_hermite_expectation`: ``E_{N(m, v)}[g(f)]``.
+- :func:`append_observations`: the exact observation update of a Cholesky-form posterior
+  through :func:`bayeskit.linalg.cholesky_append`, and :func:`fantasy_sigma`: how the
+  posterior mean moves per standardised outcome of a new noisy observation.
+
+Shapes: ``M`` inducing (or conditioning) points, ``N`` prediction points, ``...`` batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
-from bayeskit.linalg._checks import raise_if_not_pd
+from bayeskit.linalg import cholesky_append, jittered_cholesky
+from bayeskit.validation import check_generator, raise_if_not_pd
 
-__all__ = ["sample_from_precision", "sample_linear_gaussian_posterior"]
+__all__ = [
+    "conditional",
+    "gauss_kl",
+    "moments_to_natural",
+    "natural_to_moments",
+    "sample_mvn",
+    "sample_from_precision",
+    "sample_linear_gaussian_posterior",
+    "gauss_hermite",
+    "gauss_hermite_expectation",
+    "append_observations",
+    "fantasy_sigma",
+]
+
+
+def _solve_lower(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    L = L.expand(*B.shape[:-2], *L.shape[-2:]) if L.dim() < B.dim() else L
+    return torch.linalg.solve_triangular(L, B, upper=False)
+
+
+def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch.Tensor, *,
+                q_sqrt: torch.Tensor | None = None, full_cov: bool = False,
+                white: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (co)variance of ``f_n`` given ``u ~ N(f, S S^T)`` at the ``M`` points.
+
+    With ``A = Lm^-1 Kmn`` (``Lm Lm^T = Kmm``):
+
+    - ``white=True`` (``u = Lm v``, ``f`` and ``S`` describe ``v``): ``mean = A^T f``;
+    - ``white=False``: ``B = Lm^-T A = Kmm^-1 Kmn``, ``mean = B^T f``, and ``S`` uses ``B``;
+    - ``cov = Knn - A^T A + (S^T P)^T (S^T P)`` with ``P = A`` or ``B`` (no last term when
+      ``q_sqrt`` is ``None``: ``u`` known exactly).
+
+    The exact GP posterior is the case ``Lm = chol(K + noise I)``, ``f = Lm^-1 (y - m)``,
+    ``white=True``, ``q_sqrt=None``.
+
+    Args:
+        Kmn: ``[..., M, N]``. Lm: ``[..., M, M]`` lower Cholesky factor of ``Kmm``.
+        Knn: ``[..., N]`` prior variances, or ``[..., N, N]`` with ``full_cov``.
+        f: ``[..., M]``. q_sqrt: ``[..., M, M]`` any square root ``S`` of ``q(u)``'s (or
+            ``q(v)``'s) covariance, or ``None``.
+
+    Returns:
+        ``mean [..., N]`` and ``var [..., N]`` (clamped at 0) or ``cov [..., N, N]``.
+
+    Example:
+        >>> Kmm = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+        >>> Kmn = torch.tensor([[1.0], [0.3]], dtype=torch.float64)
+        >>> Lm = torch.linalg.cholesky(Kmm)
+        >>> mean, var = conditional(Kmn, Lm, torch.tensor([2.0], dtype=torch.float64),
+        ...                         torch.zeros(2, dtype=torch.float64))
+        >>> round(float(var), 6)  # 2 - Kmn^T Kmm^-1 Kmn
+        1.497143
+    """
+    A = _solve_lower(Lm, Kmn)
+    proj = A if white else torch.linalg.solve_triangular(
+        Lm.mT.expand(*A.shape[:-2], *Lm.shape[-2:]) if Lm.dim() < A.dim() else Lm.mT, A,
+        upper=True)
+    mean = (f.unsqueeze(-2) @ proj).squeeze(-2)
+    if full_cov:
+        cov = Knn - A.mT @ A
+        if q_sqrt is not None:
+            SP = q_sqrt.mT @ proj
+            cov = cov + SP.mT @ SP
+        return mean, cov
+    var = Knn - (A * A).sum(-2)
+    if q_sqrt is not None:
+        SP = q_sqrt.mT @ proj
+        var = var + (SP * SP).sum(-2)
+    return mean, var.clamp_min(0)
+
+
+def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``KL[N(q_mu, S S^T) || N(0, K)]`` with ``K = L L^T`` (``K = I`` when
+    ``K_cholesky`` is ``None``, the whitened case). ``S`` lower triangular.
+
+    Args:
+        q_mu: ``[..., M]``. q_sqrt: ``[..., M, M]`` lower triangular, positive diagonal.
+        K_cholesky: ``[..., M, M]`` or ``None``.
+
+    Returns:
+        ``[...]``.
+
+    Example:
+        >>> S = torch.eye(2, dtype=torch.float64)
+        >>> float(gauss_kl(torch.zeros(2, dtype=torch.float64), S))
+        0.0
+    """
+    m = q_mu.shape[-1]
+    logdet_S = 2 * q_sqrt.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    if K_cholesky is None:
+        return 0.5 * ((q_sqrt * q_sqrt).sum((-2, -1)) + (q_mu * q_mu).sum(-1) - m - logdet_S)
+    LiS = _solve_lower(K_cholesky, q_sqrt)
+    Lim = _solve_lower(K_cholesky, q_mu.unsqueeze(-1)).squeeze(-1)
+    logdet_K = 2 * K_cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return 0.5 * ((LiS * LiS).sum((-2, -1)) + (Lim * Lim).sum(-1) - m + logdet_K - logdet_S)
+
+
+def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(eta, Lambda) = (Sigma^-1 mean, Sigma^-1)`` from ``mean [..., M]`` and a lower
+    Cholesky factor of ``Sigma`` ``[..., M, M]`` (no explicit inverse of ``Sigma``)."""
+    prec = torch.cholesky_inverse(cov_cholesky)
+    eta = torch.cholesky_solve(mean.unsqueeze(-1), cov_cholesky).squeeze(-1)
+    return eta, 0.5 * (prec + prec.mT)
+
+
+def natural_to_moments(eta: torch.Tensor, precision: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, L_Sigma)`` from natural parameters: ``mean = Lambda^-1 eta`` and a lower
+    Cholesky factor of ``Sigma = Lambda^-1``. A precision that is not positive definite
+    (jitter included) raises :class:`~bayeskit.errors.NotPositiveDefiniteError`.
+
+    Example:
+        >>> P = 4 * torch.eye(2, dtype=torch.float64)
+        >>> mean, L = natural_to_moments(torch.ones(2, dtype=torch.float64), P)
+        >>> mean.tolist(), L.diagonal().tolist()
+        ([0.25, 0.25], [0.5, 0.5])
+    """
+    Lp, _ = jittered_cholesky(0.5 * (precision + precision.mT))
+    mean = torch.cholesky_solve(eta.unsqueeze(-1), Lp).squeeze(-1)
+    # Sigma = Lp^-T Lp^-1 from one triangular solve, then its own lower factor
+    eye = torch.eye(Lp.shape[-1], dtype=Lp.dtype, device=Lp.device)
+    U = torch.linalg.solve_triangular(Lp.mT, eye.expand_as(Lp), upper=True)  # Lp^-T, upper
+    cov = U @ U.mT
+    L_sigma, _ = jittered_cholesky(0.5 * (cov + cov.mT))
+    return mean, L_sigma
+
+
+def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
+               precision_tril: torch.Tensor | None = None, sample_shape: tuple[int, ...] = (),
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draws ``[*sample_shape, ..., D]`` from ``N(mean, Sigma)``.
+
+    Give exactly one factor: ``scale_tril`` ``L`` with ``Sigma = L L^T`` (draw
+    ``mean + L eps``) or ``precision_tril`` ``L`` with ``Sigma^-1 = L L^T`` (draw
+    ``mean + L^-T eps``, one triangular solve, no inverse).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = sample_mvn(torch.zeros(3, dtype=torch.float64),
+        ...                scale_tril=torch.eye(3, dtype=torch.float64),
+        ...                sample_shape=(4,), generator=g)
+        >>> x.shape
+        torch.Size([4, 3])
+    """
+    check_generator(generator)
+    if (scale_tril is None) == (precision_tril is None):
+        raise ValueError("give exactly one of scale_tril and precision_tril")
+    factor = scale_tril if scale_tril is not None else precision_tril
+    batch = torch.broadcast_shapes(mean.shape, factor.shape[:-1])
+    eps = torch.randn((*sample_shape, *batch), dtype=mean.dtype, device=mean.device,
+                      generator=generator).unsqueeze(-1)
+    if scale_tril is not None:
+        noise = (scale_tril @ eps).squeeze(-1)
+    else:
+        U = precision_tril.mT.expand(*eps.shape[:-2], *precision_tril.shape[-2:])
+        noise = torch.linalg.solve_triangular(U, eps, upper=True).squeeze(-1)
+    return mean + noise
 
 
 def sample_from_precision(
@@ -32,9 +204,7 @@ def sample_from_precision(
     L, info = torch.linalg.cholesky_ex(precision)
     raise_if_not_pd(info > 0, "the posterior precision")
     mean = torch.cholesky_solve(shift.unsqueeze(-1), L).squeeze(-1)
-    eps = torch.randn(shift.shape, dtype=shift.dtype, device=shift.device, generator=generator)
-    noise = torch.linalg.solve_triangular(L.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
-    return mean, mean + noise
+    return mean, sample_mvn(mean, precision_tril=L, generator=generator)
 
 
 def sample_linear_gaussian_posterior(
@@ -42,7 +212,12 @@ def sample_linear_gaussian_posterior(
     prior_precision: torch.Tensor, *, method: str = "auto",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One exact draw of ``beta`` given weighted pseudo-observations (see module docstring).
+    """One exact draw of ``beta`` given weighted pseudo-observations.
+
+    The posterior of ``beta ~ N(m, S^-1)`` given ``z = Phi beta + e``, ``e ~ N(0,
+    diag(1/w))``, is ``N(mu, P^-1)`` with ``P = Phi^T diag(w) Phi + S`` and ``P mu = Phi^T
+    diag(w) z + S m``. Two exact samplers: the precision form (cost D^3) and Matheron's
+    rule through the N x N system (cost N^3), for D > N.
 
     Args:
         Phi: ``[N, D]`` design. weights: ``[..., N]`` positive ``w``. targets: ``[..., N]``
@@ -66,9 +241,7 @@ def sample_linear_gaussian_posterior(
     # + W^-1)^-1 (z - Phi beta0 - e0), where z = targets / w.
     batch = weights.shape[:-1]
     Ls = torch.linalg.cholesky(prior_precision)
-    eps = torch.randn(*batch, d, dtype=Phi.dtype, device=Phi.device, generator=generator)
-    beta0 = prior_mean + torch.linalg.solve_triangular(
-        Ls.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
+    beta0 = sample_mvn(prior_mean.expand(*batch, d), precision_tril=Ls, generator=generator)
     e0 = torch.randn(*batch, n, dtype=Phi.dtype, device=Phi.device,
                      generator=generator) / weights.sqrt()
     prior_cov_PhiT = torch.cholesky_solve(Phi.mT, Ls)  # S^-1 Phi^T: [D, N]
@@ -78,3 +251,87 @@ def sample_linear_gaussian_posterior(
     raise_if_not_pd(info > 0, "Phi S^-1 Phi^T + W^-1")
     alpha = torch.cholesky_solve(resid.unsqueeze(-1), Lk).squeeze(-1)
     return beta0 + alpha @ prior_cov_PhiT.mT
+
+
+def gauss_hermite(num_points: int, *, dtype: torch.dtype = torch.float64,
+                  device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes ``x`` and weights ``w`` (summing to 1) with ``E_{N(0,1)}[g(z)] ~ sum w_i
+    g(x_i)``, exact for polynomials of degree ``< 2 num_points``.
+
+    Example:
+        >>> x, w = gauss_hermite(3)
+        >>> round(float((w * x ** 2).sum()), 12)
+        1.0
+    """
+    x, w = np.polynomial.hermite_e.hermegauss(int(num_points))
+    return (torch.as_tensor(x, dtype=dtype, device=device),
+            torch.as_tensor(w / w.sum(), dtype=dtype, device=device))
+
+
+def gauss_hermite_expectation(fn: Callable[[torch.Tensor], torch.Tensor], mean: torch.Tensor,
+                              var: torch.Tensor, num_points: int = 20) -> torch.Tensor:
+    """``E_{f ~ N(mean, var)}[fn(f)]`` elementwise by Gauss-Hermite quadrature; ``fn`` gets
+    ``[..., num_points]`` and must return the same shape.
+
+    Example:
+        >>> m = torch.tensor([1.0], dtype=torch.float64)
+        >>> v = torch.tensor([4.0], dtype=torch.float64)
+        >>> round(float(gauss_hermite_expectation(lambda f: f ** 2, m, v)), 12)  # m^2 + v
+        5.0
+    """
+    x, w = gauss_hermite(num_points, dtype=mean.dtype, device=mean.device)
+    f = mean.unsqueeze(-1) + var.clamp_min(0).sqrt().unsqueeze(-1) * x
+    return (fn(f) * w).sum(-1)
+
+
+def append_observations(L: torch.Tensor, f: torch.Tensor, cross: torch.Tensor,
+                        corner: torch.Tensor, resid_new: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact update of a Cholesky-form posterior by ``q`` new observations.
+
+    With ``L L^T = K + noise I`` of the ``N`` observations and ``f = L^-1 (y - m)``,
+    appending points whose covariances are ``cross = K(X, X_new)`` ``[N, q]`` and ``corner
+    = K(X_new, X_new) + noise I`` ``[q, q]`` extends ``L`` by
+    :func:`~bayeskit.linalg.cholesky_append` (O(N^2 q), no refactorisation) and ``f`` by
+    its new rows ``L22^-1 (r_new - L21 f)``.
+
+    Args:
+        L: ``[N, N]``. f: ``[..., N]`` (a leading batch: several outcome vectors, e.g.
+            fantasies). cross: ``[N, q]``. corner: ``[q, q]``. resid_new: ``[..., q]``
+            ``y_new - m(X_new)``.
+
+    Returns:
+        ``(L_new [N+q, N+q], f_new [..., N+q])``.
+    """
+    n = L.shape[-1]
+    L_new = cholesky_append(L, cross, corner)
+    L21, L22 = L_new[..., n:, :n], L_new[..., n:, n:]
+    rhs = resid_new - (f.unsqueeze(-2) @ L21.mT).squeeze(-2)
+    f_tail = torch.linalg.solve_triangular(
+        L22.expand(*rhs.shape[:-1], *L22.shape), rhs.unsqueeze(-1), upper=False).squeeze(-1)
+    f_new = torch.cat([f.expand(*rhs.shape[:-1], n), f_tail], -1)
+    return L_new, f_new
+
+
+def fantasy_sigma(cross: torch.Tensor, cov_new: torch.Tensor, noise: torch.Tensor
+                  ) -> torch.Tensor:
+    """``sigma_tilde = k_n(X, X_c) C^-T`` with ``C C^T = k_n(X_c, X_c) + noise I``: how the
+    posterior mean at ``X`` moves per standardised outcome ``Z ~ N(0, I_q)`` observed at
+    ``X_c`` (Frazier et al. 2009, eq. 7 for ``q = 1``): ``mu_{n+q} = mu_n + sigma_tilde Z``.
+
+    Args:
+        cross: ``[..., Q, q]`` posterior covariances ``k_n(X, X_c)``.
+        cov_new: ``[..., q, q]`` posterior covariance ``k_n(X_c, X_c)`` (for ``q = 1`` the
+            variance ``[..., 1, 1]``).
+        noise: observation noise variance (scalar tensor).
+
+    Returns:
+        ``[..., Q, q]``.
+    """
+    q = cov_new.shape[-1]
+    if q == 1:  # one point: the appended Cholesky entry is a square root
+        return cross / torch.sqrt(cov_new[..., 0, :].clamp_min(0) + noise)[..., None, :]
+    eye = torch.eye(q, dtype=cov_new.dtype, device=cov_new.device)
+    C, _ = jittered_cholesky(cov_new + noise * eye)
+    C = C.expand(*cross.shape[:-2], q, q) if C.dim() < cross.dim() else C
+    return torch.linalg.solve_triangular(C, cross.mT, upper=False).mT

@@ -795,7 +795,7 @@ class PolyaGamma(torch.distributions.Distribution):
         >>> d.sample((4,), generator=torch.Generator().manual_seed(0)).shape
         torch.Size([4, 2])
         >>> d.mean
-        tensor([0.2500, 0.3772])
+        tensor([0.2500, 0.3771])
     """
 
     arg_constraints = {"b": torch.distributions.constraints.positive,

@@ -15,9 +15,11 @@ from bayeskit.gp.kernels import (
 )
 from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT
 from bayeskit.gp.means import ConstantMean, LinearMean, ZeroMean
+from bayeskit.gp.posterior import GPPosterior, as_posterior
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "inducing", "Kernel", "Matern", "SquaredExponential",
-           "RationalQuadratic", "Periodic", "Linear", "Scale", "Sum", "Product", "ZeroMean",
-           "ConstantMean", "LinearMean", "Bernoulli", "Gaussian", "Poisson", "StudentT"]
+__all__ = ["GPR", "SGPR", "SVGP", "GPPosterior", "as_posterior", "inducing", "Kernel",
+           "Matern", "SquaredExponential", "RationalQuadratic", "Periodic", "Linear", "Scale",
+           "Sum", "Product", "ZeroMean", "ConstantMean", "LinearMean", "Bernoulli",
+           "Gaussian", "Poisson", "StudentT"]

@@ -33,7 +33,7 @@ class _GPRegressorBase(RegressorMixin, BaseEstimator):
         mean = mean.detach().numpy() * self.y_scale_ + self.y_mean_
         if not return_std:
             return mean
-        noise = float(self._noise().detach())
+        noise = float(self.model_.noise_variance.detach())
         return mean, np.sqrt(var.detach().numpy() + noise) * self.y_scale_
 
     def _standardise(self, y):
@@ -60,9 +60,6 @@ class GPRegressor(_GPRegressorBase):
                           noise_variance=self.noise_variance)
         self.model_.fit(max_iter=self.max_iter, restarts=self.restarts)
         return self
-
-    def _noise(self):
-        return self.model_.noise_variance
 
 
 class SparseGPRegressor(_GPRegressorBase):
@@ -102,11 +99,6 @@ class SparseGPRegressor(_GPRegressorBase):
                             seed=0 if self.random_state is None else int(self.random_state))
         return self
 
-    def _noise(self):
-        if self.method == "sgpr":
-            return self.model_.noise_variance
-        return self.model_.likelihood.variance
-
 
 class SVGPClassifier(ClassifierMixin, BaseEstimator):
     """Binary GP classification by SVGP with a Bernoulli likelihood (labels 0/1)."""
@@ -138,7 +130,7 @@ class SVGPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = check_array(X, dtype=np.float64)
         with torch.no_grad():
-            p1 = self.model_.predict_y(torch.as_tensor(X)).numpy()
+            p1 = self.model_.predict_y(torch.as_tensor(X))[0].numpy()
         return np.stack([1 - p1, p1], axis=1)
 
     def predict(self, X) -> np.ndarray:

@@ -18,39 +18,54 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.gp.fit import minimise_lbfgs
+from bayeskit.errors import ArgumentTypeError, ShapeError
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
-from bayeskit.linalg import cholesky_append, jittered_cholesky
+from bayeskit.gp.means import ConstantMean
+from bayeskit.gp.posterior import GPPosterior
+from bayeskit.linalg import jittered_cholesky
+from bayeskit.training.optim import fit_with_restarts
+from bayeskit.validation import (
+    as_inputs,
+    as_int,
+    as_scalar,
+    as_tensor,
+    check_same_rows,
+)
 
-__all__ = ["GPR"]
-
-F64 = torch.float64
+__all__ = ["GPR", "check_data", "check_kernel", "check_mean_function"]
 
 
-def _check_xy(X, y) -> tuple[torch.Tensor, torch.Tensor]:
-    X = torch.as_tensor(X, dtype=F64)
-    y = torch.as_tensor(y, dtype=F64)
-    X = X[:, None] if X.dim() == 1 else X
-    if X.dim() != 2 or X.shape[0] == 0:
-        raise ShapeError(f"X must be a non-empty [N, D] matrix, got {tuple(X.shape)}")
-    if y.shape != (X.shape[0],):
-        raise ShapeError(f"y must have shape [{X.shape[0]}] to match X, got {tuple(y.shape)}")
-    if not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(y).all())):
-        raise NonFiniteError("X or y contains NaN or infinite values")
+def check_data(X, y, *, dtype: torch.dtype | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training data as copies: ``X`` ``[N, D]`` (a vector is one feature) and ``y`` ``[N]``
+    in ``X``'s dtype (float64 for NumPy/list input, a floating tensor's own otherwise)."""
+    X = as_inputs(X, "X", dtype=dtype)
+    y = as_tensor(y, "y", dtype=X.dtype, device=X.device, ndim=1)
+    check_same_rows("X", X, "y", y)
     return X, y
 
 
-def check_new_inputs(Xnew, dim: int) -> torch.Tensor:
-    """Prediction inputs as a float64 ``[M, dim]`` matrix (a vector is one feature)."""
-    Xnew = torch.as_tensor(Xnew, dtype=F64)
-    Xnew = Xnew[:, None] if Xnew.dim() == 1 else Xnew
-    if Xnew.dim() != 2 or Xnew.shape[-1] != dim:
-        raise ShapeError(f"Xnew must be [M, {dim}] (the model has {dim} features), got "
-                         f"{tuple(Xnew.shape)}")
-    if not bool(torch.isfinite(Xnew).all()):
-        raise NonFiniteError("Xnew contains NaN or infinite values")
-    return Xnew
+def check_kernel(kernel) -> Kernel:
+    """``kernel`` or the default squared exponential; refuses anything but a Kernel and
+    NaN hyperparameters."""
+    if kernel is None:
+        return SquaredExponential()
+    if not isinstance(kernel, Kernel):
+        raise ArgumentTypeError(f"kernel must be a bayeskit.gp.Kernel, got "
+                                f"{type(kernel).__name__}")
+    for name, p in kernel.named_parameters():
+        if not bool(torch.isfinite(p.detach()).all()):
+            raise ArgumentTypeError(f"kernel parameter {name} is not finite; build the kernel "
+                                    "with finite positive hyperparameters")
+    return kernel
+
+
+def check_mean_function(mean_function):
+    """``None`` or an ``nn.Module`` mean function."""
+    if mean_function is not None and not isinstance(mean_function, nn.Module):
+        raise ArgumentTypeError(f"mean_function must be an nn.Module (e.g. "
+                                f"bayeskit.gp.LinearMean), got {type(mean_function).__name__}")
+    return mean_function
 
 
 def _factor_with_noise(K: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -100,6 +115,10 @@ class _GaussianNLL(torch.autograd.Function):
 class GPR(nn.Module):
     """Exact GP regression with a constant mean (learnable) and Gaussian noise.
 
+    The model follows its data's dtype and device (float64 for NumPy/list input); ``X`` and
+    ``y`` are copied, so later changes to the caller's arrays do not affect the model.
+    A kernel is used as given (and trained in place by :meth:`fit`).
+
     Args:
         X: ``[N, D]`` inputs; y: ``[N]`` targets.
         kernel: a :class:`bayeskit.gp.Kernel` (default squared exponential).
@@ -120,33 +139,39 @@ class GPR(nn.Module):
                  mean: float = 0.0, learn_mean: bool = True,
                  mean_function: nn.Module | None = None):
         super().__init__()
-        X, y = _check_xy(X, y)
+        X, y = check_data(X, y)
         self.register_buffer("X", X)
         self.register_buffer("y", y)
-        self.kernel = kernel if kernel is not None else SquaredExponential()
-        self.kernel.to(F64)
-        self.raw_noise = nn.Parameter(inverse_positive(noise_variance))
-        self.mean_constant = nn.Parameter(torch.tensor(float(mean), dtype=F64),
-                                          requires_grad=learn_mean and mean_function is None)
-        self.mean_function = mean_function.to(F64) if mean_function is not None else None
+        self.kernel = check_kernel(kernel)
+        noise = as_scalar(noise_variance, "noise_variance", low=1e-6, low_open=True)
+        self.raw_noise = nn.Parameter(inverse_positive(noise))
+        self.mean_constant = nn.Parameter(
+            torch.tensor(as_scalar(mean, "mean"), dtype=torch.float64),
+            requires_grad=bool(learn_mean) and mean_function is None)
+        self.mean_function = check_mean_function(mean_function)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    @property
     def noise_variance(self) -> torch.Tensor:
-        return positive(self.raw_noise)
+        """The Gaussian noise variance (the one public name in every GP model)."""
+        return positive(self.raw_noise).to(self.dtype)
 
     def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
         """``m(X)``: the mean function if one was given, else the constant ``mean``."""
         if self.mean_function is not None:
-            return self.mean_function(X)
-        return self.mean_constant.expand(X.shape[:-1])
+            return self.mean_function(X).to(X.dtype)
+        return self.mean_constant.to(X.dtype).expand(X.shape[:-1])
 
     def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L, alpha)`` of the training data (cached when gradients are off)."""
         if self._cache is not None and not torch.is_grad_enabled():
             return self._cache
-        n = self.X.shape[0]
-        K = self.kernel(self.X) + self.noise_variance * torch.eye(n, dtype=F64)
+        K = self.kernel(self.X).clone()
+        K.diagonal().add_(self.noise_variance)
         L, _ = jittered_cholesky(K)
         resid = (self.y - self.prior_mean(self.X)).unsqueeze(-1)
         alpha = torch.linalg.solve_triangular(L, resid, upper=False).squeeze(-1)
@@ -163,83 +188,66 @@ class GPR(nn.Module):
         return -nll - 0.5 * n * math.log(2 * math.pi)
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
-            log_prior: Callable[[GPR], torch.Tensor] | None = None) -> GPR:
+            log_prior: Callable[[GPR], torch.Tensor] | None = None,
+            starts: list[dict] | None = None) -> GPR:
         """Type-II maximum likelihood with L-BFGS; ``restarts`` extra random starts
-        (hyperparameters perturbed on the log scale), keeping the best. With ``log_prior``
-        (``model -> scalar``) the maximum a posteriori hyperparameters instead."""
-        g = torch.Generator().manual_seed(seed)
-        best_state, best = None, -math.inf
-        start = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        for attempt in range(restarts + 1):
-            self.load_state_dict(start)
-            if attempt:
-                with torch.no_grad():
-                    for name, p in self.named_parameters():
-                        if name.startswith(("raw_", "kernel.raw_")) and p.requires_grad:
-                            p.add_(torch.randn(p.shape, dtype=p.dtype, generator=g))
-            try:
-                def objective():
-                    lml = self.log_marginal_likelihood()
-                    return -(lml + log_prior(self)) if log_prior is not None else -lml
+        (hyperparameters perturbed on the unconstrained scale), keeping the best. With
+        ``log_prior`` (``model -> scalar``) the maximum a posteriori hyperparameters
+        instead. ``starts``: parameter values to start from (see
+        :func:`bayeskit.training.optim.fit_with_restarts`), default the current ones."""
 
-                value = -minimise_lbfgs(self.parameters(), objective, max_iter)
-            except ValueError:  # a start that breaks the Cholesky is skipped
-                continue
-            if value > best:
-                best = value
-                best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        if best_state is None:
-            raise ValueError("every optimisation start failed; rescale the data or the "
-                             "initial hyperparameters")
-        self.load_state_dict(best_state)
+        def objective():
+            lml = self.log_marginal_likelihood()
+            return -(lml + log_prior(self)) if log_prior is not None else -lml
+
+        fit_with_restarts(self, objective, max_iter=max_iter, restarts=restarts,
+                          seed=as_int(seed, "seed"), starts=starts)
         self._cache = None
         return self
 
-    def predict_f(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean ``[M]`` and variance ``[M]`` (or covariance ``[M, M]``) of ``f``."""
-        Xnew = check_new_inputs(Xnew, self.X.shape[-1])
+    def posterior(self) -> GPPosterior:
+        """The posterior process (the model contract): exact form, ``L L^T = K + noise I``,
+        ``f = L^-1 (y - m)``, no ``q_sqrt``."""
         with torch.no_grad():
             L, alpha = self._factor()
-            A = torch.linalg.solve_triangular(L, self.kernel(self.X, Xnew), upper=False)
-            mean = self.prior_mean(Xnew) + A.mT @ alpha
-            if full_cov:
-                return mean, self.kernel(Xnew) - A.mT @ A
-            return mean, (self.kernel.diag(Xnew) - (A * A).sum(0)).clamp_min(0)
+            mean = self.mean_function if self.mean_function is not None else ConstantMean(
+                float(self.mean_constant), learn=False)
+            return GPPosterior.from_model_parts(self.kernel, mean, self.X, L, alpha,
+                                                noise=self.noise_variance)
 
-    def predict_y(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predictive distribution of new observations (adds the noise variance)."""
-        mean, cov = self.predict_f(Xnew, full_cov)
-        noise = self.noise_variance.detach()
-        if full_cov:
-            return mean, cov + noise * torch.eye(cov.shape[-1], dtype=F64)
-        return mean, cov + noise
+    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean ``[M]`` and variance ``[M]`` (or covariance ``[M, M]``) of ``f``."""
+        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
+        post = self.posterior()
+        with torch.no_grad():
+            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
 
-    def sample_f(self, Xnew, num_samples: int, *, generator: torch.Generator | None = None,
-                 jitter: float = 1e-10) -> torch.Tensor:
-        """Joint posterior draws of ``f`` at ``Xnew``: ``[num_samples, M]``."""
-        mean, cov = self.predict_f(Xnew, full_cov=True)
-        Lc, _ = jittered_cholesky(cov + jitter * torch.eye(cov.shape[-1], dtype=F64))
-        eps = torch.randn(num_samples, mean.shape[0], dtype=F64, generator=generator)
-        return mean + eps @ Lc.mT
+    def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance (or covariance) of new observations (adds the noise)."""
+        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
+        with torch.no_grad():
+            return self.posterior().predictive(X, full_cov=full_cov)
+
+    def sample_f(self, X, num_samples: int, *, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+        """Joint posterior draws of ``f`` at ``X``: ``[num_samples, M]``."""
+        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
+        n = as_int(num_samples, "num_samples", positive=True)
+        with torch.no_grad():
+            return self.posterior().rsample(X, (n,), generator=generator)
 
     def condition_on_observations(self, X_new, y_new) -> GPR:
-        """A new model with extra observations, sharing the hyperparameters; its Cholesky
-        factor is the current one extended by ``cholesky_append`` (O(N^2 K)), not redone."""
-        X_new, y_new = _check_xy(X_new, y_new)
-        with torch.no_grad():
-            L, _ = self._factor()
-            cross = self.kernel(self.X, X_new)
-            corner = self.kernel(X_new) + self.noise_variance * torch.eye(len(X_new), dtype=F64)
-            L_new = cholesky_append(L, cross, corner)
-            model = GPR.__new__(GPR)
-            nn.Module.__init__(model)
-            model.register_buffer("X", torch.cat([self.X, X_new]))
-            model.register_buffer("y", torch.cat([self.y, y_new]))
-            model.kernel = self.kernel
-            model.raw_noise = self.raw_noise
-            model.mean_constant = self.mean_constant
-            model.mean_function = self.mean_function
-            resid = (model.y - model.prior_mean(model.X)).unsqueeze(-1)
-            alpha = torch.linalg.solve_triangular(L_new, resid, upper=False).squeeze(-1)
-            model._cache = (L_new, alpha)
+        """A new model with extra observations, sharing the hyperparameters (the same
+        parameter objects); its Cholesky factor is the current one extended by
+        ``cholesky_append`` (O(N^2 K)), not redone."""
+        X_new, y_new = check_data(X_new, y_new, dtype=self.dtype)
+        if X_new.shape[-1] != self.X.shape[-1]:
+            raise ShapeError(f"X_new must have {self.X.shape[-1]} feature(s), got "
+                             f"{X_new.shape[-1]}")
+        post = self.posterior().condition_on_observations(X_new, y_new)
+        model = GPR(torch.cat([self.X, X_new]), torch.cat([self.y, y_new]), self.kernel,
+                    mean_function=self.mean_function)
+        model.raw_noise = self.raw_noise
+        model.mean_constant = self.mean_constant
+        model._cache = (post.L, post.f)
         return model

@@ -97,8 +97,9 @@ class SquaredExponential(Stationary):
 
     Example:
         >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
-        >>> k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
-        tensor([[0.2707]], dtype=torch.float64, grad_fn=<MulBackward0>)
+        >>> K = k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+        >>> round(float(K), 4)
+        0.2707
     """
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,15 +24,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from bayeskit.errors import ShapeError
-from bayeskit.gp.exact import _check_xy, check_new_inputs
-from bayeskit.gp.fit import minimise_lbfgs
-from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
-from bayeskit.linalg import jittered_cholesky
+from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
+from bayeskit.gp.kernels import Kernel, inverse_positive, positive
+from bayeskit.gp.means import ConstantMean
+from bayeskit.gp.posterior import GPPosterior
+from bayeskit.linalg import jittered_cholesky, stabilised_cholesky
+from bayeskit.training.optim import fit_with_restarts
+from bayeskit.validation import as_inputs, as_int, as_scalar, check_choice
 
 __all__ = ["SGPR"]
-
-F64 = torch.float64
 
 
 class SGPR(nn.Module):
@@ -59,35 +59,37 @@ class SGPR(nn.Module):
                  mean_function: nn.Module | None = None, chunk_size: int = 131_072,
                  method: str = "auto"):
         super().__init__()
-        X, y = _check_xy(X, y)
-        Z = torch.as_tensor(inducing_points, dtype=F64)
-        Z = Z[:, None] if Z.dim() == 1 else Z
-        if Z.dim() != 2 or Z.shape[1] != X.shape[1] or Z.shape[0] == 0:
-            raise ShapeError(f"inducing_points must be [M, {X.shape[1]}], got {tuple(Z.shape)}")
+        X, y = check_data(X, y)
+        Z = as_inputs(inducing_points, "inducing_points", dim=X.shape[1], dtype=X.dtype,
+                      device=X.device)
         self.register_buffer("X", X)
         self.register_buffer("y", y)
-        self.Z = nn.Parameter(Z.clone(), requires_grad=train_inducing)
-        self.kernel = kernel if kernel is not None else SquaredExponential()
-        self.kernel.to(F64)
-        self.raw_noise = nn.Parameter(inverse_positive(noise_variance))
-        self.mean_constant = nn.Parameter(torch.tensor(float(mean), dtype=F64),
-                                          requires_grad=learn_mean and mean_function is None)
-        self.mean_function = mean_function.to(F64) if mean_function is not None else None
-        self.jitter = jitter
-        self.chunk_size = int(chunk_size)
-        if method not in ("auto", "stable"):
-            raise ValueError(f"method must be 'auto' or 'stable', got {method!r}")
-        self.method = method
+        self.Z = nn.Parameter(Z, requires_grad=bool(train_inducing))
+        self.kernel = check_kernel(kernel)
+        noise = as_scalar(noise_variance, "noise_variance", low=1e-6, low_open=True)
+        self.raw_noise = nn.Parameter(inverse_positive(noise))
+        self.mean_constant = nn.Parameter(
+            torch.tensor(as_scalar(mean, "mean"), dtype=torch.float64),
+            requires_grad=bool(learn_mean) and mean_function is None)
+        self.mean_function = check_mean_function(mean_function)
+        self.jitter = as_scalar(jitter, "jitter", nonnegative=True)
+        self.chunk_size = as_int(chunk_size, "chunk_size", positive=True)
+        self.method = check_choice(method, "method", ("auto", "stable"))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
 
     def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
         """``m(X)``: the mean function if given, else the constant ``mean``."""
         if self.mean_function is not None:
-            return self.mean_function(X)
-        return self.mean_constant.expand(X.shape[:-1])
+            return self.mean_function(X).to(X.dtype)
+        return self.mean_constant.to(X.dtype).expand(X.shape[:-1])
 
     @property
     def noise_variance(self) -> torch.Tensor:
-        return positive(self.raw_noise)
+        """The Gaussian noise variance (the one public name in every GP model)."""
+        return positive(self.raw_noise).to(self.dtype)
 
     def _statistics(self, L: torch.Tensor, resid: torch.Tensor):
         """``L^-1 P L^-T`` with ``P = K_uf K_fu`` ``[M, M]``, ``L^-1 K_uf (y - m)`` ``[M]`` and
@@ -133,13 +135,11 @@ class SGPR(nn.Module):
         """``L``, ``L_B``, ``c``, the residual, ``L^-1 P L^-T``, ``L^-1 b`` and ``tr K_ff``
         (``A A^T = L^-1 P L^-T / s2``, ``A r = L^-1 b / s``; see :meth:`_statistics`)."""
         m = self.Z.shape[0]
-        Kuu = self.kernel(self.Z)
-        Kuu = Kuu + self.jitter * Kuu.diagonal().mean().detach() * torch.eye(m, dtype=F64)
-        L, _ = jittered_cholesky(Kuu)
+        L = stabilised_cholesky(self.kernel(self.Z), self.jitter)
         s2 = self.noise_variance
         resid = self.y - self.prior_mean(self.X)
         LPL, Lb, trK = self._statistics(L, resid)
-        LB, _ = jittered_cholesky(torch.eye(m, dtype=F64) + LPL / s2)
+        LB, _ = jittered_cholesky(self._eye(m) + LPL / s2)
         c = torch.linalg.solve_triangular(LB, Lb.unsqueeze(-1) / s2, upper=False).squeeze(-1)
         return L, LB, c, resid, LPL, Lb, trK
 
@@ -165,25 +165,43 @@ class SGPR(nn.Module):
         t = trK - LPL.diagonal().sum()
         corrected = s2 + t.clamp_min(0)
         m = self.Z.shape[0]
-        LC, _ = jittered_cholesky(torch.eye(m, dtype=F64) + LPL / corrected)
+        LC, _ = jittered_cholesky(self._eye(m) + LPL / corrected)
         v = torch.linalg.solve_triangular(LC, Lb.unsqueeze(-1) / corrected, upper=False)
         return (-0.5 * n * torch.log(2 * math.pi * s2) - LB.diagonal().log().sum()
                 - 0.5 * (resid * resid).sum() / corrected + 0.5 * (v * v).sum())
 
-    def fit(self, max_iter: int = 200) -> SGPR:
-        """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS."""
-        minimise_lbfgs(self.parameters(), lambda: -self.elbo(), max_iter)
+    def _eye(self, m: int) -> torch.Tensor:
+        return torch.eye(m, dtype=self.dtype, device=self.X.device)
+
+    def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0) -> SGPR:
+        """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS (``restarts``:
+        extra perturbed starts, as for :meth:`bayeskit.gp.GPR.fit`)."""
+        fit_with_restarts(self, lambda: -self.elbo(), max_iter=max_iter, restarts=restarts,
+                          seed=seed)
         return self
 
-    def predict_f(self, Xnew, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[M']`` and variance (or covariance) of ``f`` under the optimal ``q(u)``."""
-        Xnew = check_new_inputs(Xnew, self.X.shape[-1])
+    def posterior(self) -> GPPosterior:
+        """The posterior process under the optimal ``q(u)`` (the model contract): whitened
+        ``q(v) = N(L_B^-T c, L_B^-T L_B^-1)`` with ``L`` the factor of ``K_uu``."""
         with torch.no_grad():
             L, LB, c, *_ = self._common()
-            t1 = torch.linalg.solve_triangular(L, self.kernel(self.Z, Xnew), upper=False)
-            t2 = torch.linalg.solve_triangular(LB, t1, upper=False)
-            mean = self.prior_mean(Xnew) + t2.mT @ c
-            if full_cov:
-                return mean, self.kernel(Xnew) - t1.mT @ t1 + t2.mT @ t2
-            var = self.kernel.diag(Xnew) - (t1 * t1).sum(0) + (t2 * t2).sum(0)
-            return mean, var.clamp_min(0)
+            S = torch.linalg.solve_triangular(LB.mT, self._eye(LB.shape[-1]), upper=True)
+            f = S @ c
+            mean = self.mean_function if self.mean_function is not None else ConstantMean(
+                float(self.mean_constant), learn=False)
+            return GPPosterior.from_model_parts(self.kernel, mean, self.Z, L, f, q_sqrt=S,
+                                                noise=self.noise_variance,
+                                                train_inputs=self.X)
+
+    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``[M']`` and variance (or covariance) of ``f`` under the optimal ``q(u)``."""
+        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
+        post = self.posterior()
+        with torch.no_grad():
+            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
+
+    def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance (or covariance) of new observations (adds the noise)."""
+        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
+        with torch.no_grad():
+            return self.posterior().predictive(X, full_cov=full_cov)

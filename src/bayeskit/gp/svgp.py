@@ -6,9 +6,11 @@ default (``u = L v``, prior ``N(0, I)``). The ELBO on a minibatch of ``B`` of ``
     ELBO = (N / B) sum_b E_q[log p(y_b | f_b)] - KL[q(u) || p(u)]
 
 with the expectations from the likelihood (closed form for Gaussian and Poisson,
-Gauss-Hermite quadrature otherwise).
-
-The marginals of ``q(f)`` come from :func:`bayeskit.gp.conditionals.conditional`.
+Gauss-Hermite quadrature otherwise). The marginals of ``q(f)`` come from the Gaussian
+floor's :func:`~bayeskit.distributions.gaussian.conditional`, the KL from
+:func:`~bayeskit.distributions.gaussian.gauss_kl`, natural parameters from
+:func:`~bayeskit.distributions.gaussian.moments_to_natural`; training is the shared
+:func:`bayeskit.training.train`.
 """
 
 from __future__ import annotations
@@ -19,23 +21,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bayeskit._io import atomic_save
-from bayeskit._parallel import (
-    allreduce_grads,
-    allreduce_sum,
-    epoch_generator,
-    local_rows,
-    world,
+from bayeskit.distributions.gaussian import (
+    conditional,
+    gauss_kl,
+    moments_to_natural,
+    natural_to_moments,
 )
-from bayeskit.gp.conditionals import conditional
-from bayeskit.gp.exact import _check_xy
-from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
+from bayeskit.errors import ArgumentTypeError
+from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
+from bayeskit.gp.kernels import Kernel, inverse_positive, positive
 from bayeskit.gp.likelihoods import Gaussian, Likelihood
-from bayeskit.linalg import jittered_cholesky
+from bayeskit.gp.posterior import GPPosterior
+from bayeskit.linalg import stabilised_cholesky
+from bayeskit.training import Checkpoint, fingerprint, world
+from bayeskit.training.trainer import train
+from bayeskit.validation import as_inputs, as_int, as_scalar
 
 __all__ = ["SVGP"]
-
-F64 = torch.float64
 
 
 class _GramAndProjection(torch.autograd.Function):
@@ -62,12 +64,21 @@ class _GramAndProjection(torch.autograd.Function):
 class SVGP(nn.Module):
     """Sparse variational GP.
 
+    The model follows the inducing points' dtype and device (float64 for NumPy/list input).
+
     Args:
         inducing_points: ``[M, D]``; kernel.
         noise_variance: shorthand for ``likelihood=Gaussian(noise_variance)``.
         likelihood: any :class:`bayeskit.gp.likelihoods.Likelihood` (Bernoulli, Poisson, ...).
         num_data: ``N`` used to scale minibatch ELBOs. whiten: default True.
         mean_function: prior mean module (e.g. :class:`bayeskit.gp.LinearMean`); default 0.
+
+    Example:
+        >>> X = torch.linspace(0, 1, 50, dtype=torch.float64)[:, None]
+        >>> m = SVGP(X[::5], noise_variance=0.1, num_data=50)
+        >>> mean, var = m.predict_y(X[:3])
+        >>> mean.shape, var.shape
+        (torch.Size([3]), torch.Size([3]))
     """
 
     def __init__(self, inducing_points, kernel: Kernel | None = None,
@@ -75,25 +86,41 @@ class SVGP(nn.Module):
                  likelihood: Likelihood | None = None, jitter: float = 1e-6,
                  mean_function: nn.Module | None = None):
         super().__init__()
-        Z = torch.as_tensor(inducing_points, dtype=F64)
-        Z = Z[:, None] if Z.dim() == 1 else Z
+        Z = as_inputs(inducing_points, "inducing_points")
         m = Z.shape[0]
-        self.Z = nn.Parameter(Z.clone())
-        self.kernel = kernel if kernel is not None else SquaredExponential()
-        self.kernel.to(F64)
+        self.Z = nn.Parameter(Z)
+        self.kernel = check_kernel(kernel)
+        if likelihood is not None and not isinstance(likelihood, Likelihood):
+            raise ArgumentTypeError(f"likelihood must be a bayeskit.gp Likelihood, got "
+                                    f"{type(likelihood).__name__}")
         self.likelihood = likelihood if likelihood is not None else Gaussian(noise_variance)
-        self.q_mu = nn.Parameter(torch.zeros(m, dtype=F64))
+        self.q_mu = nn.Parameter(torch.zeros(m, dtype=Z.dtype, device=Z.device))
         # unconstrained lower triangle; the diagonal goes through softplus
-        self.raw_q_sqrt = nn.Parameter(torch.zeros(m, m, dtype=F64))
+        self.raw_q_sqrt = nn.Parameter(torch.zeros(m, m, dtype=Z.dtype, device=Z.device))
         with torch.no_grad():
             self.raw_q_sqrt.diagonal().copy_(inverse_positive(1.0 if whiten else 1e-2))
-        self.num_data, self.whiten, self.jitter = num_data, whiten, jitter
-        self.mean_function = mean_function.to(F64) if mean_function is not None else None
+        self.num_data = as_int(num_data, "num_data", positive=True)
+        self.whiten = bool(whiten)
+        self.jitter = as_scalar(jitter, "jitter", nonnegative=True)
+        self.mean_function = check_mean_function(mean_function)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.Z.dtype
+
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        """The Gaussian noise variance (the one public name in every GP model); an error for
+        other likelihoods."""
+        if not isinstance(self.likelihood, Gaussian):
+            raise ArgumentTypeError(f"a {type(self.likelihood).__name__} likelihood has no "
+                                    "noise variance")
+        return self.likelihood.variance.to(self.dtype)
 
     def _prior_mean(self, X: torch.Tensor) -> torch.Tensor:
         if self.mean_function is None:
-            return torch.zeros(X.shape[:-1], dtype=X.dtype)
-        return self.mean_function(X)
+            return torch.zeros(X.shape[:-1], dtype=X.dtype, device=X.device)
+        return self.mean_function(X).to(X.dtype)
 
     @property
     def q_sqrt(self) -> torch.Tensor:
@@ -102,44 +129,69 @@ class SVGP(nn.Module):
         return S
 
     def _prior_factor(self) -> torch.Tensor:
-        Kmm = self.kernel(self.Z).clone()
-        Kmm.diagonal().add_(self.jitter * Kmm.diagonal().mean().detach())
-        return jittered_cholesky(Kmm)[0]
+        return stabilised_cholesky(self.kernel(self.Z), self.jitter)
 
     def kl(self, L: torch.Tensor | None = None, S: torch.Tensor | None = None) -> torch.Tensor:
         """``KL[q(u) || p(u)]`` (whitened: against ``N(0, I)``)."""
         S = self.q_sqrt if S is None else S
-        mu = self.q_mu
-        m = mu.shape[0]
-        logdet_S = 2 * S.diagonal().log().sum()
         if self.whiten:
-            return 0.5 * ((S * S).sum() + (mu * mu).sum() - m - logdet_S)
-        L = self._prior_factor() if L is None else L
-        LiS = torch.linalg.solve_triangular(L, S, upper=False)
-        Lim = torch.linalg.solve_triangular(L, mu.unsqueeze(-1), upper=False)
-        return 0.5 * ((LiS * LiS).sum() + (Lim * Lim).sum() - m
-                      + 2 * L.diagonal().log().sum() - logdet_S)
+            return gauss_kl(self.q_mu, S)
+        return gauss_kl(self.q_mu, S, self._prior_factor() if L is None else L)
 
-    def predict_f(self, X) -> tuple[torch.Tensor, torch.Tensor]:
-        X = torch.as_tensor(X, dtype=F64)
-        X = X[:, None] if X.dim() == 1 else X
-        L = self._prior_factor()
-        mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
-                                self.q_sqrt, whiten=self.whiten)
-        return self._prior_mean(X) + mean, var
+    def _check_xy(self, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y = check_data(X, y, dtype=self.dtype)
+        if X.shape[-1] != self.Z.shape[-1]:
+            raise ArgumentTypeError(f"X has {X.shape[-1]} feature(s), the inducing points "
+                                    f"{self.Z.shape[-1]}")
+        return X, self.likelihood.check_targets(y)
+
+    def posterior(self) -> GPPosterior:
+        """The posterior process under the current ``q(u)`` (the model contract), in
+        whitened form (an unwhitened ``q(u)`` is mapped to ``v = L^-1 u``)."""
+        with torch.no_grad():
+            L, S, mu = self._prior_factor(), self.q_sqrt, self.q_mu
+            if not self.whiten:
+                S = torch.linalg.solve_triangular(L, S, upper=False)
+                mu = torch.linalg.solve_triangular(L, mu[:, None], upper=False)[:, 0]
+            noise = (self.likelihood.variance.to(self.dtype)
+                     if isinstance(self.likelihood, Gaussian) else None)
+            return GPPosterior.from_model_parts(self.kernel, self.mean_function, self.Z, L,
+                                                mu, q_sqrt=S, noise=noise)
+
+    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``[M']`` and variance (or covariance) of ``f`` under ``q``."""
+        X = as_inputs(X, "X", dim=self.Z.shape[-1], dtype=self.dtype, device=self.Z.device)
+        post = self.posterior()
+        with torch.no_grad():
+            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
+
+    def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of new observations ``y`` (for a Bernoulli likelihood the mean
+        is ``P(y = 1)``); ``full_cov`` only for the Gaussian likelihood."""
+        X = as_inputs(X, "X", dim=self.Z.shape[-1], dtype=self.dtype, device=self.Z.device)
+        with torch.no_grad():
+            if isinstance(self.likelihood, Gaussian):
+                return self.posterior().predictive(X, full_cov=full_cov)
+            if full_cov:
+                raise ArgumentTypeError("full_cov predictions of y need a Gaussian likelihood")
+            mean, var = self.predict_f(X)
+            return self.likelihood.predict_mean_and_var(mean, var)
 
     def elbo(self, X, y, *, batch_size: int | None = None,
              kl_weight: float = 1.0) -> torch.Tensor:
         """Minibatch estimate of the ELBO, ``N / B * sum(ell) - KL`` (exact when ``X, y`` is
         the full data set). ``batch_size``/``kl_weight`` let a process that holds part of a
         global batch of ``B`` contribute its share (see :meth:`fit`)."""
-        X, y = _check_xy(X, y)
+        X, y = self._check_xy(X, y)
+        return self._elbo(X, y, batch_size=batch_size, kl_weight=kl_weight)
+
+    def _elbo(self, X, y, *, batch_size=None, kl_weight=1.0) -> torch.Tensor:
         L, S = self._prior_factor(), self.q_sqrt
         if self._gaussian_fast_route(L):
             ell_sum = self._gaussian_ell_sum(X, y, L, S)
         else:
             mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
-                                    S, whiten=self.whiten)
+                                    q_sqrt=S, white=self.whiten)
             ell_sum = self.likelihood.variational_expectations(
                 y, self._prior_mean(X) + mean, var).sum()
         B = X.shape[0] if batch_size is None else batch_size
@@ -174,14 +226,9 @@ class SVGP(nn.Module):
         C = torch.linalg.solve_triangular(L, W.mT, upper=False)  # symmetric up to rounding
         mean = self._prior_mean(X) + Knm_w
         var_sum = self.kernel.diag(X).sum() - C.diagonal().sum() + (S * (C @ S)).sum()
-        s2 = self.likelihood.variance
+        s2 = self.likelihood.variance.to(X.dtype)
         return (-0.5 * X.shape[0] * torch.log(2 * math.pi * s2)
                 - 0.5 * (((y - mean) ** 2).sum() + var_sum) / s2)
-
-    def predict_y(self, X) -> torch.Tensor:
-        """Predictive mean of ``y`` (e.g. ``P(y = 1)`` for a Bernoulli likelihood)."""
-        mean, var = self.predict_f(X)
-        return self.likelihood.predict_mean(mean, var)
 
     @torch.no_grad()
     def natural_gradient_step(self, X, y, gamma: float = 1.0, *,
@@ -197,15 +244,17 @@ class SVGP(nn.Module):
         Under ``torchrun`` the minibatch statistics are summed across processes.
         """
         if not isinstance(self.likelihood, Gaussian):
-            raise TypeError("natural-gradient steps are implemented for the Gaussian likelihood "
-                            "only; train other likelihoods with Adam (fit)")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
-        X, y = _check_xy(X, y)
+            raise ArgumentTypeError("natural-gradient steps are implemented for the Gaussian "
+                                    "likelihood only; train other likelihoods with Adam (fit)")
+        gamma = as_scalar(gamma, "gamma", low=0.0, low_open=True, high=1.0)
+        X, y = self._check_xy(X, y)
+        self._natural_step(X, y, gamma, batch_size)
+
+    def _natural_step(self, X, y, gamma, batch_size):
         m = self.Z.shape[0]
-        eye = torch.eye(m, dtype=F64)
+        eye = torch.eye(m, dtype=self.dtype, device=self.Z.device)
         L = self._prior_factor()
-        s2 = self.likelihood.variance
+        s2 = self.likelihood.variance.to(self.dtype)
         A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
         B = X.shape[0] if batch_size is None else batch_size
         scale = self.num_data / B
@@ -215,19 +264,15 @@ class SVGP(nn.Module):
                 torch.distributed.all_reduce(t)
         target_prec = eye + scale * stats[0] / s2
         target_eta = scale * stats[1] / s2
-        # current q(v) in natural parameters
+        # current q(v) in natural parameters (v = L^-1 u)
         Sv = self.q_sqrt if self.whiten else torch.linalg.solve_triangular(L, self.q_sqrt,
                                                                             upper=False)
         mv = self.q_mu if self.whiten else torch.linalg.solve_triangular(
             L, self.q_mu.unsqueeze(-1), upper=False).squeeze(-1)
-        prec = torch.cholesky_inverse(torch.linalg.cholesky(Sv @ Sv.mT))
-        eta = prec @ mv
+        eta, prec = moments_to_natural(mv, Sv)
         prec = (1 - gamma) * prec + gamma * target_prec
         eta = (1 - gamma) * eta + gamma * target_eta
-        Lp = torch.linalg.cholesky(0.5 * (prec + prec.mT))
-        mean_v = torch.cholesky_solve(eta.unsqueeze(-1), Lp).squeeze(-1)
-        cov_v = torch.cholesky_inverse(Lp)
-        sqrt_v = torch.linalg.cholesky(0.5 * (cov_v + cov_v.mT))
+        mean_v, sqrt_v = natural_to_moments(eta, prec)
         if self.whiten:
             q_mu, q_sqrt = mean_v, sqrt_v
         else:
@@ -239,63 +284,50 @@ class SVGP(nn.Module):
 
     def fit(self, X, y=None, *, epochs: int = 50, batch_size: int = 256, lr: float = 0.01,
             seed: int = 0, progress: bool = False, checkpoint: str | Path | None = None,
-            resume: bool = True, natural_gradient: float | None = None) -> list[float]:
-        """Adam over shuffled minibatches; returns the per-epoch mean of the minibatch ELBO.
+            resume: bool = True, overwrite: bool = False,
+            natural_gradient: float | None = None) -> list[float]:
+        """Adam over shuffled minibatches (the shared :func:`bayeskit.training.train`);
+        returns the per-epoch mean of the minibatch ELBO.
 
         ``X`` may be a tensor (with ``y``) or a ``torch.utils.data.DataLoader`` yielding
-        ``(X, y)`` batches. ``checkpoint``: written atomically after every epoch (parameters,
-        optimiser, history); an existing file is resumed from (``weights_only=True``).
+        ``(X, y)`` batches. ``checkpoint``: written atomically after every epoch with a
+        fingerprint of the data and settings; an existing file is resumed from (a
+        checkpoint of other data or settings is refused), or with ``resume=False`` refused
+        unless ``overwrite=True`` (see :class:`bayeskit.training.Checkpoint`).
         ``natural_gradient=gamma`` (Gaussian likelihood): each minibatch first takes a
         natural-gradient step of size ``gamma`` on ``q(u)``, and Adam trains only the
-        hyperparameters and ``Z``.
-        Shuffling in epoch ``e`` uses a generator seeded with ``(seed, e)``, so a resumed run
-        repeats the uninterrupted one. Under ``torchrun`` each process takes its slice of
-        every global batch and gradients are summed across processes (see
-        :mod:`bayeskit._parallel`); rank 0 writes the checkpoint.
+        hyperparameters and ``Z``. Under ``torchrun`` each process takes its slice of every
+        global batch and gradients are summed across processes; rank 0 writes the
+        checkpoint.
         """
-        from tqdm.auto import tqdm
-
-        loader = X if y is None else None
-        if loader is None:
-            X, y = _check_xy(X, y)
+        if y is not None:
+            X, y = self._check_xy(X, y)
+            data, data_print = (X, y), fingerprint(X, y)
+        else:
+            data, data_print = X, None
+        if natural_gradient is not None:
+            natural_gradient = as_scalar(natural_gradient, "natural_gradient", low=0.0,
+                                         low_open=True, high=1.0)
+            if not isinstance(self.likelihood, Gaussian):
+                raise ArgumentTypeError("natural_gradient needs the Gaussian likelihood")
         variational = {id(self.q_mu), id(self.raw_q_sqrt)}
         params = [p for p in self.parameters()
                   if natural_gradient is None or id(p) not in variational]
-        opt = torch.optim.Adam(params, lr=lr)
-        history: list[float] = []
-        start = 0
-        path = Path(checkpoint) if checkpoint is not None else None
-        if path is not None and resume and path.exists():
-            state = torch.load(path, weights_only=True)
-            self.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            history, start = list(state["history"]), int(state["epoch"]) + 1
-        rank, _ = world()
-        for epoch in tqdm(range(start, epochs), disable=not progress or rank != 0, desc="SVGP"):
-            if loader is None:
-                g = epoch_generator(seed, epoch)
-                order = torch.randperm(X.shape[0], generator=g)
-                batches = ((X[b], y[b]) for b in order.split(batch_size))
-            else:
-                batches = iter(loader)
-            total, count = 0.0, 0
-            for Xb, yb in batches:
-                B = Xb.shape[0]
-                rows = local_rows(B)
-                if natural_gradient is not None:
-                    self.natural_gradient_step(Xb[rows], yb[rows], natural_gradient,
-                                               batch_size=B)
-                loss = -self.elbo(Xb[rows], yb[rows], batch_size=B,
-                                  kl_weight=len(rows) / B)
-                opt.zero_grad()
-                loss.backward()
-                allreduce_grads(params)
-                opt.step()
-                total += float(loss.detach())
-                count += 1
-            (total,) = allreduce_sum(total)
-            history.append(-total / count)
-            if path is not None and rank == 0:
-                atomic_save({"model": self.state_dict(), "optimizer": opt.state_dict(),
-                             "history": history, "epoch": epoch}, path)
-        return history
+        ckpt = None if checkpoint is None else Checkpoint(
+            checkpoint, kind="svgp", data=data_print, resume=resume, overwrite=overwrite,
+            settings=fingerprint(batch_size=batch_size, lr=lr, seed=seed,
+                                 natural_gradient=natural_gradient))
+
+        def loss_fn(batch, B):
+            Xb, yb = batch
+            if y is None:
+                Xb, yb = self._check_xy(Xb, yb)
+            if natural_gradient is not None:
+                with torch.no_grad():
+                    self._natural_step(Xb, yb, natural_gradient, B)
+            return -self._elbo(Xb, yb, batch_size=B, kl_weight=Xb.shape[0] / B)
+
+        history = train(self, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                        params=params, seed=seed, checkpoint=ckpt, progress=progress,
+                        desc="SVGP")
+        return [-v for v in history["train_loss"]]

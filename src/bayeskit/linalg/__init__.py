@@ -5,7 +5,12 @@ are differentiable. Depends on nothing else in bayeskit except :mod:`bayeskit.er
 """
 
 from bayeskit.linalg.append import cholesky_append, cholesky_delete
-from bayeskit.linalg.cholesky import cholesky_logdet, cholesky_solve, jittered_cholesky
+from bayeskit.linalg.cholesky import (
+    cholesky_logdet,
+    cholesky_solve,
+    jittered_cholesky,
+    stabilised_cholesky,
+)
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
 
 __all__ = [
@@ -16,4 +21,5 @@ __all__ = [
     "cholesky_update",
     "cholesky_update_lowrank",
     "jittered_cholesky",
+    "stabilised_cholesky",
 ]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.linalg._checks import check_floating, check_square, raise_if_not_pd
 from bayeskit.linalg.update import cholesky_update_lowrank
+from bayeskit.validation import check_floating, check_square, raise_if_not_pd
 
 __all__ = ["cholesky_append", "cholesky_delete"]
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.linalg._checks import check_finite, check_square, raise_if_not_pd
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
+from bayeskit.validation import (
+    as_int,
+    as_scalar,
+    check_finite,
+    check_floating,
+    check_square,
+    raise_if_not_pd,
+)
 
-__all__ = ["jittered_cholesky", "cholesky_solve", "cholesky_logdet"]
+__all__ = ["jittered_cholesky", "stabilised_cholesky", "cholesky_solve", "cholesky_logdet"]
 
 
 def jittered_cholesky(
@@ -46,12 +54,11 @@ def jittered_cholesky(
     """
     n = check_square("A", A)
     check_finite("A", A)
-    if max_tries < 0:
-        raise ValueError(f"max_tries must be >= 0, got {max_tries}")
+    max_tries = as_int(max_tries, "max_tries", nonnegative=True)
+    growth = as_scalar(growth, "growth", low=1.0, low_open=True)
     if initial_jitter is None:
         initial_jitter = 1e-10 if A.dtype == torch.float64 else 1e-6
-    if not initial_jitter > 0:
-        raise ValueError(f"initial_jitter must be positive, got {initial_jitter}")
+    initial_jitter = as_scalar(initial_jitter, "initial_jitter", positive=True)
     L, info = torch.linalg.cholesky_ex(A)
     jitter = torch.zeros(A.shape[:-2], dtype=A.dtype, device=A.device)
     failed = info > 0
@@ -75,11 +82,62 @@ def jittered_cholesky(
     return L, jitter
 
 
+def stabilised_cholesky(K: torch.Tensor, relative_jitter: float) -> torch.Tensor:
+    """Lower factor of ``K + relative_jitter * mean(diag K) I`` (the jitter constant, not
+    differentiated), falling back to :func:`jittered_cholesky`'s escalation if even that
+    fails: the rule for inducing-point covariances ``K_uu`` (SGPR, SVGP).
+
+    Args:
+        K: ``[..., M, M]``. relative_jitter: ``>= 0``.
+
+    Example:
+        >>> L = stabilised_cholesky(torch.ones(2, 2, dtype=torch.float64), 1e-6)
+        >>> L.shape
+        torch.Size([2, 2])
+    """
+    check_square("K", K)
+    if not relative_jitter >= 0:
+        raise ArgumentValueError(f"relative_jitter must be >= 0, got {relative_jitter}")
+    K = K.clone()
+    scale = K.diagonal(dim1=-2, dim2=-1).mean(-1).detach()
+    K.diagonal(dim1=-2, dim2=-1).add_((relative_jitter * scale)[..., None])
+    return jittered_cholesky(K)[0]
+
+
+def _check_factor(chol: torch.Tensor) -> int:
+    n = check_square("chol", chol)
+    check_finite("chol", chol)
+    d = chol.diagonal(dim1=-2, dim2=-1)
+    if d.numel() and not bool((d > 0).all()):
+        raise ArgumentValueError("chol must be a lower Cholesky factor with a positive "
+                                 f"diagonal; its smallest diagonal entry is {float(d.min()):.4g}")
+    return n
+
+
 def cholesky_solve(chol: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Solve ``(L L^T) X = B`` given the lower factor ``L: [..., N, N]``, ``B: [..., N, K]``."""
+    """Solve ``(L L^T) X = B`` given the lower factor ``L: [..., N, N]``, ``B: [..., N, K]``.
+
+    Example:
+        >>> L = 2 * torch.eye(2, dtype=torch.float64)
+        >>> cholesky_solve(L, torch.ones(2, 1, dtype=torch.float64)).flatten().tolist()
+        [0.25, 0.25]
+    """
+    n = _check_factor(chol)
+    check_floating("B", B)
+    if B.dim() < 2 or B.shape[-2] != n:
+        raise ShapeError(f"B must be [..., {n}, K] to match chol, got {tuple(B.shape)}")
+    check_finite("B", B)
+    if B.dtype != chol.dtype:
+        raise ArgumentTypeError(f"B is {B.dtype} but chol is {chol.dtype}; use one dtype")
     return torch.cholesky_solve(B, chol, upper=False)
 
 
 def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:
-    """``log det(L L^T) = 2 sum log diag(L)`` for ``L: [..., N, N]``; returns ``[...]``."""
+    """``log det(L L^T) = 2 sum log diag(L)`` for ``L: [..., N, N]``; returns ``[...]``.
+
+    Example:
+        >>> float(cholesky_logdet(2 * torch.eye(3, dtype=torch.float64)))  # log 64
+        4.1588830833596715
+    """
+    _check_factor(chol)
     return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)

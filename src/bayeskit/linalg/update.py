@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.linalg._checks import check_floating, check_square, raise_if_not_pd
+from bayeskit.validation import check_floating, check_square, raise_if_not_pd
 
 __all__ = ["cholesky_update", "cholesky_update_lowrank"]
 

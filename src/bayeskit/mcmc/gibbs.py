@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from bayeskit._io import atomic_save
-from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
+from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior, sample_mvn
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.training import Checkpoint, fingerprint
+from bayeskit.validation import as_int, as_tensor, check_choice, check_generator
 
 __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 
@@ -138,37 +139,48 @@ def run_gibbs(
     checkpoint_every: int = 100,
     progress: bool = False,
     method: str = "auto",
+    resume: bool = True,
+    overwrite: bool = False,
 ) -> GibbsResult:
     """Run ``num_chains`` chains for ``burn_in + num_samples * thin`` sweeps.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
-    state) is written atomically every ``checkpoint_every`` sweeps, and a run started
-    with an existing checkpoint resumes from it: an interrupted run, resumed, returns the
-    same draws as an uninterrupted one with the same seed.
+    state) is written atomically every ``checkpoint_every`` sweeps with a fingerprint of the
+    data and settings (:class:`bayeskit.training.Checkpoint`). A run started with an
+    existing checkpoint resumes from it (an interrupted run, resumed, returns the same draws
+    as an uninterrupted one with the same seed); a checkpoint of other data or settings is
+    refused, and with ``resume=False`` an existing file is refused unless
+    ``overwrite=True``.
     """
-    if num_samples < 1 or burn_in < 0 or thin < 1 or num_chains < 1:
-        raise ValueError("need num_samples >= 1, burn_in >= 0, thin >= 1, num_chains >= 1")
+    num_samples = as_int(num_samples, "num_samples", positive=True)
+    burn_in = as_int(burn_in, "burn_in", nonnegative=True)
+    thin = as_int(thin, "thin", positive=True)
+    num_chains = as_int(num_chains, "num_chains", positive=True)
+    checkpoint_every = as_int(checkpoint_every, "checkpoint_every", positive=True)
+    check_choice(method, "method", ("auto", "precision", "matheron"))
     d = data.Phi.shape[1]
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)
     total = burn_in + num_samples * thin
     kept = torch.empty(num_chains, num_samples, d, dtype=data.Phi.dtype)
     step = 0
     if init is None:
-        eps = torch.randn(num_chains, d, dtype=data.Phi.dtype, generator=g)
         Ls = torch.linalg.cholesky(data.prior_precision)
-        beta = data.prior_mean + torch.linalg.solve_triangular(
-            Ls.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
+        beta = sample_mvn(data.prior_mean.expand(num_chains, d), precision_tril=Ls,
+                          generator=g)
     else:
-        beta = torch.as_tensor(init, dtype=data.Phi.dtype).expand(num_chains, d).clone()
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=True)
-        if state["kept"].shape != kept.shape:
-            raise ValueError(f"checkpoint {path} was written for a different run "
-                             f"(draws {tuple(state['kept'].shape)} vs {tuple(kept.shape)})")
+        beta = as_tensor(init, "init", dtype=data.Phi.dtype).expand(num_chains, d).clone()
+    ckpt = None if checkpoint is None else Checkpoint(
+        checkpoint, kind="gibbs", resume=resume, overwrite=overwrite,
+        data=fingerprint(data.Phi, data.y, data.n_trials, data.prior_mean,
+                         data.prior_precision, data.offset),
+        settings=fingerprint(num_samples=num_samples, burn_in=burn_in, thin=thin,
+                             num_chains=num_chains, method=method,
+                             init=None if init is None else beta))
+    state = ckpt.load() if ckpt is not None else None
+    if state is not None:
         beta, kept, step = state["beta"], state["kept"], int(state["step"])
         g.set_state(state["generator"])
-        log.info("resumed from %s at step %d", path, step)
+        log.info("resumed from %s at step %d", ckpt.path, step)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -180,9 +192,8 @@ def run_gibbs(
         step += 1
         if step > burn_in and (step - burn_in) % thin == 0:
             kept[:, (step - burn_in) // thin - 1] = beta
-        if path is not None and (step % checkpoint_every == 0 or step == total):
-            atomic_save({"beta": beta, "kept": kept, "step": step,
-                          "generator": g.get_state()}, path)
+        if ckpt is not None and (step % checkpoint_every == 0 or step == total):
+            ckpt.save({"beta": beta, "kept": kept, "step": step, "generator": g.get_state()})
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -19,6 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
+from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
@@ -106,22 +107,16 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
                              f"{self.n_features_in_}")
         with torch.no_grad():
             k = self._kernel()
-            Kxs = k(self.X_train_, X)  # [N, M]
-            A = torch.linalg.solve_triangular(self.L_, Kxs, upper=False)  # L^-1 K_x*
             v = self.v_samples_.reshape(-1, self.v_samples_.shape[-1])
-            mean = v @ A  # K*x L^-T v
-            var = (k.diag(X) - (A * A).sum(0)).clamp_min(0)
-        return mean, var
+            # whitened: f = L v, so f* | v has mean K*x L^-T v and the prior-conditional
+            # variance (the floor's conditional with q_sqrt=None)
+            return conditional(k(self.X_train_, X), self.L_, k.diag(X), v, white=True)
 
     def _prob_draws(self, X) -> np.ndarray:
         """``[S, M]``: per posterior draw, ``E[sigmoid(f*)]`` over ``f* ~ N(mean, var)``
         by 32-point Gauss-Hermite quadrature."""
         mean, var = self._latent_draws(X)
-        nodes, weights = np.polynomial.hermite_e.hermegauss(32)
-        nodes_t = torch.as_tensor(nodes, dtype=F64)
-        w = torch.as_tensor(weights / weights.sum(), dtype=F64)
-        f = mean[..., None] + var.sqrt()[:, None] * nodes_t  # [S, M, Q]
-        return (torch.sigmoid(f) * w).sum(-1).numpy()
+        return gauss_hermite_expectation(torch.sigmoid, mean, var, 32).numpy()
 
     def to_arviz(self):
         """Latent values ``f`` at the training inputs as ``arviz.InferenceData``."""

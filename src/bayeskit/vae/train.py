@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from bayeskit._io import atomic_save
-from bayeskit._parallel import (
+from bayeskit.training import (
     allreduce_grads,
     allreduce_sum,
+    atomic_save,
     epoch_generator,
     local_rows,
     world,

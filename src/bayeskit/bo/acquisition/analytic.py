@@ -9,12 +9,12 @@ import math
 
 import torch
 
-from bayeskit.bo.posterior import GPPosterior
 from bayeskit.errors import ShapeError
+from bayeskit.gp.posterior import as_posterior
+from bayeskit.validation import as_scalar
 
 __all__ = ["log_h", "LogExpectedImprovement", "UpperConfidenceBound"]
 
-F64 = torch.float64
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -36,8 +36,8 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
     return torch.where(z < -1, tail, direct)
 
 
-def _points(X: torch.Tensor) -> torch.Tensor:
-    X = torch.as_tensor(X, dtype=F64)
+def _points(X, post) -> torch.Tensor:
+    X = post.check_inputs(X)
     X = X[:, None, :] if X.dim() == 2 else X
     if X.dim() != 3 or X.shape[1] != 1:
         raise ShapeError(f"analytic acquisitions score one point per batch: X must be "
@@ -58,13 +58,15 @@ class LogExpectedImprovement:
     """
 
     def __init__(self, model, best_f: float | None = None):
-        self.post = model if isinstance(model, GPPosterior) else GPPosterior(model)
+        self.post = as_posterior(model)
         if best_f is None:
-            best_f = float(self.post.mean(self.post.X[None]).min())
-        self.best_f = float(best_f)
+            with torch.no_grad():
+                best_f = float(self.post.mean(self.post.train_inputs).min())
+        self.best_f = as_scalar(best_f, "best_f")
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        mean, var = self.post.mean_and_variance(_points(X))
+        mean, var = self.post.mean_and_variance(_points(X, self.post))
+        var = var.clamp_min(1e-30)  # a noise-free observed point: sd -> 0, not NaN
         sd = var.sqrt()[:, 0]
         z = (self.best_f - mean[:, 0]) / sd
         return sd.log() + log_h(z)
@@ -75,11 +77,10 @@ class UpperConfidenceBound:
     minimisation), larger is better."""
 
     def __init__(self, model, beta: float = 4.0):
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
-        self.post = model if isinstance(model, GPPosterior) else GPPosterior(model)
-        self.beta = float(beta)
+        self.beta = as_scalar(beta, "beta", nonnegative=True)
+        self.post = as_posterior(model)
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        mean, var = self.post.mean_and_variance(_points(X))
+        mean, var = self.post.mean_and_variance(_points(X, self.post))
+        var = var.clamp_min(1e-30)  # a noise-free observed point: sd -> 0, not NaN
         return -(mean[:, 0] - math.sqrt(self.beta) * var.sqrt()[:, 0])

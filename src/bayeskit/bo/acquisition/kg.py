@@ -2,7 +2,7 @@
 
 ``KG(x) = E_{y ~ p(y | x, D_n)}[tau_n - tau_{n+1}]`` with ``tau = min_x' mu(x')`` (reference
 03, Frazier et al. 2009). A fantasised outcome moves the posterior mean by
-``sigma_tilde(x', x) Z`` (:class:`~bayeskit.bo.GPPosterior`), so each fantasy costs one
+``sigma_tilde(x', x) Z`` (:class:`~bayeskit.gp.GPPosterior`), so each fantasy costs one
 inner minimisation of ``mu_n(x') + sigma_tilde(x', x) Z`` and no refit.
 
 - :func:`knowledge_gradient_mc`: the reference's estimator with common random numbers
@@ -29,8 +29,9 @@ from bayeskit.bo.optim import (
     refine_lbfgsb,
     uniform_in_box,
 )
-from bayeskit.bo.posterior import GPPosterior
+from bayeskit.distributions.gaussian import fantasy_sigma
 from bayeskit.errors import ShapeError
+from bayeskit.gp.posterior import as_posterior
 
 __all__ = ["posterior_minimum", "fantasy_normals", "knowledge_gradient_mc",
            "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "optimize_discrete_kg"]
@@ -38,17 +39,14 @@ __all__ = ["posterior_minimum", "fantasy_normals", "knowledge_gradient_mc",
 F64 = torch.float64
 
 
-def _as_posterior(model) -> GPPosterior:
-    return model if isinstance(model, GPPosterior) else GPPosterior(model)
-
-
 def posterior_minimum(model, bounds, *, num_restarts: int = 8, raw_samples: int = 512,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """``(x*, tau_n)``: the minimiser ``[D]`` and minimum of the posterior mean in the box
     (multi-start L-BFGS-B; the training inputs are extra starts)."""
-    post = _as_posterior(model)
+    post = as_posterior(model)
     bounds = check_bounds(bounds)
-    inside = post.X[((post.X >= bounds[0]) & (post.X <= bounds[1])).all(-1)]
+    X_obs = post.train_inputs
+    inside = X_obs[((X_obs >= bounds[0]) & (X_obs <= bounds[1])).all(-1)]
     with torch.no_grad():  # the few observed inputs with the lowest means are extra starts
         initial = inside[torch.argsort(post.mean(inside[None])[0])[:4]]
     x, v = maximize_box_all(lambda X: -post.mean(X[:, None, :])[:, 0], bounds,
@@ -112,7 +110,7 @@ def knowledge_gradient_mc(model, x, bounds, *, num_fantasies: int = 64,
     With ``return_details=True`` also returns a dict with the standard error ``se`` ``[C]``,
     ``tau_n``, the fantasy minima ``tau_next`` ``[C, M]``, minimisers ``[C, M, D]`` and ``z``.
     """
-    post = _as_posterior(model)
+    post = as_posterior(model)
     bounds = check_bounds(bounds)
     x = _check_candidates(x, post.dim)
     C, D = x.shape
@@ -182,32 +180,30 @@ class DiscreteKnowledgeGradient:
     """
 
     def __init__(self, model, alternatives, *, include_candidate: bool = True):
-        self.post = _as_posterior(model)
-        alt = torch.as_tensor(alternatives, dtype=F64)
+        self.post = as_posterior(model)
+        alt = torch.as_tensor(alternatives, dtype=self.post.dtype)
         if alt.dim() != 2 or alt.shape[-1] != self.post.dim or alt.shape[0] == 0:
             raise ShapeError(f"alternatives must be [A, {self.post.dim}], got {tuple(alt.shape)}")
-        self.alternatives = alt
+        self.alternatives = self.post.check_inputs(alt, "alternatives")
         self.include_candidate = include_candidate
         with torch.no_grad():
-            self.alt_mean = self.post.mean(alt[None])[0]
-            self.alt_proj = self.post.project(alt)  # [N, A]
+            self.alt_mean = self.post.mean(self.alternatives)  # [A]
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        X = torch.as_tensor(X, dtype=F64)
+        post = self.post
+        X = post.check_inputs(X)
         X = X[:, None, :] if X.dim() == 2 else X
         if X.dim() != 3 or X.shape[1] != 1:
             raise ShapeError(f"DiscreteKnowledgeGradient scores one point per batch: X must be "
                              f"[B, 1, D], got {tuple(X.shape)}")
-        post = self.post
-        Ax = post.project(X)  # [B, N, 1]
-        var_x = (post.kernel.diag(X) - (Ax * Ax).sum(-2))[:, 0]  # k_n(x, x): [B]
-        cross = post.kernel(self.alternatives, X)[..., 0] - (self.alt_proj.mT @ Ax)[..., 0]
+        var_x = post.variance(X)[:, 0]  # k_n(x, x): [B]
+        cross = post.covariance(self.alternatives, X)[..., 0]  # k_n(alt, x): [B, A]
         mean = self.alt_mean.expand(X.shape[0], -1)
         if self.include_candidate:
             cross = torch.cat([cross, var_x[:, None]], 1)
             mean = torch.cat([mean, post.mean(X)], 1)
         # sigma_tilde = k_n(alt, x) / sqrt(k_n(x, x) + noise): one appended Cholesky row
-        st = cross / torch.sqrt(var_x.clamp_min(0) + post.noise)[:, None]
+        st = fantasy_sigma(cross[..., None], var_x[:, None, None], post.noise)[..., 0]
         return knowledge_gradient_discrete(mean, st)
 
 
@@ -235,7 +231,7 @@ class OneShotKnowledgeGradient:
                  tau: tuple[torch.Tensor, float] | None = None):
         if q < 1:
             raise ValueError(f"q must be >= 1, got {q}")
-        self.post = _as_posterior(model)
+        self.post = as_posterior(model)
         self.bounds = check_bounds(bounds)
         if self.bounds.shape[1] != self.post.dim:
             raise ShapeError(f"bounds are for {self.bounds.shape[1]} dimensions, the model has "
@@ -282,7 +278,7 @@ class OneShotKnowledgeGradient:
         """Maximise the one-shot objective; returns ``(x [q, D], value [])``."""
         bounds, q = self.bounds, self.q
         alt = torch.cat([uniform_in_box(num_alternatives, bounds, generator=generator),
-                         self.post.X, self.x_star[None]])
+                         self.post.train_inputs, self.x_star[None]])
         raw = uniform_in_box(raw_samples, bounds, (q,), generator)
         with torch.no_grad():
             if q == 1:
@@ -310,7 +306,7 @@ def optimize_discrete_kg(model, bounds, *, num_alternatives: int | None = None,
     seeds); above, ``num_alternatives`` uniform points plus the observed inputs and the
     current posterior minimiser ``x*_n`` (a KGCP-style discretisation, a lower bound).
     """
-    post = _as_posterior(model)
+    post = as_posterior(model)
     bounds = check_bounds(bounds)
     lo, hi = bounds[0], bounds[1]
     if post.dim == 1:
@@ -320,7 +316,7 @@ def optimize_discrete_kg(model, bounds, *, num_alternatives: int | None = None,
         x_star = (tau if tau is not None else posterior_minimum(post, bounds,
                                                                 generator=generator))[0]
         alt = torch.cat([uniform_in_box(num_alternatives or 1024, bounds, generator=generator),
-                         post.X, x_star[None]])
+                         post.train_inputs, x_star[None]])
         raw = uniform_in_box(raw_samples or 256, bounds, (1,), generator)
     acq = DiscreteKnowledgeGradient(post, alt)
     return maximize_box(acq, bounds, shape=(1,), raw=raw, num_restarts=num_restarts,

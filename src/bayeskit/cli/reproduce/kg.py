@@ -7,7 +7,6 @@ import torch
 
 from bayeskit.bo import (
     DiscreteKnowledgeGradient,
-    GPPosterior,
     knowledge_gradient_mc,
     optimize_discrete_kg,
     posterior_minimum,
@@ -38,7 +37,7 @@ def run(ctx: Context) -> TopicResult:
     y = f(X) + 0.1 * torch.randn(10, dtype=F64, generator=g)
     before = GPR(X, y, SquaredExponential(), noise_variance=0.1, learn_mean=False)
     model = GPR(X, y, SquaredExponential(), noise_variance=0.1).fit(restarts=3)
-    post = GPPosterior(model)
+    post = model.posterior()
     x_star, tau_n = posterior_minimum(post, f.bounds, generator=g)
     grid = torch.linspace(-1, 2, 601, dtype=F64)[:, None]
     mean_grid, _ = model.predict_f(grid)

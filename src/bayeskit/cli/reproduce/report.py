@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bayeskit._io import atomic_write_text
+from bayeskit.training import atomic_write_text
 
 __all__ = ["Number", "Figure", "TopicResult", "write_report"]
 

@@ -1,0 +1,300 @@
+"""The one posterior type every GP model returns (the model contract, as in BoTorch).
+
+``GPR.posterior()``, ``SGPR.posterior()`` and ``SVGP.posterior()`` all return a
+:class:`GPPosterior`: the (approximate) posterior process ``q(f)``, frozen (hyperparameters
+detached) and differentiable in its inputs, in one whitened sparse form
+
+    mean(x)     = m(x) + A(x)^T f
+    cov(x, x')  = k(x, x') - A(x)^T A(x') + (S^T A(x))^T (S^T A(x')),   A(x) = L^-1 k(Z, x)
+
+with ``L L^T = K_ZZ`` (plus the noise for the exact GP, whose ``S`` is absent). Every
+identity is :func:`bayeskit.distributions.gaussian.conditional`. Acquisitions and the BO loop
+see only this type, so every acquisition works on every model.
+
+Observing new points conditions the process exactly: for the exact GP by appending rows to
+``L`` (:func:`~bayeskit.distributions.gaussian.append_observations`), for sparse posteriors
+by conditioning the Gaussian process ``q(f)`` on the new noisy observations (so a sparse
+model with ``Z = X`` fantasises exactly like the exact GP).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.distributions import MultivariateNormal
+
+from bayeskit.distributions.gaussian import (
+    append_observations,
+    conditional,
+    fantasy_sigma,
+    sample_mvn,
+)
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg import jittered_cholesky
+from bayeskit.validation import as_int, as_tensor, check_generator
+
+__all__ = ["GPPosterior", "as_posterior"]
+
+
+def _detach(t):
+    return None if t is None else t.detach()
+
+
+def _frozen(module):
+    return None if module is None else copy.deepcopy(module).requires_grad_(False)
+
+
+class GPPosterior:
+    """Posterior process of a GP model (see the module docstring).
+
+    Inputs of every method are ``[..., Q, D]`` (any batch shape), returned values
+    ``[..., Q]`` (means, variances) or ``[..., Q, Q2]`` (covariances); after
+    :meth:`fantasize` a leading fantasy dimension ``S`` comes first. Everything is
+    differentiable in the inputs (not in the hyperparameters, which are frozen).
+
+    Attributes:
+        train_inputs: ``[N, D]`` the points the model was conditioned on (the training
+            inputs; an SVGP's inducing inputs), used e.g. as optimiser starts.
+        noise: the Gaussian observation-noise variance (``None`` for non-Gaussian
+            likelihoods: :meth:`predict_y`-style noise and fantasies then raise).
+        dim: ``D``. dtype: the model's dtype.
+
+    Example:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.linspace(-1, 2, 8, dtype=torch.float64)[:, None]
+        >>> post = GPR(X, torch.sin(3 * X[:, 0]), noise_variance=1e-3).posterior()
+        >>> post.mean(torch.zeros(5, 3, 1, dtype=torch.float64)).shape
+        torch.Size([5, 3])
+        >>> post.rsample(X[:4], (2,), generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, kernel, mean_function, Z: torch.Tensor, L: torch.Tensor,
+                 f: torch.Tensor, *, q_sqrt: torch.Tensor | None = None,
+                 noise: torch.Tensor | None = None, train_inputs: torch.Tensor | None = None,
+                 _parent: GPPosterior | None = None):
+        self.kernel = kernel
+        self.mean_function = mean_function
+        self.Z, self.L, self.f, self.q_sqrt = Z, L, f, q_sqrt
+        self.noise = None if noise is None else noise.detach()
+        self.train_inputs = Z if train_inputs is None else train_inputs
+        self.dim = Z.shape[-1]
+        self.dtype = L.dtype
+        self._parent = _parent
+        self._cond: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def from_model_parts(cls, kernel, mean_function, Z, L, f, *, q_sqrt=None, noise=None,
+                         train_inputs=None) -> GPPosterior:
+        """Build a frozen posterior from a model's parts (kernel and mean function are
+        deep-copied with gradients off; tensors detached)."""
+        return cls(_frozen(kernel), _frozen(mean_function), _detach(Z), _detach(L),
+                   _detach(f), q_sqrt=_detach(q_sqrt), noise=noise,
+                   train_inputs=_detach(train_inputs))
+
+    # --- inputs -------------------------------------------------------------------------
+    def check_inputs(self, X, name: str = "X") -> torch.Tensor:
+        """``X`` as ``[..., Q, D]`` in the posterior's dtype; tensors keep their autograd
+        graph (acquisitions differentiate through them)."""
+        if not isinstance(X, torch.Tensor):
+            X = as_tensor(X, name, dtype=self.dtype)
+        elif X.dtype != self.dtype:
+            if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
+                X = as_tensor(X, name, dtype=self.dtype)
+            X = X.to(self.dtype)
+        if X.dim() == 1:
+            X = X[:, None] if self.dim == 1 else X[None]
+        if X.dim() < 2 or X.shape[-1] != self.dim:
+            raise ShapeError(f"{name} must be [..., Q, {self.dim}], got {tuple(X.shape)}")
+        if X.numel() and not bool(torch.isfinite(X.detach()).all()):
+            raise NonFiniteError(f"{name} contains NaN or infinite values")
+        return X
+
+    # --- the base form ---------------------------------------------------------------------
+    def _prior_mean(self, X: torch.Tensor) -> torch.Tensor:
+        if self.mean_function is None:
+            return torch.zeros(X.shape[:-1], dtype=X.dtype, device=X.device)
+        return self.mean_function(X).to(X.dtype)
+
+    def _base(self, X: torch.Tensor, X2: torch.Tensor | None, full: bool):
+        """Variance (``full=False``) or covariance ``k_n(X, X2)`` of the base form."""
+        Kzx = self.kernel(self.Z, X)
+        if X2 is None:
+            Knn = self.kernel(X) if full else self.kernel.diag(X)
+            zero = torch.zeros(self.L.shape[-1], dtype=self.dtype, device=X.device)
+            return conditional(Kzx, self.L, Knn, zero, q_sqrt=self.q_sqrt, full_cov=full,
+                               white=True)[1]
+        A1 = torch.linalg.solve_triangular(self._expand_L(Kzx), Kzx, upper=False)
+        Kzx2 = self.kernel(self.Z, X2)
+        A2 = torch.linalg.solve_triangular(self._expand_L(Kzx2), Kzx2, upper=False)
+        cov = self.kernel(X, X2) - A1.mT @ A2
+        if self.q_sqrt is not None:
+            cov = cov + (self.q_sqrt.mT @ A1).mT @ (self.q_sqrt.mT @ A2)
+        return cov
+
+    def _expand_L(self, K: torch.Tensor) -> torch.Tensor:
+        return self.L.expand(*K.shape[:-2], *self.L.shape) if K.dim() > 2 else self.L
+
+    def _shift(self, X: torch.Tensor) -> torch.Tensor:
+        """``A(X)^T f``: ``[..., Q]``, or ``[S, ..., Q]`` with a fantasy dimension."""
+        Kzx = self.kernel(self.Z, X)
+        A = torch.linalg.solve_triangular(self._expand_L(Kzx), Kzx, upper=False)
+        if self.f.dim() == 1:
+            return (A * self.f[:, None]).sum(-2)
+        return torch.einsum("sm,...mq->s...q", self.f, A)
+
+    # --- the contract ----------------------------------------------------------------------
+    def mean(self, X) -> torch.Tensor:
+        """Posterior mean ``[..., Q]``."""
+        X = self.check_inputs(X)
+        if self._parent is None:
+            return self._prior_mean(X) + self._shift(X)
+        Xc, C, alpha = self._cond
+        V = self._project_cond(X)
+        extra = ((V * alpha[..., None]).sum(-2) if alpha.dim() == 1
+                 else torch.einsum("sq,...qn->s...n", alpha, V))
+        return self._parent.mean(X) + extra
+
+    def _project_cond(self, X: torch.Tensor) -> torch.Tensor:
+        """``C^-1 k_parent(X_c, X)``: ``[..., q, Q]``."""
+        Xc, C, _ = self._cond
+        cross = self._parent.covariance(Xc, X)
+        return torch.linalg.solve_triangular(C.expand(*cross.shape[:-2], *C.shape), cross,
+                                             upper=False)
+
+    def variance(self, X) -> torch.Tensor:
+        """Posterior variance of ``f`` ``[..., Q]`` (clamped at 0)."""
+        X = self.check_inputs(X)
+        if self._parent is None:
+            return self._base(X, None, False)
+        V = self._project_cond(X)
+        return (self._parent.variance(X) - (V * V).sum(-2)).clamp_min(0)
+
+    def mean_and_variance(self, X) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, variance)``, each ``[..., Q]``."""
+        return self.mean(X), self.variance(X)
+
+    def covariance(self, X, X2=None) -> torch.Tensor:
+        """Posterior covariance ``k_n(X, X2)`` ``[..., Q, Q2]`` (``X2`` defaults to ``X``)."""
+        X = self.check_inputs(X)
+        X2 = None if X2 is None else self.check_inputs(X2, "X2")
+        if self._parent is None:
+            return self._base(X, X2, True)
+        V1 = self._project_cond(X)
+        V2 = V1 if X2 is None else self._project_cond(X2)
+        return self._parent.covariance(X, X2) - V1.mT @ V2
+
+    def predictive(self, X, *, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance (or covariance) of new *observations* ``y`` at ``X``: the
+        latent ones plus the Gaussian noise."""
+        noise = self._require_noise("predictive")
+        X = self.check_inputs(X)
+        mean = self.mean(X)
+        if full_cov:
+            cov = self.covariance(X)
+            eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+            return mean, cov + noise * eye
+        return mean, self.variance(X) + noise
+
+    def distribution(self, X) -> MultivariateNormal:
+        """The joint posterior of ``f(X)`` as ``torch.distributions.MultivariateNormal``
+        (a relative jitter keeps the covariance factorisable)."""
+        X = self.check_inputs(X)
+        mean, cov = self.mean(X), self.covariance(X)
+        L, _ = jittered_cholesky(cov)
+        return MultivariateNormal(mean, scale_tril=L)
+
+    def rsample(self, X, sample_shape: tuple[int, ...] = (), *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Joint draws of ``f(X)``: ``[*sample_shape, ..., Q]`` (reparameterised)."""
+        check_generator(generator)
+        X = self.check_inputs(X)
+        mean, cov = self.mean(X), self.covariance(X)
+        L, _ = jittered_cholesky(cov)
+        return sample_mvn(mean, scale_tril=L, sample_shape=tuple(sample_shape),
+                          generator=generator)
+
+    def fantasy_sigma(self, X, Xc) -> torch.Tensor:
+        """``sigma_tilde(X, X_c)`` ``[..., Q, q]``: how the mean at ``X`` ``[..., Q, D]``
+        moves per standardised outcome observed at ``X_c`` ``[..., q, D]``
+        (:func:`~bayeskit.distributions.gaussian.fantasy_sigma`)."""
+        noise = self._require_noise("fantasies")
+        X, Xc = self.check_inputs(X), self.check_inputs(Xc, "Xc")
+        cross = self.covariance(X, Xc)
+        if Xc.shape[-2] == 1:
+            var = self.variance(Xc)[..., None, :]
+        else:
+            var = self.covariance(Xc)
+        return fantasy_sigma(cross, var, noise)
+
+    sigma_tilde = fantasy_sigma
+
+    def condition_on_observations(self, Xc, yc, *, noise=None) -> GPPosterior:
+        """The posterior after also observing ``yc`` ``[q]`` (or ``[S, q]``: ``S`` outcome
+        vectors at once) at ``Xc`` ``[q, D]`` with Gaussian noise (default the model's)."""
+        Xc = self.check_inputs(Xc, "Xc")
+        if Xc.dim() != 2:
+            raise ShapeError(f"Xc must be [q, {self.dim}], got {tuple(Xc.shape)}")
+        yc = as_tensor(yc, "yc", dtype=self.dtype, ndim=(1, 2)) \
+            if not isinstance(yc, torch.Tensor) else yc.to(self.dtype)
+        if yc.shape[-1] != Xc.shape[0] or yc.dim() not in (1, 2):
+            raise ShapeError(f"yc must be [{Xc.shape[0]}] or [S, {Xc.shape[0]}], got "
+                             f"{tuple(yc.shape)}")
+        if not bool(torch.isfinite(yc.detach()).all()):
+            raise NonFiniteError("yc contains NaN or infinite values")
+        noise = self._require_noise("conditioning") if noise is None else torch.as_tensor(
+            noise, dtype=self.dtype)
+        eye = torch.eye(Xc.shape[0], dtype=self.dtype, device=Xc.device)
+        if self._parent is None and self.q_sqrt is None and self.noise is not None:
+            # exact form: extend the Cholesky factor of K + noise I by the new rows
+            cross = self.kernel(self.Z, Xc)
+            corner = self.kernel(Xc) + noise * eye
+            L_new, f_new = append_observations(self.L, self.f, cross, corner,
+                                               yc - self._prior_mean(Xc))
+            return GPPosterior(self.kernel, self.mean_function, torch.cat([self.Z, Xc]),
+                               L_new, f_new, noise=self.noise,
+                               train_inputs=torch.cat([self.train_inputs, Xc]))
+        C, _ = jittered_cholesky(self.covariance(Xc) + noise * eye)
+        resid = yc - self.mean(Xc)
+        alpha = torch.linalg.solve_triangular(
+            C.expand(*resid.shape[:-1], *C.shape), resid.unsqueeze(-1), upper=False
+        ).squeeze(-1)
+        post = GPPosterior(self.kernel, self.mean_function, self.Z, self.L, self.f,
+                           q_sqrt=self.q_sqrt, noise=self.noise,
+                           train_inputs=torch.cat([self.train_inputs, Xc]), _parent=self)
+        post._cond = (Xc, C, alpha)
+        return post
+
+    def fantasize(self, Xc, num_fantasies: int, *,
+                  generator: torch.Generator | None = None) -> GPPosterior:
+        """The posterior conditioned on ``num_fantasies`` joint draws of noisy outcomes at
+        ``Xc`` ``[q, D]``: its means carry a leading fantasy dimension ``[S, ..., Q]``."""
+        S = as_int(num_fantasies, "num_fantasies", positive=True)
+        Xc = self.check_inputs(Xc, "Xc")
+        mean, cov = self.predictive(Xc, full_cov=True)
+        L, _ = jittered_cholesky(cov)
+        y = sample_mvn(mean, scale_tril=L, sample_shape=(S,), generator=generator)
+        if y.dim() != 2:
+            raise ShapeError("fantasize takes Xc [q, D] of a posterior without fantasies")
+        return self.condition_on_observations(Xc, y)
+
+    def _require_noise(self, what: str) -> torch.Tensor:
+        if self.noise is None:
+            raise ArgumentValueError(
+                f"{what} need a Gaussian observation noise; this posterior's likelihood is "
+                "not Gaussian (use a Gaussian likelihood or only the latent f)")
+        return self.noise
+
+
+def as_posterior(model) -> GPPosterior:
+    """``model`` itself if it is a :class:`GPPosterior`, else ``model.posterior()`` (any
+    model that follows the contract: GPR, SGPR, SVGP)."""
+    if isinstance(model, GPPosterior):
+        return model
+    make = getattr(model, "posterior", None)
+    post = make() if callable(make) else None
+    if not isinstance(post, GPPosterior):
+        raise ArgumentTypeError(f"expected a GP model with a posterior() method (GPR, SGPR, "
+                                f"SVGP) or a GPPosterior, got {type(model).__name__}")
+    return post

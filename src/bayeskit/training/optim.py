@@ -1,0 +1,105 @@
+"""The one L-BFGS helper for every hyperparameter fit (GPR, SGPR, the BO loop's refits),
+with restarts: from several given starting points and from random perturbations of them,
+keeping the best. A start whose objective raises a ``ValueError`` (e.g. a Cholesky failure
+reported by :mod:`bayeskit.linalg`) is skipped."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from bayeskit.errors import BayeskitError
+from bayeskit.validation import as_int
+
+__all__ = ["minimise_lbfgs", "fit_with_restarts", "parameter_values", "AllStartsFailedError"]
+
+
+class AllStartsFailedError(BayeskitError, ValueError):
+    """Every optimisation start failed (each raised a ``ValueError``)."""
+
+
+def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torch.Tensor],
+                   max_iter: int = 200) -> float:
+    """Minimise ``loss()`` over the trainable ``params`` with strong-Wolfe L-BFGS.
+
+    Returns the final loss. A ``ValueError`` from the loss propagates to the caller.
+    """
+    trainable = [p for p in params if p.requires_grad]
+    opt = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(loss())
+
+
+def parameter_values(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached copies of a module's parameters by name (a start for
+    :func:`fit_with_restarts`; buffers such as training data are not included)."""
+    return {k: p.detach().clone() for k, p in module.named_parameters()}
+
+
+def _load(module: nn.Module, values: dict[str, torch.Tensor]) -> None:
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for k, v in values.items():
+            if k in params and params[k].shape == v.shape:
+                params[k].copy_(v)
+
+
+def _default_perturbed(name: str) -> bool:
+    return name.startswith(("raw_", "kernel.raw_"))
+
+
+def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], *,
+                      max_iter: int = 200, restarts: int = 0, seed: int = 0,
+                      starts: list[dict[str, torch.Tensor]] | None = None,
+                      perturbed: Callable[[str], bool] = _default_perturbed) -> float:
+    """Minimise ``objective()`` over ``module``'s parameters with L-BFGS from every start
+    and ``restarts`` random perturbations of each; leave the module at the best optimum.
+
+    Args:
+        starts: parameter values to start from (:func:`parameter_values`); default the
+            module's current values.
+        restarts: extra starts per start: the named parameters for which ``perturbed(name)``
+            holds get standard-normal noise on their unconstrained scale (generator seeded
+            with ``seed`` for each start, so runs are reproducible).
+
+    Returns:
+        The best objective value.
+
+    Raises:
+        AllStartsFailedError: every start raised a ``ValueError``.
+    """
+    max_iter = as_int(max_iter, "max_iter", positive=True)
+    restarts = as_int(restarts, "restarts", nonnegative=True)
+    starts = [parameter_values(module)] if starts is None else list(starts)
+    best_value, best_state = math.inf, None
+    for start in starts:
+        g = torch.Generator().manual_seed(seed)
+        for attempt in range(restarts + 1):
+            _load(module, start)
+            if attempt:
+                with torch.no_grad():
+                    for name, p in module.named_parameters():
+                        if perturbed(name) and p.requires_grad:
+                            p.add_(torch.randn(p.shape, dtype=p.dtype, generator=g))
+            try:
+                value = minimise_lbfgs(module.parameters(), objective, max_iter)
+            except ValueError:
+                continue
+            if value < best_value:
+                best_value, best_state = value, parameter_values(module)
+    if best_state is None:
+        raise AllStartsFailedError("every optimisation start failed; rescale the data or the "
+                                   "initial hyperparameters")
+    _load(module, best_state)
+    return best_value

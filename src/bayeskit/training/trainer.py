@@ -1,0 +1,156 @@
+"""The one minibatch trainer: SVGP, flows (and every model trained by stochastic
+gradients on minibatches) call :func:`train`.
+
+Per epoch: the rows are shuffled by a generator seeded with ``(seed, epoch)`` (so a
+resumed run, and every process of a ``torchrun`` run, draw the same order); every global
+minibatch of ``B`` rows is split across processes (:func:`~bayeskit.training.local_rows`),
+each process's ``loss_fn`` returns its share of the batch loss, gradients are summed across
+processes and the optimiser steps. After each epoch an optional validation loss decides
+early stopping (``patience`` epochs without an improvement of ``min_delta``; the best
+parameters are restored at the end), a tqdm bar shows progress (rank 0 only), and the state
+goes to the run's :class:`~bayeskit.training.Checkpoint` (rank 0 writes it).
+
+History: ``train_loss`` (per epoch, the mean over minibatches of the whole-batch loss),
+``val_loss`` (if validating) and ``seconds`` (cumulative wall time, across resumes).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from bayeskit.training.checkpoint import Checkpoint
+from bayeskit.training.parallel import (
+    allreduce_grads,
+    allreduce_sum,
+    epoch_generator,
+    local_rows,
+    world,
+)
+from bayeskit.validation import as_int, as_scalar, check_choice
+
+__all__ = ["train", "make_optimizer"]
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """``"adam"`` or ``"rmsprop"`` over ``params`` with learning rate ``lr``."""
+    check_choice(name, "optimizer", ("adam", "rmsprop"))
+    lr = as_scalar(lr, "lr", positive=True)
+    return (torch.optim.Adam if name == "adam" else torch.optim.RMSprop)(params, lr=lr)
+
+
+def _batches(data, batch_size: int, seed: int, epoch: int):
+    if isinstance(data, (tuple, list)):
+        n = data[0].shape[0]
+        order = torch.randperm(n, generator=epoch_generator(seed, epoch)).to(data[0].device)
+        for idx in order.split(batch_size):
+            yield tuple(t[idx] for t in data)
+    else:  # an iterable of batches (DataLoader): its own order
+        for batch in data:
+            yield tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+
+def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], torch.Tensor],
+          data: Sequence[torch.Tensor] | Iterable, *, epochs: int, batch_size: int = 256,
+          lr: float = 1e-3, optimizer: str | torch.optim.Optimizer = "adam",
+          params: Iterable[nn.Parameter] | None = None, seed: int = 0,
+          validate: Callable[[], float] | None = None, patience: int | None = None,
+          min_delta: float = 1e-4, max_seconds: float | None = None,
+          checkpoint: Checkpoint | None = None, progress: bool = False, desc: str = "train",
+          callback: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Train ``model`` by minibatch stochastic optimisation; returns the history.
+
+    Args:
+        model: whose ``state_dict`` is checkpointed and restored.
+        loss_fn: ``loss_fn(batch, B)`` with ``batch`` this process's rows of a global
+            minibatch of ``B`` rows; returns its *share* of that batch's loss (the shares
+            of all processes sum to the batch loss).
+        data: tensors with rows to shuffle (tuple of ``[N, ...]``), or an iterable of
+            batches (e.g. a ``DataLoader``, which keeps its own order).
+        epochs: total epochs (a resumed run continues up to this number).
+        optimizer: ``"adam"``, ``"rmsprop"`` or an optimizer instance over ``params``.
+        params: parameters to optimise (default all of ``model``'s).
+        validate: ``() -> float`` validation loss after each epoch (lower is better).
+        patience: stop after this many epochs without improvement (needs ``validate``).
+        max_seconds: stop after the epoch that crosses this wall-time budget.
+        checkpoint: where to save after every epoch and what to resume from.
+        callback: ``callback(epoch)`` after each epoch.
+    """
+    epochs = as_int(epochs, "epochs", nonnegative=True)
+    batch_size = as_int(batch_size, "batch_size", positive=True)
+    seed = as_int(seed, "seed")
+    if patience is not None:
+        patience = as_int(patience, "patience", nonnegative=True)
+    if max_seconds is not None:
+        max_seconds = as_scalar(max_seconds, "max_seconds", positive=True)
+    params = list(model.parameters() if params is None else params)
+    opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
+        optimizer, params, lr)
+    history: dict[str, list[float]] = {"train_loss": [], "seconds": []}
+    if validate is not None:
+        history["val_loss"] = []
+    start, best, bad, best_state = 0, math.inf, 0, None
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        history = {k: list(v) for k, v in saved["history"].items()}
+        start, best, bad = int(saved["epoch"]), float(saved["best"]), int(saved["bad_epochs"])
+        best_state = saved["best_state"]
+    rank, _ = world()
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, initial=start, desc=desc)
+    t0 = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    stopped = False
+    for epoch in range(start, epochs):
+        if stopped:
+            break
+        model.train()
+        total, count = 0.0, 0
+        for batch in _batches(data, batch_size, seed, epoch):
+            B = batch[0].shape[0]
+            rows = local_rows(B).to(batch[0].device)
+            loss = loss_fn(tuple(t[rows] for t in batch), B)
+            opt.zero_grad()
+            loss.backward()
+            allreduce_grads(params)
+            opt.step()
+            total += float(loss.detach())
+            count += 1
+        (total,) = allreduce_sum(total)
+        history["train_loss"].append(total / max(count, 1))
+        if validate is not None:
+            model.eval()
+            with torch.no_grad():
+                val = float(validate())
+            history["val_loss"].append(val)
+            if val < best - min_delta:
+                best, bad = val, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+        history["seconds"].append(time.perf_counter() - t0)
+        if callback is not None:
+            callback(epoch)
+        if checkpoint is not None and rank == 0:
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "history": history, "epoch": epoch + 1, "best": best,
+                             "bad_epochs": bad, "best_state": best_state})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}")
+        stopped = ((patience is not None and validate is not None and bad >= patience)
+                   or (max_seconds is not None and history["seconds"][-1] > max_seconds))
+    if bar is not None:
+        bar.close()
+    if validate is not None and best_state is not None:
+        model.load_state_dict(best_state)
+    return history

@@ -1,0 +1,342 @@
+"""The one home of bayeskit's boundary checks.
+
+Every public entry point turns its arguments into tensors and numbers through these
+functions, so bad input always fails the same way: a :mod:`bayeskit.errors` exception that
+names the argument, says what was wrong and how to fix it. Never an opaque torch or LAPACK
+error, never NaN, never silent acceptance.
+
+Conventions (see ``docs/architecture.md``):
+
+- arrays: NumPy arrays, nested lists and tensors are accepted alike; the result is always a
+  *copy* (the caller may change or free its array afterwards); floating tensors keep their
+  dtype and device, everything else becomes float64 unless ``dtype`` says otherwise;
+  strings, ``None``, complex and object arrays are refused; finiteness is checked *after*
+  the cast, so a value that overflows float32 is reported, not passed on as ``inf``.
+- scalars: Python/NumPy numbers or one-element tensors; booleans are refused where a
+  number is expected.
+
+Example:
+    >>> import numpy as np
+    >>> X = as_tensor(np.ones((3, 2)), "X", ndim=2)
+    >>> X.dtype, X.shape
+    (torch.float64, torch.Size([3, 2]))
+    >>> as_scalar(0.5, "noise", positive=True)
+    0.5
+    >>> as_scalar(-1, "noise", positive=True)
+    Traceback (most recent call last):
+    ...
+    bayeskit.errors.ArgumentValueError: noise must be > 0, got -1; pass a positive number
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from bayeskit.errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    NonFiniteError,
+    NotPositiveDefiniteError,
+    ShapeError,
+)
+
+__all__ = [
+    "as_tensor",
+    "as_inputs",
+    "as_scalar",
+    "as_int",
+    "as_bounds",
+    "as_binary_labels",
+    "check_choice",
+    "check_generator",
+    "check_floating",
+    "check_square",
+    "check_finite",
+    "check_same_rows",
+    "first_true_index",
+    "raise_if_not_pd",
+    "resolve_dtype",
+]
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    if isinstance(x, np.ndarray):
+        return f"a {x.dtype} array of shape {x.shape}"
+    return type(x).__name__
+
+
+def resolve_dtype(x, dtype: torch.dtype | None = None) -> torch.dtype:
+    """The dtype data ``x`` becomes: ``dtype`` if given, a floating tensor's own dtype,
+    else float64 (Python and NumPy input)."""
+    if dtype is not None:
+        return dtype
+    if isinstance(x, torch.Tensor) and x.dtype in _FLOATS:
+        return x.dtype
+    return torch.float64
+
+
+def as_tensor(x, name: str, *, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None, ndim: int | Sequence[int] | None = None,
+              column: bool = False, min_rows: int = 0, finite: bool = True,
+              nonnegative: bool = False) -> torch.Tensor:
+    """A validated *copy* of array-like ``x`` as a floating tensor.
+
+    Args:
+        x: tensor, NumPy array, list or number.
+        name: the argument's name, used in messages.
+        dtype: target dtype; default: a floating tensor keeps its own, others float64.
+        device: target device (default: the tensor's own, else CPU).
+        ndim: allowed number(s) of dimensions (after ``column``).
+        column: a 1-D ``x`` of length N becomes ``[N, 1]`` (one feature).
+        min_rows: the first dimension must have at least this many entries.
+        finite: refuse NaN and infinity.
+        nonnegative: refuse negative entries.
+
+    Raises:
+        ArgumentTypeError: strings, None, complex, object or non-numeric input.
+        ShapeError: wrong number of dimensions or too few rows.
+        NonFiniteError: NaN/inf (also values that overflow the target dtype).
+    """
+    if x is None or isinstance(x, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(x)}; "
+                                "pass a NumPy array, list or torch tensor")
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as err:  # ragged lists and the like
+            raise ArgumentTypeError(f"{name} must be a rectangular array of numbers: {err}"
+                                    ) from None
+        if a.dtype.kind not in "biuf":
+            raise ArgumentTypeError(
+                f"{name} must hold real numbers, got {a.dtype} data"
+                + ("; drop the imaginary part explicitly (x.real) if that is intended"
+                   if a.dtype.kind == "c" else "; convert it to floats first"))
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.is_complex():
+        raise ArgumentTypeError(f"{name} must be real, got a complex tensor; drop the imaginary "
+                                "part explicitly (x.real) if that is intended")
+    target = resolve_dtype(x, dtype)
+    source_max = (torch.finfo(t.dtype).max if t.dtype in _FLOATS else math.inf)
+    # copy=True: the result never shares memory with the caller's array
+    t = t.to(dtype=target, device=device if device is not None else t.device, copy=True)
+    if column and t.dim() == 1:
+        t = t[:, None]
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.dim() not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ShapeError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+    if min_rows and (t.dim() == 0 or t.shape[0] < min_rows):
+        got = 0 if t.dim() == 0 else t.shape[0]
+        raise ShapeError(f"{name} must have at least {min_rows} row(s), got {got} "
+                         f"(shape {tuple(t.shape)}); pass non-empty data")
+    if finite and t.numel() and not bool(torch.isfinite(t).all()):
+        why = ""
+        if source_max > torch.finfo(target).max:
+            why = f" (values beyond {torch.finfo(target).max:.3g} overflow {target})"
+        raise NonFiniteError(f"{name} contains NaN or infinite values{why}; remove or impute "
+                             "them first")
+    if nonnegative and t.numel() and bool((t < 0).any()):
+        raise ArgumentValueError(f"{name} must be non-negative, got a minimum of "
+                                 f"{float(t.min()):.4g}")
+    return t
+
+
+def as_inputs(X, name: str = "X", *, dim: int | None = None, dtype: torch.dtype | None = None,
+              device=None, min_rows: int = 1) -> torch.Tensor:
+    """Model inputs as a ``[N, D]`` copy (a vector is one feature); with ``dim`` the number
+    of features must match the model's."""
+    X = as_tensor(X, name, dtype=dtype, device=device, ndim=2, column=True,
+                  min_rows=min_rows)
+    if dim is not None and X.shape[-1] != dim:
+        raise ShapeError(f"{name} must be [N, {dim}] (the model has {dim} features), got "
+                         f"{tuple(X.shape)}")
+    return X
+
+
+def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise :class:`ShapeError` unless ``a`` and ``b`` have as many rows."""
+    if a.shape[0] != b.shape[0]:
+        raise ShapeError(f"{name_b} has {b.shape[0]} rows but {name_a} has {a.shape[0]}; "
+                         "they must describe the same points")
+
+
+def _number(x, name: str):
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise ArgumentTypeError(f"{name} must be a single number, got {_describe(x)}")
+        if x.is_complex():
+            raise ArgumentTypeError(f"{name} must be real, got a complex number")
+        x = x.item()
+    elif isinstance(x, np.ndarray):
+        if x.size != 1 or x.dtype.kind not in "biuf":
+            raise ArgumentTypeError(f"{name} must be a single real number, got {_describe(x)}")
+        x = x.item()
+    if isinstance(x, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be a number, got the boolean {x}")
+    if not isinstance(x, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a real number, got {_describe(x)}"
+                                + (f" {x!r}" if isinstance(x, str) else ""))
+    return x
+
+
+def _range_checks(v, name: str, positive: bool, nonnegative: bool, low, high,
+                  low_open: bool, high_open: bool, raw) -> None:
+    if positive and not v > 0:
+        raise ArgumentValueError(f"{name} must be > 0, got {raw}; pass a positive number")
+    if nonnegative and not v >= 0:
+        raise ArgumentValueError(f"{name} must be >= 0, got {raw}")
+    if low is not None and (v <= low if low_open else v < low):
+        op = ">" if low_open else ">="
+        raise ArgumentValueError(f"{name} must be {op} {low}, got {raw}")
+    if high is not None and (v >= high if high_open else v > high):
+        op = "<" if high_open else "<="
+        raise ArgumentValueError(f"{name} must be {op} {high}, got {raw}")
+
+
+def as_scalar(x, name: str, *, positive: bool = False, nonnegative: bool = False,
+              low: float | None = None, high: float | None = None, low_open: bool = False,
+              high_open: bool = False, finite: bool = True) -> float:
+    """A validated real number as a Python float (NaN always refused; infinity unless
+    ``finite=False``)."""
+    raw = _number(x, name)
+    v = float(raw)
+    if math.isnan(v) or (finite and math.isinf(v)):
+        raise NonFiniteError(f"{name} must be a finite number, got {raw}")
+    _range_checks(v, name, positive, nonnegative, low, high, low_open, high_open, raw)
+    return v
+
+
+def as_int(x, name: str, *, positive: bool = False, nonnegative: bool = False,
+           low: int | None = None, high: int | None = None) -> int:
+    """A validated whole number as a Python int (``2.0`` is accepted, ``2.5`` is not)."""
+    raw = _number(x, name)
+    if isinstance(raw, float) and not (math.isfinite(raw) and raw == int(raw)):
+        raise ArgumentTypeError(f"{name} must be a whole number, got {raw}")
+    v = int(raw)
+    _range_checks(v, name, positive, nonnegative, low, high, False, False, raw)
+    return v
+
+
+def check_choice(value, name: str, choices: Iterable):
+    """Return ``value`` if it is one of ``choices``; else an error listing them."""
+    choices = tuple(choices)
+    try:
+        if not isinstance(value, bool) and value in choices:
+            return value
+    except TypeError:  # unhashable or incomparable: not one of the choices
+        pass
+    raise ArgumentValueError(f"{name} must be one of {', '.join(map(repr, choices))}; "
+                             f"got {value!r}")
+
+
+def check_generator(generator, name: str = "generator") -> torch.Generator | None:
+    """``None`` or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"{name} must be a torch.Generator or None, got "
+                                f"{_describe(generator)}; create one with "
+                                "torch.Generator().manual_seed(seed)")
+    return generator
+
+
+def as_bounds(bounds, name: str = "bounds", *, dim: int | None = None) -> torch.Tensor:
+    """A box ``[2, D]`` (row 0 lower, row 1 upper; a pair is one dimension) as float64."""
+    b = as_tensor(bounds, name, dtype=torch.float64, ndim=(1, 2))
+    if b.dim() == 1 and b.shape[0] == 2:
+        b = b[:, None]
+    if b.dim() != 2 or b.shape[0] != 2 or b.shape[1] == 0:
+        raise ShapeError(f"{name} must have shape [2, D] (lower row, upper row), got "
+                         f"{tuple(b.shape)}")
+    if dim is not None and b.shape[1] != dim:
+        raise ShapeError(f"{name} must be [2, {dim}], got {tuple(b.shape)}")
+    if not bool((b[0] < b[1]).all()):
+        bad = torch.nonzero(b[0] >= b[1]).flatten().tolist()
+        raise ArgumentValueError(f"in {name} the lower bound must be < the upper bound in "
+                                 f"every dimension; violated in dimension(s) {bad}: "
+                                 f"lower={b[0].tolist()}, upper={b[1].tolist()}")
+    return b
+
+
+def as_binary_labels(y, name: str = "y") -> tuple[torch.Tensor, np.ndarray]:
+    """Labels of exactly two classes as a float64 0/1 tensor and the sorted ``classes``
+    (any two distinct values: ``{0, 1}``, ``{1, 2}``, strings, booleans)."""
+    if y is None or isinstance(y, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an array of labels, got {_describe(y)}")
+    a = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if a.ndim != 1 or a.shape[0] == 0:
+        raise ShapeError(f"{name} must be a non-empty 1-D array of labels, got shape {a.shape}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise NonFiniteError(f"{name} contains NaN or infinite labels")
+    classes, codes = np.unique(a, return_inverse=True)
+    if len(classes) != 2:
+        raise ArgumentValueError(f"{name} must hold exactly two classes for binary "
+                                 f"classification, got {len(classes)}: "
+                                 f"{classes[:5].tolist()}")
+    return torch.as_tensor(codes.astype(np.float64)), classes
+
+
+# --- layer-1 checks: cheap, no conversion (functions on tensors take tensors) ----------
+
+def check_floating(name: str, x) -> None:
+    """Raise ``ArgumentTypeError`` unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
+    if not x.is_floating_point():
+        raise ArgumentTypeError(
+            f"{name} must be a floating-point tensor (float32 or float64), got {x.dtype}; "
+            f"convert it with {name}.double()")
+
+
+def check_square(name: str, x) -> int:
+    """Check ``x`` is a floating tensor ``[..., N, N]`` and return ``N``."""
+    check_floating(name, x)
+    if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
+        raise ShapeError(f"{name} must have shape [..., N, N] (a batch of square matrices), "
+                         f"got shape {tuple(x.shape)}")
+    return x.shape[-1]
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise NonFiniteError(f"{name} contains NaN or infinite values; clean the input first")
+
+
+def first_true_index(mask: torch.Tensor) -> tuple[int, ...] | None:
+    """Index of the first ``True`` of a boolean tensor, or ``None`` if there is none."""
+    if mask.dim() == 0:
+        return () if bool(mask) else None
+    hits = torch.nonzero(mask)
+    if hits.shape[0] == 0:
+        return None
+    return tuple(int(i) for i in hits[0])
+
+
+def raise_if_not_pd(failed: torch.Tensor, what: str, *, jitter: float | None = None) -> None:
+    """Raise :class:`NotPositiveDefiniteError` if any batch element of ``failed`` is true.
+
+    Args:
+        failed: boolean tensor over the batch shape, true where a factorisation failed.
+        what: human-readable description of the matrix, used in the message.
+        jitter: largest jitter tried, reported in the message when given.
+    """
+    index = first_true_index(failed)
+    if index is None:
+        return
+    where = f" at batch index {index}" if index else ""
+    extra = f" even with diagonal jitter {jitter:.3g}" if jitter is not None else ""
+    raise NotPositiveDefiniteError(
+        f"{what} is not positive definite{where}{extra}", batch_index=index or None,
+        jitter=jitter,
+    )
