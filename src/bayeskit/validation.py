@@ -122,7 +122,8 @@ def as_tensor(x, name: str, *, dtype: torch.dtype | None = None,
                 f"{name} must hold real numbers, got {a.dtype} data"
                 + ("; drop the imaginary part explicitly (x.real) if that is intended"
                    if a.dtype.kind == "c" else "; convert it to floats first"))
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy())  # read-only memmaps too
     if t.is_complex():
         raise ArgumentTypeError(f"{name} must be real, got a complex tensor; drop the imaginary "
                                 "part explicitly (x.real) if that is intended")

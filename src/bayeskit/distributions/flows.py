@@ -31,22 +31,12 @@ from torch.distributions import (
 from torch.distributions.transforms import Transform
 
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.nn import mlp
 from bayeskit.training import atomic_save
 
 __all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "Permute", "Flow", "fit_flow"]
 
 _VECTOR = constraints.independent(constraints.real, 1)
-
-
-def _mlp(n_in: int, n_out: int, hidden: tuple[int, ...]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(n_in, h), nn.ReLU()]
-        n_in = h
-    last = nn.Linear(n_in, n_out)
-    nn.init.zeros_(last.weight)  # start at the identity transform
-    nn.init.zeros_(last.bias)
-    return nn.Sequential(*layers, last)
 
 
 class _MaskedLinear(nn.Linear):
@@ -131,7 +121,7 @@ class AffineCoupling(_ModuleTransform):
         if dim < 2:
             raise ValueError("AffineCoupling needs at least 2 dimensions")
         self.split = dim // 2
-        super().__init__(_mlp(self.split, 2 * (dim - self.split), hidden))
+        super().__init__(mlp((self.split, *hidden, 2 * (dim - self.split)), zero_last=True))
 
     def _params(self, a):
         shift, log_scale = self.module(a).chunk(2, dim=-1)

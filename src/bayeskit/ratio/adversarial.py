@@ -14,16 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["adversarial_kl_minimisation", "critic_network"]
+from bayeskit.nn import mlp
 
-
-def critic_network(dim: int, hidden: tuple[int, ...], dtype=torch.float32) -> nn.Sequential:
-    """A ReLU MLP ``[..., dim] -> [..., 1]``: the logit of a density-ratio critic."""
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Linear(dim, h, dtype=dtype), nn.ReLU()]
-        dim = h
-    return nn.Sequential(*layers, nn.Linear(dim, 1, dtype=dtype))
+__all__ = ["adversarial_kl_minimisation"]
 
 
 def adversarial_kl_minimisation(
@@ -55,8 +48,7 @@ def adversarial_kl_minimisation(
     if x_q.dim() != 2 or x_q.shape[0] < 2 or not bool(torch.isfinite(x_q).all()):
         raise ValueError(f"target_samples must be finite [N >= 2, D], got {tuple(x_q.shape)}")
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    critic = critic_network(x_q.shape[1], critic_hidden, x_q.dtype)
+    critic = mlp((x_q.shape[1], *critic_hidden, 1), dtype=x_q.dtype, generator=g)
     opt_c = torch.optim.Adam(critic.parameters(), lr=lr_critic)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     bce = nn.BCEWithLogitsLoss()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
 
 __all__ = ["ClassifierDensityRatio", "ULSIF", "KLIEP", "estimate_kl", "estimate_js",
@@ -85,14 +86,9 @@ class ClassifierDensityRatio:
             self.log_prior_odds_ = math.log(len(x_p) / len(x_q))
             return self
         g = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
         self.loc_ = torch.cat([x_p, x_q]).mean(0)
         self.scale_ = torch.cat([x_p, x_q]).std(0).clamp_min(1e-12)
-        dims = [x_p.shape[1], *self.hidden, 1]
-        layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:], strict=True):
-            layers += [nn.Linear(a, b, dtype=F64), nn.ReLU()]
-        self.net_ = nn.Sequential(*layers[:-1])
+        self.net_ = mlp((x_p.shape[1], *self.hidden, 1), dtype=F64, generator=g)
         x = torch.cat([x_p, x_q])
         y = torch.cat([torch.ones(len(x_p), dtype=F64), torch.zeros(len(x_q), dtype=F64)])
         perm = torch.randperm(len(x), generator=g)

@@ -8,8 +8,8 @@ evaluated on held-out samples so it stays a lower bound in expectation.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from bayeskit.nn import mlp
 from bayeskit.ratio.estimators import check_samples
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, conjugate
 
@@ -33,16 +33,11 @@ def variational_f_divergence(x_p, x_q, divergence: str = "kl_forward", *,
         raise ValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got {divergence!r}")
     f_star, act = conjugate(divergence), _ACTIVATION[divergence]
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     pp, pq = torch.randperm(len(x_p), generator=g), torch.randperm(len(x_q), generator=g)
     tr_p, te_p = x_p[pp[: len(pp) // 2]], x_p[pp[len(pp) // 2:]]
     tr_q, te_q = x_q[pq[: len(pq) // 2]], x_q[pq[len(pq) // 2:]]
     loc, scale = tr_q.mean(0), tr_q.std(0).clamp_min(1e-12)
-    dims = [x_p.shape[1], *hidden, 1]
-    layers: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
-        layers += [nn.Linear(a, b, dtype=x_p.dtype), nn.ReLU()]
-    net = nn.Sequential(*layers[:-1])
+    net = mlp((x_p.shape[1], *hidden, 1), dtype=x_p.dtype, generator=g)
 
     def critic(x):
         return act(net((x - loc) / scale).squeeze(-1))

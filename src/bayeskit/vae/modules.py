@@ -28,19 +28,10 @@ from torch.distributions import (
 )
 
 from bayeskit.distributions.flows import AffineCoupling, Permute
+from bayeskit.nn import mlp
 
 __all__ = ["mlp", "GaussianEncoder", "FlowEncoder", "RelaxedCategoricalEncoder",
            "BernoulliDecoder", "GaussianDecoder", "CategoricalDecoder"]
-
-
-def mlp(sizes: tuple[int, ...], activation=nn.ReLU) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none at the end)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
 
 
 class GaussianEncoder(nn.Module):

@@ -31,7 +31,7 @@ from torch.distributions import (
 from torch.nn import functional as F
 
 from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.ratio.adversarial import critic_network
+from bayeskit.nn import mlp
 from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
 
 __all__ = ["VAE", "DensityRatioKL", "check_data"]
@@ -42,7 +42,7 @@ class DensityRatioKL(nn.Module):
 
     def __init__(self, input_dim: int, latent_dim: int, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
-        self.critic = critic_network(input_dim + latent_dim, hidden)
+        self.critic = mlp((input_dim + latent_dim, *hidden, 1))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``T(x, z)``: ``x`` ``[B, D]``, ``z`` ``[K, B, L]`` -> ``[K, B]``."""

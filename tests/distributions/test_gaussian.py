@@ -1,0 +1,135 @@
+"""The Gaussian floor against float64 brute force and torch.distributions."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, kl_divergence
+
+from bayeskit.distributions.gaussian import (
+    append_observations,
+    conditional,
+    fantasy_sigma,
+    gauss_hermite,
+    gauss_hermite_expectation,
+    gauss_kl,
+    moments_to_natural,
+    natural_to_moments,
+    sample_mvn,
+)
+
+F64 = torch.float64
+
+
+def spd(n, g, batch=()):
+    A = torch.randn(*batch, n, n, dtype=F64, generator=g)
+    return A @ A.mT + n * torch.eye(n, dtype=F64)
+
+
+@pytest.mark.parametrize("white", [True, False])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_conditional_matches_the_joint_gaussian(white, batch):
+    """u ~ N(f, S S^T) (in v = L^-1 u when white); the marginal of f_n from the joint."""
+    g = torch.Generator().manual_seed(0)
+    M, N = 4, 5
+    K = spd(M + N, g, batch)
+    Kmm, Kmn, Knn = K[..., :M, :M], K[..., :M, M:], K[..., M:, M:]
+    Lm = torch.linalg.cholesky(Kmm)
+    f = torch.randn(*batch, M, dtype=F64, generator=g)
+    S = torch.tril(torch.randn(*batch, M, M, dtype=F64, generator=g))
+    mean, cov = conditional(Kmn, Lm, Knn, f, q_sqrt=S, full_cov=True, white=white)
+    # brute force: u's mean and covariance, then f | u linear-Gaussian
+    mu_u, cov_u = (Lm @ f[..., None])[..., 0], Lm @ S @ S.mT @ Lm.mT
+    if not white:
+        mu_u, cov_u = f, S @ S.mT
+    P = torch.linalg.solve(Kmm, Kmn)  # Kmm^-1 Kmn
+    ref_mean = (P.mT @ mu_u[..., None])[..., 0]
+    ref_cov = Knn - Kmn.mT @ P + P.mT @ cov_u @ P
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(cov, ref_cov, rtol=1e-10, atol=1e-10)
+    _, var = conditional(Kmn, Lm, Knn.diagonal(dim1=-2, dim2=-1), f, q_sqrt=S, white=white)
+    torch.testing.assert_close(var, ref_cov.diagonal(dim1=-2, dim2=-1), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("whitened", [True, False])
+def test_gauss_kl_matches_torch_distributions(whitened):
+    g = torch.Generator().manual_seed(1)
+    M = 5
+    mu = torch.randn(3, M, dtype=F64, generator=g)
+    S = torch.tril(torch.randn(3, M, M, dtype=F64, generator=g))
+    S.diagonal(dim1=-2, dim2=-1).abs_().add_(0.5)
+    K = spd(M, g)
+    L = None if whitened else torch.linalg.cholesky(K)
+    prior = MultivariateNormal(torch.zeros(M, dtype=F64),
+                               scale_tril=torch.eye(M, dtype=F64) if whitened else L)
+    ref = kl_divergence(MultivariateNormal(mu, scale_tril=S), prior)
+    torch.testing.assert_close(gauss_kl(mu, S, L), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_natural_parameters_round_trip():
+    g = torch.Generator().manual_seed(2)
+    cov = spd(4, g)
+    mean = torch.randn(4, dtype=F64, generator=g)
+    eta, prec = moments_to_natural(mean, torch.linalg.cholesky(cov))
+    torch.testing.assert_close(prec, torch.linalg.inv(cov), rtol=1e-10, atol=1e-12)
+    m2, L2 = natural_to_moments(eta, prec)
+    torch.testing.assert_close(m2, mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(L2 @ L2.mT, cov, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["scale", "precision"])
+def test_sample_mvn_moments(kind):
+    g = torch.Generator().manual_seed(3)
+    cov = spd(3, g) / 3
+    mean = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    L = torch.linalg.cholesky(cov if kind == "scale" else torch.linalg.inv(cov))
+    n = 200_000
+    x = sample_mvn(mean, **{f"{kind}_tril": L}, sample_shape=(n,), generator=g)
+    assert x.shape == (n, 3)
+    # 6 standard errors of the sample mean and covariance entries
+    se = (cov.diagonal() / n).sqrt()
+    assert bool(((x.mean(0) - mean).abs() < 6 * se).all())
+    emp = torch.cov(x.T)
+    se_cov = ((cov ** 2 + torch.outer(cov.diagonal(), cov.diagonal())) / n).sqrt()
+    assert bool(((emp - cov).abs() < 6 * se_cov).all())
+    again = sample_mvn(mean, **{f"{kind}_tril": L}, sample_shape=(5,),
+                       generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(again, sample_mvn(mean, **{f"{kind}_tril": L}, sample_shape=(5,),
+                                                 generator=torch.Generator().manual_seed(9)))
+
+
+def test_gauss_hermite_is_exact_for_polynomials():
+    x, w = gauss_hermite(6)
+    moments = [float((w * x ** k).sum()) for k in range(12)]
+    exact = [1, 0, 1, 0, 3, 0, 15, 0, 105, 0, 945, 0]
+    np.testing.assert_allclose(moments, exact, rtol=1e-10, atol=1e-10)
+    m, v = torch.tensor([0.3, -1.0], dtype=F64), torch.tensor([2.0, 0.5], dtype=F64)
+    got = gauss_hermite_expectation(lambda f: f ** 4, m, v, 5)
+    torch.testing.assert_close(got, m ** 4 + 6 * m ** 2 * v + 3 * v ** 2, rtol=1e-12, atol=0)
+
+
+def test_append_observations_and_fantasy_sigma_match_refactorising():
+    g = torch.Generator().manual_seed(4)
+    n, q, noise = 6, 2, 0.1
+    K = spd(n + q + 3, g) / 5  # training, new and prediction points
+    C = K[: n + q, : n + q] + noise * torch.eye(n + q, dtype=F64)
+    y = torch.randn(n + q, dtype=F64, generator=g)
+    L = torch.linalg.cholesky(C[:n, :n])
+    f = torch.linalg.solve_triangular(L, y[:n, None], upper=False)[:, 0]
+    L_new, f_new = append_observations(L, f, C[:n, n:], C[n:, n:], y[n:])
+    torch.testing.assert_close(L_new, torch.linalg.cholesky(C), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        f_new, torch.linalg.solve_triangular(L_new, y[:, None], upper=False)[:, 0])
+    # fantasy_sigma: the posterior mean change per standardised outcome at the new points
+    star = slice(n + q, None)
+    Ks_n = K[star, :n]
+    post_cov = K[n:, n:] - K[n:, :n] @ torch.cholesky_solve(K[:n, n:], L)
+    cross, cov_new = post_cov[q:, :q], post_cov[:q, :q]
+    st = fantasy_sigma(cross, cov_new, torch.tensor(noise, dtype=F64))
+    z = torch.randn(q, dtype=F64, generator=g)
+    Cn = torch.linalg.cholesky(cov_new + noise * torch.eye(q, dtype=F64))
+    y_new = (K[n:n + q, :n] @ torch.cholesky_solve(y[:n, None], L))[:, 0] + Cn @ z
+    mu_before = (Ks_n @ torch.cholesky_solve(y[:n, None], L))[:, 0]
+    full = torch.cat([y[:n], y_new])
+    mu_after = (K[star, : n + q] @ torch.cholesky_solve(full[:, None], torch.linalg.cholesky(
+        C)))[:, 0]
+    torch.testing.assert_close(mu_after, mu_before + st @ z, rtol=1e-9, atol=1e-10)
