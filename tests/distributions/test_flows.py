@@ -74,7 +74,7 @@ def test_checkpoint_resume_continues_training(tmp_path):
     b = Flow(2, hidden=(8,))  # different init: the checkpoint must override it
     hist = fit_flow(b, x, epochs=4, checkpoint=ck, patience=100)
     assert len(hist["val_nll"]) == 4
-    assert int(torch.load(ck, weights_only=True)["epoch"]) == 4
+    assert int(torch.load(ck, weights_only=True)["state"]["epoch"]) == 4
 
 
 def test_bad_inputs():

@@ -14,9 +14,6 @@
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from pathlib import Path
 
 import torch
@@ -30,9 +27,11 @@ from torch.distributions import (
 )
 from torch.distributions.transforms import Transform
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
-from bayeskit.training import atomic_save
+from bayeskit.training import Checkpoint, fingerprint
+from bayeskit.training.trainer import train
+from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
 
 __all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "Permute", "Flow", "fit_flow"]
 
@@ -150,7 +149,11 @@ class Permute(Transform):
 
     def __init__(self, perm: torch.Tensor):
         super().__init__(cache_size=0)
-        self.perm = torch.as_tensor(perm, dtype=torch.long)
+        p = as_tensor(perm, "perm", dtype=torch.float64, ndim=1)
+        if not torch.equal(torch.sort(p).values, torch.arange(len(p), dtype=p.dtype)):
+            raise ArgumentValueError(f"perm must be a permutation of 0..{len(p) - 1}, got "
+                                     f"{p.long().tolist()}")
+        self.perm = p.long()
         self.inv_perm = torch.argsort(self.perm)
 
     def __eq__(self, other):
@@ -182,9 +185,9 @@ class Flow(nn.Module):
     def __init__(self, dim: int, kind: str = "maf", num_layers: int = 3,
                  hidden: tuple[int, ...] = (64, 64)):
         super().__init__()
-        if kind not in ("maf", "realnvp"):
-            raise ValueError(f"kind must be 'maf' or 'realnvp', got {kind!r}")
-        self.dim, self.kind = dim, kind
+        dim = as_int(dim, "dim", positive=True)
+        num_layers = as_int(num_layers, "num_layers", positive=True)
+        self.dim, self.kind = dim, check_choice(kind, "kind", ("maf", "realnvp"))
         layer = MaskedAutoregressiveAffine if kind == "maf" else AffineCoupling
         self.layers = [layer(dim, hidden) for _ in range(num_layers)]
         self.nets = nn.ModuleList([t.module for t in self.layers])
@@ -213,91 +216,83 @@ class Flow(nn.Module):
             raise ShapeError(f"inputs must be [..., {self.dim}], got {tuple(x.shape)}")
         return self.distribution().log_prob(x)
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws ``[n, D]`` (base noise from ``generator`` when given).
+
+        Example:
+            >>> Flow(2, hidden=(8,)).sample(3, generator=torch.Generator().manual_seed(0)).shape
+            torch.Size([3, 2])
+        """
+        n = as_int(n, "n", positive=True)
+        check_generator(generator)
         with torch.no_grad():
-            return self.distribution().sample((n,))
+            dist = self.distribution()
+            x = torch.randn(n, self.dim, dtype=self.loc.dtype, device=self.loc.device,
+                            generator=generator)
+            for t in dist.transforms:
+                x = t(x)
+            return x
 
 
-def _check_samples(x: torch.Tensor, dim: int, name: str) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    if x.dim() != 2 or x.shape[-1] != dim or x.shape[0] < 2:
+def _check_samples(x, dim: int, name: str, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(x, torch.Tensor) and x.requires_grad:
+        raise ArgumentValueError(f"{name} requires grad; pass {name}.detach() (training data "
+                                 "are constants)")
+    x = as_tensor(x, name, dtype=dtype, ndim=2)
+    if x.shape[-1] != dim or x.shape[0] < 2:
         raise ShapeError(f"{name} must be [N >= 2, {dim}], got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteError(f"{name} contains NaN or infinite values")
     return x
 
 
 def fit_flow(flow: Flow, samples: torch.Tensor, *, epochs: int = 100, batch_size: int = 256,
              lr: float = 1e-3, val_fraction: float = 0.1, patience: int = 10,
              max_seconds: float | None = None, generator: torch.Generator | None = None,
-             checkpoint: str | Path | None = None, progress: bool = False,
-             callback=None) -> dict:
-    """Maximum-likelihood training with Adam; returns the history (train/validation NLL).
+             checkpoint: str | Path | None = None, resume: bool = True,
+             overwrite: bool = False, progress: bool = False, callback=None) -> dict:
+    """Maximum-likelihood training with Adam (the shared :func:`bayeskit.training.train`);
+    returns the history (``train_nll``, ``val_nll``, ``seconds`` per epoch).
 
-    Early stopping keeps the parameters with the best validation NLL (``patience`` epochs).
-    With ``checkpoint`` the model, optimiser, RNG and history are saved atomically after
-    every epoch and a call with an existing checkpoint resumes from it.
+    A random ``val_fraction`` of the samples (chosen with ``generator``) is held out; early
+    stopping keeps the parameters with the best validation NLL (``patience`` epochs). With
+    ``checkpoint`` the model, optimiser and history are saved atomically after every epoch
+    with fingerprints of the samples and settings; an existing checkpoint of the same run is
+    resumed (see :class:`bayeskit.training.Checkpoint` for ``resume``/``overwrite``).
     ``callback(epoch, flow)`` runs after each epoch (e.g. to time accuracy milestones).
+
+    Example:
+        >>> flow = Flow(2, hidden=(8,))
+        >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+        >>> hist = fit_flow(flow, x, epochs=2, generator=torch.Generator().manual_seed(1))
+        >>> len(hist["val_nll"])
+        2
     """
-    x = _check_samples(samples, flow.dim, "samples").to(flow.loc.dtype)
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    x = _check_samples(samples, flow.dim, "samples", flow.loc.dtype)
+    val_fraction = as_scalar(val_fraction, "val_fraction", low=0.0, low_open=True, high=1.0,
+                             high_open=True)
+    patience = as_int(patience, "patience", nonnegative=True)
+    g = check_generator(generator) if generator is not None else \
+        torch.Generator().manual_seed(0)
+    start_state = g.get_state()
     perm = torch.randperm(x.shape[0], generator=g)
     n_val = max(1, int(val_fraction * x.shape[0]))
-    val, train = x[perm[:n_val]], x[perm[n_val:]]
-    flow.standardise(train)
-    opt = torch.optim.Adam(flow.parameters(), lr=lr)
-    history = {"train_nll": [], "val_nll": [], "seconds": []}
-    best, best_state, bad_epochs, start_epoch = math.inf, None, 0, 0
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=True)
-        flow.load_state_dict(state["flow"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["rng"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch, best, bad_epochs = int(state["epoch"]), float(state["best"]), int(state["bad"])
-        best_state = state["best_flow"]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    val, train_x = x[perm[:n_val]], x[perm[n_val:]]
+    if train_x.shape[0] < 1:
+        raise ShapeError("no training samples left after the validation split; pass more "
+                         "samples or a smaller val_fraction")
+    seed = int(torch.randint(2**31, (1,), generator=g))  # shuffling of every epoch
+    flow.standardise(train_x)
+    ckpt = None if checkpoint is None else Checkpoint(
+        checkpoint, kind="flow", data=fingerprint(x), resume=resume, overwrite=overwrite,
+        settings=fingerprint(batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                             generator=start_state, kind=flow.kind))
 
-        bar = tqdm(total=epochs, initial=start_epoch, desc="flow")
-    t0 = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
-    for epoch in range(start_epoch, epochs):
-        flow.train()
-        order = torch.randperm(train.shape[0], generator=g)
-        total = 0.0
-        for i in range(0, train.shape[0], batch_size):
-            batch = train[order[i:i + batch_size]]
-            loss = -flow.log_prob(batch).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * batch.shape[0]
-        with torch.no_grad():
-            val_nll = float(-flow.log_prob(val).mean())
-        history["train_nll"].append(total / train.shape[0])
-        history["val_nll"].append(val_nll)
-        history["seconds"].append(time.perf_counter() - t0)
-        if val_nll < best - 1e-4:
-            best, bad_epochs = val_nll, 0
-            best_state = copy.deepcopy(flow.state_dict())
-        else:
-            bad_epochs += 1
-        if callback is not None:
-            callback(epoch, flow)
-        if path is not None:
-            atomic_save({"flow": flow.state_dict(), "opt": opt.state_dict(),
-                         "rng": g.get_state(), "history": history, "epoch": epoch + 1,
-                         "best": best, "bad": bad_epochs, "best_flow": best_state}, path)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(val_nll=f"{val_nll:.4f}")
-        out_of_time = max_seconds is not None and history["seconds"][-1] > max_seconds
-        if bad_epochs >= patience or out_of_time:
-            break
-    if bar is not None:
-        bar.close()
-    if best_state is not None:
-        flow.load_state_dict(best_state)
-    return history
+    def loss_fn(batch, rows, _generator):
+        (xb,) = batch
+        return -flow.log_prob(xb[rows]).sum() / xb.shape[0]
+
+    history = train(flow, loss_fn, (train_x,), epochs=epochs, batch_size=batch_size, lr=lr,
+                    seed=seed, validate=lambda: -flow.log_prob(val).mean(), patience=patience,
+                    max_seconds=max_seconds, checkpoint=ckpt, progress=progress, desc="flow",
+                    callback=None if callback is None else (lambda e: callback(e, flow)))
+    return {"train_nll": history["train_loss"], "val_nll": history["val_loss"],
+            "seconds": history["seconds"]}

@@ -318,8 +318,10 @@ class SVGP(nn.Module):
             settings=fingerprint(batch_size=batch_size, lr=lr, seed=seed,
                                  natural_gradient=natural_gradient))
 
-        def loss_fn(batch, B):
+        def loss_fn(batch, rows, _generator):
             Xb, yb = batch
+            B = Xb.shape[0]
+            Xb, yb = Xb[rows], yb[rows]
             if y is None:
                 Xb, yb = self._check_xy(Xb, yb)
             if natural_gradient is not None:

@@ -9,7 +9,6 @@ and ridge chosen by k-fold cross-validation.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
+from bayeskit.training.trainer import train
 
 __all__ = ["ClassifierDensityRatio", "ULSIF", "KLIEP", "estimate_kl", "estimate_js",
            "nwj_lower_bound", "check_samples"]
@@ -96,33 +96,18 @@ class ClassifierDensityRatio:
         val, tr = perm[:n_val], perm[n_val:]
         # the logit carries log(N_p / N_q) of the training split; removed in log_ratio
         self.log_prior_odds_ = math.log(float(y[tr].sum()) / float((1 - y[tr]).sum()))
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
-        loss_fn = nn.BCEWithLogitsLoss()  # log-sum-exp form: stable for saturated logits
-        best, best_state, bad = math.inf, None, 0
-        self.history_ = {"train_bce": [], "val_bce": []}
-        batch = self.batch_size or len(tr)
-        for _ in range(self.epochs):
-            order = tr[torch.randperm(len(tr), generator=g)]
-            total = 0.0
-            for i in range(0, len(order), batch):
-                b = order[i:i + batch]
-                loss = loss_fn(self._logit(x[b]), y[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(b)
-            with torch.no_grad():
-                v = float(loss_fn(self._logit(x[val]), y[val]))
-            self.history_["train_bce"].append(total / len(tr))
-            self.history_["val_bce"].append(v)
-            if v < best - 1e-6:
-                best, best_state, bad = v, copy.deepcopy(self.net_.state_dict()), 0
-            else:
-                bad += 1
-                if bad >= self.patience:
-                    break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
+        bce = nn.BCEWithLogitsLoss(reduction="sum")  # log-sum-exp form: stable when saturated
+        xt, yt = x[tr], y[tr]
+
+        def loss_fn(batch, rows, _generator):
+            xb, yb = batch
+            return bce(self._logit(xb[rows]), yb[rows]) / xb.shape[0]
+
+        hist = train(self.net_, loss_fn, (xt, yt), epochs=self.epochs,
+                     batch_size=self.batch_size or len(tr), lr=self.lr, seed=self.seed,
+                     validate=lambda: bce(self._logit(x[val]), y[val]) / len(val),
+                     patience=self.patience, min_delta=1e-6, desc="classifier")
+        self.history_ = {"train_bce": hist["train_loss"], "val_bce": hist["val_loss"]}
         return self
 
     def _logit(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,10 @@ from bayeskit.training.parallel import (
     local_rows,
     world,
 )
+from bayeskit.training.trainer import TrainingDivergedError, make_optimizer, train
 
 __all__ = ["Checkpoint", "fingerprint", "load_state", "atomic_save", "atomic_write",
            "atomic_write_text", "allreduce_grads", "allreduce_sum", "epoch_generator",
            "local_rows", "world", "AllStartsFailedError", "fit_with_restarts",
-           "minimise_lbfgs", "parameter_values"]
+           "minimise_lbfgs", "parameter_values", "TrainingDivergedError",
+           "make_optimizer", "train"]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from bayeskit.errors import BayeskitError
 from bayeskit.training.checkpoint import Checkpoint
 from bayeskit.training.parallel import (
     allreduce_grads,
@@ -34,20 +35,25 @@ from bayeskit.training.parallel import (
 )
 from bayeskit.validation import as_int, as_scalar, check_choice
 
-__all__ = ["train", "make_optimizer"]
+__all__ = ["train", "make_optimizer", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(BayeskitError, ValueError):
+    """The loss became NaN/inf; the last good checkpoint (if any) is untouched."""
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """``"adam"`` or ``"rmsprop"`` over ``params`` with learning rate ``lr``."""
+    """``"adam"`` or ``"rmsprop"`` over ``params`` with learning rate ``lr`` (``0`` holds
+    the parameters fixed)."""
     check_choice(name, "optimizer", ("adam", "rmsprop"))
-    lr = as_scalar(lr, "lr", positive=True)
+    lr = as_scalar(lr, "lr", nonnegative=True)
     return (torch.optim.Adam if name == "adam" else torch.optim.RMSprop)(params, lr=lr)
 
 
-def _batches(data, batch_size: int, seed: int, epoch: int):
+def _batches(data, batch_size: int, g: torch.Generator):
     if isinstance(data, (tuple, list)):
         n = data[0].shape[0]
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch)).to(data[0].device)
+        order = torch.randperm(n, generator=g).to(data[0].device)
         for idx in order.split(batch_size):
             yield tuple(t[idx] for t in data)
     else:  # an iterable of batches (DataLoader): its own order
@@ -55,35 +61,43 @@ def _batches(data, batch_size: int, seed: int, epoch: int):
             yield tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
 
 
-def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], torch.Tensor],
+def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
           data: Sequence[torch.Tensor] | Iterable, *, epochs: int, batch_size: int = 256,
           lr: float = 1e-3, optimizer: str | torch.optim.Optimizer = "adam",
           params: Iterable[nn.Parameter] | None = None, seed: int = 0,
           validate: Callable[[], float] | None = None, patience: int | None = None,
           min_delta: float = 1e-4, max_seconds: float | None = None,
           checkpoint: Checkpoint | None = None, progress: bool = False, desc: str = "train",
-          callback: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+          callback: Callable[[int], None] | None = None, backward: bool = True,
+          extra_optimizers: dict[str, torch.optim.Optimizer] | None = None,
+          ) -> dict[str, list[float]]:
     """Train ``model`` by minibatch stochastic optimisation; returns the history.
 
     Args:
         model: whose ``state_dict`` is checkpointed and restored.
-        loss_fn: ``loss_fn(batch, B)`` with ``batch`` this process's rows of a global
-            minibatch of ``B`` rows; returns its *share* of that batch's loss (the shares
-            of all processes sum to the batch loss).
+        loss_fn: ``loss_fn(batch, rows, generator)``: ``batch`` is the global minibatch (a
+            tuple of ``[B, ...]`` tensors), ``rows`` this process's row indices, and
+            ``generator`` the epoch's generator (for any noise the step needs, drawn for
+            the whole batch so every process agrees). Returns this process's *share* of
+            the batch loss (the shares of all processes sum to the batch loss).
+        backward: ``False`` when ``loss_fn`` sets the gradients itself (then its return
+            value is only recorded).
+        extra_optimizers: further optimisers (e.g. a critic's) whose state is checkpointed.
         data: tensors with rows to shuffle (tuple of ``[N, ...]``), or an iterable of
             batches (e.g. a ``DataLoader``, which keeps its own order).
         epochs: total epochs (a resumed run continues up to this number).
         optimizer: ``"adam"``, ``"rmsprop"`` or an optimizer instance over ``params``.
         params: parameters to optimise (default all of ``model``'s).
         validate: ``() -> float`` validation loss after each epoch (lower is better).
-        patience: stop after this many epochs without improvement (needs ``validate``).
+        patience: stop after this many epochs without improvement (needs ``validate``);
+            the best parameters are then restored at the end.
         max_seconds: stop after the epoch that crosses this wall-time budget.
         checkpoint: where to save after every epoch and what to resume from.
         callback: ``callback(epoch)`` after each epoch.
     """
     epochs = as_int(epochs, "epochs", nonnegative=True)
     batch_size = as_int(batch_size, "batch_size", positive=True)
-    seed = as_int(seed, "seed")
+    seed = as_int(seed, "seed", nonnegative=True, high=2**40)
     if patience is not None:
         patience = as_int(patience, "patience", nonnegative=True)
     if max_seconds is not None:
@@ -95,10 +109,13 @@ def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], t
     if validate is not None:
         history["val_loss"] = []
     start, best, bad, best_state = 0, math.inf, 0, None
+    extra_optimizers = extra_optimizers or {}
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
+        for name, o in extra_optimizers.items():
+            o.load_state_dict(saved["extra_optimizers"][name])
         history = {k: list(v) for k, v in saved["history"].items()}
         start, best, bad = int(saved["epoch"]), float(saved["best"]), int(saved["bad_epochs"])
         best_state = saved["best_state"]
@@ -115,12 +132,19 @@ def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], t
             break
         model.train()
         total, count = 0.0, 0
-        for batch in _batches(data, batch_size, seed, epoch):
-            B = batch[0].shape[0]
-            rows = local_rows(B).to(batch[0].device)
-            loss = loss_fn(tuple(t[rows] for t in batch), B)
+        g = epoch_generator(seed, epoch)
+        for batch in _batches(data, batch_size, g):
+            rows = local_rows(batch[0].shape[0]).to(batch[0].device)
             opt.zero_grad()
-            loss.backward()
+            loss = loss_fn(batch, rows, g)
+            if not bool(torch.isfinite(loss.detach()).all()):
+                last = (f"; the last good checkpoint is {checkpoint.path}" if checkpoint is not
+                        None and checkpoint.path is not None and checkpoint.path.exists() else "")
+                raise TrainingDivergedError(
+                    f"the {desc} loss became non-finite at epoch {epoch}; lower the learning "
+                    f"rate or check the data{last}")
+            if backward:
+                loss.backward()
             allreduce_grads(params)
             opt.step()
             total += float(loss.detach())
@@ -142,6 +166,8 @@ def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], t
             callback(epoch)
         if checkpoint is not None and rank == 0:
             checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "extra_optimizers": {k: o.state_dict()
+                                                  for k, o in extra_optimizers.items()},
                              "history": history, "epoch": epoch + 1, "best": best,
                              "bad_epochs": bad, "best_state": best_state})
         if bar is not None:
@@ -151,6 +177,6 @@ def train(model: nn.Module, loss_fn: Callable[[tuple[torch.Tensor, ...], int], t
                    or (max_seconds is not None and history["seconds"][-1] > max_seconds))
     if bar is not None:
         bar.close()
-    if validate is not None and best_state is not None:
+    if patience is not None and best_state is not None:
         model.load_state_dict(best_state)
     return history

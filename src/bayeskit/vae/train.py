@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import torch
 
-from bayeskit.training import (
-    allreduce_grads,
-    allreduce_sum,
-    atomic_save,
-    epoch_generator,
-    local_rows,
-    world,
-)
+from bayeskit.training import Checkpoint, allreduce_grads, fingerprint
+from bayeskit.training.trainer import TrainingDivergedError, make_optimizer, train
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
+from bayeskit.validation import as_int, as_scalar, check_choice
 
 __all__ = ["fit", "TrainingDivergedError"]
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("elbo", "iwae", "iwae-dreg")
-
-
-class TrainingDivergedError(ValueError):
-    """The objective became NaN/inf; the last good checkpoint (if any) is untouched."""
 
 
 @torch.no_grad()
@@ -57,8 +47,8 @@ def evaluate(model: VAE, data: torch.Tensor, *, num_samples: int = 1, iwae_sampl
 def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective: str = "elbo",
         num_samples: int = 1, beta: float = 1.0, optimizer: str = "adam", lr: float = 1e-3,
         validation=None, patience: int | None = None, checkpoint: str | Path | None = None,
-        resume: bool = True, seed: int = 0, critic_lr: float = 1e-3, critic_steps: int = 1,
-        transform=None, progress: bool = True) -> dict:
+        resume: bool = True, overwrite: bool = False, seed: int = 0, critic_lr: float = 1e-3,
+        critic_steps: int = 1, transform=None, progress: bool = True) -> dict:
     """Train ``model`` on ``data`` ``[N, D]``; returns the history.
 
     Args:
@@ -69,9 +59,11 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
         validation: ``[M, D]`` data for the validation ELBO each epoch; with ``patience``,
             training stops after that many epochs without improvement and the best
             parameters are restored.
-        checkpoint: file written atomically after every epoch (model, optimisers, history);
-            with ``resume=True`` an existing file is continued from (loaded with
-            ``weights_only=True``).
+        checkpoint: file written atomically after every epoch (model, optimisers, history)
+            with fingerprints of the data and settings; an existing file of the same run is
+            continued from (``resume=True``), one of other data or settings is refused, and
+            with ``resume=False`` an existing file is refused unless ``overwrite=True`` (see
+            :class:`bayeskit.training.Checkpoint`).
         transform: ``transform(batch, generator) -> batch`` applied to every minibatch, e.g.
             :func:`bayeskit.data.dynamic_binarize`.
 
@@ -83,111 +75,70 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
         TrainingDivergedError: the objective became non-finite; the checkpoint keeps the
             last good epoch.
     """
-    from tqdm.auto import tqdm
-
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if optimizer not in ("adam", "rmsprop"):
-        raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {optimizer!r}")
-    if epochs < 0 or batch_size < 1 or num_samples < 1:
-        raise ValueError("epochs >= 0, batch_size >= 1 and num_samples >= 1 are required")
+    check_choice(objective, "objective", OBJECTIVES)
+    check_choice(optimizer, "optimizer", ("adam", "rmsprop"))
+    epochs = as_int(epochs, "epochs", nonnegative=True)
+    batch_size = as_int(batch_size, "batch_size", positive=True)
+    num_samples = as_int(num_samples, "num_samples", positive=True)
+    beta = as_scalar(beta, "beta", nonnegative=True)
+    critic_steps = as_int(critic_steps, "critic_steps", nonnegative=True)
+    if patience is not None:
+        patience = as_int(patience, "patience", nonnegative=True)
     data = check_data(model, data)
     validation = check_data(model, validation) if validation is not None else None
-    rank, _ = world()
 
     adversarial = isinstance(model.kl, DensityRatioKL)
     vae_params = [p for n, p in model.named_parameters() if not n.startswith("kl.")]
-    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.RMSprop
-    opt = opt_cls(vae_params, lr=lr)
-    critic_opt = opt_cls(model.kl.parameters(), lr=critic_lr) if adversarial else None
-    history: dict = {"epoch": [], "train_loss": [], "val_elbo": [], "seconds": []}
-    start_epoch, best, best_state, stale = 0, -math.inf, None, 0
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and resume and path.exists():
-        state = torch.load(path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if critic_opt is not None:
-            critic_opt.load_state_dict(state["critic_optimizer"])
-        history = state["history"]
-        start_epoch = int(state["epoch"]) + 1
-        best, stale = float(state["best"]), int(state["stale"])
-        best_state = state.get("best_state")
-        log.info("resuming from %s at epoch %d", path, start_epoch)
+    opt = make_optimizer(optimizer, vae_params, lr)
+    critic_opt = make_optimizer(optimizer, model.kl.parameters(), critic_lr) \
+        if adversarial else None
+    ckpt = None if checkpoint is None else Checkpoint(
+        checkpoint, kind="vae", data=fingerprint(data), resume=resume, overwrite=overwrite,
+        settings=fingerprint(batch_size=batch_size, objective=objective,
+                             num_samples=num_samples, beta=beta, optimizer=optimizer, lr=lr,
+                             seed=seed, critic_lr=critic_lr, critic_steps=critic_steps,
+                             validation=None if validation is None else fingerprint(validation)))
 
-    n = len(data)
-    bar = tqdm(range(start_epoch, epochs), disable=not progress or rank != 0, desc="VAE")
-    for epoch in bar:
-        t0 = time.perf_counter()
-        g = epoch_generator(seed, epoch)
-        order = torch.randperm(n, generator=g)
-        total, count = 0.0, 0
-        model.train()
-        for idx in order.split(batch_size):
-            batch = data[idx]
-            if transform is not None:
-                batch = transform(batch, g)
-            B = len(idx)
-            noise = model.noise(num_samples, B, g)
-            rows = local_rows(B)
-            x, eps = batch[rows], noise[:, rows]
-            scale = len(rows) / B  # this process's share of the batch mean
-            if adversarial:
-                prior_z = _prior_sample(model, num_samples, B, g)[:, rows]
-                for _ in range(critic_steps):
-                    with torch.no_grad():
-                        z_q, _ = model.encoder.sample(x, eps)
-                    critic_opt.zero_grad()
-                    (scale * model.kl.loss(x, z_q, prior_z)).backward()
-                    allreduce_grads(model.kl.parameters())
-                    critic_opt.step()
-            opt.zero_grad()
-            try:
-                value = _step(model, objective, x, eps, num_samples, beta, scale, vae_params)
-            except ValueError as err:  # torch.distributions rejects NaN parameters
-                if "invalid values" not in str(err):
-                    raise
-                value = torch.tensor(math.nan)
-            allreduce_grads(vae_params)
-            loss_sum = -float(value.detach().sum())
-            if not math.isfinite(loss_sum):
-                raise TrainingDivergedError(
-                    f"the {objective} became non-finite at epoch {epoch}; lower the learning "
-                    f"rate or check the data" + (f"; the last good checkpoint is {path}"
-                                                 if path is not None and path.exists() else ""))
-            opt.step()
-            total += loss_sum
-            count += len(rows)
-        total, count = allreduce_sum(total, count)
-        model.eval()
-        val = evaluate(model, validation)["elbo"] if validation is not None else math.nan
-        history["epoch"].append(epoch)
-        history["train_loss"].append(total / count)
-        history["val_elbo"].append(val)
-        history["seconds"].append(time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{total / count:.3f}", val=f"{val:.3f}")
-        stop = False
-        if validation is not None and patience is not None:
-            if val > best:
-                best, stale = val, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-                stop = stale >= patience
-        if path is not None and rank == 0:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "history": history, "epoch": epoch, "best": best, "stale": stale,
-                     "best_state": best_state}
-            if critic_opt is not None:
-                state["critic_optimizer"] = critic_opt.state_dict()
-            atomic_save(state, path)
-        if stop:
-            log.info("early stopping at epoch %d (best validation ELBO %.4f)", epoch, best)
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    def loss_fn(batch, rows, g):
+        (batch,) = batch
+        if transform is not None:
+            batch = transform(batch, g)
+        B = batch.shape[0]
+        noise = model.noise(num_samples, B, g)
+        x, eps = batch[rows], noise[:, rows]
+        scale = len(rows) / B  # this process's share of the batch mean
+        if adversarial:
+            prior_z = _prior_sample(model, num_samples, B, g)[:, rows]
+            for _ in range(critic_steps):
+                with torch.no_grad():
+                    z_q, _ = model.encoder.sample(x, eps)
+                critic_opt.zero_grad()
+                (scale * model.kl.loss(x, z_q, prior_z)).backward()
+                allreduce_grads(model.kl.parameters())
+                critic_opt.step()
+        try:
+            value = _step(model, objective, x, eps, num_samples, beta, scale, vae_params)
+        except ValueError as err:  # torch.distributions rejects NaN parameters
+            if "invalid values" not in str(err):
+                raise
+            value = torch.tensor(math.nan)
+        return -scale * value.detach().mean()
+
+    def validate():
+        return -evaluate(model, validation)["elbo"]
+
+    hist = train(model, loss_fn, (data,), epochs=epochs, batch_size=batch_size, optimizer=opt,
+                 params=vae_params, seed=seed, validate=validate if validation is not None
+                 else None, patience=patience, min_delta=0.0, checkpoint=ckpt,
+                 progress=progress, desc=objective, backward=False,
+                 extra_optimizers={"critic": critic_opt} if critic_opt is not None else None)
     model.eval()
-    return history
+    n_epochs = len(hist["train_loss"])
+    seconds = hist["seconds"]
+    return {"epoch": list(range(n_epochs)), "train_loss": hist["train_loss"],
+            "val_elbo": ([-v for v in hist["val_loss"]] if validation is not None
+                         else [math.nan] * n_epochs),
+            "seconds": [b - a for a, b in zip([0.0, *seconds[:-1]], seconds, strict=True)]}
 
 
 def _step(model, objective, x, eps, num_samples, beta, scale, vae_params):
