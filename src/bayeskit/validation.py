@@ -263,7 +263,7 @@ def as_bounds(bounds, name: str = "bounds", *, dim: int | None = None) -> torch.
         raise ShapeError(f"{name} must be [2, {dim}], got {tuple(b.shape)}")
     if not bool((b[0] < b[1]).all()):
         bad = torch.nonzero(b[0] >= b[1]).flatten().tolist()
-        raise ArgumentValueError(f"in {name} the lower bound must be < the upper bound in "
+        raise ArgumentValueError(f"{name}: lower bound must be < upper bound in "
                                  f"every dimension; violated in dimension(s) {bad}: "
                                  f"lower={b[0].tolist()}, upper={b[1].tolist()}")
     return b

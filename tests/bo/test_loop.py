@@ -10,6 +10,8 @@ import torch
 
 from bayeskit.bo.loop import BayesianOptimizer
 from bayeskit.bo.test_functions import branin, hartmann6, reference_1d
+from bayeskit.errors import CheckpointError
+from bayeskit.gp import SGPR, SVGP
 
 F64 = torch.float64
 
@@ -80,7 +82,7 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
                            progress=False, checkpoint=path, executor="serial")
     with pytest.raises(KeyboardInterrupt):
         bo.run(10)
-    saved = json.loads(path.read_text())
+    saved = json.loads(path.read_text())["state"]
     assert len(saved["y"]) == 6  # every finished evaluation survived the interrupt
     resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial")
     assert resumed.X == bo.X and resumed.y == bo.y
@@ -88,7 +90,7 @@ def test_checkpoint_resume_and_interrupt(tmp_path):
     assert np.allclose(resumed.ask(1)[0], calls[-1])
     resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial")
     resumed.run(2)
-    assert len(json.loads(path.read_text())["y"]) == 8
+    assert len(json.loads(path.read_text())["state"]["y"]) == 8
 
 
 def test_bad_input():
@@ -104,3 +106,100 @@ def test_bad_input():
         bo.tell([[math.nan]], [1.0])
     with pytest.raises(ValueError, match="n must be >= 1"):
         bo.ask(0)
+
+
+def test_a_previous_run_is_never_overwritten_silently(tmp_path):
+    f = reference_1d()
+    path = tmp_path / "bo.json"
+    BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=3, seed=0, progress=False,
+                      checkpoint=path, executor="serial").run(1)
+    # the default resumes it
+    again = BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=3, seed=0, progress=False,
+                              checkpoint=path, executor="serial")
+    assert len(again.y) == 4
+    with pytest.raises(CheckpointError, match="overwrite"):
+        BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=3, checkpoint=path,
+                          resume=False)
+    with pytest.raises(CheckpointError, match="other settings"):
+        BayesianOptimizer(f, f.bounds, acquisition="kg", n_init=3, checkpoint=path)
+    fresh = BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=3, checkpoint=path,
+                              resume=False, overwrite=True, progress=False, executor="serial")
+    assert fresh.y == [] and len(json.loads(path.read_text())["state"]["y"]) == 4
+
+
+def test_each_finished_evaluation_of_a_batch_is_on_disk_at_once(tmp_path):
+    import time
+
+    path = tmp_path / "bo.json"
+    f = reference_1d()
+    import threading
+
+    started, lock = [], threading.Lock()
+
+    def slow(x):
+        # the design's points finish 0.2 s apart in the order they start; the third interrupts
+        with lock:
+            started.append(1)
+            rank = len(started)
+        time.sleep(0.2 * rank)
+        if rank == 3:
+            raise KeyboardInterrupt
+        return float(f(x[None]))
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        bo = BayesianOptimizer(slow, f.bounds, acquisition="ei", n_init=4, seed=0,
+                               progress=False, checkpoint=path, executor=pool)
+        with pytest.raises(KeyboardInterrupt):
+            bo.run(1, batch_size=4)
+    assert len(json.loads(path.read_text())["state"]["y"]) == 2
+
+
+@pytest.mark.parametrize("acquisition", ["kg", "ei"])
+def test_a_resumed_loop_asks_exactly_what_the_uninterrupted_one_asks(tmp_path, acquisition):
+    f = branin()
+    kw = dict(acquisition=acquisition, n_init=5, seed=2, progress=False, executor="serial",
+              num_fantasies=4)
+    straight = BayesianOptimizer(f, f.bounds, **kw).run(4)
+    path = tmp_path / "bo.json"
+    BayesianOptimizer(f, f.bounds, checkpoint=path, **kw).run(2)
+    resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial").run(2)
+    assert resumed.X == straight.X and resumed.y == straight.y
+
+
+def test_timeouts_huge_values_and_bad_objective_values_are_recorded():
+    import time
+
+    f = reference_1d()
+
+    def hangs(x):
+        if x[0] > 1.5:
+            time.sleep(3)
+        return 1e300 if x[0] < -0.5 else float(f(x[None]))
+
+    bo = BayesianOptimizer(hangs, f.bounds, acquisition="ei", n_init=5, seed=0,
+                           progress=False, executor="serial", timeout=0.5).run(3)
+    assert any("TimeoutError" in fail["error"] for fail in bo.failures) or max(
+        x[0] for x in bo.X) <= 1.5
+    assert all(math.isfinite(h["best_predicted_value"]) for h in bo.history)
+    bad = BayesianOptimizer(lambda x: True, f.bounds, n_init=2, progress=False,
+                            executor="serial").run(0)
+    assert bad.failures and "real number" in bad.failures[0]["error"]
+    with pytest.raises(ValueError, match="outside the bounds"):
+        bo.tell([[5.0]], [1.0])
+    with pytest.raises(TypeError):
+        bo.tell([[0.0]], "0.5")
+    with pytest.raises(TypeError, match="callable"):
+        BayesianOptimizer(None, f.bounds)
+
+
+@pytest.mark.parametrize("surrogate", ["sgpr", "svgp"])
+def test_the_loop_runs_on_sparse_surrogates(surrogate):
+    f = reference_1d()
+    bo = BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=8, seed=1, progress=False,
+                           executor="serial", surrogate=surrogate, num_inducing=6).run(4)
+    assert isinstance(bo.model, {"sgpr": SGPR, "svgp": SVGP}[surrogate])
+    assert bo.model.posterior().L.shape[-1] == 6
+    assert bo.best_value - f.minimum < 0.1
+    kg = BayesianOptimizer(f, f.bounds, acquisition="kg", n_init=8, seed=1, progress=False,
+                           executor="serial", surrogate=surrogate, num_inducing=6).run(2)
+    assert len(kg.y) == 10

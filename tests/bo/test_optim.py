@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from bayeskit.bo import maximize_box, minimize_box
-from bayeskit.bo.optim import check_bounds
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.validation import as_bounds as check_bounds
 
 F64 = torch.float64
 

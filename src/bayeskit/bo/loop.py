@@ -9,8 +9,6 @@ and evaluates batches through any ``concurrent.futures.Executor``.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import copy
-import json
 import logging
 import math
 import os
@@ -29,22 +27,31 @@ from bayeskit.bo.acquisition import (
     optimize_discrete_kg,
     posterior_minimum,
 )
-from bayeskit.bo.optim import check_bounds, optimize_acquisition
-from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.gp import GPR, GPPosterior, Matern
-from bayeskit.training import atomic_write_text
+from bayeskit.bo.optim import optimize_acquisition
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
+from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, Matern, inducing
+from bayeskit.training import Checkpoint, fingerprint, parameter_values
+from bayeskit.validation import as_bounds, as_int, as_scalar, as_tensor, check_choice
 
 __all__ = ["BayesianOptimizer"]
 
 log = logging.getLogger(__name__)
 F64 = torch.float64
 ACQUISITIONS = ("kg", "kg-discrete", "kg-oneshot", "ei", "ucb")
+SURROGATES = ("gpr", "sgpr", "svgp")
+
+
+def _objective_value(value) -> float:
+    """A real number from the objective; booleans, strings and the like are refused."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise ArgumentTypeError(f"the objective must return a real number, got {value!r}")
+    return float(value)
 
 
 def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
     """Call the objective; a raise or a non-finite value becomes a recorded failure."""
     try:
-        value = float(objective(x))
+        value = _objective_value(objective(x))
     except Exception as err:  # noqa: BLE001 - any failure of user code is recorded
         return math.nan, f"{type(err).__name__}: {err}"
     if not math.isfinite(value):
@@ -83,31 +90,45 @@ class BayesianOptimizer:
     def __init__(self, objective: Callable, bounds, *, acquisition: str = "kg",
                  n_init: int | None = None, num_fantasies: int = 16, executor="process",
                  checkpoint: str | Path | None = None, on_error: str = "record",
-                 seed: int = 0, progress: bool = True, fit_restarts: int = 2):
-        self.bounds = check_bounds(bounds)
+                 seed: int = 0, progress: bool = True, fit_restarts: int = 2,
+                 surrogate: str = "gpr", num_inducing: int = 128,
+                 timeout: float | None = None, resume: bool = True, overwrite: bool = False):
+        if not callable(objective):
+            raise ArgumentTypeError(f"objective must be callable, got {type(objective).__name__}")
+        self.bounds = as_bounds(bounds)
         if acquisition not in ACQUISITIONS:
-            raise ValueError(f"unknown acquisition {acquisition!r}; choose from {ACQUISITIONS}")
-        if on_error not in ("record", "raise"):
-            raise ValueError(f"on_error must be 'record' or 'raise', got {on_error!r}")
+            raise ArgumentValueError(f"unknown acquisition {acquisition!r}; choose from "
+                                     f"{ACQUISITIONS}")
+        self.on_error = check_choice(on_error, "on_error", ("record", "raise"))
+        self.surrogate = check_choice(surrogate, "surrogate", SURROGATES)
+        self.num_inducing = as_int(num_inducing, "num_inducing", positive=True)
         self.objective = objective
         self.acquisition = acquisition
         self.dim = self.bounds.shape[1]
-        self.n_init = n_init if n_init is not None else 2 * self.dim + 2
-        if self.n_init < 2:
-            raise ValueError(f"n_init must be >= 2, got {self.n_init}")
-        self.num_fantasies = num_fantasies
+        self.n_init = as_int(n_init if n_init is not None else 2 * self.dim + 2, "n_init",
+                             low=2)
+        self.num_fantasies = as_int(num_fantasies, "num_fantasies", positive=True)
         self.executor = executor
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.on_error = on_error
-        self.seed = seed
-        self.progress = progress
-        self.fit_restarts = fit_restarts
-        self.generator = torch.Generator().manual_seed(seed)
+        self.timeout = None if timeout is None else as_scalar(timeout, "timeout", positive=True)
+        self.seed = as_int(seed, "seed", nonnegative=True)
+        self.progress = bool(progress)
+        self.fit_restarts = as_int(fit_restarts, "fit_restarts", nonnegative=True)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.X: list[list[float]] = []
         self.y: list[float] = []
         self.failures: list[dict] = []
         self.history: list[dict] = []
-        self.model: GPR | None = None
+        self.model = None
+        self._warm: dict[str, torch.Tensor] | None = None
+        self.checkpoint = None if checkpoint is None else Checkpoint(
+            checkpoint, kind="bo", data=None, resume=resume, overwrite=overwrite,
+            format="json", settings=fingerprint(
+                bounds=self.bounds.tolist(), acquisition=acquisition, n_init=self.n_init,
+                seed=self.seed, num_fantasies=self.num_fantasies, surrogate=self.surrogate,
+                num_inducing=self.num_inducing))
+        saved = self.checkpoint.load() if self.checkpoint is not None else None
+        if saved is not None:
+            self._restore(saved)
 
     # ----------------------------------------------------------------- data and model
     @property
@@ -125,36 +146,77 @@ class BayesianOptimizer:
     def _from_unit(self, U: torch.Tensor) -> torch.Tensor:
         return self.bounds[0] + U * (self.bounds[1] - self.bounds[0])
 
-    def fit_model(self) -> GPR:
-        """Type-II ML fit of a Matern-5/2 ARD GP on the unit cube, standardised outputs: from
-        the default initialisation and warm-started from the previous fit, keeping the higher
-        marginal likelihood (``fit_restarts`` random restarts on every 5th refit)."""
-        X = self._to_unit(torch.tensor(self.X, dtype=F64))
+    def _standardised_targets(self) -> torch.Tensor:
+        """``(y - mean) / sd`` without overflow (values up to the float64 limit): the
+        statistics are taken of ``y / max|y|`` and scaled back."""
         y = torch.tensor(self.y, dtype=F64)
-        self._y_mean, self._y_std = float(y.mean()), float(y.std()) if len(y) > 1 else 1.0
-        self._y_std = self._y_std if self._y_std > 0 else 1.0
-        ys = (y - self._y_mean) / self._y_std
-        starts = [(Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64)), 1e-3)]
-        if self.model is not None:  # also warm-start from the last fit; keep the better
-            starts.append((copy.deepcopy(self.model.kernel),
-                           max(float(self.model.noise_variance.detach()), 2e-6)))
-        best, best_lml = None, -math.inf
-        for kernel, noise in starts:
-            model = GPR(X, ys, kernel=kernel, noise_variance=noise)
-            try:
-                model.fit(restarts=self.fit_restarts if len(self.history) % 5 == 0 else 0,
-                          seed=self.seed + len(self.y))
-            except ValueError:
-                continue
+        top = float(y.abs().max()) or 1.0
+        u = y / top
+        mean, sd = float(u.mean()), float(u.std()) if len(y) > 1 else 1.0
+        self._y_mean, self._y_std = mean * top, (sd if sd > 0 else 1.0) * top
+        return (u - mean) / (sd if sd > 0 else 1.0)
+
+    def fit_model(self):
+        """Type-II ML fit of a Matern-5/2 ARD surrogate on the unit cube, standardised
+        outputs, from the default initialisation and warm-started from the previous fit,
+        keeping the better (``fit_restarts`` random restarts on every 5th refit). The
+        surrogate is an exact GP (``"gpr"``), an SGPR or an SVGP (``num_inducing`` inducing
+        inputs chosen by greedy variance selection on each refit)."""
+        X = self._to_unit(torch.tensor(self.X, dtype=F64))
+        ys = self._standardised_targets()
+        kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
+        restarts = self.fit_restarts if len(self.history) % 5 == 0 else 0
+        seed = self.seed + len(self.y)
+        sparse = self.surrogate != "gpr" and len(X) > self.num_inducing
+        if self.surrogate == "gpr" or not sparse:
+            model = GPR(X, ys, kernel=kernel, noise_variance=1e-3)
+        else:
+            if self._warm is not None:  # choose Z with the previous fit's kernel
+                with torch.no_grad():
+                    for name, p in kernel.named_parameters():
+                        p.copy_(self._warm["kernel." + name])
+            Z = inducing.greedy_variance(X, self.num_inducing, kernel)
+            if self.surrogate == "sgpr":
+                model = SGPR(X, ys, Z, kernel, noise_variance=1e-3, train_inducing=False)
+            else:
+                model = SVGP(Z, kernel, noise_variance=1e-3, num_data=len(X))
+        starts = [parameter_values(model)]
+        if self._warm is not None:
+            starts.append({k: v for k, v in self._warm.items() if k in starts[0] and k != "Z"})
+        try:
+            if isinstance(model, SVGP):
+                self._fit_svgp(model, X, ys, starts)
+            else:
+                model.fit(restarts=restarts, seed=seed, starts=starts)
+        except ValueError as err:
+            raise ValueError("the surrogate fit failed from every start; check the objective's "
+                             "values for extreme outliers") from err
+        self.model = model
+        self._warm = {k: v for k, v in parameter_values(model).items()
+                      if k.startswith("kernel.") or k in ("raw_noise", "mean_constant",
+                                                          "likelihood.raw_variance")}
+        return model
+
+    @staticmethod
+    def _fit_svgp(model: SVGP, X: torch.Tensor, y: torch.Tensor, starts) -> None:
+        """Each start: ``q(u)`` at its optimum (a full natural-gradient step), then Adam on
+        the hyperparameters with a natural-gradient step before each; keep the best ELBO."""
+        best, best_state = -math.inf, None
+        for start in starts:
             with torch.no_grad():
-                lml = float(model.log_marginal_likelihood())
-            if lml > best_lml:
-                best, best_lml = model, lml
-        if best is None:
-            raise ValueError("the GP fit failed from every start; check the objective's "
-                             "values for extreme outliers")
-        self.model = best
-        return self.model
+                params = dict(model.named_parameters())
+                for k, v in start.items():
+                    if k in params and k not in ("q_mu", "raw_q_sqrt", "Z"):
+                        params[k].copy_(v)
+            model.natural_gradient_step(X, y, 1.0)
+            model.fit(X, y, epochs=60, batch_size=len(X), lr=0.05, natural_gradient=1.0)
+            with torch.no_grad():
+                elbo = float(model.elbo(X, y))
+            if elbo > best:
+                best, best_state = elbo, parameter_values(model)
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                p.copy_(best_state[k])
 
     # ---------------------------------------------------------------------- ask / tell
     def _initial_design(self, n: int) -> torch.Tensor:
@@ -165,8 +227,7 @@ class BayesianOptimizer:
 
     def ask(self, n: int = 1) -> np.ndarray:
         """The next ``n`` points to evaluate, ``[n, D]``."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n = as_int(n, "n", low=1)
         done = len(self.y) + len(self.failures)
         if done < self.n_init or len(self.y) < 2:
             need = min(n, max(self.n_init - done, 1))
@@ -201,31 +262,36 @@ class BayesianOptimizer:
         acq_cls = {"ei": lambda p: LogExpectedImprovement(p, best_f=float(p.mean(
             p.train_inputs).min())), "ucb": UpperConfidenceBound}[kind]
         # batches by the kriging believer: condition on the predicted mean, maximise again
-        model, points, values = self.model, [], []
+        p, points, values = post, [], []
         for _ in range(n):
-            p = model.posterior()
             U, v = optimize_acquisition(acq_cls(p), unit, generator=g)
             points.append(U)
             values.append(v)
-            model = model.condition_on_observations(U, p.mean(U[None])[0].detach())
+            with torch.no_grad():
+                p = p.condition_on_observations(U, p.mean(U))
         return torch.cat(points), values[0]
 
     def tell(self, X, y) -> None:
-        """Record evaluations ``X`` ``[n, D]`` with values ``y`` ``[n]``; NaN values count
-        as failures. Writes the checkpoint."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+        """Record evaluations ``X`` ``[n, D]`` (inside the bounds) with values ``y`` ``[n]``;
+        NaN values count as failures. Writes the checkpoint."""
+        X = as_tensor(X, "X", dtype=F64, ndim=(1, 2))
+        X = X[None] if X.dim() == 1 else X
+        if isinstance(y, (str, bytes, bool)) or y is None:
+            raise ArgumentTypeError(f"y must be numbers, got {y!r}")
+        y = as_tensor(y, "y", dtype=F64, ndim=(0, 1), finite=False).reshape(-1)
         if X.shape[-1] != self.dim or X.shape[0] != y.shape[0]:
-            raise ShapeError(f"tell expects X [n, {self.dim}] and y [n], got {X.shape} and "
-                             f"{y.shape}")
-        if not np.isfinite(X).all():
-            raise NonFiniteError("X contains NaN or infinite values")
-        for x, v in zip(X, y, strict=True):
+            raise ShapeError(f"tell expects X [n, {self.dim}] and y [n], got {tuple(X.shape)} "
+                             f"and {tuple(y.shape)}")
+        outside = ((X < self.bounds[0]) | (X > self.bounds[1])).any(-1)
+        if bool(outside.any()):
+            raise ArgumentValueError(f"X row(s) {torch.nonzero(outside).flatten().tolist()} lie "
+                                     f"outside the bounds {self.bounds.tolist()}")
+        for x, v in zip(X.tolist(), y.tolist(), strict=True):
             if math.isfinite(v):
-                self.X.append(x.tolist())
+                self.X.append(x)
                 self.y.append(float(v))
             else:
-                self.failures.append({"x": x.tolist(), "error": f"value {v}"})
+                self.failures.append({"x": x, "error": f"value {v}"})
         self.save()
 
     # ---------------------------------------------------------------------------- run
@@ -243,28 +309,47 @@ class BayesianOptimizer:
             return cf.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1)), True
         return None, False
 
+    def _record(self, x: np.ndarray, value: float, error: str | None) -> None:
+        """One finished evaluation, on disk at once."""
+        if error is not None:
+            log.warning("evaluation at %s failed: %s", x.tolist(), error)
+            self.failures.append({"x": x.tolist(), "error": error})
+            self.save()
+            if self.on_error == "raise":
+                raise RuntimeError(f"objective failed at x={x.tolist()}: {error}")
+        else:
+            self.tell(x[None], [value])
+
     def _evaluate_batch(self, X: np.ndarray) -> None:
+        """Evaluate the rows of ``X``; each result is recorded (and checkpointed) as soon as
+        it finishes. With ``timeout`` an evaluation still running after that many seconds
+        is recorded as a failure (its worker cannot be stopped, only abandoned)."""
         executor, own = self._executor(len(X))
+        if executor is None and self.timeout is not None:
+            executor, own = cf.ThreadPoolExecutor(max_workers=len(X)), True
         try:
             if executor is None:
-                futures = None
-                results = [_evaluate(self.objective, x) for x in X]
-            else:
-                futures = [executor.submit(_evaluate, self.objective, x) for x in X]
-                results = [f.result() for f in futures]
+                for x in X:
+                    self._record(x, *_evaluate(self.objective, x))
+                return
+            futures = {executor.submit(_evaluate, self.objective, x): i
+                       for i, x in enumerate(X)}
+            pending = set(futures)
+            try:
+                for fut in cf.as_completed(futures, timeout=self.timeout):
+                    pending.discard(fut)
+                    self._record(X[futures[fut]], *fut.result())
+            except cf.TimeoutError:
+                for fut in sorted(pending, key=futures.get):
+                    if fut.done():
+                        self._record(X[futures[fut]], *fut.result())
+                    else:
+                        fut.cancel()
+                        self._record(X[futures[fut]], math.nan,
+                                     f"TimeoutError: no result within {self.timeout} s")
         finally:
             if own:
-                executor.shutdown(wait=True)
-        for x, (value, error) in zip(X, results, strict=True):
-            if error is not None:
-                if self.on_error == "raise":
-                    self.save()
-                    raise RuntimeError(f"objective failed at x={x.tolist()}: {error}")
-                log.warning("evaluation at %s failed: %s", x.tolist(), error)
-                self.failures.append({"x": x.tolist(), "error": error})
-                self.save()
-            else:
-                self.tell(x[None], [value])
+                executor.shutdown(wait=self.timeout is None, cancel_futures=True)
 
     def run(self, n_iter: int, batch_size: int = 1) -> BayesianOptimizer:
         """Run the initial design (if not done) and then ``n_iter`` iterations of
@@ -281,28 +366,55 @@ class BayesianOptimizer:
 
     # --------------------------------------------------------------------- checkpoints
     def state(self) -> dict:
-        return {"version": 1, "dim": self.dim, "bounds": self.bounds.tolist(),
+        """Everything the next :meth:`ask` depends on, as JSON-serialisable data: the
+        settings, evaluations, failures, history, the generator's state and the last
+        surrogate fit (its hyperparameters warm-start the next one), so a resumed loop
+        asks exactly the points an uninterrupted one would."""
+        return {"version": 2, "dim": self.dim, "bounds": self.bounds.tolist(),
                 "acquisition": self.acquisition, "n_init": self.n_init, "seed": self.seed,
-                "num_fantasies": self.num_fantasies, "X": self.X, "y": self.y,
+                "num_fantasies": self.num_fantasies, "surrogate": self.surrogate,
+                "num_inducing": self.num_inducing, "X": self.X, "y": self.y,
                 "failures": self.failures, "history": self.history,
-                "generator": self.generator.get_state().tolist()}
+                "generator": self.generator.get_state().tolist(),
+                "warm_start": None if self._warm is None else {
+                    k: v.tolist() for k, v in self._warm.items()}}
+
+    def _restore(self, state: dict) -> None:
+        self.X, self.y = state["X"], state["y"]
+        self.failures, self.history = state["failures"], state["history"]
+        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        warm = state.get("warm_start")
+        self._warm = None if warm is None else {k: torch.tensor(v, dtype=F64)
+                                                for k, v in warm.items()}
 
     def save(self, path: str | Path | None = None) -> None:
-        """Write the state as JSON atomically (temporary file, then rename)."""
-        path = Path(path) if path is not None else self.checkpoint
-        if path is None:
-            return
-        atomic_write_text(path, json.dumps(self.state()))
+        """Write the state atomically (JSON, the shared checkpoint schema); ``path`` writes
+        a copy elsewhere instead."""
+        if path is not None:
+            Checkpoint(path, kind="bo", data=None, settings=self.checkpoint.settings
+                       if self.checkpoint is not None else None, format="json").save(
+                self.state())
+        elif self.checkpoint is not None:
+            self.checkpoint.save(self.state())
 
     @classmethod
     def resume(cls, path: str | Path, objective: Callable, **kwargs) -> BayesianOptimizer:
-        """Continue from a checkpoint written by :meth:`save` (JSON: no code is loaded)."""
-        state = json.loads(Path(path).read_text())
-        opts = {"acquisition": state["acquisition"], "n_init": state["n_init"],
-                "seed": state["seed"], "num_fantasies": state["num_fantasies"],
-                "checkpoint": path, **kwargs}
-        bo = cls(objective, state["bounds"], **opts)
-        bo.X, bo.y = state["X"], state["y"]
-        bo.failures, bo.history = state["failures"], state["history"]
-        bo.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-        return bo
+        """Continue from a checkpoint (JSON: no code is loaded): the settings are read from
+        the file, ``kwargs`` may set the others (executor, progress, ...)."""
+        from bayeskit.training import load_state
+
+        saved = load_state(path, format="json")
+        try:
+            state = saved["state"]
+            opts = {"acquisition": state["acquisition"], "n_init": state["n_init"],
+                    "seed": state["seed"], "num_fantasies": state["num_fantasies"],
+                    "surrogate": state["surrogate"], "num_inducing": state["num_inducing"],
+                    "checkpoint": path, "resume": True, **kwargs}
+            bounds = state["bounds"]
+        except (KeyError, TypeError) as err:
+            from bayeskit.errors import CheckpointError
+
+            raise CheckpointError(f"checkpoint {path} is not a BayesianOptimizer checkpoint "
+                                  f"(missing {err}); start a new run with another path"
+                                  ) from None
+        return cls(objective, bounds, **opts)

@@ -15,29 +15,12 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.validation import as_bounds
 
-__all__ = ["check_bounds", "maximize_box", "maximize_box_all", "minimize_box",
+__all__ = ["maximize_box", "maximize_box_all", "minimize_box",
            "optimize_acquisition", "refine_lbfgsb", "uniform_in_box"]
 
 F64 = torch.float64
-
-
-def check_bounds(bounds) -> torch.Tensor:
-    """Validate ``bounds`` ``[2, D]`` (row 0 lower, row 1 upper) and return it as float64."""
-    b = torch.as_tensor(bounds, dtype=F64)
-    if b.dim() == 1 and b.shape[0] == 2:
-        b = b[:, None]
-    if b.dim() != 2 or b.shape[0] != 2 or b.shape[1] == 0:
-        raise ShapeError(f"bounds must have shape [2, D] (lower row, upper row), got "
-                         f"{tuple(b.shape)}")
-    if not bool(torch.isfinite(b).all()):
-        raise NonFiniteError("bounds must be finite")
-    if not bool((b[0] < b[1]).all()):
-        bad = torch.nonzero(b[0] >= b[1]).flatten().tolist()
-        raise ValueError(f"lower bound must be < upper bound in every dimension; violated in "
-                         f"dimension(s) {bad}: lower={b[0].tolist()}, upper={b[1].tolist()}")
-    return b
 
 
 def uniform_in_box(n: int, bounds: torch.Tensor, shape: tuple[int, ...] = (),
@@ -85,7 +68,7 @@ def maximize_box_all(fun, bounds, *, shape=(), num_restarts=8, raw_samples=256, 
                      generator=None, max_iter=200, raw=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`maximize_box` but returns every refined start ``[R, *shape, D]`` and its
     value ``[R]``."""
-    bounds = check_bounds(bounds)
+    bounds = as_bounds(bounds)
     starts = []
     if raw is None and raw_samples > 0:
         raw = uniform_in_box(raw_samples, bounds, shape, generator)
@@ -153,7 +136,7 @@ def optimize_acquisition(acquisition, bounds, *, q: int = 1, num_restarts: int =
         return acquisition.optimize(num_restarts=num_restarts, raw_samples=raw_samples,
                                     generator=generator, max_iter=max_iter)
     if raw is not None:
-        raw = torch.as_tensor(raw, dtype=F64).reshape(-1, q, check_bounds(bounds).shape[1])
+        raw = torch.as_tensor(raw, dtype=F64).reshape(-1, q, as_bounds(bounds).shape[1])
     return maximize_box(acquisition, bounds, shape=(q,), num_restarts=num_restarts,
                         raw_samples=raw_samples, raw=raw, generator=generator,
                         max_iter=max_iter)

@@ -173,11 +173,12 @@ class SGPR(nn.Module):
     def _eye(self, m: int) -> torch.Tensor:
         return torch.eye(m, dtype=self.dtype, device=self.X.device)
 
-    def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0) -> SGPR:
-        """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS (``restarts``:
-        extra perturbed starts, as for :meth:`bayeskit.gp.GPR.fit`)."""
+    def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
+            starts: list[dict] | None = None) -> SGPR:
+        """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS (``restarts``,
+        ``starts``: as for :meth:`bayeskit.gp.GPR.fit`)."""
         fit_with_restarts(self, lambda: -self.elbo(), max_iter=max_iter, restarts=restarts,
-                          seed=seed)
+                          seed=seed, starts=starts)
         return self
 
     def posterior(self) -> GPPosterior:

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from bayeskit.errors import CheckpointError
-from bayeskit.training.io import atomic_save
+from bayeskit.training.io import atomic_save, atomic_write_text
+from bayeskit.validation import check_choice
 
 __all__ = ["Checkpoint", "fingerprint", "load_state"]
 
@@ -79,12 +80,14 @@ def fingerprint(*values, **named) -> str:
     return h.hexdigest()
 
 
-def load_state(path: str | Path) -> dict:
-    """``torch.load(path, weights_only=True)`` with a clear :class:`CheckpointError` for a
-    damaged or foreign file (never a suggestion to load unsafely)."""
+def load_state(path: str | Path, *, format: str = "torch") -> dict:
+    """``torch.load(path, weights_only=True)`` (or ``json.loads`` for ``format="json"``)
+    with a clear :class:`CheckpointError` for a damaged or foreign file (never a suggestion
+    to load unsafely)."""
     path = Path(path)
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        if format == "json":
+            return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile,
             ValueError, KeyError) as err:
         raise CheckpointError(
@@ -105,13 +108,17 @@ class Checkpoint:
         settings: :func:`fingerprint` of the settings a resume must share.
         resume: continue from an existing file (else refuse it unless ``overwrite``).
         overwrite: with ``resume=False``, start afresh and replace an existing file.
+        format: ``"torch"`` (``torch.save``; tensors) or ``"json"`` (plain numbers and
+            strings; nothing executable is ever loaded).
     """
 
     def __init__(self, path: str | Path | None, *, kind: str, data: str | None,
-                 settings: str | None, resume: bool = True, overwrite: bool = False):
+                 settings: str | None, resume: bool = True, overwrite: bool = False,
+                 format: str = "torch"):
         self.path = Path(path) if path is not None else None
         self.kind, self.data, self.settings = kind, data, settings
         self.resume, self.overwrite = bool(resume), bool(overwrite)
+        self.format = check_choice(format, "format", ("torch", "json"))
 
     def load(self) -> dict | None:
         """The saved state to resume from, or ``None`` to start afresh."""
@@ -124,7 +131,7 @@ class Checkpoint:
                 f"checkpoint {self.path} already exists and resume=False: a previous run "
                 "would be overwritten; pass resume=True to continue it, overwrite=True to "
                 "replace it, or another path")
-        saved = load_state(self.path)
+        saved = load_state(self.path, format=self.format)
         if not isinstance(saved, dict) or saved.get("schema") != SCHEMA:
             raise CheckpointError(
                 f"checkpoint {self.path} was not written by this version of bayeskit's "
@@ -146,5 +153,9 @@ class Checkpoint:
         """Write ``state`` atomically with this run's fingerprints."""
         if self.path is None:
             return
-        atomic_save({"schema": SCHEMA, "kind": self.kind, "data": self.data,
-                     "settings": self.settings, "state": state}, self.path)
+        record = {"schema": SCHEMA, "kind": self.kind, "data": self.data,
+                  "settings": self.settings, "state": state}
+        if self.format == "json":
+            atomic_write_text(self.path, json.dumps(record))
+        else:
+            atomic_save(record, self.path)

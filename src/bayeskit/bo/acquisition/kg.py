@@ -23,7 +23,6 @@ import torch
 
 from bayeskit.bo.acquisition.discrete_kg import knowledge_gradient_discrete
 from bayeskit.bo.optim import (
-    check_bounds,
     maximize_box,
     maximize_box_all,
     refine_lbfgsb,
@@ -32,6 +31,7 @@ from bayeskit.bo.optim import (
 from bayeskit.distributions.gaussian import fantasy_sigma
 from bayeskit.errors import ShapeError
 from bayeskit.gp.posterior import as_posterior
+from bayeskit.validation import as_bounds
 
 __all__ = ["posterior_minimum", "fantasy_normals", "knowledge_gradient_mc",
            "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "optimize_discrete_kg"]
@@ -44,7 +44,7 @@ def posterior_minimum(model, bounds, *, num_restarts: int = 8, raw_samples: int 
     """``(x*, tau_n)``: the minimiser ``[D]`` and minimum of the posterior mean in the box
     (multi-start L-BFGS-B; the training inputs are extra starts)."""
     post = as_posterior(model)
-    bounds = check_bounds(bounds)
+    bounds = as_bounds(bounds)
     X_obs = post.train_inputs
     inside = X_obs[((X_obs >= bounds[0]) & (X_obs <= bounds[1])).all(-1)]
     with torch.no_grad():  # the few observed inputs with the lowest means are extra starts
@@ -111,7 +111,7 @@ def knowledge_gradient_mc(model, x, bounds, *, num_fantasies: int = 64,
     ``tau_n``, the fantasy minima ``tau_next`` ``[C, M]``, minimisers ``[C, M, D]`` and ``z``.
     """
     post = as_posterior(model)
-    bounds = check_bounds(bounds)
+    bounds = as_bounds(bounds)
     x = _check_candidates(x, post.dim)
     C, D = x.shape
     x_star, tau_n = tau if tau is not None else posterior_minimum(post, bounds,
@@ -232,7 +232,7 @@ class OneShotKnowledgeGradient:
         if q < 1:
             raise ValueError(f"q must be >= 1, got {q}")
         self.post = as_posterior(model)
-        self.bounds = check_bounds(bounds)
+        self.bounds = as_bounds(bounds)
         if self.bounds.shape[1] != self.post.dim:
             raise ShapeError(f"bounds are for {self.bounds.shape[1]} dimensions, the model has "
                              f"{self.post.dim}")
@@ -307,7 +307,7 @@ def optimize_discrete_kg(model, bounds, *, num_alternatives: int | None = None,
     current posterior minimiser ``x*_n`` (a KGCP-style discretisation, a lower bound).
     """
     post = as_posterior(model)
-    bounds = check_bounds(bounds)
+    bounds = as_bounds(bounds)
     lo, hi = bounds[0], bounds[1]
     if post.dim == 1:
         alt = torch.linspace(0, 1, num_alternatives or 401, dtype=F64)[:, None] * (hi - lo) + lo
