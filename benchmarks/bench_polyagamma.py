@@ -115,22 +115,22 @@ def main() -> None:
 
 def integer_routes(shapes: list[float], n: int, repeats: int) -> None:
     """bayeskit only: integer b as b shape-1 draws vs as chunks of the general sampler."""
-    from bayeskit.distributions import polyagamma as pgmod
+    from bayeskit.distributions.polyagamma import dispatch, proposals, samplers, series
 
     g = torch.Generator().manual_seed(1)
-    rng = pgmod._Rng(g, torch.device("cpu"))
+    rng = proposals.RandomStream(g, torch.device("cpu"))
     z = (2 * torch.randn(n, dtype=torch.float64, generator=g)).abs() / 2
 
     def chunks(b):
         draws = torch.zeros_like(z)
-        for size, copies in pgmod._chunk_sizes(b).items() if b > pgmod.H_MAX else [(b, 1)]:
+        for size, copies in dispatch.chunk_sizes(b).items() if b > series.H_MAX else [(b, 1)]:
             h = torch.full((copies * n,), size, dtype=torch.float64)
-            draws += pgmod._sample_jstar(h, z.repeat(copies), rng).view(copies, -1).sum(0)
+            draws += samplers.sample_jstar(h, z.repeat(copies), rng).view(copies, -1).sum(0)
         return draws
 
     print(f"\n## integer b, c ~ N(0, 2^2), n = {n}: shape-1 sums vs chunks (M/s)")
     for b in shapes:
-        routes = {"shape-1 sums": lambda b=b: pgmod._sample_jstar_h1(z, rng, int(b)),
+        routes = {"shape-1 sums": lambda b=b: samplers.sample_jstar_h1(z, rng, int(b)),
                   "chunks <= 4": lambda b=b: chunks(b)}
         rates = {k: n / t / 1e6
                  for k, t in interleaved_medians(routes, repeats, warmup=False).items()}

@@ -14,6 +14,7 @@ from bayeskit.distributions import (
     sample_polya_gamma,
 )
 from bayeskit.distributions import polyagamma as pgmod
+from bayeskit.distributions.polyagamma import envelopes, proposals, samplers, series
 from bayeskit.errors import NonFiniteError
 
 F64 = torch.float64
@@ -98,17 +99,17 @@ def test_log_prob_matches_high_precision_series():
 def test_envelope_bounds_the_density(h):
     """a_0 >= f left of t(h), C (pi/2)^h x^(h-1) e^(-pi^2 x/8)/Gamma(h) >= f right of it."""
     hh = torch.tensor([h], dtype=F64)
-    t = float(pgmod._truncation_point(hh))
-    log_c = float((pgmod._jstar_log_density(torch.tensor([t], dtype=F64), hh)
-                   - pgmod._log_kernel_right(torch.tensor([t], dtype=F64), hh)).clamp_min(0))
+    t = float(envelopes.truncation_point(hh))
+    log_c = float((series.jstar_log_density(torch.tensor([t], dtype=F64), hh)
+                   - series.log_kernel_right(torch.tensor([t], dtype=F64), hh)).clamp_min(0))
     if h >= 1:
         log_c = 0.0
     x = torch.cat([torch.logspace(-3, math.log10(t), 400, dtype=F64),
                    torch.linspace(t, 8.0, 2000, dtype=F64)[1:]])
     hx = hh.expand_as(x)
-    log_f = pgmod._jstar_log_density(x, hx)
+    log_f = series.jstar_log_density(x, hx)
     left = x <= t
-    bound = torch.where(left, pgmod._log_a0(x, hx), log_c + pgmod._log_kernel_right(x, hx))
+    bound = torch.where(left, series.log_a0(x, hx), log_c + series.log_kernel_right(x, hx))
     finite = torch.isfinite(log_f)
     assert bool((log_f[finite] <= bound[finite] + 1e-10).all())
 
@@ -208,7 +209,7 @@ def test_shape_one_sampler_is_exact_for_mixed_tilts():
     n = 200_000
     g = torch.Generator().manual_seed(11)
     c = 2 * torch.randn(n, dtype=F64, generator=g)
-    assert 0.05 < float((c.abs() / 2 > pgmod._Z_IG).double().mean()) < 0.5
+    assert 0.05 < float((c.abs() / 2 > samplers.Z_IG).double().mean()) < 0.5
     w = sample_polya_gamma(1.0, c, generator=g)
     one = torch.ones((), dtype=F64)
     d = w - polya_gamma_mean(one, c)
@@ -233,15 +234,15 @@ def test_shape_one_series_test_agrees_with_the_general_one():
     g = torch.Generator().manual_seed(5)
     n = 100_000
     left = torch.rand(n, generator=g) < 0.5
-    x = torch.where(left, 0.02 + (pgmod._T1 - 0.02) * torch.rand(n, dtype=F64, generator=g),
-                    pgmod._T1 + 5 * torch.rand(n, dtype=F64, generator=g))
+    x = torch.where(left, 0.02 + (samplers.T1 - 0.02) * torch.rand(n, dtype=F64, generator=g),
+                    samplers.T1 + 5 * torch.rand(n, dtype=F64, generator=g))
     v = 1.2 * torch.rand(n, dtype=F64, generator=g)
-    accepted, undecided = pgmod._h1_series_test(x, left, v.log())
+    accepted, undecided = samplers.h1_series_test(x, left, v.log())
     one = torch.ones((), dtype=F64)
     # the general test compares against f / a_0 of the left series: rescale right-piece v
     rel = torch.where(left, torch.zeros_like(x),
-                      pgmod._log_kernel_right(x, one, torch.zeros_like(x)) - pgmod._log_a0(x, one))
-    reference = pgmod._accept(x, one, v * rel.exp())
+                      series.log_kernel_right(x, one, torch.zeros_like(x)) - series.log_a0(x, one))
+    reference = proposals.accept(x, one, v * rel.exp())
     decided = ~undecided
     assert int(undecided.sum()) == 0 or int(undecided.sum()) < 5
     assert torch.equal(accepted[decided], reference[decided])
@@ -250,7 +251,7 @@ def test_shape_one_series_test_agrees_with_the_general_one():
 
 def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
     """Force a tenth of the draws through the general fallback: still exact moments."""
-    original = pgmod._h1_series_test
+    original = samplers.h1_series_test
     g_mark = torch.Generator().manual_seed(9)
 
     def leaky(x, left, log_v):
@@ -258,7 +259,7 @@ def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
         extra = torch.rand(x.numel(), generator=g_mark) < 0.1
         return accepted & ~extra, undecided | extra
 
-    monkeypatch.setattr(pgmod, "_h1_series_test", leaky)
+    monkeypatch.setattr(samplers, "h1_series_test", leaky)
     g = torch.Generator().manual_seed(12)
     for c in (0.0, 4.0):
         w = sample_polya_gamma(1.0, torch.full((40_000,), c, dtype=F64), generator=g)
@@ -267,18 +268,14 @@ def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
 
 
 @pytest.mark.parametrize("b", [3.0, 10.0])
-def test_integer_shape_sums_of_shape_one_draws_are_exact(b):
+def test_integer_shape_sums_of_shape_one_draws_are_exact(b, monkeypatch):
     """Integer b is sampled as a sum of b shape-1 draws (also when b * n exceeds one pass
     of materialised draws): moments with mixed tilts."""
     n = 60_000
     g = torch.Generator().manual_seed(int(b))
     c = 2 * torch.randn(n, dtype=F64, generator=g)
-    original = pgmod._H1_MAX_WORK
-    pgmod._H1_MAX_WORK = 50_000  # force several passes
-    try:
-        w = sample_polya_gamma(b, c, generator=g)
-    finally:
-        pgmod._H1_MAX_WORK = original
+    monkeypatch.setattr(samplers, "H1_MAX_WORK", 50_000)  # force several passes
+    w = sample_polya_gamma(b, c, generator=g)
     bt = torch.tensor(b, dtype=F64)
     d = w - polya_gamma_mean(bt, c)
     v = polya_gamma_variance(bt, c)
@@ -290,7 +287,7 @@ def test_integer_shape_sums_of_shape_one_draws_are_exact(b):
 @pytest.mark.parametrize("max_work", [None, 1000])  # 1000: too many draws, chunk route
 def test_varying_integer_shapes_binomial_counts(monkeypatch, max_work):
     if max_work is not None:
-        monkeypatch.setattr(pgmod, "_H1_MAX_WORK", max_work)
+        monkeypatch.setattr(samplers, "H1_MAX_WORK", max_work)
     n = 40_000
     g = torch.Generator().manual_seed(21)
     b = torch.randint(1, 8, (n,), generator=g).to(F64)

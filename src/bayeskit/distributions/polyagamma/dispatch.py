@@ -1,0 +1,117 @@
+"""``sample_polya_gamma``: validates ``b, c`` and sends each request to the fastest exact
+route (integer shapes as shape-1 sums, other shapes in chunks of at most ``H_MAX``), or
+to the opt-in normal approximation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bayeskit.distributions.polyagamma import samplers
+from bayeskit.distributions.polyagamma.density import polya_gamma_mean, polya_gamma_variance
+from bayeskit.distributions.polyagamma.proposals import RandomStream
+from bayeskit.distributions.polyagamma.samplers import sample_jstar, sample_jstar_h1
+from bayeskit.distributions.polyagamma.series import F64, H_MAX
+from bayeskit.errors import NonFiniteError
+
+__all__ = ["sample_polya_gamma", "check_params", "chunk_sizes"]
+
+def check_params(b: torch.Tensor, c: torch.Tensor) -> None:
+    if not bool(torch.isfinite(b).all()) or not bool((b > 0).all()):
+        raise ValueError("b must be positive and finite (PG(b, c) needs b > 0)")
+    if not bool(torch.isfinite(c).all()):
+        raise NonFiniteError("c must be finite")
+
+
+def chunk_sizes(b: float) -> dict[float, int]:
+    """Split a shape ``b > H_MAX`` into ``k = ceil(b / H_MAX)`` chunks: ``{size: count}``.
+
+    Integer ``b`` gets integer chunks (cheaper constants); otherwise equal chunks.
+    """
+    k = math.ceil(b / H_MAX)
+    if b == round(b):
+        low = int(b) // k
+        extra = int(b) - low * k
+        sizes = {float(low + 1): extra, float(low): k - extra}
+        return {s: c for s, c in sizes.items() if c}
+    return {b / k: k}
+
+
+def sample_polya_gamma(
+    b: torch.Tensor | float,
+    c: torch.Tensor | float = 0.0,
+    sample_shape: torch.Size | tuple[int, ...] = (),
+    *,
+    generator: torch.Generator | None = None,
+    method: str = "exact",
+) -> torch.Tensor:
+    """Exact draws of ``PG(b, c)``; ``b`` and ``c`` broadcast.
+
+    Args:
+        b: shape parameter(s), ``b > 0`` (any real value, not only integers).
+        c: tilting parameter(s), any finite real.
+        sample_shape: leading shape of the draws.
+        generator: a ``torch.Generator`` for reproducible draws.
+        method: ``"exact"`` (default), or ``"normal"``: an opt-in moment-matched normal
+            approximation (clipped at a tiny positive value) for very large ``b``, where
+            the exact sampler costs O(b); see benchmarks/RESULTS.md for its measured error.
+
+    Returns:
+        ``[*sample_shape, *broadcast(b, c).shape]`` draws, in the floating dtype of the
+        parameters (float64 if they are not floating tensors).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> w = sample_polya_gamma(torch.ones(100_000), 0.0, generator=g)
+        >>> abs(float(w.mean()) - 0.25) < 0.003
+        True
+    """
+    b_t, c_t = torch.as_tensor(b), torch.as_tensor(c)
+    dtype = torch.promote_types(b_t.dtype, c_t.dtype)
+    dtype = dtype if dtype.is_floating_point else F64
+    device = b_t.device
+    b_t, c_t = b_t.to(device=device, dtype=F64), c_t.to(device=device, dtype=F64)
+    check_params(b_t, c_t)
+    shape = torch.Size(sample_shape) + torch.broadcast_shapes(b_t.shape, c_t.shape)
+    zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
+    rng = RandomStream(generator, device)
+    if method not in ("exact", "normal"):
+        raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
+    flat_b = b_t.reshape(-1)
+    shared_b = flat_b.numel() == 1 or bool((flat_b == flat_b[0]).all())
+    integer_b = bool((flat_b == flat_b.round()).all())
+    if method == "exact" and shared_b and integer_b:
+        # integer b (b = 1: logistic regression): a sum of b shape-1 draws, the fastest
+        # exact route for every integer b measured (benchmarks/RESULTS.md)
+        draws = sample_jstar_h1(zb, rng, copies=int(flat_b[0]))
+        return (0.25 * draws).reshape(shape).to(dtype)
+    hb = b_t.expand(shape).reshape(-1)
+    if method == "exact" and integer_b and float(hb.sum()) <= samplers.H1_MAX_WORK:
+        # varying integer b (binomial counts), as long as all sum(b) shape-1 draws fit in
+        # one pass; beyond that the chunks below need a quarter of the memory
+        owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device),
+                                        hb.to(torch.long))
+        parts = sample_jstar_h1(zb[owner], rng)
+        draws = torch.zeros_like(hb).index_add_(0, owner, parts)
+        return (0.25 * draws).reshape(shape).to(dtype)
+    if method == "normal":
+        mean, var = polya_gamma_mean(hb, 2 * zb), polya_gamma_variance(hb, 2 * zb)
+        draws = mean + var.sqrt() * rng.normal(hb.numel())
+        return draws.clamp_min(1e-12 * mean).reshape(shape).to(dtype)
+    # b > H_MAX: a sum of k chunks, each at most H_MAX (integers when b is an integer)
+    chunks = torch.ceil(hb / H_MAX).to(torch.long).clamp_min(1)
+    if bool((chunks == 1).all()):
+        draws = sample_jstar(hb, zb, rng)
+    elif shared_b:
+        draws = torch.zeros_like(hb)
+        for size, copies in chunk_sizes(float(hb[0])).items():
+            h_rep = torch.full((copies * hb.numel(),), size, dtype=F64, device=device)
+            part = sample_jstar(h_rep, zb.repeat(copies), rng)
+            draws += part.view(copies, -1).sum(0)
+    else:
+        owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device), chunks)
+        parts = sample_jstar((hb / chunks)[owner], zb[owner], rng)
+        draws = torch.zeros_like(hb).index_add_(0, owner, parts)
+    return (0.25 * draws).reshape(shape).to(dtype)
+
