@@ -65,8 +65,10 @@ def test_arviz_export_and_summary():
 
 def test_bad_labels_and_inputs():
     X, y = _data()
-    with pytest.raises(ValueError, match="labels must be 0 or 1"):
-        PolyaGammaLogisticRegression(**FAST).fit(X, y + 1)
+    labels = np.where(y > 0, "yes", "no")  # any two classes, strings too
+    assert set(PolyaGammaLogisticRegression(**FAST).fit(X, labels).predict(X)) <= {"yes", "no"}
+    with pytest.raises(ValueError, match="two classes"):
+        PolyaGammaLogisticRegression(**FAST).fit(X, y + (X[:, 0] > 1))
     with pytest.raises(ValueError):
         PolyaGammaLogisticRegression(**FAST).fit(np.vstack([X[:-1], [[np.nan, 0]]]), y)
     with pytest.raises(ValueError):

@@ -12,6 +12,7 @@ from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
+from bayeskit.validation import as_binary_labels
 
 __all__ = ["GPRegressor", "SparseGPRegressor", "SVGPClassifier"]
 
@@ -111,17 +112,15 @@ class SVGPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError(f"labels must be 0 or 1, got {np.unique(y)[:5].tolist()}")
+        X, y = check_X_y(X, y, dtype=np.float64)
+        y, self.classes_ = as_binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
-        self.classes_ = np.array([0, 1])
         rng = np.random.default_rng(self.random_state)
         m = min(self.num_inducing, X.shape[0])
         Z = X[rng.choice(X.shape[0], m, replace=False)]
         self.model_ = SVGP(Z, _kernel(self.kernel, X.shape[1]), num_data=X.shape[0],
                            likelihood=Bernoulli(self.link))
-        self.model_.fit(torch.as_tensor(X), torch.as_tensor(y, dtype=F64), epochs=self.epochs,
+        self.model_.fit(torch.as_tensor(X), y, epochs=self.epochs,
                         batch_size=self.batch_size, lr=self.lr,
                         seed=0 if self.random_state is None else int(self.random_state))
         return self
@@ -134,4 +133,4 @@ class SVGPClassifier(ClassifierMixin, BaseEstimator):
         return np.stack([1 - p1, p1], axis=1)
 
     def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]

@@ -20,7 +20,7 @@ from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ShapeError
 from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
-from bayeskit.gp.means import ConstantMean
+from bayeskit.gp.model import GPModel
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.training.optim import fit_with_restarts
@@ -112,7 +112,7 @@ class _GaussianNLL(torch.autograd.Function):
         return dK, dK.diagonal().sum(), grad * alpha
 
 
-class GPR(nn.Module):
+class GPR(GPModel):
     """Exact GP regression with a constant mean (learnable) and Gaussian noise.
 
     The model follows its data's dtype and device (float64 for NumPy/list input); ``X`` and
@@ -154,6 +154,10 @@ class GPR(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.X.dtype
+
+    @property
+    def input_dim(self) -> int:
+        return self.X.shape[-1]
 
     @property
     def noise_variance(self) -> torch.Tensor:
@@ -210,31 +214,8 @@ class GPR(nn.Module):
         ``f = L^-1 (y - m)``, no ``q_sqrt``."""
         with torch.no_grad():
             L, alpha = self._factor()
-            mean = self.mean_function if self.mean_function is not None else ConstantMean(
-                float(self.mean_constant), learn=False)
-            return GPPosterior.from_model_parts(self.kernel, mean, self.X, L, alpha,
+            return GPPosterior.from_model_parts(self.kernel, self._mean_module(), self.X, L, alpha,
                                                 noise=self.noise_variance)
-
-    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean ``[M]`` and variance ``[M]`` (or covariance ``[M, M]``) of ``f``."""
-        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
-        post = self.posterior()
-        with torch.no_grad():
-            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
-
-    def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance (or covariance) of new observations (adds the noise)."""
-        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
-        with torch.no_grad():
-            return self.posterior().predictive(X, full_cov=full_cov)
-
-    def sample_f(self, X, num_samples: int, *, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-        """Joint posterior draws of ``f`` at ``X``: ``[num_samples, M]``."""
-        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
-        n = as_int(num_samples, "num_samples", positive=True)
-        with torch.no_grad():
-            return self.posterior().rsample(X, (n,), generator=generator)
 
     def condition_on_observations(self, X_new, y_new) -> GPR:
         """A new model with extra observations, sharing the hyperparameters (the same

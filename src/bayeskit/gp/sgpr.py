@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
 from bayeskit.gp.kernels import Kernel, inverse_positive, positive
-from bayeskit.gp.means import ConstantMean
+from bayeskit.gp.model import GPModel
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky, stabilised_cholesky
 from bayeskit.training.optim import fit_with_restarts
@@ -35,7 +35,7 @@ from bayeskit.validation import as_inputs, as_int, as_scalar, check_choice
 __all__ = ["SGPR"]
 
 
-class SGPR(nn.Module):
+class SGPR(GPModel):
     """Titsias (2009) sparse GP regression with learnable inducing inputs.
 
     Args:
@@ -79,6 +79,10 @@ class SGPR(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.X.dtype
+
+    @property
+    def input_dim(self) -> int:
+        return self.X.shape[-1]
 
     def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
         """``m(X)``: the mean function if given, else the constant ``mean``."""
@@ -188,21 +192,7 @@ class SGPR(nn.Module):
             L, LB, c, *_ = self._common()
             S = torch.linalg.solve_triangular(LB.mT, self._eye(LB.shape[-1]), upper=True)
             f = S @ c
-            mean = self.mean_function if self.mean_function is not None else ConstantMean(
-                float(self.mean_constant), learn=False)
-            return GPPosterior.from_model_parts(self.kernel, mean, self.Z, L, f, q_sqrt=S,
+            return GPPosterior.from_model_parts(self.kernel, self._mean_module(), self.Z, L, f,
+                                                q_sqrt=S,
                                                 noise=self.noise_variance,
                                                 train_inputs=self.X)
-
-    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[M']`` and variance (or covariance) of ``f`` under the optimal ``q(u)``."""
-        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
-        post = self.posterior()
-        with torch.no_grad():
-            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
-
-    def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance (or covariance) of new observations (adds the noise)."""
-        X = as_inputs(X, "X", dim=self.X.shape[-1], dtype=self.dtype, device=self.X.device)
-        with torch.no_grad():
-            return self.posterior().predictive(X, full_cov=full_cov)

@@ -31,6 +31,7 @@ from bayeskit.errors import ArgumentTypeError
 from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
 from bayeskit.gp.kernels import Kernel, inverse_positive, positive
 from bayeskit.gp.likelihoods import Gaussian, Likelihood
+from bayeskit.gp.model import GPModel
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import stabilised_cholesky
 from bayeskit.training import Checkpoint, fingerprint, world
@@ -61,7 +62,7 @@ class _GramAndProjection(torch.autograd.Function):
         return d_K, d_w
 
 
-class SVGP(nn.Module):
+class SVGP(GPModel):
     """Sparse variational GP.
 
     The model follows the inducing points' dtype and device (float64 for NumPy/list input).
@@ -107,6 +108,10 @@ class SVGP(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.Z.dtype
+
+    @property
+    def input_dim(self) -> int:
+        return self.Z.shape[-1]
 
     @property
     def noise_variance(self) -> torch.Tensor:
@@ -158,20 +163,13 @@ class SVGP(nn.Module):
             return GPPosterior.from_model_parts(self.kernel, self.mean_function, self.Z, L,
                                                 mu, q_sqrt=S, noise=noise)
 
-    def predict_f(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[M']`` and variance (or covariance) of ``f`` under ``q``."""
-        X = as_inputs(X, "X", dim=self.Z.shape[-1], dtype=self.dtype, device=self.Z.device)
-        post = self.posterior()
-        with torch.no_grad():
-            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
-
     def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of new observations ``y`` (for a Bernoulli likelihood the mean
         is ``P(y = 1)``); ``full_cov`` only for the Gaussian likelihood."""
-        X = as_inputs(X, "X", dim=self.Z.shape[-1], dtype=self.dtype, device=self.Z.device)
+        if isinstance(self.likelihood, Gaussian):
+            return super().predict_y(X, full_cov)
+        X = self._inputs(X)
         with torch.no_grad():
-            if isinstance(self.likelihood, Gaussian):
-                return self.posterior().predictive(X, full_cov=full_cov)
             if full_cov:
                 raise ArgumentTypeError("full_cov predictions of y need a Gaussian likelihood")
             mean, var = self.predict_f(X)

@@ -27,7 +27,8 @@ class PosteriorClassifierMixin:
         return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
 
     def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        """The more probable class (labels as given to ``fit``, see ``classes_``)."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
     def summary(self):
         """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the sampled quantities."""

@@ -24,6 +24,7 @@ from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
+from bayeskit.validation import as_binary_labels
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
 
@@ -81,11 +82,9 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
         return self.kernel if self.kernel is not None else SquaredExponential()
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError(f"labels must be 0 or 1, got {np.unique(y)[:5].tolist()}")
+        X, y = check_X_y(X, y, dtype=np.float64)
+        y, self.classes_ = as_binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
-        self.classes_ = np.array([0, 1])
         self.X_train_ = torch.as_tensor(X, dtype=F64)
         with torch.no_grad():
             K = self._kernel()(self.X_train_)

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
+from bayeskit.validation import as_binary_labels
 
 __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
 
@@ -84,13 +85,12 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
     def fit(self, X, y, n_trials=None):
         """Sample the posterior. ``y`` holds labels in {0, 1}, or success counts out of
         ``n_trials`` (binomial regression)."""
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
-        if n_trials is None and not np.isin(y, (0, 1)).all():
-            bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
-            raise ValueError(f"labels must be 0 or 1, got {bad.tolist()}; for counts pass "
-                             "n_trials")
+        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=n_trials is not None)
+        if n_trials is None:  # any two classes; the larger is "1"
+            y, self.classes_ = as_binary_labels(y)
+        else:
+            self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
-        self.classes_ = np.array([0, 1])
         data = BinomialRegressionData.create(
             self._features(X), y, 1 if n_trials is None else np.asarray(n_trials, float),
             prior_precision=self.prior_precision)

@@ -89,8 +89,8 @@ def load_state(path: str | Path, *, format: str = "torch") -> dict:
         if format == "json":
             return json.loads(path.read_text(encoding="utf-8"))
         return torch.load(path, weights_only=True, map_location="cpu")
-    except (OSError, UnicodeDecodeError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError, KeyError) as err:
+    except (OSError, UnicodeDecodeError, EOFError, RuntimeError, pickle.UnpicklingError,
+            zipfile.BadZipFile, ValueError, KeyError) as err:
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a bayeskit checkpoint "
             f"({type(err).__name__}); delete it or pass overwrite=True to start afresh"
