@@ -19,15 +19,14 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ShapeError
-from bayeskit.gp.kernels import Kernel, SquaredExponential, inverse_positive, positive
-from bayeskit.gp.model import GPModel
+from bayeskit.gp.kernels import Kernel, SquaredExponential
+from bayeskit.gp.model import GPRegressionModel
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
     as_inputs,
     as_int,
-    as_scalar,
     as_tensor,
     check_same_rows,
 )
@@ -112,7 +111,7 @@ class _GaussianNLL(torch.autograd.Function):
         return dK, dK.diagonal().sum(), grad * alpha
 
 
-class GPR(GPModel):
+class GPR(GPRegressionModel):
     """Exact GP regression with a constant mean (learnable) and Gaussian noise.
 
     The model follows its data's dtype and device (float64 for NumPy/list input); ``X`` and
@@ -139,36 +138,8 @@ class GPR(GPModel):
                  mean: float = 0.0, learn_mean: bool = True,
                  mean_function: nn.Module | None = None):
         super().__init__()
-        X, y = check_data(X, y)
-        self.register_buffer("X", X)
-        self.register_buffer("y", y)
-        self.kernel = check_kernel(kernel)
-        noise = as_scalar(noise_variance, "noise_variance", low=1e-6, low_open=True)
-        self.raw_noise = nn.Parameter(inverse_positive(noise))
-        self.mean_constant = nn.Parameter(
-            torch.tensor(as_scalar(mean, "mean"), dtype=torch.float64),
-            requires_grad=bool(learn_mean) and mean_function is None)
-        self.mean_function = check_mean_function(mean_function)
+        self._init_regression(X, y, kernel, noise_variance, mean, learn_mean, mean_function)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def input_dim(self) -> int:
-        return self.X.shape[-1]
-
-    @property
-    def noise_variance(self) -> torch.Tensor:
-        """The Gaussian noise variance (the one public name in every GP model)."""
-        return positive(self.raw_noise).to(self.dtype)
-
-    def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
-        """``m(X)``: the mean function if one was given, else the constant ``mean``."""
-        if self.mean_function is not None:
-            return self.mean_function(X).to(X.dtype)
-        return self.mean_constant.to(X.dtype).expand(X.shape[:-1])
 
     def _factor(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L, alpha)`` of the training data (cached when gradients are off)."""

@@ -9,11 +9,12 @@ import abc
 import torch
 from torch import nn
 
+from bayeskit.gp.kernels import inverse_positive, positive
 from bayeskit.gp.means import ConstantMean
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.validation import as_inputs, as_int
+from bayeskit.validation import as_inputs, as_int, as_scalar
 
-__all__ = ["GPModel"]
+__all__ = ["GPModel", "GPRegressionModel"]
 
 
 class GPModel(nn.Module, abc.ABC):
@@ -66,3 +67,42 @@ class GPModel(nn.Module, abc.ABC):
         n = as_int(num_samples, "num_samples", positive=True)
         with torch.no_grad():
             return self.posterior().rsample(X, (n,), generator=generator)
+
+
+class GPRegressionModel(GPModel):
+    """Shared half of the models that hold their data and a Gaussian noise (GPR, SGPR):
+    data buffers, kernel, noise, constant mean or mean function."""
+
+    def _init_regression(self, X, y, kernel, noise_variance, mean, learn_mean,
+                         mean_function) -> None:
+        from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
+
+        X, y = check_data(X, y)
+        self.register_buffer("X", X)
+        self.register_buffer("y", y)
+        self.kernel = check_kernel(kernel)
+        noise = as_scalar(noise_variance, "noise_variance", low=1e-6, low_open=True)
+        self.raw_noise = nn.Parameter(inverse_positive(noise))
+        self.mean_constant = nn.Parameter(
+            torch.tensor(as_scalar(mean, "mean"), dtype=torch.float64),
+            requires_grad=bool(learn_mean) and mean_function is None)
+        self.mean_function = check_mean_function(mean_function)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    @property
+    def input_dim(self) -> int:
+        return self.X.shape[-1]
+
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        """The Gaussian noise variance (the one public name in every GP model)."""
+        return positive(self.raw_noise).to(self.dtype)
+
+    def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
+        """``m(X)``: the mean function if one was given, else the constant ``mean``."""
+        if self.mean_function is not None:
+            return self.mean_function(X).to(X.dtype)
+        return self.mean_constant.to(X.dtype).expand(X.shape[:-1])

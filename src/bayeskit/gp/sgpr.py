@@ -24,9 +24,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
-from bayeskit.gp.kernels import Kernel, inverse_positive, positive
-from bayeskit.gp.model import GPModel
+from bayeskit.gp.kernels import Kernel
+from bayeskit.gp.model import GPRegressionModel
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky, stabilised_cholesky
 from bayeskit.training.optim import fit_with_restarts
@@ -35,7 +34,7 @@ from bayeskit.validation import as_inputs, as_int, as_scalar, check_choice
 __all__ = ["SGPR"]
 
 
-class SGPR(GPModel):
+class SGPR(GPRegressionModel):
     """Titsias (2009) sparse GP regression with learnable inducing inputs.
 
     Args:
@@ -59,41 +58,13 @@ class SGPR(GPModel):
                  mean_function: nn.Module | None = None, chunk_size: int = 131_072,
                  method: str = "auto"):
         super().__init__()
-        X, y = check_data(X, y)
-        Z = as_inputs(inducing_points, "inducing_points", dim=X.shape[1], dtype=X.dtype,
-                      device=X.device)
-        self.register_buffer("X", X)
-        self.register_buffer("y", y)
+        self._init_regression(X, y, kernel, noise_variance, mean, learn_mean, mean_function)
+        Z = as_inputs(inducing_points, "inducing_points", dim=self.input_dim,
+                      dtype=self.dtype, device=self.X.device)
         self.Z = nn.Parameter(Z, requires_grad=bool(train_inducing))
-        self.kernel = check_kernel(kernel)
-        noise = as_scalar(noise_variance, "noise_variance", low=1e-6, low_open=True)
-        self.raw_noise = nn.Parameter(inverse_positive(noise))
-        self.mean_constant = nn.Parameter(
-            torch.tensor(as_scalar(mean, "mean"), dtype=torch.float64),
-            requires_grad=bool(learn_mean) and mean_function is None)
-        self.mean_function = check_mean_function(mean_function)
         self.jitter = as_scalar(jitter, "jitter", nonnegative=True)
         self.chunk_size = as_int(chunk_size, "chunk_size", positive=True)
         self.method = check_choice(method, "method", ("auto", "stable"))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def input_dim(self) -> int:
-        return self.X.shape[-1]
-
-    def prior_mean(self, X: torch.Tensor) -> torch.Tensor:
-        """``m(X)``: the mean function if given, else the constant ``mean``."""
-        if self.mean_function is not None:
-            return self.mean_function(X).to(X.dtype)
-        return self.mean_constant.to(X.dtype).expand(X.shape[:-1])
-
-    @property
-    def noise_variance(self) -> torch.Tensor:
-        """The Gaussian noise variance (the one public name in every GP model)."""
-        return positive(self.raw_noise).to(self.dtype)
 
     def _statistics(self, L: torch.Tensor, resid: torch.Tensor):
         """``L^-1 P L^-T`` with ``P = K_uf K_fu`` ``[M, M]``, ``L^-1 K_uf (y - m)`` ``[M]`` and
