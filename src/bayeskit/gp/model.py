@@ -51,7 +51,7 @@ class GPModel(nn.Module, abc.ABC):
         X = self._inputs(X)
         post = self.posterior()
         with torch.no_grad():
-            return post.mean(X), (post.covariance(X) if full_cov else post.variance(X))
+            return (post.mean(X), post.covariance(X)) if full_cov else post.mean_and_variance(X)
 
     def predict_y(self, X, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance (or covariance) of new observations at ``X`` (the latent ones

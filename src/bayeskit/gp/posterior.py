@@ -172,8 +172,13 @@ class GPPosterior:
         return (self._parent.variance(X) - (V * V).sum(-2)).clamp_min(0)
 
     def mean_and_variance(self, X) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, variance)``, each ``[..., Q]``."""
-        return self.mean(X), self.variance(X)
+        """``(mean, variance)``, each ``[..., Q]`` (one projection of ``X`` for both)."""
+        X = self.check_inputs(X)
+        if self._parent is not None or self.f.dim() != 1:
+            return self.mean(X), self.variance(X)
+        mean, var = conditional(self.kernel(self.Z, X), self.L, self.kernel.diag(X), self.f,
+                                q_sqrt=self.q_sqrt, white=True)
+        return self._prior_mean(X) + mean, var
 
     def covariance(self, X, X2=None) -> torch.Tensor:
         """Posterior covariance ``k_n(X, X2)`` ``[..., Q, Q2]`` (``X2`` defaults to ``X``)."""
@@ -190,12 +195,12 @@ class GPPosterior:
         latent ones plus the Gaussian noise."""
         noise = self._require_noise("predictive")
         X = self.check_inputs(X)
-        mean = self.mean(X)
         if full_cov:
             cov = self.covariance(X)
             eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-            return mean, cov + noise * eye
-        return mean, self.variance(X) + noise
+            return self.mean(X), cov + noise * eye
+        mean, var = self.mean_and_variance(X)
+        return mean, var + noise
 
     def distribution(self, X) -> MultivariateNormal:
         """The joint posterior of ``f(X)`` as ``torch.distributions.MultivariateNormal``

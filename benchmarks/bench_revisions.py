@@ -1,0 +1,207 @@
+"""Before/after timings of bayeskit's own hot paths across two source trees.
+
+A refactor must not slow the library down. This script times the operations behind every
+benchmark's headline ratio (exact GP -MLL + gradient, SGPR bound, SVGP step, Pólya-gamma
+draws, Gibbs sweeps, Cholesky updates, discrete and Monte Carlo KG, a BO loop, flow and VAE
+epochs, predictions) through the public API that both trees share, so the competitors'
+side of each ratio (the same code in both runs) cancels out.
+
+Usage (from the repository root; the script re-runs itself per tree, interleaved)::
+
+    git worktree add /tmp/before <rev>
+    .venv-bench/bin/python benchmarks/bench_revisions.py --before /tmp/before/src \
+        --after src --rounds 5
+
+Each round runs one child process per tree (order alternating) that prints the median of
+``--repeats`` calls of every operation; the table gives, per operation, the median over
+rounds of each tree, the ratio after/before and the spread of that ratio over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def child(repeats: int) -> dict[str, float]:
+    """Time every operation in this process (``bayeskit`` from ``PYTHONPATH``)."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_breast_cancer
+
+    from bayeskit.bo import DiscreteKnowledgeGradient, knowledge_gradient_mc
+    from bayeskit.bo.loop import BayesianOptimizer
+    from bayeskit.bo.test_functions import branin
+    from bayeskit.distributions import sample_polya_gamma
+    from bayeskit.distributions.flows import Flow, fit_flow
+    from bayeskit.distributions.transforms import banana_distribution
+    from bayeskit.gp import GPR, SGPR, SVGP, SquaredExponential
+    from bayeskit.linalg import cholesky_append, cholesky_update_lowrank
+    from bayeskit.mcmc import BinomialRegressionData, run_gibbs
+
+    f64 = torch.float64
+    g = torch.Generator().manual_seed(0)
+    out: dict[str, float] = {}
+
+    X = torch.rand(2000, 3, dtype=f64, generator=g)
+    y = torch.sin(6 * X[:, 0]) + 0.1 * torch.randn(2000, dtype=f64, generator=g)
+    gpr = GPR(X, y, SquaredExponential(torch.ones(3)), noise_variance=0.1)
+
+    def exact():
+        gpr.zero_grad()
+        (-gpr.log_marginal_likelihood()).backward()
+
+    out["exact GP -MLL+grad N=2000"] = _median_time(exact, repeats)
+    Xs = torch.rand(1000, 3, dtype=f64, generator=g)
+    out["exact GP predict_f 1000 at N=2000"] = _median_time(lambda: gpr.predict_f(Xs), repeats)
+
+    Xb = torch.rand(100_000, 3, dtype=f64, generator=g)
+    yb = torch.sin(6 * Xb[:, 0])
+    sgpr = SGPR(Xb, yb, Xb[:256].clone(), SquaredExponential(torch.ones(3)), noise_variance=0.1)
+
+    def sparse():
+        sgpr.zero_grad()
+        (-sgpr.elbo()).backward()
+
+    out["SGPR bound+grad N=1e5 M=256"] = _median_time(sparse, max(3, repeats // 2))
+
+    svgp = SVGP(Xb[:256].clone(), SquaredExponential(torch.ones(3)), noise_variance=0.1,
+                num_data=100_000)
+    opt = torch.optim.Adam(svgp.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        (-svgp.elbo(Xb[:1024], yb[:1024])).backward()
+        opt.step()
+
+    out["SVGP Adam step M=256 B=1024"] = _median_time(step, repeats * 3)
+
+    c = 2 * torch.randn(1_000_000, dtype=f64, generator=g)
+    out["PG 1e6 draws b=1"] = _median_time(lambda: sample_polya_gamma(1.0, c, generator=g),
+                                           repeats)
+    out["PG 1e6 draws b=10"] = _median_time(lambda: sample_polya_gamma(10.0, c, generator=g),
+                                            max(3, repeats // 2))
+
+    bc = load_breast_cancer()
+    Phi = np.hstack([np.ones((len(bc.data), 1)),
+                     (bc.data - bc.data.mean(0)) / bc.data.std(0)])
+    data = BinomialRegressionData.create(Phi, bc.target, prior_precision=1.0)
+    out["Gibbs 200 sweeps x 4 chains"] = _median_time(
+        lambda: run_gibbs(data, num_samples=100, burn_in=100,
+                          generator=torch.Generator().manual_seed(1)), max(3, repeats // 2))
+
+    A = torch.randn(2000, 2000, dtype=f64, generator=g)
+    L = torch.linalg.cholesky(A @ A.T / 2000 + torch.eye(2000, dtype=f64))
+    U = torch.randn(2000, 16, dtype=f64, generator=g) * 0.1
+    out["Cholesky rank-16 update N=2000"] = _median_time(
+        lambda: cholesky_update_lowrank(L, U), repeats)
+    cross = torch.randn(2000, 1, dtype=f64, generator=g) * 0.01
+    corner = torch.ones(1, 1, dtype=f64) * 2
+    out["Cholesky append 1 row N=2000"] = _median_time(
+        lambda: cholesky_append(L, cross, corner), repeats * 3)
+
+    Xk = torch.rand(20, 2, dtype=f64, generator=g)
+    kgm = GPR(Xk, torch.sin(5 * Xk[:, 0]) + Xk[:, 1], SquaredExponential(0.3), noise_variance=1e-3)
+    alt = torch.rand(1000, 2, dtype=f64, generator=g)
+    cand = torch.rand(256, 1, 2, dtype=f64, generator=g)
+    out["discrete KG 256 candidates x 1000 alternatives"] = _median_time(
+        lambda: DiscreteKnowledgeGradient(kgm, alt)(cand), repeats)
+    bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=f64)
+    out["MC KG 8 candidates x 32 fantasies"] = _median_time(
+        lambda: knowledge_gradient_mc(kgm, cand[:8, 0], bounds, num_fantasies=32,
+                                      generator=torch.Generator().manual_seed(0)), repeats)
+    f = branin()
+    out["BO loop Branin EI 8 iterations"] = _median_time(
+        lambda: BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=6, seed=0,
+                                  progress=False, executor="serial").run(8),
+        max(3, repeats // 2))
+
+    p = banana_distribution(0.95, dtype=torch.float32)
+    torch.manual_seed(0)
+    train = p.sample((20_000,))
+    out["flow MAF 3 epochs banana 20k"] = _median_time(
+        lambda: fit_flow(Flow(2, hidden=(32, 32)), train, epochs=3, batch_size=256),
+        max(3, repeats // 2))
+
+    from bayeskit.data import load_digits_split
+    from bayeskit.vae import BernoulliDecoder, GaussianEncoder
+    from bayeskit.vae import fit as vae_fit
+    from bayeskit.vae.objectives import VAE
+
+    x_tr = load_digits_split()[0]
+
+    def vae_epochs():
+        torch.manual_seed(0)
+        model = VAE(GaussianEncoder(x_tr.shape[1], 2, (64,)),
+                    BernoulliDecoder(2, x_tr.shape[1], (64,)))
+        vae_fit(model, x_tr, epochs=3, batch_size=100, progress=False)
+
+    out["VAE 3 epochs digits"] = _median_time(vae_epochs, max(3, repeats // 2))
+    return out
+
+
+def parent(args) -> None:
+    trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
+    rounds: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+    for r in range(args.rounds):
+        order = list(trees) if r % 2 == 0 else list(reversed(trees))
+        for name in order:
+            env = {**os.environ, "PYTHONPATH": trees[name], "OMP_NUM_THREADS":
+                   os.environ.get("OMP_NUM_THREADS", "2")}
+            res = subprocess.run([sys.executable, __file__, "--child", "--repeats",
+                                  str(args.repeats)], env=env, capture_output=True, text=True,
+                                 check=True)
+            rounds[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1}/{args.rounds} {name} done", file=sys.stderr, flush=True)
+    ops = list(rounds["after"][0])
+    print(f"| operation | before (ms) | after (ms) | after/before | spread over "
+          f"{args.rounds} rounds |")
+    print("|---|---|---|---|---|")
+    summary = {}
+    for op in ops:
+        b = [x[op] for x in rounds["before"]]
+        a = [x[op] for x in rounds["after"]]
+        ratios = [ai / bi for ai, bi in zip(a, b, strict=True)]
+        mb, ma = statistics.median(b), statistics.median(a)
+        summary[op] = {"before": b, "after": a}
+        print(f"| {op} | {1e3 * mb:.2f} | {1e3 * ma:.2f} | {ma / mb:.3f} | "
+              f"{min(ratios):.3f}-{max(ratios):.3f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--before")
+    ap.add_argument("--after", default="src")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.repeats)))
+    else:
+        if not args.before:
+            ap.error("--before is required")
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
