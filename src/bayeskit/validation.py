@@ -56,6 +56,7 @@ __all__ = [
     "check_generator",
     "check_floating",
     "check_square",
+    "check_cholesky_factor",
     "check_finite",
     "check_same_rows",
     "first_true_index",
@@ -312,6 +313,23 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity."""
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"{name} contains NaN or infinite values; clean the input first")
+
+
+def check_cholesky_factor(name: str, L) -> int:
+    """Check ``L`` ``[..., N, N]`` is a lower Cholesky factor: floating, finite, zero above
+    the diagonal (a full matrix ``A`` passed by mistake is caught here) and a positive
+    diagonal. Returns ``N``. One pass over the matrix."""
+    n = check_square(name, L)
+    check_finite(name, L)
+    if n > 1 and bool(torch.triu(L, 1).ne(0).any()):
+        raise ArgumentValueError(
+            f"{name} has nonzeros above the diagonal: pass the lower Cholesky factor "
+            f"(torch.linalg.cholesky(A)), not the matrix A or an upper factor")
+    d = L.diagonal(dim1=-2, dim2=-1)
+    if d.numel() and not bool((d > 0).all()):
+        raise ArgumentValueError(f"{name} must have a positive diagonal (a Cholesky factor); "
+                                 f"its smallest diagonal entry is {float(d.min()):.4g}")
+    return n
 
 
 def first_true_index(mask: torch.Tensor) -> tuple[int, ...] | None:

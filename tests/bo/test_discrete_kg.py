@@ -90,3 +90,11 @@ def test_bad_input():
         knowledge_gradient_discrete(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ShapeError, match="A >= 1"):
         knowledge_gradient_discrete(torch.zeros(0), torch.zeros(0))
+
+
+def test_integer_means_are_not_truncated():
+    """Issue 14: integer means cast sigma_tilde to int (KG 0.0 instead of 0.399)."""
+    from bayeskit.bo import knowledge_gradient_discrete
+
+    kg = knowledge_gradient_discrete(torch.tensor([0, 0]), torch.tensor([-0.5, 0.5]))
+    assert float(kg) == pytest.approx(0.5 * (2 / math.pi) ** 0.5, rel=1e-6)  # 0.399 (float32)

@@ -8,9 +8,22 @@ import torch
 
 from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.linalg.update import cholesky_update_lowrank
-from bayeskit.validation import check_floating, check_square, raise_if_not_pd
+from bayeskit.validation import (
+    check_cholesky_factor,
+    check_floating,
+    check_square,
+    raise_if_not_pd,
+)
 
 __all__ = ["cholesky_append", "cholesky_delete"]
+
+
+def _check_diagonal(chol: torch.Tensor) -> None:
+    """Finite, positive diagonal (the lower triangle is checked through the solve, which
+    reads it; a full-matrix check would cost as much as the append itself)."""
+    d = chol.diagonal(dim1=-2, dim2=-1)
+    if d.numel() and not (bool(torch.isfinite(d).all()) and bool((d > 0).all())):
+        raise NonFiniteError("chol must be a Cholesky factor with a finite positive diagonal")
 
 
 def cholesky_append(
@@ -47,6 +60,7 @@ def cholesky_append(
         True
     """
     n = check_square("chol", chol)
+    _check_diagonal(chol)
     k = check_square("corner", corner)
     check_floating("cross", cross)
     if cross.dim() < 2 or cross.shape[-2:] != (n, k):
@@ -134,7 +148,7 @@ def cholesky_delete(
         >>> torch.allclose(L, torch.linalg.cholesky(A[[0, 2]][:, [0, 2]]))
         True
     """
-    n = check_square("chol", chol)
+    n = check_cholesky_factor("chol", chol)
     idx = torch.as_tensor(indices)
     if idx.numel() == 0:
         return chol.clone()

@@ -22,7 +22,11 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.validation import check_floating, check_square, raise_if_not_pd
+from bayeskit.validation import (
+    check_cholesky_factor,
+    check_floating,
+    raise_if_not_pd,
+)
 
 __all__ = ["cholesky_update", "cholesky_update_lowrank"]
 
@@ -199,7 +203,7 @@ def cholesky_update_lowrank(
         >>> torch.allclose(L @ L.mT, A + U @ U.mT)
         True
     """
-    n = check_square("chol", chol)
+    n = check_cholesky_factor("chol", chol)
     check_floating("U", U)
     if U.dim() < 2 or U.shape[-2] != n:
         raise ShapeError(
@@ -213,6 +217,11 @@ def cholesky_update_lowrank(
     m = U.shape[-1]
     if not bool(torch.isfinite(alpha).all()):
         raise NonFiniteError("multiplier contains NaN or infinite values")
+    if not bool(torch.isfinite(U).all()):
+        raise NonFiniteError("U contains NaN or infinite values")
+    if not bool(torch.isfinite((U * U).sum(-2) * alpha.abs().unsqueeze(-1)).all()):
+        raise NonFiniteError(f"multiplier * U U^T overflows {U.dtype} (entries up to "
+                             f"{float(U.abs().max()):.3g}); rescale the update")
     diag = chol.diagonal(dim1=-2, dim2=-1)
     if not bool(((diag > 0) & (diag < float("inf"))).all()):
         raise ValueError(

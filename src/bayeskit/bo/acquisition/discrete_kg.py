@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 
 __all__ = ["knowledge_gradient_discrete", "expected_max_gain"]
 
@@ -154,8 +154,13 @@ def knowledge_gradient_discrete(mean, sigma_tilde) -> torch.Tensor:
         >>> round(float(knowledge_gradient_discrete(mu, s)), 6)  # E|Z| = sqrt(2/pi)
         0.797885
     """
+    if isinstance(mean, (str, bytes)) or mean is None:
+        raise ArgumentTypeError(f"mean must be an array of numbers, got {mean!r}")
     mean = torch.as_tensor(mean)
-    sigma_tilde = torch.as_tensor(sigma_tilde, dtype=mean.dtype)
+    sigma_tilde = torch.as_tensor(sigma_tilde)
+    dtype = torch.promote_types(mean.dtype, sigma_tilde.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.float64  # integer input: float64
+    mean, sigma_tilde = mean.to(dtype), sigma_tilde.to(dtype)
     if mean.dim() == 0 or mean.shape[-1] == 0:
         raise ShapeError(f"mean must be [..., A] with A >= 1, got {tuple(mean.shape)}")
     try:
