@@ -311,3 +311,41 @@ def test_huge_tilts_sample_exactly(b, c):
     assert bool(torch.isfinite(w).all()) and bool((w > 0).all())
     zm, zv = _moment_z(w, b, c)
     assert abs(zm) < 4 and abs(zv) < 4, (zm, zv)
+
+
+def test_issue_14_edge_values_and_parameters():
+    from bayeskit.distributions.polyagamma import polya_gamma_log_cdf
+    from bayeskit.errors import ArgumentValueError
+
+    d = PolyaGamma(torch.tensor(1.0, dtype=F64), 0.0)
+    assert float(d.log_prob(torch.tensor(math.inf, dtype=F64))) == -math.inf
+    assert float(d.cdf(torch.tensor(math.inf, dtype=F64))) == 1.0
+    with pytest.raises(NonFiniteError):
+        polya_gamma_cdf(math.nan, 1.0, 0.0)
+    with pytest.raises(NonFiniteError):
+        polya_gamma_log_prob(math.nan, 1.0, 0.0)
+    with pytest.raises(ArgumentValueError, match="b must be positive"):
+        polya_gamma_mean(-1.0, 0.5)
+    with pytest.raises(ArgumentValueError, match="b must be positive"):
+        polya_gamma_variance(-1.0, 0.5)
+    with pytest.raises(ArgumentValueError, match="b must be positive"):
+        polya_gamma_log_prob(0.3, 0.0, 0.5)
+    # validate_args=False skips the argument checks, as in torch.distributions
+    assert float(PolyaGamma(torch.tensor(-1.0), 0.0, validate_args=False).b) == -1.0
+    # log_cdf where the CDF underflows: agrees with log(cdf) where both are representable
+    assert float(polya_gamma_log_cdf(0.01, 10.0, 3.0)) < -700
+    w = torch.tensor([0.05, 0.2, 0.8], dtype=F64)
+    torch.testing.assert_close(polya_gamma_log_cdf(w, 2.0, 1.0),
+                               torch.log(polya_gamma_cdf(w, 2.0, 1.0)), rtol=1e-12, atol=1e-14)
+    # beyond the documented bound the series raises instead of returning 5.6e-6 off
+    with pytest.raises(ArgumentValueError, match="1e-06"):
+        polya_gamma_cdf(16.38, 50.0, 0.0)
+
+
+def test_unbounded_requests_are_refused_and_large_shapes_stay_in_memory():
+    from bayeskit.errors import ArgumentValueError
+
+    with pytest.raises(ArgumentValueError, match="method='normal'"):
+        sample_polya_gamma(1e12, 0.0)
+    w = sample_polya_gamma(1e12, torch.zeros(10, dtype=F64), method="normal")
+    assert bool(torch.isfinite(w).all())

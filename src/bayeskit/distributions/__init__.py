@@ -3,6 +3,7 @@
 from bayeskit.distributions.polyagamma import (
     PolyaGamma,
     polya_gamma_cdf,
+    polya_gamma_log_cdf,
     polya_gamma_log_prob,
     polya_gamma_mean,
     polya_gamma_variance,
@@ -12,6 +13,7 @@ from bayeskit.distributions.polyagamma import (
 __all__ = [
     "PolyaGamma",
     "polya_gamma_cdf",
+    "polya_gamma_log_cdf",
     "polya_gamma_log_prob",
     "polya_gamma_mean",
     "polya_gamma_variance",

@@ -39,6 +39,7 @@ The package's seams: :mod:`.series` (the series and its constants), :mod:`.envel
 
 from bayeskit.distributions.polyagamma.density import (
     polya_gamma_cdf,
+    polya_gamma_log_cdf,
     polya_gamma_log_prob,
     polya_gamma_mean,
     polya_gamma_variance,
@@ -49,4 +50,5 @@ from bayeskit.distributions.polyagamma.envelopes import envelope_acceptance_rate
 from bayeskit.distributions.polyagamma.series import H_MAX
 
 __all__ = ["PolyaGamma", "sample_polya_gamma", "polya_gamma_mean", "polya_gamma_variance",
-           "polya_gamma_log_prob", "polya_gamma_cdf", "envelope_acceptance_rate", "H_MAX"]
+           "polya_gamma_log_prob", "polya_gamma_cdf", "polya_gamma_log_cdf",
+           "envelope_acceptance_rate", "H_MAX"]

@@ -12,17 +12,15 @@ from bayeskit.distributions.polyagamma import samplers
 from bayeskit.distributions.polyagamma.density import polya_gamma_mean, polya_gamma_variance
 from bayeskit.distributions.polyagamma.proposals import RandomStream
 from bayeskit.distributions.polyagamma.samplers import sample_jstar, sample_jstar_h1
-from bayeskit.distributions.polyagamma.series import F64, H_MAX
-from bayeskit.errors import NonFiniteError
+from bayeskit.distributions.polyagamma.series import F64, H_MAX, check_params
+from bayeskit.errors import ArgumentValueError
+from bayeskit.validation import check_choice, check_generator
 
-__all__ = ["sample_polya_gamma", "check_params", "chunk_sizes"]
+__all__ = ["sample_polya_gamma", "chunk_sizes", "MAX_DRAWS"]
 
-def check_params(b: torch.Tensor, c: torch.Tensor) -> None:
-    if not bool(torch.isfinite(b).all()) or not bool((b > 0).all()):
-        raise ValueError("b must be positive and finite (PG(b, c) needs b > 0)")
-    if not bool(torch.isfinite(c).all()):
-        raise NonFiniteError("c must be finite")
-
+#: at most this many shape-1 (or chunk) draws per call: beyond it the exact sampler
+#: would run for minutes; the error points to method="normal"
+MAX_DRAWS = 1 << 30
 
 def chunk_sizes(b: float) -> dict[float, int]:
     """Split a shape ``b > H_MAX`` into ``k = ceil(b / H_MAX)`` chunks: ``{size: count}``.
@@ -75,10 +73,18 @@ def sample_polya_gamma(
     check_params(b_t, c_t)
     shape = torch.Size(sample_shape) + torch.broadcast_shapes(b_t.shape, c_t.shape)
     zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
-    rng = RandomStream(generator, device)
-    if method not in ("exact", "normal"):
-        raise ValueError(f"method must be 'exact' or 'normal', got {method!r}")
+    check_choice(method, "method", ("exact", "normal"))
+    rng = RandomStream(check_generator(generator), device)
     flat_b = b_t.reshape(-1)
+    if method == "exact":
+        per_draw = torch.ceil(flat_b.clamp_max(1e15)).clamp_min(1)  # shape-1 or chunk draws
+        work = float(per_draw.mean()) * float(torch.Size(shape).numel())
+        if work > MAX_DRAWS:
+            raise ArgumentValueError(
+                f"exact PG draws with b up to {float(flat_b.max()):.3g} and {shape.numel()} "
+                f"draws need about {work:.3g} elementary draws (limit {MAX_DRAWS}); use "
+                "method='normal' (a moment-matched approximation, accurate for large b) or "
+                "fewer draws")
     shared_b = flat_b.numel() == 1 or bool((flat_b == flat_b[0]).all())
     integer_b = bool((flat_b == flat_b.round()).all())
     if method == "exact" and shared_b and integer_b:
@@ -105,10 +111,13 @@ def sample_polya_gamma(
         draws = sample_jstar(hb, zb, rng)
     elif shared_b:
         draws = torch.zeros_like(hb)
+        per_pass = max(1, samplers.H1_MAX_WORK // max(hb.numel(), 1))  # bounded memory
         for size, copies in chunk_sizes(float(hb[0])).items():
-            h_rep = torch.full((copies * hb.numel(),), size, dtype=F64, device=device)
-            part = sample_jstar(h_rep, zb.repeat(copies), rng)
-            draws += part.view(copies, -1).sum(0)
+            for done in range(0, copies, per_pass):
+                k = min(per_pass, copies - done)
+                h_rep = torch.full((k * hb.numel(),), size, dtype=F64, device=device)
+                part = sample_jstar(h_rep, zb.repeat(k), rng)
+                draws += part.view(k, -1).sum(0)
     else:
         owner = torch.repeat_interleave(torch.arange(hb.numel(), device=device), chunks)
         parts = sample_jstar((hb / chunks)[owner], zb[owner], rng)

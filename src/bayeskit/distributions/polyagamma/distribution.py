@@ -6,12 +6,13 @@ import torch
 
 from bayeskit.distributions.polyagamma.density import (
     polya_gamma_cdf,
+    polya_gamma_log_cdf,
     polya_gamma_log_prob,
     polya_gamma_mean,
     polya_gamma_variance,
 )
-from bayeskit.distributions.polyagamma.dispatch import check_params, sample_polya_gamma
-from bayeskit.distributions.polyagamma.series import F64
+from bayeskit.distributions.polyagamma.dispatch import sample_polya_gamma
+from bayeskit.distributions.polyagamma.series import F64, check_params
 from bayeskit.errors import ShapeError
 
 __all__ = ["PolyaGamma"]
@@ -51,7 +52,8 @@ class PolyaGamma(torch.distributions.Distribution):
 
     def __init__(self, b, c=0.0, validate_args: bool | None = None):
         self.b, self.c = broadcast_params(b, c)
-        check_params(self.b.detach().to(F64), self.c.detach().to(F64))
+        if validate_args is not False:  # validate_args=False skips the checks, as in torch
+            check_params(self.b.detach().to(F64), self.c.detach().to(F64))
         super().__init__(self.b.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -82,3 +84,7 @@ class PolyaGamma(torch.distributions.Distribution):
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         return polya_gamma_cdf(value, self.b, self.c).to(self.b.dtype)
+
+    def log_cdf(self, value: torch.Tensor) -> torch.Tensor:
+        """``log P(W <= value)``, accurate where the CDF itself underflows."""
+        return polya_gamma_log_cdf(value, self.b, self.c).to(self.b.dtype)

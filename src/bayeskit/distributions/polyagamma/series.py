@@ -7,8 +7,10 @@ import math
 
 import torch
 
+from bayeskit.errors import ArgumentValueError, NonFiniteError
+
 __all__ = ["log_a0", "log_kernel_right", "log_ratio_step", "series_sum", "jstar_log_density",
-           "check_series", "log_cosh", "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
+           "check_series", "log_cosh", "check_params", "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
 
 LOG2 = math.log(2.0)
 LOG_PI_2 = math.log(math.pi / 2)
@@ -59,14 +61,16 @@ def series_sum(x: torch.Tensor, h: torch.Tensor, max_terms: int = 400) -> tuple:
 
 
 # The series is summed in float64: its relative error is about eps * sum|a_n| / |f|.
-MAX_SERIES_ERROR = 1e-6
+MAX_SERIES_ERROR = 1e-6  # the one documented bound (density and CDF)
 
 
-def jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False) -> torch.Tensor:
+def jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False,
+                      where: torch.Tensor | None = None) -> torch.Tensor:
     """``log f(x | h)`` (untilted ``J*(h)``) by the left series.
 
     With ``check``, raise instead of returning a number whose estimated relative error
-    (from the cancellation in the alternating sum) exceeds ``MAX_SERIES_ERROR``.
+    (from the cancellation in the alternating sum) exceeds ``MAX_SERIES_ERROR``; ``where``
+    limits the check to the entries that are used.
     """
     total, mass = series_sum(x, h)
     log_f = log_a0(x, h) + torch.log(total.clamp_min(torch.finfo(F64).tiny))
@@ -81,7 +85,8 @@ def jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False) 
         log_f[right] = LOG_PI_2 - PI2_8 * xr + torch.log(rel)
         mass = torch.where(right, total.abs(), mass)
     if check:
-        check_series(total, mass, x, h)
+        keep = torch.ones_like(x, dtype=torch.bool) if where is None else where
+        check_series(torch.where(keep, total, 1.0), torch.where(keep, mass, 1.0), x, h)
     return log_f
 
 
@@ -93,7 +98,7 @@ def check_series(total: torch.Tensor, mass: torch.Tensor, x: torch.Tensor,
         i = int(torch.nonzero(bad)[0, 0]) if bad.dim() else 0
         xb = float(x.reshape(-1)[i]) / 4
         hb = float(h.expand_as(x).reshape(-1)[i])
-        raise ValueError(
+        raise ArgumentValueError(
             f"the Polya-gamma series cannot evaluate PG(b={hb:g}) at {xb:g} to relative "
             f"accuracy {MAX_SERIES_ERROR:g} in float64 (cancellation; large b or far right "
             "tail). Sampling is unaffected; evaluate the density nearer the bulk or for "
@@ -106,3 +111,14 @@ def log_cosh(u: torch.Tensor) -> torch.Tensor:
     a = u.abs()
     return a + torch.log1p(torch.exp(-2 * a)) - LOG2
 
+
+
+def check_params(b: torch.Tensor, c: torch.Tensor) -> None:
+    """``b > 0`` finite and ``c`` finite, with errors that name the parameter."""
+    if not bool(torch.isfinite(b).all()):
+        raise NonFiniteError("b must be finite (PG(b, c) needs 0 < b < inf)")
+    if not bool((b > 0).all()):
+        raise ArgumentValueError(f"b must be positive (PG(b, c) needs b > 0), got a minimum "
+                                 f"of {float(b.min()):g}")
+    if not bool(torch.isfinite(c).all()):
+        raise NonFiniteError("c must be finite")
