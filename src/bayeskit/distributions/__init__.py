@@ -1,5 +1,6 @@
 """Distributions (layer 1 functions and layer 2 ``torch.distributions`` objects)."""
 
+from bayeskit.distributions.flows import Flow, fit_flow
 from bayeskit.distributions.polyagamma import (
     PolyaGamma,
     polya_gamma_cdf,
@@ -11,6 +12,8 @@ from bayeskit.distributions.polyagamma import (
 )
 
 __all__ = [
+    "Flow",
+    "fit_flow",
     "PolyaGamma",
     "polya_gamma_cdf",
     "polya_gamma_log_cdf",

@@ -93,8 +93,8 @@ def cholesky_append(
             raise ShapeError(f"out must have shape {(*batch, size, size)}, got {tuple(out.shape)}")
         top = out[..., :n, :n]
         reuse = top.data_ptr() == chol.data_ptr() and top.stride() == chol.stride()
-    if not reuse:
-        out[..., :n, :n] = chol
+    if not reuse:  # only chol's lower triangle is read (and copied)
+        torch.tril(chol.expand(*batch, n, n), out=out[..., :n, :n])
     out[..., :n, n:] = 0
     out[..., n:, :n] = B.mT
     out[..., n:, n:] = L22

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.validation import (
     as_int,
     as_scalar,
@@ -129,7 +129,12 @@ def cholesky_solve(chol: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     check_finite("B", B)
     if B.dtype != chol.dtype:
         raise ArgumentTypeError(f"B is {B.dtype} but chol is {chol.dtype}; use one dtype")
-    return torch.cholesky_solve(B, chol, upper=False)
+    X = torch.cholesky_solve(B, chol, upper=False)
+    if not bool(torch.isfinite(X).all()):
+        smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
+        raise NonFiniteError("the solve overflowed: chol is numerically singular (its "
+                             f"smallest diagonal entry is {smallest:.3g})")
+    return X
 
 
 def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:

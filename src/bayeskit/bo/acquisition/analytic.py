@@ -26,11 +26,14 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
     ``Phi``); for large ``|z|``, ``1 - t m(t) ~ 1 / t^2`` keeps its relative accuracy because
     ``erfcx`` does.
     """
-    direct = torch.log(torch.exp(-0.5 * z * z - _LOG_SQRT_2PI)
-                       + z * torch.special.ndtr(z))
+    # each branch sees only inputs in its own range, so neither produces NaN (or a NaN
+    # gradient that torch.where would multiply by zero and keep)
+    zd = z.clamp_min(-1.0)
+    direct = torch.log(torch.exp(-0.5 * zd * zd - _LOG_SQRT_2PI) + zd * torch.special.ndtr(zd))
     t = (-z).clamp_min(1.0)
-    mills = math.sqrt(math.pi / 2) * torch.special.erfcx(t / math.sqrt(2))
-    tail = -0.5 * t * t - _LOG_SQRT_2PI + torch.log1p(-t * mills)
+    tm = t.clamp_max(1e4)
+    mills = math.sqrt(math.pi / 2) * torch.special.erfcx(tm / math.sqrt(2))
+    tail = -0.5 * tm * tm - _LOG_SQRT_2PI + torch.log1p(-tm * mills)
     # beyond |z| ~ 1e4 the log1p argument loses its last digits; use the asymptote there
     tail = torch.where(t > 1e4, -0.5 * t * t - _LOG_SQRT_2PI - 2 * torch.log(t), tail)
     return torch.where(z < -1, tail, direct)

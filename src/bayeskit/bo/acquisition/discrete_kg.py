@@ -20,11 +20,10 @@ the whole batch at once in NumPy; the final sum is torch, differentiable in ``me
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from bayeskit.bo.acquisition.analytic import log_h
 from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 
 __all__ = ["knowledge_gradient_discrete", "expected_max_gain"]
@@ -132,7 +131,7 @@ def expected_max_gain(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     valid = torch.arange(A - 1, device=a.device) < (size[:, None] - 1)
     db_safe = torch.where(valid, db, torch.ones_like(db))
     z = -(torch.where(valid, da, torch.zeros_like(da)) / db_safe).abs()
-    f = z * torch.special.ndtr(z) + torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    f = torch.exp(log_h(z))  # z Phi(z) + phi(z) without cancellation (EI's h)
     gain = torch.where(valid, db * f, torch.zeros_like(f)).sum(-1)
     return gain.reshape(batch)
 

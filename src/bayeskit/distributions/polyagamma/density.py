@@ -68,7 +68,13 @@ def polya_gamma_log_prob(value, b, c) -> torch.Tensor:
     inside = (value > 0) & torch.isfinite(value)
     x = torch.where(inside, 4 * value, torch.ones_like(value))
     log_f = jstar_log_density(x, b, check=True, where=inside)
-    out = LOG2 * 2 + b * log_cosh(c / 2) - 0.5 * c * c * torch.where(inside, value, 1.0) + log_f
+    w, a = torch.where(inside, value, 1.0), c.abs()
+    # b log cosh(c/2) - c^2 w / 2, arranged so huge b and c cannot give inf - inf
+    tilt = 0.5 * a * (b - a * w) + b * (torch.log1p(torch.exp(-a)) - LOG2)
+    out = LOG2 * 2 + tilt + log_f
+    if bool(torch.isnan(out[inside]).any()):
+        raise NonFiniteError("the Polya-gamma log-density overflows float64 for these b, c "
+                             "and values; rescale c or evaluate nearer the bulk")
     return torch.where(inside, out, torch.full_like(out, -math.inf))
 
 

@@ -72,6 +72,8 @@ def sample_polya_gamma(
     b_t, c_t = b_t.to(device=device, dtype=F64), c_t.to(device=device, dtype=F64)
     check_params(b_t, c_t)
     shape = torch.Size(sample_shape) + torch.broadcast_shapes(b_t.shape, c_t.shape)
+    if shape.numel() == 0:  # nothing to draw
+        return torch.empty(shape, dtype=dtype, device=device)
     zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
     check_choice(method, "method", ("exact", "normal"))
     rng = RandomStream(check_generator(generator), device)
