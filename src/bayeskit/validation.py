@@ -315,13 +315,21 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise NonFiniteError(f"{name} contains NaN or infinite values; clean the input first")
 
 
-def check_cholesky_factor(name: str, L) -> int:
+def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     """Check ``L`` ``[..., N, N]`` is a lower Cholesky factor: floating, finite, zero above
     the diagonal (a full matrix ``A`` passed by mistake is caught here) and a positive
-    diagonal. Returns ``N``. One pass over the matrix."""
+    diagonal. Returns ``N``. ``full=True`` reads the whole matrix; ``full=False`` (for
+    O(N^2) routines that read the lower triangle anyway and check their own results)
+    probes the upper triangle of the first and middle rows and the diagonal only."""
     n = check_square(name, L)
-    check_finite(name, L)
-    if n > 1 and bool(torch.triu(L, 1).ne(0).any()):
+    if full:
+        check_finite(name, L)
+        upper = torch.triu(L, 1) if n > 1 else L.new_zeros(())
+    else:
+        rows = sorted({*range(min(n, 4)), n // 2})
+        upper = torch.stack([L[..., r, r + 1:].abs().sum(-1) for r in rows], -1) \
+            if n > 1 else L.new_zeros(())
+    if n > 1 and bool(upper.ne(0).any()):
         raise ArgumentValueError(
             f"{name} has nonzeros above the diagonal: pass the lower Cholesky factor "
             f"(torch.linalg.cholesky(A)), not the matrix A or an upper factor")

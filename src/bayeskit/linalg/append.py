@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
     check_cholesky_factor,
@@ -69,7 +69,7 @@ def cholesky_append(
             f"{tuple(chol.shape)} and corner {tuple(corner.shape)}, got {tuple(cross.shape)}"
         )
     if not (chol.dtype == cross.dtype == corner.dtype):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"chol, cross and corner must share a dtype, got {chol.dtype}, {cross.dtype}, "
             f"{corner.dtype}"
         )
@@ -153,13 +153,13 @@ def cholesky_delete(
     if idx.numel() == 0:
         return chol.clone()
     if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
-        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        raise ArgumentTypeError(f"indices must be integers, got dtype {idx.dtype}")
     idx = idx.to(torch.long).reshape(-1).cpu()
     if idx.numel() and (bool((idx >= n).any()) or bool((idx < -n).any())):
-        raise IndexError(f"indices {idx.tolist()} out of range for a {n} x {n} factor")
+        raise ArgumentValueError(f"indices {idx.tolist()} out of range for a {n} x {n} factor")
     idx = torch.remainder(idx, n) if n else idx
     if torch.unique(idx).numel() != idx.numel():
-        raise ValueError(f"indices must not repeat, got {idx.tolist()}")
+        raise ArgumentValueError(f"indices must not repeat, got {idx.tolist()}")
     removed = torch.zeros(n, dtype=torch.bool)
     removed[idx] = True
     keep = torch.nonzero(~removed).reshape(-1).to(chol.device)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.validation import (
     check_cholesky_factor,
     check_floating,
@@ -203,7 +203,7 @@ def cholesky_update_lowrank(
         >>> torch.allclose(L @ L.mT, A + U @ U.mT)
         True
     """
-    n = check_cholesky_factor("chol", chol)
+    n = check_cholesky_factor("chol", chol, full=False)
     check_floating("U", U)
     if U.dim() < 2 or U.shape[-2] != n:
         raise ShapeError(
@@ -211,7 +211,7 @@ def cholesky_update_lowrank(
             f"got {tuple(U.shape)}"
         )
     if U.dtype != chol.dtype:
-        raise TypeError(f"chol and U must share a dtype, got {chol.dtype} and {U.dtype}")
+        raise ArgumentTypeError(f"chol and U must share a dtype, got {chol.dtype} and {U.dtype}")
     alpha = torch.as_tensor(multiplier, dtype=chol.dtype, device=chol.device)
     batch = torch.broadcast_shapes(chol.shape[:-2], U.shape[:-2], alpha.shape)
     m = U.shape[-1]
@@ -224,7 +224,7 @@ def cholesky_update_lowrank(
                              f"{float(U.abs().max()):.3g}); rescale the update")
     diag = chol.diagonal(dim1=-2, dim2=-1)
     if not bool(((diag > 0) & (diag < float("inf"))).all()):
-        raise ValueError(
+        raise NonFiniteError(
             "chol must be a lower Cholesky factor with a positive, finite diagonal"
         )
     if m == 0 or n == 0:
@@ -232,7 +232,7 @@ def cholesky_update_lowrank(
 
     b = block_size if block_size is not None else _default_block_size(n, m)
     if b < 1:
-        raise ValueError(f"block_size must be a positive integer, got {b}")
+        raise ArgumentValueError(f"block_size must be a positive integer, got {b}")
     b = min(b, n)
 
     L = chol.expand(*batch, n, n).reshape(-1, n, n) if batch else chol.unsqueeze(0)
