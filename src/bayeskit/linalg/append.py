@@ -94,7 +94,8 @@ def cholesky_append(
         top = out[..., :n, :n]
         reuse = top.data_ptr() == chol.data_ptr() and top.stride() == chol.stride()
     if not reuse:  # only chol's lower triangle is read (and copied)
-        torch.tril(chol.expand(*batch, n, n), out=out[..., :n, :n])
+        # in R = L^T space: both are row-major there, so this is a plain strided copy
+        torch.triu(chol.expand(*batch, n, n).mT, out=out[..., :n, :n].mT)
     out[..., :n, n:] = 0
     out[..., n:, :n] = B.mT
     out[..., n:, n:] = L22
