@@ -25,6 +25,7 @@ from torch.distributions import MultivariateNormal, TransformedDistribution, con
 from torch.distributions.transforms import Transform
 
 from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.validation import as_scalar
 
 __all__ = ["Banana", "InlineTransform", "check_transform", "banana_distribution"]
 
@@ -55,8 +56,8 @@ class Banana(Transform):
 
     def __init__(self, curvature: float = 1.0, shift: float = 1.0, cache_size: int = 0):
         super().__init__(cache_size=cache_size)
-        self.curvature = float(curvature)
-        self.shift = float(shift)
+        self.curvature = as_scalar(curvature, "curvature")
+        self.shift = as_scalar(shift, "shift")
 
     def __eq__(self, other):
         return (isinstance(other, Banana) and other.curvature == self.curvature
@@ -194,8 +195,9 @@ def banana_distribution(rho: float = 0.95, *, curvature: float = 1.0, shift: flo
     ``E[y_1] = 0``, ``E[y_2] = -curvature - shift``, ``Var[y_1] = 1``,
     ``Var[y_2] = 1 + 2 curvature^2``, ``Cov[y_1, y_2] = rho``.
     """
-    if not -1 < rho < 1:
-        raise ValueError(f"rho must be in (-1, 1), got {rho}")
+    rho = as_scalar(rho, "rho", low=-1.0, high=1.0, low_open=True, high_open=True)
+    as_scalar(curvature, "curvature")
+    as_scalar(shift, "shift")
     cov = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=dtype)
     base = MultivariateNormal(torch.zeros(2, dtype=dtype), scale_tril=torch.linalg.cholesky(cov))
     return TransformedDistribution(base, [Banana(curvature, shift)])

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from bayeskit.errors import ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 
 __all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
            "Periodic", "Linear", "Scale", "Sum", "Product", "positive", "inverse_positive"]
@@ -32,9 +32,13 @@ def positive(raw: torch.Tensor) -> torch.Tensor:
 
 def inverse_positive(value: float | torch.Tensor) -> torch.Tensor:
     """Unconstrained value whose :func:`positive` is ``value`` (``value > floor``)."""
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise ArgumentTypeError(f"a positive parameter must be a number, got {value!r}")
     v = torch.as_tensor(value, dtype=torch.float64) - _FLOOR
+    if not bool(torch.isfinite(v).all()):
+        raise NonFiniteError(f"positive parameters must be finite, got {value}")
     if bool((v <= 0).any()):
-        raise ValueError(f"positive parameters must exceed {_FLOOR}, got {value}")
+        raise ArgumentValueError(f"positive parameters must exceed {_FLOOR}, got {value}")
     return v + torch.log(-torch.expm1(-v))  # log(exp(v) - 1), stable
 
 

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
-from bayeskit.validation import as_binary_labels
+from bayeskit.validation import as_binary_labels, as_int
 
 __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
 
@@ -23,8 +23,7 @@ def polynomial_basis(degree: int) -> Callable[[np.ndarray], np.ndarray]:
         >>> polynomial_basis(3)(np.array([[2.0]]))
         array([[1., 2., 4.]])
     """
-    if degree < 1:
-        raise ValueError(f"degree must be >= 1, got {degree}")
+    degree = as_int(degree, "degree", positive=True)
 
     def basis(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)

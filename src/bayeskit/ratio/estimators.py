@@ -14,10 +14,11 @@ import math
 import torch
 from torch import nn
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
 from bayeskit.training.trainer import train
+from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
 
 __all__ = ["ClassifierDensityRatio", "ULSIF", "KLIEP", "estimate_kl", "estimate_js",
            "nwj_lower_bound", "check_samples"]
@@ -115,8 +116,7 @@ class ClassifierDensityRatio:
 
     def log_ratio(self, x) -> torch.Tensor:
         """``log p(x) / q(x)`` at ``x: [M, D]`` (or ``[M]`` for 1-D)."""
-        x = torch.as_tensor(x, dtype=F64)
-        x = x[:, None] if x.dim() == 1 else x
+        x = as_inputs(x, "x", dtype=F64)
         if self.classifier is not None:
             proba = torch.as_tensor(self.model_.predict_proba(x.numpy()), dtype=F64)
             col = list(self.model_.classes_).index(1.0)
@@ -174,15 +174,21 @@ class ULSIF:
         self.relative_alpha = relative_alpha
 
     def fit(self, x_p, x_q) -> ULSIF:
-        x_p, x_q = check_samples(x_p, x_q, min_samples=self.folds)
+        folds = as_int(self.folds, "folds", low=2)
+        as_int(self.n_centers, "n_centers", positive=True)
+        as_scalar(self.relative_alpha, "relative_alpha", low=0.0, high=1.0, high_open=True)
+        x_p, x_q = check_samples(x_p, x_q, min_samples=folds)
         g = torch.Generator().manual_seed(self.seed)
         self.centers_ = x_p[torch.randperm(len(x_p), generator=g)[:self.n_centers]]
         if self.sigmas is None:  # around the median pairwise distance
             med = torch.cdist(self.centers_, self.centers_).median().clamp_min(1e-6)
             sigmas = med * torch.tensor([0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.0], dtype=F64)
         else:
-            sigmas = torch.as_tensor(self.sigmas, dtype=F64)
-        lambdas = torch.as_tensor(self.lambdas, dtype=F64)
+            sigmas = as_tensor(self.sigmas, "sigmas", dtype=F64, ndim=1, min_rows=1)
+            if not bool((sigmas > 0).all()):
+                raise ArgumentValueError(f"sigmas must be positive, got {sigmas.tolist()}")
+        lambdas = as_tensor(self.lambdas, "lambdas", dtype=F64, ndim=1, min_rows=1,
+                            nonnegative=True)
         Kp = _gauss_kernel(x_p, self.centers_, sigmas)  # [S, Np, L]
         Kq = _gauss_kernel(x_q, self.centers_, sigmas)
         fp = torch.arange(len(x_p)) % self.folds
@@ -216,8 +222,7 @@ class ULSIF:
     def ratio(self, x) -> torch.Tensor:
         """``r(x)`` (the relative ratio for RuLSIF; may dip below zero, as uLSIF does not
         constrain it)."""
-        x = torch.as_tensor(x, dtype=F64)
-        x = x[:, None] if x.dim() == 1 else x
+        x = as_inputs(x, "x", dtype=F64, dim=self.centers_.shape[1])
         K = _gauss_kernel(x, self.centers_, torch.tensor([self.sigma_], dtype=F64))[0]
         return K @ self.alpha_
 
@@ -280,8 +285,8 @@ class KLIEP:
         return self
 
     def ratio(self, x) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=F64)
-        x = x[:, None] if x.dim() == 1 else x
+        """``r(x)`` at ``x: [M, D]``."""
+        x = as_inputs(x, "x", dtype=F64, dim=self.centers_.shape[1])
         K = _gauss_kernel(x, self.centers_, torch.tensor([self.sigma_], dtype=F64))[0]
         return K @ self.alpha_
 

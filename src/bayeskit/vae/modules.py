@@ -29,6 +29,7 @@ from torch.distributions import (
 
 from bayeskit.distributions.flows import AffineCoupling, Permute
 from bayeskit.nn import mlp
+from bayeskit.validation import as_scalar
 
 __all__ = ["mlp", "GaussianEncoder", "FlowEncoder", "RelaxedCategoricalEncoder",
            "BernoulliDecoder", "GaussianDecoder", "CategoricalDecoder"]
@@ -188,8 +189,7 @@ class GaussianDecoder(nn.Module):
         if sigma is None:
             self.log_sigma = nn.Parameter(torch.zeros(output_dim))
         else:
-            if sigma <= 0:
-                raise ValueError(f"sigma must be > 0, got {sigma}")
+            sigma = as_scalar(sigma, "sigma", positive=True)
             self.register_buffer("log_sigma", torch.full((output_dim,), math.log(sigma)))
 
     def forward(self, z: torch.Tensor) -> Distribution:

@@ -37,8 +37,10 @@ class Number:
             self.abs_diff = abs(self.value - self.reference)
             scale = abs(self.reference)
             self.rel_diff = self.abs_diff / scale if scale > 0 else None
-            if self.tolerance is not None:
+            if self.tolerance is not None:  # a NaN is never within tolerance
                 self.within_tolerance = bool(self.abs_diff <= self.tolerance)
+        elif self.tolerance is not None and not math.isfinite(self.value):
+            self.within_tolerance = False
 
 
 @dataclass
@@ -79,9 +81,13 @@ def _json_safe(value):
     return value
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x) -> str:
+    """A number for the table; ``None`` is blank, non-numbers (``"nan"`` as stored in
+    ``results.json``) are shown as they are."""
     if x is None:
         return ""
+    if not isinstance(x, (int, float)) or not math.isfinite(x):
+        return str(x)
     if x == 0 or 1e-3 <= abs(x) < 1e5:
         return f"{x:.6g}"
     return f"{x:.3e}"
@@ -99,7 +105,9 @@ def write_report(results: list[TopicResult], out: Path, *, quick: bool) -> None:
     if json_path.exists():
         try:
             merged = json.loads(json_path.read_text())
-        except (json.JSONDecodeError, OSError):
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            merged = {}
+        if not isinstance(merged, dict):
             merged = {}
     for r in results:
         entry = asdict(r)
@@ -135,8 +143,7 @@ def _html(merged: dict[str, dict]) -> str:
             ok = n.get("within_tolerance")
             mark = "" if ok is None else ("<span class='ok'>yes</span>" if ok
                                           else "<span class='bad'>NO</span>")
-            cells = [_fmt(n.get(k)) if not isinstance(n.get(k), str) else n.get(k)
-                     for k in ("value", "reference")]
+            cells = [_fmt(n.get(k)) for k in ("value", "reference")]
             parts.append(
                 f"<tr><td>{esc(n['name'])}</td><td class='n'>{esc(cells[0])}</td>"
                 f"<td class='n'>{esc(cells[1])}</td><td>{esc(n.get('source', ''))}</td>"
