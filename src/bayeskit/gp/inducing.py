@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError
 from bayeskit.gp.kernels import Kernel
+from bayeskit.validation import as_inputs, as_int
 
 __all__ = ["random_subset", "kmeans", "greedy_variance"]
 
@@ -13,15 +14,11 @@ F64 = torch.float64
 
 
 def _check(X, M: int) -> torch.Tensor:
-    X = torch.as_tensor(X, dtype=F64)
-    X = X[:, None] if X.dim() == 1 else X
-    if X.dim() != 2 or X.shape[0] == 0:
-        raise ShapeError(f"X must be a non-empty [N, D] matrix, got {tuple(X.shape)}")
-    if not bool(torch.isfinite(X).all()):
-        raise NonFiniteError("X contains NaN or infinite values")
-    if not 1 <= M <= X.shape[0]:
-        raise ValueError(f"need 1 <= M <= N to choose M inducing points from N = {X.shape[0]} "
-                         f"inputs, got M = {M}; use fewer inducing points")
+    X = as_inputs(X, "X")
+    M = as_int(M, "M", positive=True)
+    if M > X.shape[0]:
+        raise ArgumentValueError(f"need 1 <= M <= N to choose M inducing points from N = "
+                                 f"{X.shape[0]} inputs, got M = {M}; use fewer inducing points")
     return X
 
 

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
 from bayeskit.training.trainer import train
@@ -28,17 +28,8 @@ F64 = torch.float64
 
 def check_samples(x_p, x_q, min_samples: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert to ``[N, D]`` float64 tensors; errors for mismatched dims, too few, NaN/inf."""
-    out = []
-    for name, x in (("x_p", x_p), ("x_q", x_q)):
-        x = torch.as_tensor(x, dtype=F64)
-        x = x[:, None] if x.dim() == 1 else x
-        if x.dim() != 2:
-            raise ShapeError(f"{name} must be [N] or [N, D], got {tuple(x.shape)}")
-        if x.shape[0] < min_samples:
-            raise ValueError(f"{name} has {x.shape[0]} samples; need at least {min_samples}")
-        if not bool(torch.isfinite(x).all()):
-            raise NonFiniteError(f"{name} contains NaN or infinite values")
-        out.append(x)
+    out = [as_inputs(x, name, dtype=F64, min_rows=min_samples)
+           for name, x in (("x_p", x_p), ("x_q", x_q))]
     if out[0].shape[1] != out[1].shape[1]:
         raise ShapeError(f"x_p has {out[0].shape[1]} dimensions and x_q {out[1].shape[1]}")
     return out[0], out[1]

@@ -30,9 +30,10 @@ from torch.distributions import (
 )
 from torch.nn import functional as F
 
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ShapeError
 from bayeskit.nn import mlp
 from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
+from bayeskit.validation import as_tensor
 
 __all__ = ["VAE", "DensityRatioKL", "check_data"]
 
@@ -57,16 +58,10 @@ class DensityRatioKL(nn.Module):
 
 def check_data(model: VAE, x) -> torch.Tensor:
     """Validate a data batch ``[B, D]`` for ``model``; returns it as a float tensor."""
-    x = torch.as_tensor(x)
-    if not x.is_floating_point():
-        x = x.float()
-    if x.dim() != 2 or x.shape[0] == 0:
-        raise ShapeError(f"data must be a non-empty [N, D] matrix, got {tuple(x.shape)}")
+    x = as_tensor(x, "data", dtype=next(model.parameters()).dtype, ndim=2, min_rows=1)
     if x.shape[1] != model.encoder.input_dim:
         raise ShapeError(f"data have {x.shape[1]} features, the encoder expects "
                          f"{model.encoder.input_dim}")
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteError("data contain NaN or infinite values")
     if isinstance(model.decoder, BernoulliDecoder) and bool(((x < 0) | (x > 1)).any()):
         raise ValueError(f"a Bernoulli decoder needs data in [0, 1], got values in "
                          f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from bayeskit.bo.acquisition.discrete_kg import knowledge_gradient_discrete
@@ -28,10 +27,10 @@ from bayeskit.bo.optim import (
     refine_lbfgsb,
     uniform_in_box,
 )
-from bayeskit.distributions.gaussian import fantasy_sigma
+from bayeskit.distributions.gaussian import fantasy_sigma, gauss_hermite
 from bayeskit.errors import ShapeError
 from bayeskit.gp.posterior import as_posterior
-from bayeskit.validation import as_bounds
+from bayeskit.validation import as_bounds, as_tensor
 
 __all__ = ["posterior_minimum", "fantasy_normals", "knowledge_gradient_mc",
            "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "optimize_discrete_kg"]
@@ -67,8 +66,7 @@ def fantasy_normals(num_fantasies: int, kind: str = "antithetic",
     if num_fantasies < 1:
         raise ValueError(f"num_fantasies must be >= 1, got {num_fantasies}")
     if kind == "gauss-hermite":
-        z, w = np.polynomial.hermite_e.hermegauss(num_fantasies)
-        return torch.from_numpy(z), torch.from_numpy(w / w.sum())
+        return gauss_hermite(num_fantasies)
     if kind == "antithetic":
         if num_fantasies % 2:
             raise ValueError("antithetic fantasies need an even num_fantasies")
@@ -83,7 +81,9 @@ def fantasy_normals(num_fantasies: int, kind: str = "antithetic",
 
 
 def _check_candidates(x, dim: int) -> torch.Tensor:
-    x = torch.as_tensor(x, dtype=F64)
+    if not isinstance(x, torch.Tensor):
+        x = as_tensor(x, "x", dtype=F64)
+    x = x.to(F64)
     if x.dim() == 1:
         x = x[None] if dim > 1 or x.shape[0] == 1 else x[:, None]
     if x.dim() != 2 or x.shape[-1] != dim:

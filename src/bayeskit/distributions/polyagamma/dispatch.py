@@ -78,9 +78,9 @@ def sample_polya_gamma(
     check_choice(method, "method", ("exact", "normal"))
     rng = RandomStream(check_generator(generator), device)
     flat_b = b_t.reshape(-1)
-    if method == "exact":
+    if method == "exact" and float(flat_b.max()) * shape.numel() > MAX_DRAWS:
         per_draw = torch.ceil(flat_b.clamp_max(1e15)).clamp_min(1)  # shape-1 or chunk draws
-        work = float(per_draw.mean()) * float(torch.Size(shape).numel())
+        work = float(per_draw.mean()) * float(shape.numel())
         if work > MAX_DRAWS:
             raise ArgumentValueError(
                 f"exact PG draws with b up to {float(flat_b.max()):.3g} and {shape.numel()} "
