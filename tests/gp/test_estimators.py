@@ -62,3 +62,30 @@ def test_svgp_classifier():
         clf.fit(X, y + (X[:, 0] > 2))
     with pytest.raises(ValueError, match="method"):
         SparseGPRegressor(method="nope").fit(X, y)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_regressors_are_invariant_to_the_units_of_x_and_y(scale):
+    """Issue 14: inputs scaled by 1e6 or 1e-6 gave a flat predictor, y * 1e300 gave NaN."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, size=(60, 2))
+    y = np.sin(X[:, 0]) + 0.3 * X[:, 1] + 0.05 * rng.normal(size=60)
+    ref = GPRegressor(max_iter=100).fit(X, y).predict(X)
+    pred = GPRegressor(max_iter=100).fit(X * scale, y * 1e300).predict(X * scale) / 1e300
+    assert np.all(np.isfinite(pred))
+    np.testing.assert_allclose(pred, ref, atol=1e-4 * np.abs(ref).max())
+    sparse = SparseGPRegressor(num_inducing=20, random_state=0).fit(X * scale, y)
+    assert sparse.score(X * scale, y) > 0.9
+
+
+def test_sparse_regressor_does_not_settle_on_all_noise():
+    """Issue 14: scikit-learn's check_regressors_train data (standardised y) with 10-20
+    inducing points ended at R^2 0.000, everything explained as noise."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X, y = X[:200], StandardScaler().fit_transform(y[:200, None])[:, 0]
+    exact = GPRegressor(max_iter=100).fit(X, y).score(X, y)
+    sparse = SparseGPRegressor(num_inducing=15, random_state=0).fit(X, y).score(X, y)
+    assert sparse > 0.3 and sparse > 0.5 * exact

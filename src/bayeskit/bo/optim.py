@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from bayeskit.validation import as_bounds
+from bayeskit.validation import as_bounds, as_tensor
 
 __all__ = ["maximize_box", "maximize_box_all", "minimize_box",
            "optimize_acquisition", "refine_lbfgsb", "uniform_in_box"]
@@ -79,7 +79,8 @@ def maximize_box_all(fun, bounds, *, shape=(), num_restarts=8, raw_samples=256, 
         top = torch.topk(scores, min(num_restarts, raw.shape[0])).indices
         starts.append(raw[top])
     if initial is not None:
-        starts.append(torch.as_tensor(initial, dtype=F64).reshape(-1, *shape, bounds.shape[1]))
+        starts.append(as_tensor(initial, "initial", dtype=F64).reshape(-1, *shape,
+                                                                        bounds.shape[1]))
     if not starts:
         raise ValueError("no starting points: give raw_samples > 0 or initial")
     x0 = torch.cat(starts)

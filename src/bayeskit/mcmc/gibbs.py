@@ -22,7 +22,7 @@ import torch
 
 from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior, sample_mvn
 from bayeskit.distributions.polyagamma import sample_polya_gamma
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.validation import as_int, as_tensor, check_choice, check_generator
 
@@ -81,7 +81,10 @@ class BinomialRegressionData:
             raise ShapeError(f"prior_precision must be a scalar, [D] or [D, D] with D = {d}, "
                              f"got {tuple(S.shape)}")
         if not bool(torch.isfinite(S).all()) or int(torch.linalg.cholesky_ex(S).info) != 0:
-            raise ValueError("prior_precision must be finite and positive definite")
+            raise ArgumentValueError("prior_precision must be finite and positive definite")
+        if not torch.allclose(S, S.mT, rtol=1e-10, atol=1e-12 * float(S.abs().max())):
+            raise ArgumentValueError("prior_precision must be symmetric (only one triangle "
+                                     "would be read); pass (S + S.T) / 2")
         o = torch.zeros(n, dtype=dtype) if offset is None else torch.as_tensor(
             offset, dtype=dtype).expand(n).clone()
         if not bool(torch.isfinite(o).all()):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from bayeskit.errors import ShapeError
+from bayeskit.validation import as_int
 
 __all__ = ["Grid", "mgrid", "ogrid", "evaluate_on_grid"]
 
@@ -39,6 +40,7 @@ def _axis(spec: RangeLike, num: int | None, dtype: torch.dtype,
                 f"range {tuple(spec)} has no step: give (start, stop, step), a complex step "
                 "like 50j for a number of points, or pass num="
             )
+        num = as_int(num, "num", positive=True)
         start, stop, step = spec[0], spec[1], complex(0, num)
     elif len(spec) == 3:
         start, stop, step = spec
