@@ -106,3 +106,24 @@ def test_bad_inputs():
         banana_distribution(rho=1.0)
     with pytest.raises(ValueError, match="event_dim"):
         InlineTransform(torch.exp, torch.log, event_dim=2)
+
+
+def test_elementwise_inline_transform_has_a_sign_and_a_cache():
+    """Issue 14: event_dim=0 had no sign (TransformedDistribution.cdf failed) and no
+    with_cache."""
+    from torch.distributions import Normal, TransformedDistribution
+
+    from bayeskit.distributions.transforms import InlineTransform
+
+    up = InlineTransform(torch.exp, torch.log, event_dim=0)
+    down = InlineTransform(lambda x: -x, lambda y: -y, event_dim=0)
+    assert up.sign == 1 and down.sign == -1
+    base = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    lognormal = TransformedDistribution(base, [up])
+    x = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(lognormal.cdf(x), base.cdf(torch.log(x)))
+    torch.testing.assert_close(TransformedDistribution(base, [down]).cdf(x), 1 - base.cdf(-x))
+    cached = up.with_cache(1)
+    assert cached is not up and cached._cache_size == 1 and cached.sign == 1
+    with pytest.raises(ValueError, match="event_dim"):
+        _ = InlineTransform(torch.exp, torch.log, event_dim=1).sign

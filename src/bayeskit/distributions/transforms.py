@@ -24,8 +24,8 @@ import torch
 from torch.distributions import MultivariateNormal, TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
-from bayeskit.errors import NonFiniteError, ShapeError
-from bayeskit.validation import as_scalar
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.validation import as_scalar, check_choice
 
 __all__ = ["Banana", "InlineTransform", "check_transform", "banana_distribution"]
 
@@ -98,16 +98,31 @@ class InlineTransform(Transform):
         event_dim: 0 (elementwise) or 1 (vector events).
         constant_jacobian: the log-det does not depend on the input; it is computed once
             (at the first input) and broadcast to every batch shape.
+        sign: for ``event_dim = 0``, ``+1`` (increasing) or ``-1`` (decreasing); default:
+            the sign of the derivative at 0, found by autodiff (needed by
+            ``TransformedDistribution.cdf``).
+
+    Example:
+        >>> t = InlineTransform(torch.exp, torch.log, event_dim=0)
+        >>> d = torch.distributions.TransformedDistribution(
+        ...     torch.distributions.Normal(0.0, 1.0), [t])
+        >>> round(float(d.cdf(torch.tensor(1.0))), 4), t.sign
+        (0.5, 1)
     """
 
     bijective = True
 
     def __init__(self, forward: Callable, inverse: Callable,
                  log_abs_det_jacobian: Callable | None = None, *, event_dim: int = 1,
-                 constant_jacobian: bool = False, cache_size: int = 0):
-        if event_dim not in (0, 1):
-            raise ValueError(f"event_dim must be 0 or 1, got {event_dim}")
+                 constant_jacobian: bool = False, cache_size: int = 0,
+                 sign: int | None = None):
+        if not callable(forward) or not callable(inverse):
+            raise ArgumentTypeError("forward and inverse must be callables")
+        check_choice(event_dim, "event_dim", (0, 1))
+        if sign is not None:
+            check_choice(sign, "sign", (-1, 1))
         super().__init__(cache_size=cache_size)
+        self._sign = sign
         self._forward_fn, self._inverse_fn = forward, inverse
         self._ladj_fn = log_abs_det_jacobian
         self._event_dim = event_dim
@@ -120,6 +135,30 @@ class InlineTransform(Transform):
     @property
     def event_dim(self) -> int:
         return self._event_dim
+
+    @property
+    def sign(self) -> int:
+        """``+1`` or ``-1``: the direction of an elementwise (``event_dim = 0``) map."""
+        if self._event_dim != 0:
+            raise ArgumentValueError("sign is defined for elementwise transforms "
+                                     "(event_dim = 0) only")
+        if self._sign is None:
+            x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+            (grad,) = torch.autograd.grad(self._forward_fn(x).sum(), x)
+            if not bool(torch.isfinite(grad).all()) or float(grad) == 0:
+                raise ArgumentValueError("could not find the transform's direction from its "
+                                         "derivative at 0; pass sign=+1 or sign=-1")
+            self._sign = 1 if float(grad) > 0 else -1
+        return self._sign
+
+    def with_cache(self, cache_size: int = 1) -> InlineTransform:
+        """The same transform with another cache size (``torch.distributions`` API)."""
+        if self._cache_size == cache_size:
+            return self
+        return InlineTransform(self._forward_fn, self._inverse_fn, self._ladj_fn,
+                               event_dim=self._event_dim,
+                               constant_jacobian=self.constant_jacobian,
+                               cache_size=cache_size, sign=self._sign)
 
     def _call(self, x):
         return self._forward_fn(x)

@@ -102,7 +102,7 @@ class SquaredExponential(Stationary):
     Example:
         >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
         >>> K = k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
-        >>> round(float(K), 4)
+        >>> round(float(K.detach()), 4)
         0.2707
     """
 
