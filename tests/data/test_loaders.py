@@ -78,3 +78,44 @@ def test_digits_split():
     assert float(x_tr.min()) == 0.0 and float(x_tr.max()) == 1.0
     assert torch.equal(torch.bincount(y_te), torch.bincount(load_digits_split()[3]))
     assert set(torch.bincount(y_te).tolist()) <= {35, 36, 37}  # stratified
+
+
+def test_hostile_idx_files_fail_fast_with_clear_errors(tmp_path):
+    """Issue 14: a small .gz declaring a huge payload was decompressed whole before the
+    size check (peak 2.27 GB); 65536^4 dimensions gave an opaque reshape error; labels above
+    9 and NaN images were accepted."""
+    import gzip
+    import struct
+    import tracemalloc
+
+    from bayeskit.errors import BayeskitError
+
+    # a 1 MB-ish gzip bomb: header declares 60000 x 28 x 28, payload is 200 MB of zeros
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as fh:
+        fh.write(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", 60000, 28, 28))
+        chunk = bytes(1 << 20)
+        for _ in range(200):
+            fh.write(chunk)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BayeskitError, match="more"):
+            read_idx(bomb)
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert peak_mb < 60, peak_mb  # the declared 47 MB plus 1 MiB pieces (was 400 MB)
+    huge = tmp_path / "huge"
+    huge.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 4) + struct.pack(">IIII", *[65535] * 4))
+    with pytest.raises(BayeskitError, match="max_bytes"):
+        read_idx(huge)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8), 0x08)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 12, 3], np.uint8), 0x08)
+    with pytest.raises(BayeskitError, match="labels"):
+        load_mnist(tmp_path, "test")
+    nan_images = np.zeros((3, 28, 28), ">f4")
+    nan_images[0, 0, 0] = np.nan
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", nan_images, 0x0D)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([1, 2, 3], np.uint8), 0x08)
+    with pytest.raises(BayeskitError, match="NaN"):
+        load_mnist(tmp_path, "test")

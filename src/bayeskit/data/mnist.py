@@ -14,30 +14,66 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_idx", "load_mnist", "dynamic_binarize", "static_binarize"]
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.validation import check_choice
+
+__all__ = ["read_idx", "load_mnist", "dynamic_binarize", "static_binarize", "MAX_IDX_BYTES"]
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (raw or gzip-compressed) into an array of its declared shape."""
+#: the largest IDX payload read (MNIST's training images are 47 MB)
+MAX_IDX_BYTES = 1 << 30
+
+
+def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read an IDX file (raw or gzip-compressed) into an array of its declared shape.
+
+    The header is read first and the declared size checked against ``max_bytes`` before
+    anything else is read; the data are then streamed into a preallocated array (never
+    more than the declared size plus one byte is decompressed), so a hostile or damaged
+    file costs at most ``max_bytes`` of memory and gives a clear error.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_DTYPES[raw[2]])
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - offset != expected:
-        raise ValueError(f"{path}: header declares shape {shape} ({expected} bytes) but the "
-                         f"file holds {len(raw) - offset} bytes of data")
-    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
+                raise ArgumentValueError(f"{path} is not an IDX file (bad magic number "
+                                         f"{head.hex()})")
+            ndim = head[3]
+            dims = fh.read(4 * ndim)
+            if len(dims) != 4 * ndim:
+                raise ArgumentValueError(f"{path}: the header is cut short")
+            shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            dtype = np.dtype(_DTYPES[head[2]])
+            expected = dtype.itemsize
+            for d in shape:
+                expected *= d
+            if expected > max_bytes:
+                raise ArgumentValueError(
+                    f"{path}: header declares shape {shape} ({expected} bytes), more than "
+                    f"max_bytes={max_bytes}; pass a larger max_bytes if the file is genuine")
+            out = np.empty(expected, dtype=np.uint8)
+            view = memoryview(out)
+            filled = 0
+            while filled < expected:
+                # in 1 MiB pieces: gzip's readinto builds a bytes object of the request first
+                n = fh.readinto(view[filled:filled + (1 << 20)])
+                if not n:
+                    break
+                filled += n
+            extra = fh.read(1)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ArgumentValueError(f"{path} cannot be read as an IDX file: {err}") from None
+    if filled != expected or extra:
+        raise ArgumentValueError(f"{path}: header declares shape {shape} ({expected} bytes) "
+                                 f"but the file holds {'more' if extra else filled} bytes of "
+                                 "data")
+    return out.view(dtype).reshape(shape)
 
 
 def _find(directory: Path, name: str) -> Path:
@@ -57,15 +93,21 @@ def load_mnist(directory: str | Path, split: str = "train", *, binarize: str | N
     ``seed``) or ``"dynamic"`` (grey levels returned; pass :func:`dynamic_binarize` as
     ``bayeskit.vae.fit(..., transform=...)`` to draw afresh every minibatch).
     """
-    if split not in _FILES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if binarize not in (None, "static", "dynamic"):
-        raise ValueError(f"binarize must be None, 'static' or 'dynamic', got {binarize!r}")
+    check_choice(split, "split", tuple(_FILES))
+    check_choice(binarize, "binarize", (None, "static", "dynamic"))
     directory = Path(directory)
     images = read_idx(_find(directory, _FILES[split][0]))
     labels = read_idx(_find(directory, _FILES[split][1]))
     if images.ndim != 3 or labels.shape != (images.shape[0],):
-        raise ValueError(f"unexpected shapes: images {images.shape}, labels {labels.shape}")
+        raise ShapeError(f"unexpected shapes: images {images.shape}, labels {labels.shape}")
+    if not np.all(np.isfinite(images)):
+        raise NonFiniteError("the MNIST images contain NaN or infinite values")
+    if images.min() < 0 or images.max() > 255:
+        raise ArgumentValueError(f"MNIST pixels must lie in [0, 255], got "
+                                 f"[{images.min()}, {images.max()}]")
+    if labels.min() < 0 or labels.max() > 9:
+        raise ArgumentValueError(f"MNIST labels must be digits 0-9, got "
+                                 f"[{labels.min()}, {labels.max()}]")
     x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
     if binarize == "static":
         x = static_binarize(x, seed)
