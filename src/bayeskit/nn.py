@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from bayeskit.errors import ShapeError
-from bayeskit.validation import check_generator
+from bayeskit.errors import ArgumentTypeError, ShapeError
+from bayeskit.validation import as_int, check_generator
 
 __all__ = ["mlp"]
 
@@ -37,8 +37,10 @@ def mlp(sizes: Sequence[int], *, activation: type[nn.Module] = nn.ReLU,
         generator: initialise the weights from it (default: torch's global generator).
         zero_last: start the last layer at zero (a flow layer then starts at the identity).
     """
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < 2 or min(sizes) < 1:
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise ArgumentTypeError(f"sizes must be a sequence of layer widths, got {sizes!r}")
+    sizes = [as_int(s, "sizes", positive=True) for s in sizes]
+    if len(sizes) < 2:
         raise ShapeError(f"an MLP needs at least two positive layer sizes, got {sizes}")
     check_generator(generator)
     layers: list[nn.Module] = []

@@ -52,6 +52,8 @@ __all__ = [
     "as_int",
     "as_bounds",
     "as_binary_labels",
+    "as_param",
+    "check_tensor",
     "check_choice",
     "check_generator",
     "check_floating",
@@ -165,6 +167,41 @@ def as_inputs(X, name: str = "X", *, dim: int | None = None, dtype: torch.dtype 
         raise ShapeError(f"{name} must be [N, {dim}] (the model has {dim} features), got "
                          f"{tuple(X.shape)}")
     return X
+
+
+def as_param(x, name: str) -> torch.Tensor:
+    """A numeric parameter that may be a number or an array (it broadcasts): a floating
+    tensor (a floating tensor keeps its dtype, anything else becomes float64), *not*
+    copied. Refuses None, strings, booleans and complex numbers; values are not checked
+    (the caller knows its range)."""
+    if x is None or isinstance(x, (str, bytes, bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be a number or an array of numbers, got "
+                                f"{_describe(x)}" + (f" {x!r}" if isinstance(x, (str, bool))
+                                                     else ""))
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise ArgumentTypeError(f"{name} must be real numbers, got a {x.dtype} tensor")
+        return x if x.is_floating_point() else x.to(torch.float64)
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as err:
+        raise ArgumentTypeError(f"{name} must be a number or a rectangular array: {err}"
+                                ) from None
+    if a.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must hold real numbers, got {a.dtype} data")
+    return torch.as_tensor(a, dtype=torch.float64)
+
+
+def check_tensor(name: str, x, *, min_dim: int = 0, finite: bool = True) -> torch.Tensor:
+    """Layer-1 check of a tensor argument: a floating ``torch.Tensor`` with at least
+    ``min_dim`` dimensions (and finite entries, one pass). Returns ``x`` unchanged."""
+    check_floating(name, x)
+    if x.dim() < min_dim:
+        raise ShapeError(f"{name} must have at least {min_dim} dimension(s), got shape "
+                         f"{tuple(x.shape)}")
+    if finite:
+        check_finite(name, x)
+    return x
 
 
 def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

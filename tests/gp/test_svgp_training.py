@@ -66,6 +66,7 @@ def _worker(rank, size, init, out):
     hist = m.fit(X, y, epochs=3, batch_size=50, lr=0.02, seed=1)
     if rank == 0:
         torch.save({"state": m.state_dict(), "history": hist}, out)
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

@@ -135,6 +135,7 @@ def _worker(rank, world, init, x, out):
     fit(model, x, epochs=2, batch_size=60, seed=5, progress=False)
     if rank == 0:
         torch.save(model.state_dict(), out)
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from bayeskit.validation import as_bounds, as_tensor
+from bayeskit.errors import ArgumentValueError
+from bayeskit.validation import as_bounds, as_int, as_tensor
 
 __all__ = ["maximize_box", "maximize_box_all", "minimize_box",
            "optimize_acquisition", "refine_lbfgsb", "uniform_in_box"]
@@ -69,6 +70,9 @@ def maximize_box_all(fun, bounds, *, shape=(), num_restarts=8, raw_samples=256, 
     """Like :func:`maximize_box` but returns every refined start ``[R, *shape, D]`` and its
     value ``[R]``."""
     bounds = as_bounds(bounds)
+    num_restarts = as_int(num_restarts, "num_restarts", nonnegative=True)
+    raw_samples = as_int(raw_samples, "raw_samples", nonnegative=True)
+    max_iter = as_int(max_iter, "max_iter", positive=True)
     starts = []
     if raw is None and raw_samples > 0:
         raw = uniform_in_box(raw_samples, bounds, shape, generator)
@@ -82,7 +86,7 @@ def maximize_box_all(fun, bounds, *, shape=(), num_restarts=8, raw_samples=256, 
         starts.append(as_tensor(initial, "initial", dtype=F64).reshape(-1, *shape,
                                                                         bounds.shape[1]))
     if not starts:
-        raise ValueError("no starting points: give raw_samples > 0 or initial")
+        raise ArgumentValueError("no starting points: give raw_samples > 0 or initial")
     x0 = torch.cat(starts)
     return refine_lbfgsb(fun, x0, bounds, max_iter=max_iter)
 

@@ -23,8 +23,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.linalg import cholesky_append, jittered_cholesky
-from bayeskit.validation import check_generator, raise_if_not_pd
+from bayeskit.validation import (
+    check_finite,
+    check_generator,
+    check_square,
+    check_tensor,
+    raise_if_not_pd,
+)
 
 __all__ = [
     "conditional",
@@ -79,6 +86,21 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         >>> round(float(var), 6)  # 2 - Kmn^T Kmm^-1 Kmn
         1.497143
     """
+    check_tensor("Kmn", Kmn, min_dim=2)
+    m = check_square("Lm", Lm)
+    check_finite("Lm", Lm)
+    check_tensor("Knn", Knn, min_dim=2 if full_cov else 1)
+    check_tensor("f", f, min_dim=1)
+    if Kmn.shape[-2] != m or f.shape[-1] != m:
+        raise ShapeError(f"Kmn [..., M, N], Lm [..., M, M] and f [..., M] must share M: got "
+                         f"{tuple(Kmn.shape)}, {tuple(Lm.shape)}, {tuple(f.shape)}")
+    if Knn.shape[-1] != Kmn.shape[-1]:
+        raise ShapeError(f"Knn must be [..., N{', N' if full_cov else ''}] with N = "
+                         f"{Kmn.shape[-1]}, got {tuple(Knn.shape)}")
+    if q_sqrt is not None:
+        check_tensor("q_sqrt", q_sqrt, min_dim=2)
+        if q_sqrt.shape[-2:] != (m, m):
+            raise ShapeError(f"q_sqrt must be [..., {m}, {m}], got {tuple(q_sqrt.shape)}")
     A = _solve_lower(Lm, Kmn)
     proj = A if white else torch.linalg.solve_triangular(
         Lm.mT.expand(*A.shape[:-2], *Lm.shape[-2:]) if Lm.dim() < A.dim() else Lm.mT, A,
@@ -114,7 +136,17 @@ def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor 
         >>> float(gauss_kl(torch.zeros(2, dtype=torch.float64), S))
         0.0
     """
+    check_tensor("q_mu", q_mu, min_dim=1)
     m = q_mu.shape[-1]
+    check_tensor("q_sqrt", q_sqrt, min_dim=2)
+    if q_sqrt.shape[-2:] != (m, m) or m == 0:
+        raise ShapeError(f"q_sqrt must be [..., {m}, {m}] (M >= 1) to match q_mu "
+                         f"{tuple(q_mu.shape)}, got {tuple(q_sqrt.shape)}")
+    if K_cholesky is not None:
+        check_tensor("K_cholesky", K_cholesky, min_dim=2)
+        if K_cholesky.shape[-2:] != (m, m):
+            raise ShapeError(f"K_cholesky must be [..., {m}, {m}], got "
+                             f"{tuple(K_cholesky.shape)}")
     logdet_S = 2 * q_sqrt.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     if K_cholesky is None:
         return 0.5 * ((q_sqrt * q_sqrt).sum((-2, -1)) + (q_mu * q_mu).sum(-1) - m - logdet_S)
@@ -174,8 +206,14 @@ def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
     """
     check_generator(generator)
     if (scale_tril is None) == (precision_tril is None):
-        raise ValueError("give exactly one of scale_tril and precision_tril")
+        raise ArgumentValueError("give exactly one of scale_tril and precision_tril")
     factor = scale_tril if scale_tril is not None else precision_tril
+    check_tensor("mean", mean, min_dim=1)
+    n = check_square("scale_tril" if scale_tril is not None else "precision_tril", factor)
+    check_finite("the factor", factor)
+    if mean.shape[-1] != n or n == 0:
+        raise ShapeError(f"mean [..., D] and the factor [..., D, D] must share D >= 1: got "
+                         f"{tuple(mean.shape)} and {tuple(factor.shape)}")
     batch = torch.broadcast_shapes(mean.shape, factor.shape[:-1])
     eps = torch.randn((*sample_shape, *batch), dtype=mean.dtype, device=mean.device,
                       generator=generator).unsqueeze(-1)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.validation import as_scalar
 
 __all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
            "Periodic", "Linear", "Scale", "Sum", "Product", "positive", "inverse_positive"]
@@ -70,7 +71,7 @@ class Stationary(Kernel):
     def __init__(self, lengthscale: float | torch.Tensor = 1.0, variance: float = 1.0):
         super().__init__()
         self.raw_lengthscale = nn.Parameter(inverse_positive(lengthscale))
-        self.raw_variance = nn.Parameter(inverse_positive(variance))
+        self.raw_variance = nn.Parameter(inverse_positive(as_scalar(variance, "variance")))
 
     @property
     def lengthscale(self) -> torch.Tensor:
@@ -197,8 +198,8 @@ class Matern(Stationary):
 
     def __init__(self, nu: float = 2.5, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
-        if nu not in (0.5, 1.5, 2.5):
-            raise ValueError(f"nu must be 0.5, 1.5 or 2.5, got {nu}")
+        if isinstance(nu, bool) or not isinstance(nu, (int, float)) or nu not in (0.5, 1.5, 2.5):
+            raise ArgumentValueError(f"nu must be 0.5, 1.5 or 2.5, got {nu!r}")
         super().__init__(lengthscale, variance)
         self.nu = nu
 
@@ -263,7 +264,7 @@ class Linear(Kernel):
 
     def __init__(self, variance: float = 1.0, offset: float | None = None):
         super().__init__()
-        self.raw_variance = nn.Parameter(inverse_positive(variance))
+        self.raw_variance = nn.Parameter(inverse_positive(as_scalar(variance, "variance")))
         self.raw_offset = nn.Parameter(inverse_positive(offset)) if offset is not None else None
 
     @property
@@ -287,7 +288,7 @@ class Scale(Kernel):
     def __init__(self, kernel: Kernel, variance: float = 1.0):
         super().__init__()
         self.kernel = kernel
-        self.raw_variance = nn.Parameter(inverse_positive(variance))
+        self.raw_variance = nn.Parameter(inverse_positive(as_scalar(variance, "variance")))
 
     @property
     def variance(self) -> torch.Tensor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -301,6 +302,9 @@ class SVGP(GPModel):
         if y is not None:
             X, y = self._check_xy(X, y)
             data, data_print = (X, y), fingerprint(X, y)
+        elif isinstance(X, (torch.Tensor, np.ndarray, list, tuple)) or X is None:
+            raise ArgumentTypeError("y is required when X is an array (pass fit(X, y), or a "
+                                    "DataLoader of (X, y) batches alone)")
         else:
             data, data_print = X, None
         if natural_gradient is not None:

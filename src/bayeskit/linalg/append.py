@@ -150,6 +150,8 @@ def cholesky_delete(
         True
     """
     n = check_cholesky_factor("chol", chol)
+    if indices is None or isinstance(indices, (str, bytes)):
+        raise ArgumentTypeError(f"indices must be integers, got {indices!r}")
     idx = torch.as_tensor(indices)
     if idx.numel() == 0:
         return chol.clone()

@@ -96,8 +96,7 @@ def stabilised_cholesky(K: torch.Tensor, relative_jitter: float) -> torch.Tensor
         torch.Size([2, 2])
     """
     check_square("K", K)
-    if not relative_jitter >= 0:
-        raise ArgumentValueError(f"relative_jitter must be >= 0, got {relative_jitter}")
+    relative_jitter = as_scalar(relative_jitter, "relative_jitter", nonnegative=True)
     K = K.clone()
     scale = K.diagonal(dim1=-2, dim2=-1).mean(-1).detach()
     K.diagonal(dim1=-2, dim2=-1).add_((relative_jitter * scale)[..., None])

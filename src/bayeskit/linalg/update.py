@@ -23,6 +23,7 @@ import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.validation import (
+    as_param,
     check_cholesky_factor,
     check_floating,
     raise_if_not_pd,
@@ -212,7 +213,7 @@ def cholesky_update_lowrank(
         )
     if U.dtype != chol.dtype:
         raise ArgumentTypeError(f"chol and U must share a dtype, got {chol.dtype} and {U.dtype}")
-    alpha = torch.as_tensor(multiplier, dtype=chol.dtype, device=chol.device)
+    alpha = as_param(multiplier, "multiplier").to(dtype=chol.dtype, device=chol.device)
     batch = torch.broadcast_shapes(chol.shape[:-2], U.shape[:-2], alpha.shape)
     m = U.shape[-1]
     if not bool(torch.isfinite(alpha).all()):

@@ -24,7 +24,7 @@ from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior, sa
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.training import Checkpoint, fingerprint
-from bayeskit.validation import as_int, as_tensor, check_choice, check_generator
+from bayeskit.validation import as_int, as_param, as_tensor, check_choice, check_generator
 
 __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 
@@ -53,16 +53,14 @@ class BinomialRegressionData:
     def create(cls, Phi, y, n_trials=1, prior_mean=None, prior_precision=1.0, offset=None,
                dtype=torch.float64) -> BinomialRegressionData:
         """Check and convert the inputs; ``prior_precision`` may be a scalar (times I)."""
-        Phi = torch.as_tensor(Phi, dtype=dtype)
-        if Phi.dim() != 2 or Phi.shape[0] == 0 or Phi.shape[1] == 0:
-            raise ShapeError(f"Phi must be a non-empty [N, D] matrix, got {tuple(Phi.shape)}")
+        Phi = as_tensor(Phi, "Phi", dtype=dtype, ndim=2, min_rows=1)
         n, d = Phi.shape
-        if not bool(torch.isfinite(Phi).all()):
-            raise NonFiniteError("features contain NaN or infinite values")
-        y = torch.as_tensor(y, dtype=dtype).reshape(-1)
+        if d == 0:
+            raise ShapeError(f"Phi must be a non-empty [N, D] matrix, got {tuple(Phi.shape)}")
+        y = as_tensor(y, "y", dtype=dtype, ndim=1)
         if y.shape[0] != n:
             raise ShapeError(f"y has {y.shape[0]} entries for {n} rows of features")
-        n_trials = torch.as_tensor(n_trials, dtype=dtype).expand(n).clone()
+        n_trials = as_param(n_trials, "n_trials").to(dtype).expand(n).clone()
         if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(n_trials).all()):
             raise NonFiniteError("y or n_trials contain NaN or infinite values")
         if not bool((n_trials > 0).all()):
@@ -70,9 +68,9 @@ class BinomialRegressionData:
         if not bool(((y >= 0) & (y <= n_trials) & (y == torch.round(y))).all()):
             raise ValueError("y must hold whole numbers of successes in [0, n_trials] "
                              "(labels in {0, 1} for binary data)")
-        m = torch.zeros(d, dtype=dtype) if prior_mean is None else torch.as_tensor(
-            prior_mean, dtype=dtype).expand(d).clone()
-        S = torch.as_tensor(prior_precision, dtype=dtype)
+        m = torch.zeros(d, dtype=dtype) if prior_mean is None else as_param(
+            prior_mean, "prior_mean").to(dtype).expand(d).clone()
+        S = as_param(prior_precision, "prior_precision").to(dtype)
         if S.dim() == 0:
             S = S * torch.eye(d, dtype=dtype)
         elif S.dim() == 1:
@@ -85,8 +83,8 @@ class BinomialRegressionData:
         if not torch.allclose(S, S.mT, rtol=1e-10, atol=1e-12 * float(S.abs().max())):
             raise ArgumentValueError("prior_precision must be symmetric (only one triangle "
                                      "would be read); pass (S + S.T) / 2")
-        o = torch.zeros(n, dtype=dtype) if offset is None else torch.as_tensor(
-            offset, dtype=dtype).expand(n).clone()
+        o = torch.zeros(n, dtype=dtype) if offset is None else as_param(
+            offset, "offset").to(dtype).expand(n).clone()
         if not bool(torch.isfinite(o).all()):
             raise NonFiniteError("offset contains NaN or infinite values")
         return cls(Phi, y, n_trials, m, S, o)

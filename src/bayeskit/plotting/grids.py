@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bayeskit.errors import ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.validation import as_int
 
 __all__ = ["Grid", "mgrid", "ogrid", "evaluate_on_grid"]
@@ -33,10 +33,10 @@ def _axis(spec: RangeLike, num: int | None, dtype: torch.dtype,
           device: torch.device | None) -> torch.Tensor:
     """One axis of the grid from ``(start, stop[, step])``."""
     if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence):
-        raise TypeError(f"a range must be a (start, stop[, step]) tuple, got {spec!r}")
+        raise ArgumentTypeError(f"a range must be a (start, stop[, step]) tuple, got {spec!r}")
     if len(spec) == 2:
         if num is None:
-            raise ValueError(
+            raise ArgumentValueError(
                 f"range {tuple(spec)} has no step: give (start, stop, step), a complex step "
                 "like 50j for a number of points, or pass num="
             )
@@ -45,21 +45,22 @@ def _axis(spec: RangeLike, num: int | None, dtype: torch.dtype,
     elif len(spec) == 3:
         start, stop, step = spec
     else:
-        raise ValueError(f"a range must have 2 or 3 entries, got {tuple(spec)}")
+        raise ArgumentValueError(f"a range must have 2 or 3 entries, got {tuple(spec)}")
     for value in (start, stop):
         if isinstance(value, complex) or not math.isfinite(float(value)):
-            raise ValueError(f"range bounds must be finite real numbers, got {tuple(spec)}")
+            raise ArgumentValueError(f"range bounds must be finite real numbers, got {tuple(spec)}")
     start, stop = float(start), float(stop)
     if isinstance(step, complex):
         if step.real != 0:
-            raise ValueError(f"a complex step must be purely imaginary (e.g. 5j), got {step}")
+            raise ArgumentValueError(
+                f"a complex step must be purely imaginary (e.g. 5j), got {step}")
         count = int(abs(step.imag))
         if count < 1:
-            raise ValueError(f"a complex step asks for at least one point, got {step}")
+            raise ArgumentValueError(f"a complex step asks for at least one point, got {step}")
         return torch.linspace(start, stop, count, dtype=dtype, device=device)
     step = float(step)
     if step == 0 or not math.isfinite(step):
-        raise ValueError(f"step must be a non-zero finite number, got {step}")
+        raise ArgumentValueError(f"step must be a non-zero finite number, got {step}")
     # np.mgrid: ceil((stop - start) / step) points at start + i * step
     count = max(0, math.ceil((stop - start) / step))
     return start + step * torch.arange(count, dtype=dtype, device=device)
@@ -81,10 +82,13 @@ class Grid:
                     device: torch.device | None = None) -> Grid:
         """Build a grid from ``(start, stop[, step])`` ranges; ``num`` fills missing steps."""
         if not ranges:
-            raise ValueError("give at least one range")
+            raise ArgumentValueError("give at least one range")
+        if isinstance(num, (str, bytes)):
+            raise ArgumentTypeError(f"num must be a number of points (or one per range), got "
+                                    f"{num!r}")
         nums = list(num) if isinstance(num, Sequence) else [num] * len(ranges)
         if len(nums) != len(ranges):
-            raise ValueError(f"num has {len(nums)} entries for {len(ranges)} ranges")
+            raise ArgumentValueError(f"num has {len(nums)} entries for {len(ranges)} ranges")
         return cls(tuple(_axis(r, n, dtype, device) for r, n in zip(ranges, nums, strict=True)))
 
     @property
@@ -111,7 +115,7 @@ class Grid:
         ``indexing="xy"`` swaps the first two grid dimensions, as ``np.meshgrid`` does.
         """
         if indexing not in ("ij", "xy"):
-            raise ValueError(f"indexing must be 'ij' or 'xy', got {indexing!r}")
+            raise ArgumentValueError(f"indexing must be 'ij' or 'xy', got {indexing!r}")
         return torch.stack(torch.meshgrid(*self.axes, indexing=indexing))
 
     def points(self) -> torch.Tensor:
@@ -173,7 +177,7 @@ def evaluate_on_grid(
     grid = Grid.from_ranges(*ranges, num=num, dtype=dtype, device=device)
     pts = grid.points()
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ArgumentValueError(f"batch_size must be positive, got {batch_size}")
     chunks = [pts] if batch_size is None else list(torch.split(pts, batch_size))
     outs = []
     for chunk in chunks:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from bayeskit.bo.acquisition.analytic import log_h
-from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
+from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.validation import as_param
 
 __all__ = ["knowledge_gradient_discrete", "expected_max_gain"]
 
@@ -153,10 +154,7 @@ def knowledge_gradient_discrete(mean, sigma_tilde) -> torch.Tensor:
         >>> round(float(knowledge_gradient_discrete(mu, s)), 6)  # E|Z| = sqrt(2/pi)
         0.797885
     """
-    if isinstance(mean, (str, bytes)) or mean is None:
-        raise ArgumentTypeError(f"mean must be an array of numbers, got {mean!r}")
-    mean = torch.as_tensor(mean)
-    sigma_tilde = torch.as_tensor(sigma_tilde)
+    mean, sigma_tilde = as_param(mean, "mean"), as_param(sigma_tilde, "sigma_tilde")
     dtype = torch.promote_types(mean.dtype, sigma_tilde.dtype)
     dtype = dtype if dtype.is_floating_point else torch.float64  # integer input: float64
     mean, sigma_tilde = mean.to(dtype), sigma_tilde.to(dtype)

@@ -28,9 +28,9 @@ from bayeskit.bo.optim import (
     uniform_in_box,
 )
 from bayeskit.distributions.gaussian import fantasy_sigma, gauss_hermite
-from bayeskit.errors import ShapeError
+from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.gp.posterior import as_posterior
-from bayeskit.validation import as_bounds, as_tensor
+from bayeskit.validation import as_bounds, as_int, as_tensor, check_choice
 
 __all__ = ["posterior_minimum", "fantasy_normals", "knowledge_gradient_mc",
            "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "optimize_discrete_kg"]
@@ -63,8 +63,8 @@ def fantasy_normals(num_fantasies: int, kind: str = "antithetic",
     ``"gauss-hermite"``: probabilists' Gauss-Hermite nodes (exact for polynomials of degree
     < 2M); ``"random"``: i.i.d. draws.
     """
-    if num_fantasies < 1:
-        raise ValueError(f"num_fantasies must be >= 1, got {num_fantasies}")
+    num_fantasies = as_int(num_fantasies, "num_fantasies", positive=True)
+    check_choice(kind, "fantasies", ("antithetic", "gauss-hermite", "random"))
     if kind == "gauss-hermite":
         return gauss_hermite(num_fantasies)
     if kind == "antithetic":
@@ -88,8 +88,10 @@ def _check_candidates(x, dim: int) -> torch.Tensor:
         x = x[None] if dim > 1 or x.shape[0] == 1 else x[:, None]
     if x.dim() != 2 or x.shape[-1] != dim:
         raise ShapeError(f"candidates must be [C, {dim}], got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("candidates must be finite")
+    if x.shape[0] == 0:
+        raise ShapeError(f"candidates must be [C >= 1, {dim}], got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x.detach()).all()):
+        raise NonFiniteError("candidates must be finite")
     return x
 
 

@@ -14,22 +14,27 @@ from bayeskit.distributions.polyagamma.series import (
     jstar_log_density,
     log_cosh,
 )
-from bayeskit.errors import ArgumentValueError, NonFiniteError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.validation import as_param
 
 __all__ = ["polya_gamma_mean", "polya_gamma_variance", "polya_gamma_log_prob",
            "polya_gamma_cdf", "polya_gamma_log_cdf"]
 
 
 def _params(b, c) -> tuple[torch.Tensor, torch.Tensor]:
-    b, c = torch.as_tensor(b), torch.as_tensor(c)
+    b, c = as_param(b, "b"), as_param(c, "c")
     check_params(b.detach().to(F64), c.detach().to(F64))
     return b, c
 
 
 def _prepare(value, b, c):
     """Broadcast float64 ``value, b, c``; NaN values and invalid parameters raise."""
-    value, b, c = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=F64)
-                                            for v in (value, b, c)))
+    value, b, c = (as_param(v, n).to(F64) for v, n in ((value, "value"), (b, "b"), (c, "c")))
+    try:
+        value, b, c = torch.broadcast_tensors(value, b, c)
+    except RuntimeError:
+        raise ShapeError(f"value {tuple(value.shape)}, b {tuple(b.shape)} and c "
+                         f"{tuple(c.shape)} do not broadcast") from None
     check_params(b, c)
     if bool(torch.isnan(value).any()):
         raise NonFiniteError("value contains NaN; the Polya-gamma density and CDF need numbers")

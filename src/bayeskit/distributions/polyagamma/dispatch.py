@@ -14,7 +14,7 @@ from bayeskit.distributions.polyagamma.proposals import RandomStream
 from bayeskit.distributions.polyagamma.samplers import sample_jstar, sample_jstar_h1
 from bayeskit.distributions.polyagamma.series import F64, H_MAX, check_params
 from bayeskit.errors import ArgumentValueError
-from bayeskit.validation import check_choice, check_generator
+from bayeskit.validation import as_param, check_choice, check_generator
 
 __all__ = ["sample_polya_gamma", "chunk_sizes", "MAX_DRAWS"]
 
@@ -65,7 +65,7 @@ def sample_polya_gamma(
         >>> abs(float(w.mean()) - 0.25) < 0.003
         True
     """
-    b_t, c_t = torch.as_tensor(b), torch.as_tensor(c)
+    b_t, c_t = as_param(b, "b"), as_param(c, "c")
     dtype = torch.promote_types(b_t.dtype, c_t.dtype)
     dtype = dtype if dtype.is_floating_point else F64
     device = b_t.device

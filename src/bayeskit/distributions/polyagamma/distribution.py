@@ -14,15 +14,12 @@ from bayeskit.distributions.polyagamma.density import (
 from bayeskit.distributions.polyagamma.dispatch import sample_polya_gamma
 from bayeskit.distributions.polyagamma.series import F64, check_params
 from bayeskit.errors import ShapeError
+from bayeskit.validation import as_param
 
 __all__ = ["PolyaGamma"]
 
 def broadcast_params(b, c) -> tuple[torch.Tensor, torch.Tensor]:
-    b_t, c_t = torch.as_tensor(b), torch.as_tensor(c)
-    if not b_t.is_floating_point():
-        b_t = b_t.to(F64)
-    if not c_t.is_floating_point():
-        c_t = c_t.to(b_t.dtype)
+    b_t, c_t = as_param(b, "b"), as_param(c, "c")
     try:
         return torch.broadcast_tensors(b_t, c_t)
     except RuntimeError as err:

@@ -18,6 +18,7 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 PI2_8 = math.pi**2 / 8
 T_SMALL = 0.64
 H_MAX = 4.0
+B_MIN = 1e-50  # smallest supported shape (the sampler hangs near 1e-300)
 F64 = torch.float64
 
 
@@ -120,5 +121,9 @@ def check_params(b: torch.Tensor, c: torch.Tensor) -> None:
     if not bool((b > 0).all()):
         raise ArgumentValueError(f"b must be positive (PG(b, c) needs b > 0), got a minimum "
                                  f"of {float(b.min()):g}")
+    if not bool((b >= B_MIN).all()):
+        raise ArgumentValueError(f"b must be at least {B_MIN:g}, got {float(b.min()):g}: below "
+                                 "that the draws (about b/4) underflow float64 and the "
+                                 "sampler's proposals can no longer be accepted")
     if not bool(torch.isfinite(c).all()):
         raise NonFiniteError("c must be finite")

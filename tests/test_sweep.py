@@ -1,0 +1,20 @@
+"""The invalid-input sweep (issue 14) in make test: every swept call of the public numeric
+API with input it can never accept gives a bayeskit error (never NaN, an opaque error,
+silent acceptance or a hang); `python tests/sweep_invalid_inputs.py` prints the table."""
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sweep_invalid_inputs import sweep  # noqa: E402
+
+
+def test_invalid_inputs_give_clear_errors():
+    rows = sweep()
+    outcomes = Counter(r[3].split(":")[0] for r in rows)
+    assert len(rows) > 600 and len({r[0] for r in rows}) >= 46
+    not_clear = [r for r in rows if r[3] != "clear"]
+    assert outcomes["clear"] / len(rows) >= 0.99, not_clear
+    assert not [r for r in not_clear if r[3] in ("nan", "hang")], not_clear
