@@ -38,3 +38,18 @@ def test_single_topic_updates_existing_report(tmp_path):
 def test_unknown_topic_is_an_error(tmp_path, capsys):
     assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown topic" in capsys.readouterr().err
+
+
+def test_command_line_checks_out_first_and_accepts_v_after_the_subcommand(tmp_path, capsys):
+    """Issue 15: `reproduce -v` was rejected, --out pointing at a file gave a traceback after
+    computing, and the last line read results//index.html."""
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    assert main(["reproduce", "-v", "grids", "--quick", "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["reproduce", "-v", "grids", "--quick", "--out", str(tmp_path) + "/"]) == 0
+    out = capsys.readouterr().out
+    assert "grids" in out and "//" not in out.splitlines()[-1]
+    from bayeskit.cli.main import _parser
+
+    assert ":mod:" not in _parser().format_help()

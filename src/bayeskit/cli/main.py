@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from pathlib import Path
 
 import bayeskit
 
@@ -14,7 +16,8 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     from bayeskit.cli.reproduce import TOPICS
 
-    parser = argparse.ArgumentParser(prog="bayeskit", description=bayeskit.__doc__)
+    plain = re.sub(r":\w+:`~?([^`]+)`", r"\1", bayeskit.__doc__ or "").replace("``", "")
+    parser = argparse.ArgumentParser(prog="bayeskit", description=plain)
     parser.add_argument("--version", action="version", version=bayeskit.__version__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="results", help="output folder (default: results)")
     rep.add_argument("--quick", action="store_true", help="reduced sizes, seconds per topic")
     rep.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    # -v also after the subcommand (bayeskit reproduce -v); SUPPRESS keeps the global one
+    rep.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                     help="log progress")
     return parser
 
 
@@ -38,18 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reproduce":
         from bayeskit.cli.reproduce import reproduce
 
+        def progress(r):  # one line per topic, as soon as it finishes
+            checked = [n for n in r.numbers if n.within_tolerance is not None]
+            print(f"{r.name:10s} {len(r.figures)} figure(s), "
+                  f"{len(checked) - len(r.failures)}/{len(checked)} numbers within tolerance, "
+                  f"{r.seconds:.1f} s", flush=True)
+
         try:
-            results = reproduce(args.topics, args.out, quick=args.quick, seed=args.seed)
+            results = reproduce(args.topics, args.out, quick=args.quick, seed=args.seed,
+                                on_topic=progress)
         except ValueError as err:
             print(f"bayeskit reproduce: {err}", file=sys.stderr)
             return 2
         bad = [(r.name, n.name) for r in results for n in r.failures]
-        for r in results:
-            checked = [n for n in r.numbers if n.within_tolerance is not None]
-            print(f"{r.name:10s} {len(r.figures)} figure(s), "
-                  f"{len(checked) - len(r.failures)}/{len(checked)} numbers within tolerance, "
-                  f"{r.seconds:.1f} s")
-        print(f"report: {args.out}/index.html")
+        print(f"report: {Path(args.out) / 'index.html'}")
         if bad:
             print(f"outside tolerance: {bad}", file=sys.stderr)
             return 1

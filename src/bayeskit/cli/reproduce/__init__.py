@@ -44,15 +44,31 @@ class Context:
         return self.out / filename
 
 
+def check_out(out: str | Path) -> Path:
+    """The output folder, created and checked writable *before* anything is computed; a
+    ``ValueError`` with a one-line reason otherwise."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bayeskit-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write into --out {out}: {err.strerror or err}") from None
+    return out
+
+
 def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
-              seed: int = 0) -> list[TopicResult]:
-    """Run ``topics`` (names from :data:`TOPICS`, or ``["all"]``) and write the report."""
+              seed: int = 0, on_topic=None) -> list[TopicResult]:
+    """Run ``topics`` (names from :data:`TOPICS`, or ``["all"]``) and write the report;
+    ``on_topic(result)`` is called as each topic finishes (progress)."""
     names = list(TOPICS) if (not topics or "all" in topics) else list(dict.fromkeys(topics))
     unknown = [n for n in names if n not in TOPICS]
     if unknown:
         raise ValueError(f"unknown topic(s) {unknown}; choose from {['all', *TOPICS]}")
-    ctx = Context(Path(out), quick=quick, seed=seed)
-    ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(check_out(out), quick=quick, seed=seed)
     results = []
     for name in names:
         module = importlib.import_module(TOPICS[name])
@@ -62,4 +78,6 @@ def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
         result.seconds = time.perf_counter() - start
         results.append(result)
         write_report(results, ctx.out, quick=quick)  # partial report survives a crash later
+        if on_topic is not None:
+            on_topic(result)
     return results
