@@ -108,7 +108,15 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     from bayeskit.mcmc import BinomialRegressionData, run_gibbs
     from bayeskit.nn import mlp
     from bayeskit.plotting import mgrid
-    from bayeskit.ratio import ULSIF, estimate_kl
+    from bayeskit.ratio import (
+        ULSIF,
+        estimate_js,
+        estimate_kl,
+        kl_forward,
+        monte_carlo_f_divergence,
+        monte_carlo_kl,
+        nwj_lower_bound,
+    )
     from bayeskit.vae import BernoulliDecoder, GaussianEncoder, fit
 
     X, y, L = _data()
@@ -209,6 +217,13 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
                       {"x_p": A(X), "x_q": A(X + 0.1)}),
         "estimate_kl": (lambda x_p, x_q: estimate_kl(x_p, x_q, method="ulsif"),
                         {"x_p": A(X), "x_q": A(X + 0.1)}),
+        "estimate_js": (lambda x_p, x_q: estimate_js(x_p, x_q, epochs=5),
+                        {"x_p": A(X), "x_q": A(X + 0.1)}),
+        # log-ratios of samples: any shape (flattened), so another ndim is valid
+        "monte_carlo_kl": (monte_carlo_kl, {"log_ratio_at_p": B(y)}),
+        "monte_carlo_f_divergence": (lambda log_ratio_at_q: monte_carlo_f_divergence(
+            kl_forward, log_ratio_at_q), {"log_ratio_at_q": B(y)}),
+        "nwj_lower_bound": (nwj_lower_bound, {"log_ratio_at_p": B(y), "log_ratio_at_q": B(y)}),
         "mlp": (lambda n_in, n_out: mlp((n_in, 4, n_out)), {"n_in": N(2), "n_out": N(1)}),
         "mgrid": (lambda num: mgrid((0, 1), num=num), {"num": N(5)}),
         "vae.fit": (vae_fit, {"data": A(torch.rand(10, 4))}),

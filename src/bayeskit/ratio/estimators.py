@@ -303,8 +303,8 @@ def nwj_lower_bound(log_ratio_at_p: torch.Tensor, log_ratio_at_q: torch.Tensor
     Tight when ``r`` is the true ratio; any estimate ``r`` gives a lower bound (in
     expectation), unlike the plug-in ``E_p[log r]``.
     """
-    tp = 1 + log_ratio_at_p.reshape(-1)
-    tq = 1 + log_ratio_at_q.reshape(-1)
+    tp = 1 + as_tensor(log_ratio_at_p, "log_ratio_at_p", dtype=F64).reshape(-1)
+    tq = 1 + as_tensor(log_ratio_at_q, "log_ratio_at_q", dtype=F64).reshape(-1)
     ep = monte_carlo_kl(tp)
     eq = monte_carlo_kl(torch.exp(tq - 1))
     return MonteCarloEstimate(ep.value - eq.value,

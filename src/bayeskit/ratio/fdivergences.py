@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
+from bayeskit.validation import as_tensor
+
 __all__ = ["kl_forward", "kl_reverse", "jensen_shannon", "pearson", "squared_hellinger",
            "total_variation", "amari_alpha", "MonteCarloEstimate", "monte_carlo_f_divergence",
            "monte_carlo_kl", "conjugate"]
@@ -104,9 +107,9 @@ class MonteCarloEstimate:
 def _estimate(terms: torch.Tensor) -> MonteCarloEstimate:
     terms = terms.reshape(-1)
     if terms.numel() < 2:
-        raise ValueError("need at least 2 samples for a Monte Carlo estimate")
+        raise ShapeError("need at least 2 samples for a Monte Carlo estimate")
     if not bool(torch.isfinite(terms).all()):
-        raise ValueError("non-finite terms: check the samples and the log-ratio")
+        raise NonFiniteError("non-finite terms: check the samples and the log-ratio")
     return MonteCarloEstimate(float(terms.mean()),
                               float(terms.std() / math.sqrt(terms.numel())), terms.numel())
 
@@ -114,9 +117,11 @@ def _estimate(terms: torch.Tensor) -> MonteCarloEstimate:
 def monte_carlo_f_divergence(f: Callable[[torch.Tensor], torch.Tensor],
                              log_ratio_at_q: torch.Tensor) -> MonteCarloEstimate:
     """``D_f[p || q] ~ mean f(log r(x_j))`` over samples ``x_j ~ q``."""
-    return _estimate(f(log_ratio_at_q))
+    if not callable(f):
+        raise ArgumentTypeError(f"f must be a callable f-divergence generator, got {f!r}")
+    return _estimate(f(as_tensor(log_ratio_at_q, "log_ratio_at_q", dtype=torch.float64)))
 
 
 def monte_carlo_kl(log_ratio_at_p: torch.Tensor) -> MonteCarloEstimate:
     """``KL[p || q] ~ mean log r(x_i)`` over samples ``x_i ~ p`` (the reference's estimator)."""
-    return _estimate(log_ratio_at_p)
+    return _estimate(as_tensor(log_ratio_at_p, "log_ratio_at_p", dtype=torch.float64))
