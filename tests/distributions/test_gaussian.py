@@ -133,3 +133,29 @@ def test_append_observations_and_fantasy_sigma_match_refactorising():
     mu_after = (K[star, : n + q] @ torch.cholesky_solve(full[:, None], torch.linalg.cholesky(
         C)))[:, 0]
     torch.testing.assert_close(mu_after, mu_before + st @ z, rtol=1e-9, atol=1e-10)
+
+
+def test_cross_covariance_is_the_off_diagonal_block_of_the_full_conditional():
+    from bayeskit.distributions.gaussian import cross_covariance
+
+    g = torch.Generator().manual_seed(5)
+    M, Q, Q2 = 4, 3, 2
+    K = spd(M + Q + Q2, g)
+    Lm = torch.linalg.cholesky(K[:M, :M])
+    S = torch.tril(torch.randn(M, M, dtype=F64, generator=g))
+    Kmx = K[:M, M:]  # both point sets at once
+    _, full = conditional(Kmx, Lm, K[M:, M:], torch.zeros(M, dtype=F64), q_sqrt=S,
+                          full_cov=True, white=True)
+    got = cross_covariance(Kmx[:, :Q], Kmx[:, Q:], Lm, K[M:M + Q, M + Q:], q_sqrt=S)
+    torch.testing.assert_close(got, full[:Q, Q:], rtol=1e-12, atol=1e-12)
+
+
+def test_conditioning_noise_is_validated():
+    from bayeskit.errors import BayeskitError
+    from bayeskit.gp import GPR
+
+    X = torch.linspace(0, 1, 5, dtype=F64)[:, None]
+    post = GPR(X, X[:, 0]).posterior()
+    for bad in ("0.1", -1.0, float("nan")):
+        with pytest.raises(BayeskitError):
+            post.condition_on_observations(X[:1], torch.zeros(1, dtype=F64), noise=bad)

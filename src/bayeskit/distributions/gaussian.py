@@ -35,6 +35,7 @@ from bayeskit.validation import (
 
 __all__ = [
     "conditional",
+    "cross_covariance",
     "gauss_kl",
     "moments_to_natural",
     "natural_to_moments",
@@ -117,6 +118,33 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         SP = q_sqrt.mT @ proj
         var = var + (SP * SP).sum(-2)
     return mean, var.clamp_min(0)
+
+
+def cross_covariance(Kmx: torch.Tensor, Kmx2: torch.Tensor, Lm: torch.Tensor,
+                     Kxx2: torch.Tensor, *, q_sqrt: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """The whitened conditional's covariance between two point sets (the ``full_cov`` case
+    of :func:`conditional` for ``X != X2``):
+    ``Kxx2 - A1^T A2 + (S^T A1)^T (S^T A2)`` with ``A = Lm^-1 Kmx``.
+
+    Args:
+        Kmx: ``[..., M, Q]``. Kmx2: ``[..., M, Q2]``. Lm: ``[..., M, M]``.
+        Kxx2: ``[..., Q, Q2]``. q_sqrt: ``[..., M, M]`` or ``None``.
+
+    Returns:
+        ``[..., Q, Q2]``.
+
+    Example:
+        >>> Lm = torch.eye(2, dtype=torch.float64)
+        >>> K = torch.ones(2, 1, dtype=torch.float64)
+        >>> float(cross_covariance(K, K, Lm, torch.full((1, 1), 3.0, dtype=torch.float64)))
+        1.0
+    """
+    A1, A2 = _solve_lower(Lm, Kmx), _solve_lower(Lm, Kmx2)
+    cov = Kxx2 - A1.mT @ A2
+    if q_sqrt is not None:
+        cov = cov + (q_sqrt.mT @ A1).mT @ (q_sqrt.mT @ A2)
+    return cov
 
 
 def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor | None = None

@@ -27,12 +27,13 @@ from torch.distributions import MultivariateNormal
 from bayeskit.distributions.gaussian import (
     append_observations,
     conditional,
+    cross_covariance,
     fantasy_sigma,
     sample_mvn,
 )
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import jittered_cholesky
-from bayeskit.validation import as_int, as_tensor, check_generator
+from bayeskit.validation import as_int, as_scalar, as_tensor, check_generator
 
 __all__ = ["GPPosterior", "as_posterior"]
 
@@ -125,13 +126,8 @@ class GPPosterior:
             zero = torch.zeros(self.L.shape[-1], dtype=self.dtype, device=X.device)
             return conditional(Kzx, self.L, Knn, zero, q_sqrt=self.q_sqrt, full_cov=full,
                                white=True)[1]
-        A1 = torch.linalg.solve_triangular(self._expand_L(Kzx), Kzx, upper=False)
-        Kzx2 = self.kernel(self.Z, X2)
-        A2 = torch.linalg.solve_triangular(self._expand_L(Kzx2), Kzx2, upper=False)
-        cov = self.kernel(X, X2) - A1.mT @ A2
-        if self.q_sqrt is not None:
-            cov = cov + (self.q_sqrt.mT @ A1).mT @ (self.q_sqrt.mT @ A2)
-        return cov
+        return cross_covariance(Kzx, self.kernel(self.Z, X2), self.L, self.kernel(X, X2),
+                                q_sqrt=self.q_sqrt)
 
     def _expand_L(self, K: torch.Tensor) -> torch.Tensor:
         return self.L.expand(*K.shape[:-2], *self.L.shape) if K.dim() > 2 else self.L
@@ -248,8 +244,8 @@ class GPPosterior:
                              f"{tuple(yc.shape)}")
         if not bool(torch.isfinite(yc.detach()).all()):
             raise NonFiniteError("yc contains NaN or infinite values")
-        noise = self._require_noise("conditioning") if noise is None else torch.as_tensor(
-            noise, dtype=self.dtype)
+        noise = self._require_noise("conditioning") if noise is None else torch.tensor(
+            as_scalar(noise, "noise", positive=True), dtype=self.dtype)
         eye = torch.eye(Xc.shape[0], dtype=self.dtype, device=Xc.device)
         if self._parent is None and self.q_sqrt is None and self.noise is not None:
             # exact form: extend the Cholesky factor of K + noise I by the new rows
