@@ -6,10 +6,31 @@ Scripts run as ``python benchmarks/bench_*.py``, so this module is importable as
 
 from __future__ import annotations
 
+import os
+import platform
 import random
 import statistics
 import time
 from collections.abc import Callable
+
+
+def header() -> None:
+    """Set torch's threads from ``BENCH_THREADS`` (default 2) and print the date, torch
+    version, CPU model and load average: the provenance every recorded figure needs."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    with open("/proc/loadavg") as f:
+        load = f.read().strip()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, {cpu}, "
+          f"{torch.get_num_threads()} threads, loadavg {load}")
 
 
 def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: int,

@@ -141,10 +141,7 @@ def test_flow_and_relaxed_encoders():
     flow = FlowEncoder(base, num_flows=2, hidden=(8,)).double()
     x = torch.rand(3, 6, dtype=F64)
     z, log_q = flow.sample(x, noise(VAE(flow, BernoulliDecoder(2, 6), kl="mc"), 4, 3, 0))
-    parts = []
-    for t in flow.layers:
-        parts += [t, flow.reverse]
-    q = TransformedDistribution(base.distribution(x), parts)
+    q = TransformedDistribution(base.distribution(x), flow.transforms(x))
     assert torch.allclose(log_q, q.log_prob(z), atol=1e-10)
     with pytest.raises(ValueError, match="no closed-form"):
         VAE(flow, BernoulliDecoder(2, 6))

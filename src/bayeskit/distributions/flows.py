@@ -1,15 +1,22 @@
-"""Normalising flows built from ``torch.distributions`` transforms, and a trainer.
+"""Normalising flows: :class:`Flow` and its maximum-likelihood trainer :func:`fit_flow`.
 
-- :class:`MaskedAutoregressiveAffine` (MAF, Papamakarios et al. 2017): ``x_i = z_i exp(s_i) +
-  m_i`` with ``(m_i, s_i)`` from a MADE network of ``x_<i``. The data-to-noise direction
-  (``log_prob``) is one network pass; sampling takes ``D`` passes.
-- :class:`AffineCoupling` (RealNVP, Dinh et al. 2017): half the coordinates are scaled and
-  shifted by a network of the other half; one pass both ways.
-- :class:`Permute`: reorders coordinates between layers (log-det 0).
-- :class:`Flow`: an ``nn.Module`` holding the layers, a standard-normal base and a fixed
-  standardisation fitted to the data; ``flow.distribution()`` is a
-  ``TransformedDistribution``. :func:`fit_flow` trains it by maximum likelihood with Adam,
-  minibatches, early stopping on held-out data, a progress bar and checkpoint/resume.
+A :class:`Flow` stacks layers from :mod:`bayeskit.distributions.flow_layers` (MAF, RealNVP,
+and neural spline flows with linear tails, autoregressive or coupling), reversing the
+coordinates between layers, over a standard-normal base, followed by a fixed standardisation
+fitted to the data (so no manual preprocessing is needed). With ``context_dim > 0`` every
+layer's network also reads a context vector: the flow is a conditional density
+``p(x | context)``. ``flow.distribution(context)`` is a ``TransformedDistribution``;
+:func:`fit_flow` trains by maximum likelihood with Adam, minibatches, early stopping on held-out
+data, a progress bar and checkpoint/resume (the shared :func:`bayeskit.training.train`).
+
+Example:
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(300, 2, generator=g)
+    >>> c = torch.randn(300, 1, generator=g)
+    >>> flow = Flow(2, kind="nsf", hidden=(8,), context_dim=1)
+    >>> _ = fit_flow(flow, x, context=c, epochs=1, generator=g)
+    >>> flow.log_prob(x[:4], c[:4]).shape, flow.sample(5, c[0], generator=g).shape
+    (torch.Size([4]), torch.Size([5, 2]))
 """
 
 from __future__ import annotations
@@ -18,188 +25,102 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.distributions import (
-    AffineTransform,
-    Independent,
-    Normal,
-    TransformedDistribution,
-    constraints,
-)
+from torch.distributions import AffineTransform, Independent, Normal, TransformedDistribution
 from torch.distributions.transforms import Transform
 
+from bayeskit.distributions.flow_layers import (
+    AffineCoupling,
+    ConditionalTransform,
+    MaskedAutoregressiveAffine,
+    MaskedAutoregressiveSpline,
+    Permute,
+    SplineCoupling,
+)
 from bayeskit.errors import ArgumentValueError, ShapeError
-from bayeskit.nn import mlp
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
 from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
 
-__all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "Permute", "Flow", "fit_flow"]
+__all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "MaskedAutoregressiveSpline",
+           "SplineCoupling", "Permute", "Flow", "fit_flow", "FLOW_KINDS"]
 
-_VECTOR = constraints.independent(constraints.real, 1)
-
-
-class _MaskedLinear(nn.Linear):
-    def __init__(self, n_in: int, n_out: int, mask: torch.Tensor):
-        super().__init__(n_in, n_out)
-        self.register_buffer("mask", mask)
-
-    def forward(self, x):
-        return nn.functional.linear(x, self.weight * self.mask, self.bias)
-
-
-class _MADE(nn.Module):
-    """Autoregressive network: output ``i`` (shift and log-scale) depends on ``x_<i`` only."""
-
-    def __init__(self, dim: int, hidden: tuple[int, ...]):
-        super().__init__()
-        degrees = [torch.arange(1, dim + 1)]
-        for h in hidden:
-            degrees.append(torch.arange(h) % max(dim - 1, 1) + 1)
-        layers: list[nn.Module] = []
-        for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True):
-            layers += [_MaskedLinear(len(d_in), len(d_out), (d_out[:, None] >= d_in[None]).float()),
-                       nn.ReLU()]
-        out_deg = torch.arange(1, dim + 1).repeat(2)
-        last = _MaskedLinear(len(degrees[-1]), 2 * dim,
-                             (out_deg[:, None] > degrees[-1][None]).float())
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
-        self.dim = dim
-
-    def forward(self, x):
-        shift, log_scale = self.net(x).chunk(2, dim=-1)
-        return shift, torch.tanh(log_scale / 3) * 3  # bounded log-scales keep training stable
-
-
-class _ModuleTransform(Transform):
-    """A Transform that owns an ``nn.Module`` (its parameters are trained by the Flow)."""
-
-    domain = _VECTOR
-    codomain = _VECTOR
-    bijective = True
-
-    def __init__(self, module: nn.Module):
-        super().__init__(cache_size=0)
-        self.module = module
-
-    def __eq__(self, other):
-        return self is other
-
-    def __hash__(self):
-        return id(self)
-
-
-class MaskedAutoregressiveAffine(_ModuleTransform):
-    """MAF layer mapping noise ``z`` to data ``x`` (event ``[..., D]``)."""
-
-    def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64)):
-        super().__init__(_MADE(dim, hidden))
-        self.dim = dim
-
-    def _call(self, z):  # noise -> data: D sequential passes
-        x = torch.zeros_like(z)
-        for i in range(self.dim):
-            shift, log_scale = self.module(x)
-            x = torch.cat([x[..., :i], z[..., i:i + 1] * log_scale[..., i:i + 1].exp()
-                           + shift[..., i:i + 1], x[..., i + 1:]], dim=-1)
-        return x
-
-    def _inverse(self, x):  # data -> noise: one pass
-        shift, log_scale = self.module(x)
-        return (x - shift) * torch.exp(-log_scale)
-
-    def log_abs_det_jacobian(self, z, x):
-        return self.module(x)[1].sum(-1)
-
-
-class AffineCoupling(_ModuleTransform):
-    """RealNVP coupling: the second half is scaled/shifted by a network of the first half."""
-
-    def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64)):
-        if dim < 2:
-            raise ValueError("AffineCoupling needs at least 2 dimensions")
-        self.split = dim // 2
-        super().__init__(mlp((self.split, *hidden, 2 * (dim - self.split)), zero_last=True))
-
-    def _params(self, a):
-        shift, log_scale = self.module(a).chunk(2, dim=-1)
-        return shift, torch.tanh(log_scale / 3) * 3
-
-    def _call(self, z):
-        a, b = z[..., :self.split], z[..., self.split:]
-        shift, log_scale = self._params(a)
-        return torch.cat([a, b * log_scale.exp() + shift], dim=-1)
-
-    def _inverse(self, x):
-        a, b = x[..., :self.split], x[..., self.split:]
-        shift, log_scale = self._params(a)
-        return torch.cat([a, (b - shift) * torch.exp(-log_scale)], dim=-1)
-
-    def log_abs_det_jacobian(self, z, x):
-        return self._params(z[..., :self.split])[1].sum(-1)
-
-
-class Permute(Transform):
-    """Reorder the coordinates of ``[..., D]`` events by ``perm`` (log-det 0)."""
-
-    domain = _VECTOR
-    codomain = _VECTOR
-    bijective = True
-
-    def __init__(self, perm: torch.Tensor):
-        super().__init__(cache_size=0)
-        p = as_tensor(perm, "perm", dtype=torch.float64, ndim=1)
-        if not torch.equal(torch.sort(p).values, torch.arange(len(p), dtype=p.dtype)):
-            raise ArgumentValueError(f"perm must be a permutation of 0..{len(p) - 1}, got "
-                                     f"{p.long().tolist()}")
-        self.perm = p.long()
-        self.inv_perm = torch.argsort(self.perm)
-
-    def __eq__(self, other):
-        return isinstance(other, Permute) and torch.equal(self.perm, other.perm)
-
-    def __hash__(self):
-        return hash(tuple(self.perm.tolist()))
-
-    def _call(self, x):
-        return x[..., self.perm]
-
-    def _inverse(self, y):
-        return y[..., self.inv_perm]
-
-    def log_abs_det_jacobian(self, x, y):
-        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+FLOW_KINDS = ("maf", "realnvp", "nsf", "nsf-coupling")
 
 
 class Flow(nn.Module):
-    """A normalising flow: standard-normal base, ``layers`` transforms, standardisation.
+    """A normalising flow: standard-normal base, ``num_layers`` layers, standardisation.
 
     Args:
         dim: event size ``D``.
-        kind: ``"maf"`` or ``"realnvp"``.
-        num_layers: number of MAF/coupling layers (coordinates reversed between them).
+        kind: ``"maf"`` (masked autoregressive affine), ``"realnvp"`` (affine coupling),
+            ``"nsf"`` (autoregressive rational-quadratic splines with linear tails) or
+            ``"nsf-coupling"`` (coupling splines: one pass both ways).
+        num_layers: number of layers (coordinates reversed between them).
         hidden: hidden widths of each layer's network.
+        context_dim: size ``C`` of a context vector (0: an unconditional flow).
+        bins, bound, affine: spline settings of the NSF kinds (see
+            :class:`~bayeskit.distributions.flow_layers.MaskedAutoregressiveSpline`);
+            ``bound`` is in standardised units.
+
+    Shapes: ``log_prob(x [..., D], context [..., C])`` -> ``[...]``;
+    ``sample(n, context [C])`` -> ``[n, D]``, ``sample(n, context [B, C])`` -> ``[n, B, D]``.
     """
 
     def __init__(self, dim: int, kind: str = "maf", num_layers: int = 3,
-                 hidden: tuple[int, ...] = (64, 64)):
+                 hidden: tuple[int, ...] = (64, 64), *, context_dim: int = 0, bins: int = 8,
+                 bound: float = 4.0, affine: bool = True):
         super().__init__()
         dim = as_int(dim, "dim", positive=True)
         num_layers = as_int(num_layers, "num_layers", positive=True)
-        self.dim, self.kind = dim, check_choice(kind, "kind", ("maf", "realnvp"))
-        layer = MaskedAutoregressiveAffine if kind == "maf" else AffineCoupling
-        self.layers = [layer(dim, hidden) for _ in range(num_layers)]
+        context_dim = as_int(context_dim, "context_dim", nonnegative=True)
+        self.dim, self.kind = dim, check_choice(kind, "kind", FLOW_KINDS)
+        self.context_dim = context_dim
+        if kind in ("realnvp", "nsf-coupling") and dim < 2:
+            raise ArgumentValueError(f"kind={kind!r} needs dim >= 2 (a coupling layer splits "
+                                     "the coordinates); use 'maf' or 'nsf' for dim 1")
+
+        def layer():
+            if kind == "maf":
+                return MaskedAutoregressiveAffine(dim, hidden, context_dim)
+            if kind == "realnvp":
+                return AffineCoupling(dim, hidden, context_dim)
+            spline = MaskedAutoregressiveSpline if kind == "nsf" else SplineCoupling
+            return spline(dim, hidden, bins=bins, bound=bound, affine=affine,
+                          context_dim=context_dim)
+
+        self.layers: list[ConditionalTransform] = [layer() for _ in range(num_layers)]
         self.nets = nn.ModuleList([t.module for t in self.layers])
         self.register_buffer("loc", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
+        self.register_buffer("context_loc", torch.zeros(context_dim))
+        self.register_buffer("context_scale", torch.ones(context_dim))
 
-    def standardise(self, x: torch.Tensor) -> None:
-        """Fix the final affine map to the data's mean and sd (as float buffers)."""
+    def standardise(self, x: torch.Tensor, context: torch.Tensor | None = None) -> None:
+        """Fix the final affine map to the data's mean and sd, and the context's
+        standardisation (buffers, not trained)."""
         self.loc.copy_(x.mean(0))
         self.scale.copy_(x.std(0).clamp_min(1e-8))
+        if context is not None and self.context_dim:
+            self.context_loc.copy_(context.mean(0))
+            self.context_scale.copy_(context.std(0).clamp_min(1e-8))
 
-    def distribution(self) -> TransformedDistribution:
+    def _context(self, context) -> torch.Tensor | None:
+        if self.context_dim == 0:
+            if context is not None:
+                raise ArgumentValueError("this flow is unconditional (context_dim=0); pass no "
+                                         "context or build Flow(..., context_dim=C)")
+            return None
+        if context is None:
+            raise ArgumentValueError(f"this flow is conditional: pass a context [..., "
+                                     f"{self.context_dim}]")
+        c = as_tensor(context, "context", dtype=self.loc.dtype)
+        if c.dim() < 1 or c.shape[-1] != self.context_dim:
+            raise ShapeError(f"context must be [..., {self.context_dim}], got {tuple(c.shape)}")
+        return (c - self.context_loc) / self.context_scale
+
+    def distribution(self, context: torch.Tensor | None = None) -> TransformedDistribution:
+        """``p(x | context)`` as a ``TransformedDistribution`` (event ``[D]``)."""
+        c = self._context(context)
         base = Independent(Normal(torch.zeros(self.dim, dtype=self.loc.dtype),
                                   torch.ones(self.dim, dtype=self.loc.dtype)), 1)
         reverse = Permute(torch.arange(self.dim - 1, -1, -1))
@@ -207,17 +128,22 @@ class Flow(nn.Module):
         for i, t in enumerate(self.layers):
             if i:
                 parts.append(reverse)
-            parts.append(t)
+            parts.append(t.conditioned(c))
         parts.append(AffineTransform(self.loc, self.scale, event_dim=1))
         return TransformedDistribution(base, parts)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``log p(x | context)``: ``x`` ``[..., D]``, context ``[..., C]`` -> ``[...]``."""
+        if not isinstance(x, torch.Tensor):
+            x = as_tensor(x, "x", dtype=self.loc.dtype)
         if x.dim() < 1 or x.shape[-1] != self.dim:
             raise ShapeError(f"inputs must be [..., {self.dim}], got {tuple(x.shape)}")
-        return self.distribution().log_prob(x)
+        return self.distribution(context).log_prob(x)
 
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws ``[n, D]`` (base noise from ``generator`` when given).
+    def sample(self, n: int, context: torch.Tensor | None = None, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws ``[n, D]`` (``[n, B, D]`` for a context ``[B, C]``); base noise from
+        ``generator`` when given.
 
         Example:
             >>> Flow(2, hidden=(8,)).sample(3, generator=torch.Generator().manual_seed(0)).shape
@@ -226,8 +152,10 @@ class Flow(nn.Module):
         n = as_int(n, "n", positive=True)
         check_generator(generator)
         with torch.no_grad():
-            dist = self.distribution()
-            x = torch.randn(n, self.dim, dtype=self.loc.dtype, device=self.loc.device,
+            dist = self.distribution(context)
+            batch = () if context is None or dist.transforms[0].context is None else \
+                tuple(dist.transforms[0].context.shape[:-1])
+            x = torch.randn(n, *batch, self.dim, dtype=self.loc.dtype, device=self.loc.device,
                             generator=generator)
             for t in dist.transforms:
                 x = t(x)
@@ -244,13 +172,17 @@ def _check_samples(x, dim: int, name: str, dtype: torch.dtype) -> torch.Tensor:
     return x
 
 
-def fit_flow(flow: Flow, samples: torch.Tensor, *, epochs: int = 100, batch_size: int = 256,
+def fit_flow(flow: Flow, samples: torch.Tensor, *, context: torch.Tensor | None = None,
+             epochs: int = 100, batch_size: int = 256,
              lr: float = 1e-3, val_fraction: float = 0.1, patience: int = 10,
              max_seconds: float | None = None, generator: torch.Generator | None = None,
              checkpoint: str | Path | None = None, resume: bool = True,
              overwrite: bool = False, progress: bool = False, callback=None) -> dict:
     """Maximum-likelihood training with Adam (the shared :func:`bayeskit.training.train`);
     returns the history (``train_nll``, ``val_nll``, ``seconds`` per epoch).
+
+    ``samples`` ``[N, D]``; for a conditional flow, ``context`` ``[N, C]`` holds each
+    sample's context (row ``n`` of both is one observation of ``(x, context)``).
 
     A random ``val_fraction`` of the samples (chosen with ``generator``) is held out; early
     stopping keeps the parameters with the best validation NLL (``patience`` epochs). With
@@ -267,6 +199,16 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, epochs: int = 100, batch_size
         2
     """
     x = _check_samples(samples, flow.dim, "samples", flow.loc.dtype)
+    if (context is None) != (flow.context_dim == 0):
+        raise ArgumentValueError(
+            "pass context [N, C] exactly when the flow is conditional (context_dim="
+            f"{flow.context_dim})")
+    c = None
+    if context is not None:
+        c = _check_samples(context, flow.context_dim, "context", flow.loc.dtype)
+        if c.shape[0] != x.shape[0]:
+            raise ShapeError(f"context has {c.shape[0]} rows but samples have {x.shape[0]}: "
+                             "one context per sample")
     val_fraction = as_scalar(val_fraction, "val_fraction", low=0.0, low_open=True, high=1.0,
                              high_open=True)
     patience = as_int(patience, "patience", nonnegative=True)
@@ -276,22 +218,27 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, epochs: int = 100, batch_size
     perm = torch.randperm(x.shape[0], generator=g)
     n_val = max(1, int(val_fraction * x.shape[0]))
     val, train_x = x[perm[:n_val]], x[perm[n_val:]]
+    val_c, train_c = (None, None) if c is None else (c[perm[:n_val]], c[perm[n_val:]])
     if train_x.shape[0] < 1:
         raise ShapeError("no training samples left after the validation split; pass more "
                          "samples or a smaller val_fraction")
     seed = int(torch.randint(2**31, (1,), generator=g))  # shuffling of every epoch
-    flow.standardise(train_x)
+    flow.standardise(train_x, train_c)
     ckpt = None if checkpoint is None else Checkpoint(
-        checkpoint, kind="flow", data=fingerprint(x), resume=resume, overwrite=overwrite,
+        checkpoint, kind="flow", data=fingerprint(x) if c is None else fingerprint(x, c),
+        resume=resume, overwrite=overwrite,
         settings=fingerprint(batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                              generator=start_state, kind=flow.kind))
 
     def loss_fn(batch, rows, _generator):
-        (xb,) = batch
-        return -flow.log_prob(xb[rows]).sum() / xb.shape[0]
+        xb = batch[0]
+        cb = None if c is None else batch[1][rows]
+        return -flow.log_prob(xb[rows], cb).sum() / xb.shape[0]
 
-    history = train(flow, loss_fn, (train_x,), epochs=epochs, batch_size=batch_size, lr=lr,
-                    seed=seed, validate=lambda: -flow.log_prob(val).mean(), patience=patience,
+    data = (train_x,) if c is None else (train_x, train_c)
+    history = train(flow, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                    seed=seed, validate=lambda: -flow.log_prob(val, val_c).mean(),
+                    patience=patience,
                     max_seconds=max_seconds, checkpoint=ckpt, progress=progress, desc="flow",
                     callback=None if callback is None else (lambda e: callback(e, flow)))
     return {"train_nll": history["train_loss"], "val_nll": history["val_loss"],

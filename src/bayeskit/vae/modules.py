@@ -27,9 +27,10 @@ from torch.distributions import (
     RelaxedOneHotCategorical,
 )
 
-from bayeskit.distributions.flows import AffineCoupling, Permute
+from bayeskit.distributions.flow_layers import AffineCoupling, Permute, SplineCoupling
+from bayeskit.errors import ArgumentValueError
 from bayeskit.nn import mlp
-from bayeskit.validation import as_scalar
+from bayeskit.validation import as_scalar, check_choice
 
 __all__ = ["mlp", "GaussianEncoder", "FlowEncoder", "RelaxedCategoricalEncoder",
            "BernoulliDecoder", "GaussianDecoder", "CategoricalDecoder"]
@@ -61,8 +62,21 @@ class GaussianEncoder(nn.Module):
             latent_dim + latent_dim * (latent_dim + 1) // 2
         self.net = mlp((input_dim, *hidden, n_out))
 
-    def params(self, x: torch.Tensor):
-        out = self.net(x)
+    @property
+    def feature_dim(self) -> int:
+        """Width of :meth:`features` (the last hidden layer, or the input without one)."""
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        return linears[-1].in_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations ``[..., feature_dim]`` (a flow encoder's
+        context)."""
+        return self.net[:-1](x)
+
+    def params(self, x: torch.Tensor, features: torch.Tensor | None = None):
+        """``(mu, log-variance)`` or ``(mu, scale_tril)``; pass ``features`` when already
+        computed."""
+        out = self.net[-1](self.features(x) if features is None else features)
         mu, rest = out[..., :self.latent_dim], out[..., self.latent_dim:]
         if self.covariance == "diagonal":
             return mu, rest  # rest = log variance
@@ -83,8 +97,9 @@ class GaussianEncoder(nn.Module):
               dtype=torch.float32) -> torch.Tensor:
         return torch.randn(num_samples, batch, self.latent_dim, generator=generator, dtype=dtype)
 
-    def sample(self, x: torch.Tensor, noise: torch.Tensor):
-        mu, p = self.params(x)
+    def sample(self, x: torch.Tensor, noise: torch.Tensor,
+               features: torch.Tensor | None = None):
+        mu, p = self.params(x, features)
         if self.covariance == "diagonal":
             sd = torch.exp(0.5 * p)
             z = mu + sd * noise
@@ -97,29 +112,68 @@ class GaussianEncoder(nn.Module):
 
 
 class FlowEncoder(nn.Module):
-    """A Gaussian encoder enriched by ``num_flows`` affine-coupling layers (RealNVP, from
-    :mod:`bayeskit.distributions.flows`): ``z = T(z0)``, ``z0 ~ q0(z | x)``, with
-    ``log q(z | x) = log q0(z0 | x) - sum log|det dT|`` accumulated on the forward pass."""
+    """A Gaussian encoder enriched by a conditional flow: ``z0 ~ q0(z | x)`` from ``base``,
+    then ``num_flows`` coupling layers (coordinates reversed between them) whose networks
+    also read the context ``h(x)``, the base encoder's last hidden features, so the flow's
+    shape adapts to each ``x``:
 
-    def __init__(self, base: GaussianEncoder, num_flows: int = 2, hidden: tuple[int, ...] = (64,)):
+        log q(z | x) = log q0(z0 | x) - sum_l log|det dT_l(. ; h(x))|
+
+    accumulated on the forward pass.
+
+    Args:
+        base: the Gaussian encoder (its features are the context).
+        num_flows: coupling layers.
+        hidden: hidden widths of each layer's network.
+        kind: ``"realnvp"`` (affine coupling) or ``"nsf"`` (rational-quadratic spline
+            coupling with linear tails; ``bins``, ``bound`` as in
+            :class:`~bayeskit.distributions.flow_layers.SplineCoupling`).
+
+    Example:
+        >>> enc = FlowEncoder(GaussianEncoder(6, 2, hidden=(8,)), hidden=(8,), kind="nsf")
+        >>> z, log_q = enc.sample(torch.rand(5, 6), enc.noise(3, 5))
+        >>> z.shape, log_q.shape
+        (torch.Size([3, 5, 2]), torch.Size([3, 5]))
+    """
+
+    def __init__(self, base: GaussianEncoder, num_flows: int = 2, hidden: tuple[int, ...] = (64,),
+                 kind: str = "realnvp", bins: int = 8, bound: float = 4.0):
         super().__init__()
         if base.latent_dim < 2:
-            raise ValueError("a coupling flow needs latent_dim >= 2")
-        self.base = base
+            raise ArgumentValueError("a coupling flow needs latent_dim >= 2")
+        check_choice(kind, "kind", ("realnvp", "nsf"))
+        self.base, self.kind = base, kind
         self.input_dim, self.latent_dim = base.input_dim, base.latent_dim
-        self.layers = [AffineCoupling(base.latent_dim, hidden) for _ in range(num_flows)]
+        c = base.feature_dim
+        if kind == "realnvp":
+            self.layers = [AffineCoupling(base.latent_dim, hidden, context_dim=c)
+                           for _ in range(num_flows)]
+        else:
+            self.layers = [SplineCoupling(base.latent_dim, hidden, bins=bins, bound=bound,
+                                          context_dim=c) for _ in range(num_flows)]
         self.nets = nn.ModuleList([t.module for t in self.layers])
         self.reverse = Permute(torch.arange(base.latent_dim - 1, -1, -1))
+
+    def transforms(self, x: torch.Tensor, features: torch.Tensor | None = None) -> list:
+        """The flow for inputs ``x`` ``[B, D]``: ``[T_1, reverse, T_2, reverse, ...]`` mapping
+        ``z0`` ``[..., B, L]`` to ``z`` (``TransformedDistribution(base.distribution(x),
+        transforms(x))`` is ``q(z | x)``)."""
+        h = self.base.features(x) if features is None else features
+        parts = []
+        for t in self.layers:
+            parts += [t.conditioned(h), self.reverse]
+        return parts
 
     def noise(self, num_samples, batch, generator=None, dtype=torch.float32):
         return self.base.noise(num_samples, batch, generator, dtype)
 
     def sample(self, x: torch.Tensor, noise: torch.Tensor):
-        z, log_q = self.base.sample(x, noise)
-        for t in self.layers:
+        h = self.base.features(x)
+        z, log_q = self.base.sample(x, noise, features=h)
+        for t in self.transforms(x, features=h):
             z_next = t(z)
             log_q = log_q - t.log_abs_det_jacobian(z, z_next)
-            z = self.reverse(z_next)
+            z = z_next
         return z, log_q
 
 

@@ -65,43 +65,54 @@ def run(ctx: Context) -> TopicResult:
     res.add("Banana K=5: |log-det - autodiff log|det J||", report["log_det"], 0.0,
             source="volume preserving", tolerance=1e-12)
 
-    # a masked autoregressive flow learned from samples of p_Y, against the exact density
+    # a masked autoregressive flow and a neural spline flow (rational-quadratic splines,
+    # linear tails) learned from the same raw samples of p_Y: Flow standardises itself
+    # (zuko's NSF on the raw data ends ~1.4 nats off), against the exact density
     n_train = 4000 if ctx.quick else 20_000
     train, test = y[:n_train].float(), y[n_train:n_train + 5000].float()
     exact_nll = float(-p_y.log_prob(test.double()).mean())
-    torch.manual_seed(ctx.seed + 1)
-    flow = Flow(2, kind="maf", num_layers=3, hidden=(64, 64))
-    fit_flow(flow, train, epochs=15 if ctx.quick else 60, batch_size=256, lr=1e-3, patience=5,
-             generator=torch.Generator().manual_seed(ctx.seed))
-    with torch.no_grad():
-        flow_nll = float(-flow.log_prob(test).mean())
-    res.add(f"MAF test NLL ({n_train} training samples) vs exact test NLL", flow_nll,
-            exact_nll, source="exact banana density", tolerance=0.15 if ctx.quick else 0.05)
+    flows = {}
+    for offset, (kind, name) in enumerate((("maf", "MAF (3 layers)"),
+                                           ("nsf", "NSF (3 spline layers)"))):
+        torch.manual_seed(ctx.seed + 1 + offset)
+        flow = Flow(2, kind=kind, num_layers=3, hidden=(64, 64))
+        fit_flow(flow, train, epochs=15 if ctx.quick else 60, batch_size=256, lr=1e-3,
+                 patience=5, generator=torch.Generator().manual_seed(ctx.seed))
+        with torch.no_grad():
+            nll = float(-flow.log_prob(test).mean())
+        res.add(f"{kind.upper()} test NLL ({n_train} training samples) vs exact test NLL", nll,
+                exact_nll, source="exact banana density", tolerance=0.15 if ctx.quick else 0.05)
+        flows[name] = flow
 
     _figures(res, ctx, x, y, p_x, grid_y, logp_y)
-    _flow_figure(res, ctx, flow, grid_y, logp_y, test)
+    _flow_figure(res, ctx, flows, grid_y, logp_y, test)
     return res
 
 
-def _flow_figure(res, ctx, flow, grid_y, logp_y, test):
+def _flow_figure(res, ctx, flows, grid_y, logp_y, test):
     plt = pyplot()
+    X, Y = grid_y.dense()
+    panels = [("exact p_Y", logp_y.exp())]
     with torch.no_grad():
-        X, Y = grid_y.dense()
         pts = grid_y.points().float()
-        logq = torch.cat([flow.log_prob(c) for c in torch.split(pts, 50_000)])
-        dens_q = grid_y.reshape(logq.double()).exp()
+        for name, flow in flows.items():
+            logq = torch.cat([flow.log_prob(c) for c in torch.split(pts, 50_000)])
+            panels.append((f"learned {name}", grid_y.reshape(logq.double()).exp()))
     fractions = torch.tensor([0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8], dtype=F64)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, dens, title in ((axes[0], logp_y.exp(), "exact p_Y"),
-                            (axes[1], dens_q, "learned MAF (3 layers)")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (title, dens) in zip(axes, panels, strict=True):
         ax.contour(X, Y, dens, levels=(fractions * dens.max()).tolist(), cmap="viridis")
         ax.scatter(test[:500, 0], test[:500, 1], s=2, color="k", alpha=0.3)
         ax.set_xlim(-4, 4)
         ax.set_ylim(-14, 3)
+        ax.set_xlabel("y_1")
+        ax.set_ylabel("y_2")
         ax.set_title(title)
     save(fig, ctx.path("bijectors_flow.png"))
-    res.figures.append(Figure("bijectors_flow.png", "The density of a masked autoregressive "
-                              "flow fitted by maximum likelihood, next to the truth."))
+    res.figures.append(Figure("bijectors_flow.png", "Densities of a masked autoregressive flow "
+                              "and a neural spline flow, each fitted by maximum likelihood to "
+                              "the raw samples, next to the truth (contours at fixed fractions "
+                              "of each density's maximum; dots: test samples)."))
 
 
 def _figures(res, ctx, x, y, p_x: MultivariateNormal, grid_y, logp_y):
