@@ -1,6 +1,8 @@
-"""Gaussian processes: kernels, likelihoods, exact GPR, SGPR and SVGP."""
+"""Gaussian processes: kernels, likelihoods, exact GPR, SGPR, SVGP and the Pólya-gamma
+augmented SVGP."""
 
 from bayeskit.gp import inducing
+from bayeskit.gp.augmented import PolyaGammaSVGP
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import (
     Kernel,
@@ -19,7 +21,7 @@ from bayeskit.gp.posterior import GPPosterior, as_posterior
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "GPPosterior", "as_posterior", "inducing", "Kernel",
-           "Matern", "SquaredExponential", "RationalQuadratic", "Periodic", "Linear", "Scale",
-           "Sum", "Product", "ZeroMean", "ConstantMean", "LinearMean", "Bernoulli",
+__all__ = ["GPR", "SGPR", "SVGP", "PolyaGammaSVGP", "GPPosterior", "as_posterior", "inducing",
+           "Kernel", "Matern", "SquaredExponential", "RationalQuadratic", "Periodic", "Linear",
+           "Scale", "Sum", "Product", "ZeroMean", "ConstantMean", "LinearMean", "Bernoulli",
            "Gaussian", "Poisson", "StudentT"]

@@ -250,19 +250,32 @@ class SVGP(GPModel):
         self._natural_step(X, y, gamma, batch_size)
 
     def _natural_step(self, X, y, gamma, batch_size):
+        s2 = self.likelihood.variance.to(self.dtype)
+        self._conjugate_step(X, torch.full_like(y, 1.0) / s2, (y - self._prior_mean(X)) / s2,
+                             gamma, batch_size)
+
+    def _conjugate_step(self, X, weights, targets, gamma, batch_size):
+        """Natural-gradient step of size ``gamma`` on ``q(u)`` towards the posterior under
+        Gaussian sites ``exp(targets_n g_n - weights_n g_n^2 / 2)`` on ``g = f - m(X)`` (a
+        Gaussian likelihood: ``weights = 1/s2``, ``targets = (y - m)/s2``; the Polya-gamma
+        augmented Bernoulli: ``weights = E[omega]``, ``targets = kappa - E[omega] m``).
+        In whitened coordinates ``v = L^-1 u`` with ``A = L^-1 K_uX``:
+
+            Lambda <- (1 - gamma) Lambda + gamma (I + (N/B) A diag(weights) A^T)
+            eta    <- (1 - gamma) eta    + gamma (N/B) A targets
+        """
         m = self.Z.shape[0]
         eye = torch.eye(m, dtype=self.dtype, device=self.Z.device)
         L = self._prior_factor()
-        s2 = self.likelihood.variance.to(self.dtype)
         A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
         B = X.shape[0] if batch_size is None else batch_size
         scale = self.num_data / B
-        stats = [A @ A.mT, A @ (y - self._prior_mean(X))]
+        stats = [(A * weights) @ A.mT, A @ targets]
         if world()[1] > 1:
             for t in stats:
                 torch.distributed.all_reduce(t)
-        target_prec = eye + scale * stats[0] / s2
-        target_eta = scale * stats[1] / s2
+        target_prec = eye + scale * stats[0]
+        target_eta = scale * stats[1]
         # current q(v) in natural parameters (v = L^-1 u)
         Sv = self.q_sqrt if self.whiten else torch.linalg.solve_triangular(L, self.q_sqrt,
                                                                             upper=False)

@@ -1,0 +1,225 @@
+"""Pólya-gamma augmented sparse variational GP classification (Wenzel, Galy-Fajou, Donner,
+Kloft & Opper, AAAI 2019), for labels and binomial counts.
+
+For ``y_n`` successes of ``b_n`` trials, ``p(y | f) = C(b, y) sigma(f)^y sigma(-f)^(b - y)
+= C(b, y) 2^-b exp(kappa f) cosh(f/2)^-b`` with ``kappa = y - b/2``, and the Pólya-gamma
+identity ``cosh(f/2)^-b = E_{PG(omega | b, 0)}[exp(-omega f^2 / 2)]`` makes the likelihood
+Gaussian in ``f`` given ``omega``. With ``q(u) = N(m, S)`` and ``q(omega_n) = PG(b_n, c_n)``
+the augmented ELBO is
+
+    sum_n [log C - b log 2 + kappa mu_n - theta_n E f_n^2 / 2 - b log cosh(c_n/2)
+           + c_n^2 theta_n / 2] - KL[q(u) || p(u)],     theta_n = E[omega_n] = b tanh(c/2)/(2c)
+
+(``mu_n, E f_n^2`` under ``q(f_n)``). It is conditionally conjugate: the optimal
+``c_n = sqrt(E f_n^2)`` (local step), and the optimal ``q(u)`` given ``q(omega)`` is the
+posterior under Gaussian sites with precisions ``theta_n`` and targets ``kappa_n``, so
+``q(u)`` moves by closed-form natural-gradient steps (SVI, Hoffman et al. 2013) with a
+Robbins-Monro step ``rho_t = (t + tau)^-kappa_rm``. At the optimal ``c`` the ``theta`` terms
+cancel and the bound is ``sum_n E[log p(y_n | f_n)]`` with ``E log cosh(f/2)`` replaced by
+``log cosh(sqrt(E f^2)/2)`` (Jensen: never above the true ELBO). Hyperparameters and inducing
+points take Adam steps on that bound between the natural-gradient steps (the hybrid scheme).
+
+Example:
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.rand(200, 1, dtype=torch.float64, generator=g) * 6 - 3
+    >>> y = (torch.rand(200, dtype=torch.float64, generator=g) < torch.sigmoid(3 * X[:, 0]))
+    >>> m = PolyaGammaSVGP(X[::10], num_data=200)
+    >>> _ = m.fit(X, y.double(), epochs=20, batch_size=200)
+    >>> p = m.predict_y(torch.tensor([[-2.0], [2.0]], dtype=torch.float64))[0]
+    >>> bool(p[0] < 0.2 and p[1] > 0.8)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
+from bayeskit.distributions.polyagamma import polya_gamma_mean
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
+from bayeskit.gp.exact import check_data
+from bayeskit.gp.kernels import Kernel
+from bayeskit.gp.likelihoods import Bernoulli
+from bayeskit.gp.svgp import SVGP
+from bayeskit.training import Checkpoint, fingerprint
+from bayeskit.training.trainer import train
+from bayeskit.validation import as_scalar, as_tensor
+
+__all__ = ["PolyaGammaSVGP"]
+
+
+def _log_cosh_half(c: torch.Tensor) -> torch.Tensor:
+    """``log cosh(c / 2)`` without overflow."""
+    a = c.abs() / 2
+    return a + torch.log1p(torch.exp(-2 * a)) - math.log(2.0)
+
+
+class PolyaGammaSVGP(SVGP):
+    """SVGP for binary labels (``y`` in {0, 1}) or binomial counts (``y`` of ``trials``)
+    with the logistic link, trained by Pólya-gamma augmented closed-form natural-gradient
+    steps on ``q(u)`` and Adam on the hyperparameters and inducing points.
+
+    Same constructor, posterior and ``predict_f``/``predict_y`` contract as :class:`SVGP`
+    (``predict_y`` gives ``P(y = 1)``, the success probability per trial). Shapes: ``X``
+    ``[N, D]``, ``y`` and ``trials`` ``[N]``.
+    """
+
+    def __init__(self, inducing_points, kernel: Kernel | None = None, *, num_data: int,
+                 whiten: bool = True, jitter: float = 1e-6,
+                 mean_function: nn.Module | None = None):
+        super().__init__(inducing_points, kernel, num_data=num_data, whiten=whiten,
+                         likelihood=Bernoulli("logit"), jitter=jitter,
+                         mean_function=mean_function)
+        # the Robbins-Monro counter: part of the state, so a resumed run takes the same steps
+        self.register_buffer("natural_steps", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ data and moments
+    def check_data(self, X, y, trials=None):
+        """Validated ``(X [N, D], y [N], trials [N])`` in the model's dtype: ``y`` in {0, 1}
+        without ``trials``; whole counts ``0 <= y <= trials`` with them."""
+        if trials is None:
+            X, y = self._check_xy(X, y)
+            return X, y, torch.ones_like(y)
+        X, y = check_data(X, y, dtype=self.dtype)
+        if X.shape[-1] != self.Z.shape[-1]:
+            raise ShapeError(f"X has {X.shape[-1]} feature(s), the inducing points "
+                             f"{self.Z.shape[-1]}")
+        n = as_tensor(trials, "trials", dtype=self.dtype, ndim=1)
+        if n.shape != y.shape:
+            raise ShapeError(f"trials must be [N] like y ({tuple(y.shape)}), got "
+                             f"{tuple(n.shape)}")
+        if not bool(((n >= 1) & (n == torch.round(n))).all()):
+            raise ArgumentValueError("trials must be whole numbers >= 1")
+        if not bool(((y >= 0) & (y <= n) & (y == torch.round(y))).all()):
+            raise ArgumentValueError("y must hold whole success counts with 0 <= y <= trials")
+        return X, y, n
+
+    def _marginals(self, X):
+        """Mean (with the prior mean) and variance of ``q(f(X))``: ``[B]`` each."""
+        L = self._prior_factor()
+        mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
+                                q_sqrt=self.q_sqrt, white=self.whiten)
+        return self._prior_mean(X) + mean, var.clamp_min(0), L
+
+    def local_parameters(self, X, y, trials=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The optimal ``q(omega_n) = PG(b_n, c_n)`` under the current ``q(u)``: returns
+        ``(c [N], theta = E[omega] [N])`` with ``c_n = sqrt(E f_n^2)``."""
+        X, y, n = self.check_data(X, y, trials)
+        with torch.no_grad():
+            mean, var, _ = self._marginals(X)
+            c = torch.sqrt(mean * mean + var)
+            return c, polya_gamma_mean(n, c)
+
+    # ------------------------------------------------------------------------- bounds
+    def _augmented_sum(self, X, y, n, c=None):
+        """``sum_n`` of the augmented per-point terms; ``c=None``: at the optimal ``c``
+        (the theta terms cancel)."""
+        mean, var, L = self._marginals(X)
+        second = mean * mean + var
+        kappa = y - n / 2
+        const = (torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
+                 - n * math.log(2.0))
+        if c is None:
+            terms = const + kappa * mean - n * _log_cosh_half(torch.sqrt(second))
+        else:
+            theta = polya_gamma_mean(n, c)
+            terms = (const + kappa * mean - theta * second / 2 - n * _log_cosh_half(c)
+                     + c * c * theta / 2)
+        return terms.sum(), L
+
+    def augmented_elbo(self, X, y, trials=None, *, c: torch.Tensor | None = None,
+                       batch_size: int | None = None) -> torch.Tensor:
+        """The augmented ELBO (``N/B`` times the minibatch sum, minus the KL); with
+        ``c=None`` at the optimal ``q(omega)``, else at ``q(omega_n) = PG(b_n, c_n)``."""
+        X, y, n = self.check_data(X, y, trials)
+        total, L = self._augmented_sum(X, y, n, c)
+        B = X.shape[0] if batch_size is None else batch_size
+        return self.num_data / B * total - self.kl(L)
+
+    def elbo(self, X, y, trials=None, *, batch_size: int | None = None,
+             kl_weight: float = 1.0, num_points: int = 40) -> torch.Tensor:
+        """The true (non-augmented) ELBO, ``E_q[log p(y | f)]`` by Gauss-Hermite quadrature
+        with ``num_points`` nodes; at least :meth:`augmented_elbo`."""
+        X, y, n = self.check_data(X, y, trials)
+        mean, var, L = self._marginals(X)
+        const = torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
+
+        def log_lik(f):
+            return y.unsqueeze(-1) * f - n.unsqueeze(-1) * nn.functional.softplus(f)
+
+        ell = const + gauss_hermite_expectation(log_lik, mean, var, num_points)
+        B = X.shape[0] if batch_size is None else batch_size
+        return self.num_data / B * ell.sum() - kl_weight * self.kl(L)
+
+    # ----------------------------------------------------------------- natural gradients
+    @torch.no_grad()
+    def natural_gradient_step(self, X, y, trials=None, gamma: float = 1.0, *,
+                              batch_size: int | None = None) -> None:
+        """The local step (optimal ``q(omega)`` on the batch) then one natural-gradient
+        step of size ``gamma`` on ``q(u)``. With ``gamma = 1`` on all the data this is one
+        sweep of coordinate ascent."""
+        gamma = as_scalar(gamma, "gamma", low=0.0, low_open=True, high=1.0)
+        X, y, n = self.check_data(X, y, trials)
+        self._augmented_step(X, y, n, gamma, batch_size)
+
+    def _augmented_step(self, X, y, n, gamma, batch_size):
+        mean, var, _ = self._marginals(X)
+        theta = polya_gamma_mean(n, torch.sqrt(mean * mean + var))
+        self._conjugate_step(X, theta, (y - n / 2) - theta * self._prior_mean(X), gamma,
+                             batch_size)
+
+    def step_size(self, t: int, tau: float, decay: float) -> float:
+        """Robbins-Monro step ``(t + tau)^-decay`` capped at 1 (``sum rho = inf``,
+        ``sum rho^2 < inf`` for ``decay`` in (0.5, 1])."""
+        return min(1.0, (t + tau) ** (-decay))
+
+    def fit(self, X, y=None, trials=None, *, epochs: int = 50, batch_size: int = 256,
+            lr: float = 0.01, tau: float = 1.0, decay: float = 0.6, seed: int = 0,
+            progress: bool = False, checkpoint: str | Path | None = None,
+            resume: bool = True, overwrite: bool = False,
+            natural_gradient: float | None = None) -> list[float]:
+        """Hybrid training on shuffled minibatches: for each batch the local step, a
+        natural-gradient step on ``q(u)`` (size ``rho_t = (t + tau)^-decay``, or 1 when a
+        batch holds all the data, which makes each epoch one coordinate-ascent sweep), then
+        an Adam step (``lr``) on the kernel, mean function and inducing points against the
+        augmented ELBO. Returns the per-epoch mean minibatch augmented ELBO.
+
+        Checkpoint/resume and ``torchrun`` as :meth:`SVGP.fit` (the step counter is saved
+        with the model, so a resumed run takes the same steps).
+        """
+        if natural_gradient is not None:
+            raise ArgumentTypeError("PolyaGammaSVGP always takes natural-gradient steps on "
+                                    "q(u); set their schedule with tau and decay")
+        if y is None:
+            raise ArgumentTypeError("y is required: fit(X, y) or fit(X, y, trials)")
+        X, y, n = self.check_data(X, y, trials)
+        tau = as_scalar(tau, "tau", low=0.0, low_open=True)
+        decay = as_scalar(decay, "decay", low=0.5, high=1.0)
+        full_batch = batch_size >= X.shape[0]
+        variational = {id(self.q_mu), id(self.raw_q_sqrt)}
+        params = [p for p in self.parameters() if id(p) not in variational]
+        ckpt = None if checkpoint is None else Checkpoint(
+            checkpoint, kind="pg-svgp", data=fingerprint(X, y, n), resume=resume,
+            overwrite=overwrite, settings=fingerprint(batch_size=batch_size, lr=lr, seed=seed,
+                                                      tau=tau, decay=decay))
+
+        def loss_fn(batch, rows, _generator):
+            Xb, yb, nb = batch
+            B = Xb.shape[0]
+            Xb, yb, nb = Xb[rows], yb[rows], nb[rows]
+            with torch.no_grad():
+                t = int(self.natural_steps)
+                rho = 1.0 if full_batch else self.step_size(t, tau, decay)
+                self._augmented_step(Xb, yb, nb, rho, B)
+                self.natural_steps += 1
+            total, L = self._augmented_sum(Xb, yb, nb)
+            return -(self.num_data / B * total - Xb.shape[0] / B * self.kl(L))
+
+        history = train(self, loss_fn, (X, y, n), epochs=epochs, batch_size=batch_size, lr=lr,
+                        params=params, seed=seed, checkpoint=ckpt, progress=progress,
+                        desc="PG-SVGP")
+        return [-v for v in history["train_loss"]]
