@@ -66,7 +66,7 @@ def test_classifier_api():
     assert len(table) == 60 and "r_hat" in table.columns
     assert clone(clf).get_params()["num_samples"] == 150
     assert cross_val_score(clone(clf), X, y, cv=2).mean() > 0.6
-    with pytest.raises(ValueError, match="two classes"):
+    with pytest.raises(ValueError, match="Only binary classification"):
         clf.fit(X, y + (X[:, 0] > 1))
     with pytest.raises(ValueError, match="features"):
         clf.predict(np.zeros((2, 3)))

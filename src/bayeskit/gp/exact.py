@@ -169,14 +169,17 @@ class GPR(GPRegressionModel):
         (hyperparameters perturbed on the unconstrained scale), keeping the best. With
         ``log_prior`` (``model -> scalar``) the maximum a posteriori hyperparameters
         instead. ``starts``: parameter values to start from (see
-        :func:`bayeskit.training.optim.fit_with_restarts`), default the current ones."""
+        :func:`bayeskit.training.optim.fit_with_restarts`), default the current ones.
+        ``optimizer_iterations``: the L-BFGS iterations of the best start."""
 
         def objective():
             lml = self.log_marginal_likelihood()
             return -(lml + log_prior(self)) if log_prior is not None else -lml
 
+        info: dict = {}
         fit_with_restarts(self, objective, max_iter=max_iter, restarts=restarts,
-                          seed=as_int(seed, "seed"), starts=starts)
+                          seed=as_int(seed, "seed"), starts=starts, info=info)
+        self.optimizer_iterations = info.get("n_iter", 0)
         self._cache = None
         return self
 

@@ -151,9 +151,12 @@ class SGPR(GPRegressionModel):
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
             starts: list[dict] | None = None) -> SGPR:
         """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS (``restarts``,
-        ``starts``: as for :meth:`bayeskit.gp.GPR.fit`)."""
+        ``starts``: as for :meth:`bayeskit.gp.GPR.fit`); ``optimizer_iterations``: the
+        L-BFGS iterations of the best start."""
+        info: dict = {}
         fit_with_restarts(self, lambda: -self.elbo(), max_iter=max_iter, restarts=restarts,
-                          seed=seed, starts=starts)
+                          seed=seed, starts=starts, info=info)
+        self.optimizer_iterations = info.get("n_iter", 0)
         return self
 
     def posterior(self) -> GPPosterior:

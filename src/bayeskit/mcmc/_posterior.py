@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayeskit.sklearn_compat import BinaryClassifierMixin
+
 __all__ = ["PosteriorClassifierMixin"]
 
 
-class PosteriorClassifierMixin:
+class PosteriorClassifierMixin(BinaryClassifierMixin):
     """``predict_proba``, ``predict_interval``, ``predict`` and ``summary`` from draws.
 
     Subclasses implement ``_prob_draws(X) -> [S, M]`` (``P(y = 1 | x)`` for each posterior
@@ -28,7 +30,8 @@ class PosteriorClassifierMixin:
 
     def predict(self, X) -> np.ndarray:
         """The more probable class (labels as given to ``fit``, see ``classes_``)."""
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        proba = self.predict_proba(X)
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
 
     def summary(self):
         """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the sampled quantities."""

@@ -17,14 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
-from bayeskit.validation import as_binary_labels
+from bayeskit.sklearn_compat import binary_labels, check_features
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
 
@@ -83,7 +83,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
 
     def fit(self, X, y):
         X, y = check_X_y(X, y, dtype=np.float64)
-        y, self.classes_ = as_binary_labels(y)  # any two classes; the larger is "1"
+        y, self.classes_ = binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
         self.X_train_ = torch.as_tensor(X, dtype=F64)
         with torch.no_grad():
@@ -99,11 +99,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
 
     def _latent_draws(self, X) -> tuple[torch.Tensor, torch.Tensor]:
         """Per posterior draw, the mean ``[S, M]`` and variance ``[M]`` of ``f*``."""
-        check_is_fitted(self, "v_samples_")
-        X = torch.as_tensor(check_array(X, dtype=np.float64), dtype=F64)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fit with "
-                             f"{self.n_features_in_}")
+        X = torch.as_tensor(check_features(self, X, "v_samples_"), dtype=F64)
         with torch.no_grad():
             k = self._kernel()
             v = self.v_samples_.reshape(-1, self.v_samples_.shape[-1])

@@ -7,11 +7,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
-from bayeskit.validation import as_binary_labels, as_int
+from bayeskit.sklearn_compat import binary_labels, check_features
+from bayeskit.validation import as_int
 
 __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
 
@@ -86,7 +87,7 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
         ``n_trials`` (binomial regression)."""
         X, y = check_X_y(X, y, dtype=np.float64, y_numeric=n_trials is not None)
         if n_trials is None:  # any two classes; the larger is "1"
-            y, self.classes_ = as_binary_labels(y)
+            y, self.classes_ = binary_labels(y)
         else:
             self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
@@ -102,11 +103,7 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
         return self
 
     def _prob_draws(self, X) -> np.ndarray:
-        check_is_fitted(self, "coef_samples_")
-        X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fit with "
-                             f"{self.n_features_in_}")
+        X = check_features(self, X, "coef_samples_")
         draws = self.coef_samples_.reshape(-1, self.coef_samples_.shape[-1])
         return 1.0 / (1.0 + np.exp(-(draws @ self._features(X).T)))  # [draws, N]
 

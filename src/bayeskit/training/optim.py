@@ -22,10 +22,11 @@ class AllStartsFailedError(BayeskitError, ValueError):
 
 
 def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torch.Tensor],
-                   max_iter: int = 200) -> float:
+                   max_iter: int = 200, info: dict | None = None) -> float:
     """Minimise ``loss()`` over the trainable ``params`` with strong-Wolfe L-BFGS.
 
-    Returns the final loss. A ``ValueError`` from the loss propagates to the caller.
+    Returns the final loss (and, in ``info["n_iter"]``, the L-BFGS iterations taken). A
+    ``ValueError`` from the loss propagates to the caller.
     """
     trainable = [p for p in params if p.requires_grad]
     opt = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -37,6 +38,9 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
         return value
 
     opt.step(closure)
+    if info is not None:
+        state = opt.state_dict()["state"]
+        info["n_iter"] = int(state[0]["n_iter"]) if state else 0
     with torch.no_grad():
         return float(loss())
 
@@ -62,7 +66,8 @@ def _default_perturbed(name: str) -> bool:
 def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], *,
                       max_iter: int = 200, restarts: int = 0, seed: int = 0,
                       starts: list[dict[str, torch.Tensor]] | None = None,
-                      perturbed: Callable[[str], bool] = _default_perturbed) -> float:
+                      perturbed: Callable[[str], bool] = _default_perturbed,
+                      info: dict | None = None) -> float:
     """Minimise ``objective()`` over ``module``'s parameters with L-BFGS from every start
     and ``restarts`` random perturbations of each; leave the module at the best optimum.
 
@@ -74,7 +79,8 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
             with ``seed`` for each start, so runs are reproducible).
 
     Returns:
-        The best objective value.
+        The best objective value (``info["n_iter"]``: the L-BFGS iterations of the best
+        start).
 
     Raises:
         AllStartsFailedError: every start raised a ``ValueError``.
@@ -92,12 +98,15 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
                     for name, p in module.named_parameters():
                         if perturbed(name) and p.requires_grad:
                             p.add_(torch.randn(p.shape, dtype=p.dtype, generator=g))
+            run: dict = {}
             try:
-                value = minimise_lbfgs(module.parameters(), objective, max_iter)
+                value = minimise_lbfgs(module.parameters(), objective, max_iter, run)
             except ValueError:
                 continue
             if value < best_value:
                 best_value, best_state = value, parameter_values(module)
+                if info is not None:
+                    info.update(run)
     if best_state is None:
         raise AllStartsFailedError("every optimisation start failed; rescale the data or the "
                                    "initial hyperparameters")

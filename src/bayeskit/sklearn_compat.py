@@ -1,0 +1,57 @@
+"""scikit-learn conventions shared by every bayeskit estimator (layer 0: imports only
+scikit-learn, errors and validation).
+
+- :func:`check_features`: predict-time input check with scikit-learn's wording for a
+  feature-count mismatch (``"X has 3 features, but Foo is expecting 2 features as input"``).
+- :func:`binary_labels`: any two classes (numbers, strings, booleans) through ``classes_``,
+  with scikit-learn's errors for continuous targets ("Unknown label type") and one class.
+- :class:`BinaryClassifierMixin`: declares the binary-only tag (scikit-learn >= 1.6 tags
+  API) so ``parametrize_with_checks`` tests two-class problems.
+
+Supported scikit-learn: >= 1.6 (the tags API); tested with 1.9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from bayeskit.errors import ArgumentValueError, ShapeError
+from bayeskit.validation import as_binary_labels
+
+__all__ = ["check_features", "binary_labels", "BinaryClassifierMixin"]
+
+
+def check_features(estimator, X, fitted_attribute: str) -> np.ndarray:
+    """``X`` as a float64 array after ``check_is_fitted(estimator, fitted_attribute)``;
+    a ``ValueError`` in scikit-learn's words when the feature count differs from fit."""
+    check_is_fitted(estimator, fitted_attribute)
+    X = check_array(X, dtype=np.float64)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ShapeError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+                         f"expecting {estimator.n_features_in_} features as input")
+    return X
+
+
+def binary_labels(y):
+    """``(codes as a float64 tensor of 0/1, classes_)`` for two-class targets."""
+    check_classification_targets(y)  # "Unknown label type: continuous ..."
+    classes = np.unique(np.asarray(y))
+    if len(classes) == 1:
+        raise ArgumentValueError(f"Classifier can't train when only one class is present: "
+                                 f"got 1 class {classes.tolist()}")
+    if len(classes) > 2:
+        raise ArgumentValueError(f"Only binary classification is supported. The type of the "
+                                 f"target is {type_of_target(y)} ({len(classes)} classes); "
+                                 "use PolyaGammaSVGPClassifier for more classes")
+    return as_binary_labels(y)
+
+
+class BinaryClassifierMixin:
+    """Binary-only classifiers: the tag, and ``predict`` that checks fitting first."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
