@@ -78,3 +78,22 @@ def test_bad_labels_and_inputs():
         clf.predict(X[:, :1])
     with pytest.raises(ValueError, match="degree"):
         polynomial_basis(0)
+
+
+def test_summary_names_coefficients_and_arviz_is_optional(monkeypatch):
+    import sys
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.normal(size=60), "dose": rng.normal(size=60)})
+    y = (X["age"] - X["dose"] + 0.3 * rng.normal(size=60) > 0).astype(int)
+    clf = PolyaGammaLogisticRegression(num_samples=100, burn_in=50).fit(X, y)
+    assert list(clf.feature_names_in_) == ["age", "dose"]
+    assert list(clf.summary().index) == ["beta[intercept]", "beta[age]", "beta[dose]"]
+    clf.fit(X.to_numpy(), y)  # plain arrays: default names, no stale feature_names_in_
+    assert not hasattr(clf, "feature_names_in_")
+    assert clf.coefficient_names() == ["intercept", "x0", "x1"]
+    monkeypatch.setitem(sys.modules, "arviz", None)  # as if ArviZ were not installed
+    with pytest.raises(ImportError, match=r"bayeskit\[mcmc\]"):
+        clf.summary()

@@ -6,7 +6,18 @@ import numpy as np
 
 from bayeskit.sklearn_compat import BinaryClassifierMixin
 
-__all__ = ["PosteriorClassifierMixin"]
+__all__ = ["PosteriorClassifierMixin", "import_arviz"]
+
+
+def import_arviz():
+    """``arviz``, or an ``ImportError`` that says how to install it (an optional extra)."""
+    try:
+        import arviz
+    except ImportError as err:
+        raise ImportError("posterior summaries and to_arviz need ArviZ, an optional "
+                          "dependency: pip install 'bayeskit[mcmc]' (or pip install arviz)"
+                          ) from err
+    return arviz
 
 
 class PosteriorClassifierMixin(BinaryClassifierMixin):
@@ -34,7 +45,6 @@ class PosteriorClassifierMixin(BinaryClassifierMixin):
         return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
 
     def summary(self):
-        """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the sampled quantities."""
-        import arviz as az
-
-        return az.summary(self.to_arviz())
+        """ArviZ summary table (mean, sd, HDI, ESS, R-hat) of the sampled quantities, one
+        row per named coefficient or latent value (needs the ``mcmc`` extra)."""
+        return import_arviz().summary(self.to_arviz())

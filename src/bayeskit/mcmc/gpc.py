@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y
 from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
-from bayeskit.mcmc._posterior import PosteriorClassifierMixin
+from bayeskit.mcmc._posterior import PosteriorClassifierMixin, import_arviz
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 from bayeskit.sklearn_compat import binary_labels, check_features
 
@@ -116,6 +116,5 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
     def to_arviz(self):
         """Latent values ``f`` at the training inputs as ``arviz.InferenceData``."""
         check_is_fitted(self, "f_samples_")
-        import arviz as az
-
-        return az.from_dict(posterior={"f": self.f_samples_}, dims={"f": ["point"]})
+        return import_arviz().from_dict(posterior={"f": self.f_samples_},
+                                        dims={"f": ["point"]})

@@ -9,7 +9,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, check_X_y
 
-from bayeskit.mcmc._posterior import PosteriorClassifierMixin
+from bayeskit.mcmc._posterior import PosteriorClassifierMixin, import_arviz
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 from bayeskit.sklearn_compat import binary_labels, check_features
 from bayeskit.validation import as_int
@@ -85,7 +85,12 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
     def fit(self, X, y, n_trials=None):
         """Sample the posterior. ``y`` holds labels in {0, 1}, or success counts out of
         ``n_trials`` (binomial regression)."""
+        columns = getattr(X, "columns", None)  # a DataFrame: keep its feature names
         X, y = check_X_y(X, y, dtype=np.float64, y_numeric=n_trials is not None)
+        if columns is not None and all(isinstance(c, str) for c in columns):
+            self.feature_names_in_ = np.asarray(columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         if n_trials is None:  # any two classes; the larger is "1"
             y, self.classes_ = binary_labels(y)
         else:
@@ -110,9 +115,18 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
     def to_arviz(self):
         """The draws as ``arviz.InferenceData`` (chains kept), for R-hat, ESS and plots."""
         check_is_fitted(self, "coef_samples_")
-        try:
-            import arviz as az
-        except ImportError as err:  # pragma: no cover - arviz is in the test extra
-            raise ImportError("to_arviz needs arviz: pip install arviz") from err
-        return az.from_dict(posterior={"beta": self.coef_samples_},
-                            dims={"beta": ["coefficient"]})
+        return import_arviz().from_dict(
+            posterior={"beta": self.coef_samples_}, dims={"beta": ["coefficient"]},
+            coords={"coefficient": self.coefficient_names()})
+
+    def coefficient_names(self) -> list[str]:
+        """Names of the coefficients: ``"intercept"`` then the feature names
+        (``feature_names_in_`` when ``X`` was a DataFrame, else ``x0, x1, ...``); with a
+        ``basis``, ``phi0, phi1, ...``."""
+        check_is_fitted(self, "coef_samples_")
+        d = self.coef_samples_.shape[-1]
+        if self.basis is not None:
+            return [f"phi{i}" for i in range(d)]
+        names = [str(c) for c in getattr(self, "feature_names_in_",
+                                         [f"x{i}" for i in range(self.n_features_in_)])]
+        return (["intercept"] if self.fit_intercept else []) + names

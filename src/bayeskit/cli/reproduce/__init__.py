@@ -25,6 +25,7 @@ TOPICS: dict[str, str] = {
     "polyagamma": "bayeskit.cli.reproduce.polyagamma",
     "kg": "bayeskit.cli.reproduce.kg",
     "svgp": "bayeskit.cli.reproduce.svgp",
+    "pgsvgp": "bayeskit.cli.reproduce.pgsvgp",
     "ratio": "bayeskit.cli.reproduce.ratio",
     "bijectors": "bayeskit.cli.reproduce.bijectors",
     "vae": "bayeskit.cli.reproduce.vae",
