@@ -30,7 +30,13 @@ from bayeskit.bo.acquisition import (
 from bayeskit.bo.optim import optimize_acquisition
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, Matern, inducing
-from bayeskit.training import Checkpoint, fingerprint, parameter_values
+from bayeskit.training import (
+    Checkpoint,
+    fingerprint,
+    parameter_values,
+    progress_bar,
+    progress_enabled,
+)
 from bayeskit.validation import as_bounds, as_int, as_scalar, as_tensor, check_choice
 
 __all__ = ["BayesianOptimizer"]
@@ -90,7 +96,7 @@ class BayesianOptimizer:
     def __init__(self, objective: Callable, bounds, *, acquisition: str = "kg",
                  n_init: int | None = None, num_fantasies: int = 16, executor="process",
                  checkpoint: str | Path | None = None, on_error: str = "record",
-                 seed: int = 0, progress: bool = True, fit_restarts: int = 2,
+                 seed: int = 0, progress: bool | None = None, fit_restarts: int = 2,
                  surrogate: str = "gpr", num_inducing: int = 128,
                  timeout: float | None = None, resume: bool = True, overwrite: bool = False):
         if not callable(objective):
@@ -111,7 +117,7 @@ class BayesianOptimizer:
         self.executor = executor
         self.timeout = None if timeout is None else as_scalar(timeout, "timeout", positive=True)
         self.seed = as_int(seed, "seed", nonnegative=True)
-        self.progress = bool(progress)
+        self.progress = progress_enabled(progress)
         self.fit_restarts = as_int(fit_restarts, "fit_restarts", nonnegative=True)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.X: list[list[float]] = []
@@ -354,14 +360,14 @@ class BayesianOptimizer:
     def run(self, n_iter: int, batch_size: int = 1) -> BayesianOptimizer:
         """Run the initial design (if not done) and then ``n_iter`` iterations of
         ``batch_size`` evaluations each."""
-        from tqdm.auto import tqdm
-
         while len(self.y) + len(self.failures) < self.n_init:
             self._evaluate_batch(self.ask(batch_size))
-        bar = tqdm(range(n_iter), disable=not self.progress, desc=f"BO ({self.acquisition})")
-        for _ in bar:
+        bar = progress_bar(n_iter, desc=f"BO ({self.acquisition})", progress=self.progress)
+        for _ in range(n_iter):
             self._evaluate_batch(self.ask(batch_size))
+            bar.update(1)
             bar.set_postfix(best=f"{self.best_value:.5g}")
+        bar.close()
         return self
 
     # --------------------------------------------------------------------- checkpoints

@@ -177,7 +177,7 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, context: torch.Tensor | None 
              lr: float = 1e-3, val_fraction: float = 0.1, patience: int = 10,
              max_seconds: float | None = None, generator: torch.Generator | None = None,
              checkpoint: str | Path | None = None, resume: bool = True,
-             overwrite: bool = False, progress: bool = False, callback=None) -> dict:
+             overwrite: bool = False, progress: bool | None = None, callback=None) -> dict:
     """Maximum-likelihood training with Adam (the shared :func:`bayeskit.training.train`);
     returns the history (``train_nll``, ``val_nll``, ``seconds`` per epoch).
 

@@ -179,7 +179,7 @@ class PolyaGammaSVGP(SVGP):
 
     def fit(self, X, y=None, trials=None, *, epochs: int = 50, batch_size: int = 256,
             lr: float = 0.01, tau: float = 1.0, decay: float = 0.6, seed: int = 0,
-            progress: bool = False, checkpoint: str | Path | None = None,
+            progress: bool | None = None, checkpoint: str | Path | None = None,
             resume: bool = True, overwrite: bool = False,
             natural_gradient: float | None = None) -> list[float]:
         """Hybrid training on shuffled minibatches: for each batch the local step, a

@@ -295,7 +295,7 @@ class SVGP(GPModel):
         self.raw_q_sqrt.copy_(raw)
 
     def fit(self, X, y=None, *, epochs: int = 50, batch_size: int = 256, lr: float = 0.01,
-            seed: int = 0, progress: bool = False, checkpoint: str | Path | None = None,
+            seed: int = 0, progress: bool | None = None, checkpoint: str | Path | None = None,
             resume: bool = True, overwrite: bool = False,
             natural_gradient: float | None = None) -> list[float]:
         """Adam over shuffled minibatches (the shared :func:`bayeskit.training.train`);

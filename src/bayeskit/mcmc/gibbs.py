@@ -23,7 +23,7 @@ import torch
 from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior, sample_mvn
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.training import Checkpoint, fingerprint
+from bayeskit.training import Checkpoint, fingerprint, progress_bar
 from bayeskit.validation import as_int, as_param, as_tensor, check_choice, check_generator
 
 __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
@@ -138,7 +138,7 @@ def run_gibbs(
     generator: torch.Generator | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 100,
-    progress: bool = False,
+    progress: bool | None = None,
     method: str = "auto",
     resume: bool = True,
     overwrite: bool = False,
@@ -182,11 +182,7 @@ def run_gibbs(
         beta, kept, step = state["beta"], state["kept"], int(state["step"])
         g.set_state(state["generator"])
         log.info("resumed from %s at step %d", ckpt.path, step)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=step, desc="Gibbs")
+    bar = progress_bar(total, initial=step, desc="Gibbs", progress=progress)
     sweeps = gibbs_steps(data, beta, generator=g, method=method)
     while step < total:
         beta, _ = next(sweeps)
@@ -195,8 +191,6 @@ def run_gibbs(
             kept[:, (step - burn_in) // thin - 1] = beta
         if ckpt is not None and (step % checkpoint_every == 0 or step == total):
             ckpt.save({"beta": beta, "kept": kept, "step": step, "generator": g.get_state()})
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     return GibbsResult(kept, beta, step)

@@ -19,10 +19,11 @@ from bayeskit.training.parallel import (
     local_rows,
     world,
 )
+from bayeskit.training.progress import progress_bar, progress_enabled, set_progress
 from bayeskit.training.trainer import TrainingDivergedError, make_optimizer, train
 
 __all__ = ["Checkpoint", "fingerprint", "load_state", "atomic_save", "atomic_write",
            "atomic_write_text", "allreduce_grads", "allreduce_sum", "epoch_generator",
            "local_rows", "world", "AllStartsFailedError", "fit_with_restarts",
            "minimise_lbfgs", "parameter_values", "TrainingDivergedError",
-           "make_optimizer", "train"]
+           "make_optimizer", "train", "set_progress", "progress_enabled", "progress_bar"]

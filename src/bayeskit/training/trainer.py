@@ -33,6 +33,7 @@ from bayeskit.training.parallel import (
     local_rows,
     world,
 )
+from bayeskit.training.progress import progress_bar
 from bayeskit.validation import as_int, as_scalar, check_choice
 
 __all__ = ["train", "make_optimizer", "TrainingDivergedError"]
@@ -67,7 +68,7 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
           params: Iterable[nn.Parameter] | None = None, seed: int = 0,
           validate: Callable[[], float] | None = None, patience: int | None = None,
           min_delta: float = 1e-4, max_seconds: float | None = None,
-          checkpoint: Checkpoint | None = None, progress: bool = False, desc: str = "train",
+          checkpoint: Checkpoint | None = None, progress: bool | None = None, desc: str = "train",
           callback: Callable[[int], None] | None = None, backward: bool = True,
           extra_optimizers: dict[str, torch.optim.Optimizer] | None = None,
           ) -> dict[str, list[float]]:
@@ -120,11 +121,7 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
         start, best, bad = int(saved["epoch"]), float(saved["best"]), int(saved["bad_epochs"])
         best_state = saved["best_state"]
     rank, _ = world()
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, initial=start, desc=desc)
+    bar = progress_bar(epochs, initial=start, desc=desc, progress=progress)
     t0 = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     stopped = False
     for epoch in range(start, epochs):
@@ -170,13 +167,11 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
                                                   for k, o in extra_optimizers.items()},
                              "history": history, "epoch": epoch + 1, "best": best,
                              "bad_epochs": bad, "best_state": best_state})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}")
         stopped = ((patience is not None and validate is not None and bad >= patience)
                    or (max_seconds is not None and history["seconds"][-1] > max_seconds))
-    if bar is not None:
-        bar.close()
+    bar.close()
     if patience is not None and best_state is not None:
         model.load_state_dict(best_state)
     return history

@@ -48,7 +48,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
         num_samples: int = 1, beta: float = 1.0, optimizer: str = "adam", lr: float = 1e-3,
         validation=None, patience: int | None = None, checkpoint: str | Path | None = None,
         resume: bool = True, overwrite: bool = False, seed: int = 0, critic_lr: float = 1e-3,
-        critic_steps: int = 1, transform=None, progress: bool = True) -> dict:
+        critic_steps: int = 1, transform=None, progress: bool | None = None) -> dict:
     """Train ``model`` on ``data`` ``[N, D]``; returns the history.
 
     Args:
