@@ -63,6 +63,7 @@ BAD = {
     "param": {k: v for k, v in NUMBER_BAD.items() if k != "list"},
     "point": {k: v for k, v in NUMBER_BAD.items() if k not in ("list", "inf")},
     "optional": {k: v for k, v in NUMBER_BAD.items() if k != "None"},
+    "optional-array": {k: v for k, v in ARRAY_BAD.items() if k != "None"},
 }
 
 
@@ -92,6 +93,8 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         knowledge_gradient_mc,
         maximize_box,
     )
+    from bayeskit.bo.acquisition import BORE
+    from bayeskit.bo.optim import evolutionary_search
     from bayeskit.distributions import (
         Flow,
         PolyaGamma,
@@ -103,8 +106,9 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         polya_gamma_variance,
         sample_polya_gamma,
     )
+    from bayeskit.distributions.flow_layers import MaskedAutoregressiveSpline, SplineCoupling
     from bayeskit.distributions.gaussian import conditional, gauss_kl, sample_mvn
-    from bayeskit.gp import GPR, SGPR, SVGP, Matern, SquaredExponential, inducing
+    from bayeskit.gp import GPR, SGPR, SVGP, Matern, PolyaGammaSVGP, SquaredExponential, inducing
     from bayeskit.mcmc import BinomialRegressionData, run_gibbs
     from bayeskit.nn import mlp
     from bayeskit.plotting import mgrid
@@ -117,7 +121,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         monte_carlo_kl,
         nwj_lower_bound,
     )
-    from bayeskit.vae import BernoulliDecoder, GaussianEncoder, fit
+    from bayeskit.vae import BernoulliDecoder, FlowEncoder, GaussianEncoder, fit
 
     X, y, L = _data()
     U = 0.1 * torch.ones(4, 2, dtype=F64)
@@ -227,6 +231,45 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "mlp": (lambda n_in, n_out: mlp((n_in, 4, n_out)), {"n_in": N(2), "n_out": N(1)}),
         "mgrid": (lambda num: mgrid((0, 1), num=num), {"num": N(5)}),
         "vae.fit": (vae_fit, {"data": A(torch.rand(10, 4))}),
+        # issue 16, 17, 19 entry points
+        "Flow(nsf, context)": (lambda dim, context_dim, bins, bound: Flow(
+            dim, kind="nsf", context_dim=context_dim, bins=bins, bound=bound, hidden=(4,)),
+            {"dim": N(2), "context_dim": N(1), "bins": N(4), "bound": N(3.0)}),
+        "fit_flow(context)": (lambda samples, context: fit_flow(
+            Flow(2, kind="nsf-coupling", context_dim=1, hidden=(4,)), samples,
+            context=context, epochs=1), {"samples": A(torch.randn(40, 2)),
+                                         "context": A(torch.randn(40, 1))}),
+        "Flow.log_prob(context)": (lambda x, context: Flow(
+            2, kind="nsf", context_dim=1, hidden=(4,)).log_prob(x, context),
+            {"x": B(torch.randn(5, 2)), "context": B(torch.randn(5, 1))}),
+        "MaskedAutoregressiveSpline": (lambda dim, bins, bound: MaskedAutoregressiveSpline(
+            dim, (4,), bins=bins, bound=bound), {"dim": N(2), "bins": N(4), "bound": N(3.0)}),
+        "SplineCoupling": (lambda dim, bins: SplineCoupling(dim, (4,), bins=bins),
+                           {"dim": N(2), "bins": N(4)}),
+        "FlowEncoder": (lambda num_flows, bins: FlowEncoder(GaussianEncoder(4, 2, (8,)),
+                                                           num_flows, (4,), "nsf", bins),
+                        {"num_flows": N(1), "bins": N(4)}),
+        "PolyaGammaSVGP": (PolyaGammaSVGP, {"inducing_points": A(X[:4]), "num_data": N(12),
+                                            "jitter": N(1e-6)}),
+        "PolyaGammaSVGP.fit": (lambda X_, y_, trials, epochs, tau, decay: PolyaGammaSVGP(
+            X[:4], num_data=12).fit(X_, y_, trials, epochs=epochs, batch_size=6, tau=tau,
+                                    decay=decay),
+            {"X_": A(X), "y_": A((y > 0).double()),
+             "trials": ("optional-array", torch.ones(12, dtype=F64)),
+             "epochs": N(1), "tau": N(1.0), "decay": N(0.6)}),
+        "PolyaGammaSVGP.natural_gradient_step": (
+            lambda X_, y_, gamma: PolyaGammaSVGP(X[:4], num_data=12).natural_gradient_step(
+                X_, y_, gamma=gamma), {"X_": A(X), "y_": A((y > 0).double()),
+                                        "gamma": N(0.5)}),
+        "BORE": (lambda X_, y_, gamma, epochs: BORE(X_, y_, gamma=gamma, epochs=epochs),
+                 {"X_": A(X), "y_": A(y), "gamma": N(0.25), "epochs": N(5)}),
+        "evolutionary_search": (lambda bounds_, raw_samples, generations: evolutionary_search(
+            lambda x: -(x ** 2).sum(-1), bounds_, raw_samples=raw_samples,
+            generations=generations), {"bounds_": A(bounds), "raw_samples": N(16),
+                                       "generations": N(1)}),
+        "BayesianOptimizer(bore)": (lambda gamma: BayesianOptimizer(
+            lambda x: 0.0, bounds, acquisition="bore", gamma=gamma, progress=False),
+            {"gamma": N(0.25)}),
     }
 
 

@@ -43,6 +43,11 @@ _VECTOR = constraints.independent(constraints.real, 1)
 MAX_LOG_SCALE = 3.0  # affine log-scales are squashed into (-3, 3): stable training
 
 
+def _sizes(dim, context_dim) -> tuple[int, int]:
+    return (as_int(dim, "dim", positive=True),
+            as_int(context_dim, "context_dim", nonnegative=True))
+
+
 def _bounded(log_scale: torch.Tensor) -> torch.Tensor:
     return torch.tanh(log_scale / MAX_LOG_SCALE) * MAX_LOG_SCALE
 
@@ -176,6 +181,7 @@ class MaskedAutoregressiveAffine(ConditionalTransform):
     """MAF layer mapping noise ``z`` to data ``x`` (event ``[..., D]``)."""
 
     def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64), context_dim: int = 0):
+        dim, context_dim = _sizes(dim, context_dim)
         super().__init__(MADE(dim, hidden, 2, context_dim), context_dim)
         self.dim = dim
 
@@ -201,6 +207,7 @@ class AffineCoupling(ConditionalTransform):
     """RealNVP coupling: the second half is scaled/shifted by a network of the first half."""
 
     def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64), context_dim: int = 0):
+        dim, context_dim = _sizes(dim, context_dim)
         if dim < 2:
             raise ArgumentValueError(f"AffineCoupling needs at least 2 dimensions, got {dim}")
         self.split = dim // 2
@@ -272,6 +279,7 @@ class MaskedAutoregressiveSpline(ConditionalTransform):
 
     def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64), *, bins: int = 8,
                  bound: float = 4.0, affine: bool = True, context_dim: int = 0):
+        dim, context_dim = _sizes(dim, context_dim)
         spline = _SplineMap(bins, bound, affine)
         super().__init__(MADE(dim, hidden, spline.params_per_dim, context_dim), context_dim)
         self.dim, self.spline = dim, spline
@@ -301,6 +309,7 @@ class SplineCoupling(ConditionalTransform):
 
     def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64), *, bins: int = 8,
                  bound: float = 4.0, affine: bool = True, context_dim: int = 0):
+        dim, context_dim = _sizes(dim, context_dim)
         if dim < 2:
             raise ArgumentValueError(f"SplineCoupling needs at least 2 dimensions, got {dim}")
         spline = _SplineMap(bins, bound, affine)

@@ -39,7 +39,14 @@ from bayeskit.distributions.flow_layers import (
 from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
-from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
+from bayeskit.validation import (
+    as_int,
+    as_scalar,
+    as_tensor,
+    check_choice,
+    check_generator,
+    check_tensor,
+)
 
 __all__ = ["MaskedAutoregressiveAffine", "AffineCoupling", "MaskedAutoregressiveSpline",
            "SplineCoupling", "Permute", "Flow", "fit_flow", "FLOW_KINDS"]
@@ -114,7 +121,7 @@ class Flow(nn.Module):
             raise ArgumentValueError(f"this flow is conditional: pass a context [..., "
                                      f"{self.context_dim}]")
         c = as_tensor(context, "context", dtype=self.loc.dtype)
-        if c.dim() < 1 or c.shape[-1] != self.context_dim:
+        if c.dim() < 1 or c.shape[-1] != self.context_dim or c.numel() == 0:
             raise ShapeError(f"context must be [..., {self.context_dim}], got {tuple(c.shape)}")
         return (c - self.context_loc) / self.context_scale
 
@@ -134,10 +141,18 @@ class Flow(nn.Module):
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(x | context)``: ``x`` ``[..., D]``, context ``[..., C]`` -> ``[...]``."""
-        if not isinstance(x, torch.Tensor):
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            # a tensor keeps its autograd graph (gradients of log p with respect to x)
+            x = check_tensor("x", x).to(self.loc.dtype)
+        else:
             x = as_tensor(x, "x", dtype=self.loc.dtype)
-        if x.dim() < 1 or x.shape[-1] != self.dim:
-            raise ShapeError(f"inputs must be [..., {self.dim}], got {tuple(x.shape)}")
+        if x.dim() < 1 or x.shape[-1] != self.dim or x.numel() == 0:
+            raise ShapeError(f"inputs must be non-empty [..., {self.dim}], got "
+                             f"{tuple(x.shape)}")
+        return self._log_prob(x, context)
+
+    def _log_prob(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`log_prob` on validated tensors (the trainer's path; no copies)."""
         return self.distribution(context).log_prob(x)
 
     def sample(self, n: int, context: torch.Tensor | None = None, *,
@@ -233,11 +248,11 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, context: torch.Tensor | None 
     def loss_fn(batch, rows, _generator):
         xb = batch[0]
         cb = None if c is None else batch[1][rows]
-        return -flow.log_prob(xb[rows], cb).sum() / xb.shape[0]
+        return -flow._log_prob(xb[rows], cb).sum() / xb.shape[0]
 
     data = (train_x,) if c is None else (train_x, train_c)
     history = train(flow, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr,
-                    seed=seed, validate=lambda: -flow.log_prob(val, val_c).mean(),
+                    seed=seed, validate=lambda: -flow._log_prob(val, val_c).mean(),
                     patience=patience,
                     max_seconds=max_seconds, checkpoint=ckpt, progress=progress, desc="flow",
                     callback=None if callback is None else (lambda e: callback(e, flow)))

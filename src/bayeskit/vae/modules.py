@@ -30,7 +30,7 @@ from torch.distributions import (
 from bayeskit.distributions.flow_layers import AffineCoupling, Permute, SplineCoupling
 from bayeskit.errors import ArgumentValueError
 from bayeskit.nn import mlp
-from bayeskit.validation import as_scalar, check_choice
+from bayeskit.validation import as_int, as_scalar, check_choice
 
 __all__ = ["mlp", "GaussianEncoder", "FlowEncoder", "RelaxedCategoricalEncoder",
            "BernoulliDecoder", "GaussianDecoder", "CategoricalDecoder"]
@@ -142,6 +142,7 @@ class FlowEncoder(nn.Module):
         if base.latent_dim < 2:
             raise ArgumentValueError("a coupling flow needs latent_dim >= 2")
         check_choice(kind, "kind", ("realnvp", "nsf"))
+        num_flows = as_int(num_flows, "num_flows", positive=True)
         self.base, self.kind = base, kind
         self.input_dim, self.latent_dim = base.input_dim, base.latent_dim
         c = base.feature_dim
