@@ -154,7 +154,7 @@ def test_each_finished_evaluation_of_a_batch_is_on_disk_at_once(tmp_path):
     assert len(json.loads(path.read_text())["state"]["y"]) == 2
 
 
-@pytest.mark.parametrize("acquisition", ["kg", "ei"])
+@pytest.mark.parametrize("acquisition", ["kg", "ei", "bore"])
 def test_a_resumed_loop_asks_exactly_what_the_uninterrupted_one_asks(tmp_path, acquisition):
     f = branin()
     kw = dict(acquisition=acquisition, n_init=5, seed=2, progress=False, executor="serial",
@@ -203,3 +203,26 @@ def test_the_loop_runs_on_sparse_surrogates(surrogate):
     kg = BayesianOptimizer(f, f.bounds, acquisition="kg", n_init=8, seed=1, progress=False,
                            executor="serial", surrogate=surrogate, num_inducing=6).run(2)
     assert len(kg.y) == 10
+
+
+def test_one_evaluation_record_per_evaluation_in_order():
+    f = reference_1d()
+
+    def sometimes_fails(x):
+        if float(x[0]) > 1.9:
+            raise RuntimeError("out of reach")
+        return float(f(x[None]))
+
+    bo = BayesianOptimizer(sometimes_fails, f.bounds, acquisition="ei", n_init=4, seed=0,
+                           progress=False, executor="serial")
+    bo.tell([[1.95]], [float("nan")])
+    bo.run(3, batch_size=2)
+    ev = bo.evaluations
+    assert len(ev) == len(bo.y) + len(bo.failures) == 4 + 6  # the failure counts in n_init
+    assert [e["index"] for e in ev] == list(range(len(ev)))
+    assert ev[0]["y"] is None and ev[0]["error"] == "value nan"
+    ok = [e for e in ev if e["y"] is not None]
+    assert [e["y"] for e in ok] == bo.y
+    assert all(e["best_so_far"] == min(bo.y[:i + 1]) for i, e in enumerate(ok))
+    assert [e["iteration"] for e in ev[-6:]] == [1, 1, 2, 2, 3, 3]
+    assert len(bo.history) == 3  # one per ask of the model

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from bayeskit.bo.acquisition import (
+    BORE,
     LogExpectedImprovement,
     OneShotKnowledgeGradient,
     UpperConfidenceBound,
@@ -43,7 +44,7 @@ __all__ = ["BayesianOptimizer"]
 
 log = logging.getLogger(__name__)
 F64 = torch.float64
-ACQUISITIONS = ("kg", "kg-discrete", "kg-oneshot", "ei", "ucb")
+ACQUISITIONS = ("kg", "kg-discrete", "kg-oneshot", "ei", "ucb", "bore")
 SURROGATES = ("gpr", "sgpr", "svgp")
 
 
@@ -73,7 +74,12 @@ class BayesianOptimizer:
             Must be picklable to use a process pool (a module-level function is).
         bounds: ``[2, D]`` lower and upper bounds.
         acquisition: ``"kg"`` (exact discretised KG in 1-D, one-shot KG above),
-            ``"kg-discrete"``, ``"kg-oneshot"``, ``"ei"`` (log-EI) or ``"ucb"``.
+            ``"kg-discrete"``, ``"kg-oneshot"``, ``"ei"`` (log-EI), ``"ucb"`` or ``"bore"``
+            (Tiao et al. 2021: no GP; a classifier of the best ``gamma`` fraction, see
+            :class:`~bayeskit.bo.acquisition.BORE`).
+        gamma, classifier: BORE's quantile (default 0.25) and classifier (``None``: the
+            MLP of :class:`~bayeskit.ratio.ClassifierDensityRatio`; or any scikit-learn
+            classifier with ``predict_proba``, maximised by evolutionary search).
         n_init: size of the initial scrambled-Sobol design.
         num_fantasies: fantasies of the one-shot KG.
         executor: ``"serial"``, ``"thread"``, ``"process"`` (default: a local process pool
@@ -83,6 +89,19 @@ class BayesianOptimizer:
             :meth:`resume` continues from it.
         on_error: ``"record"`` keeps going after a failed evaluation, ``"raise"`` stops.
         seed: seeds the design and every random choice of the loop.
+
+    Attributes:
+        X, y: the successful evaluations (lists of ``[D]`` points and values) in the order
+            they were recorded; ``best_x``/``best_value`` the smallest.
+        failures: ``{"x", "error"}`` of every failed evaluation (exception, NaN/inf, timeout).
+        evaluations: one record per evaluation, successful or not, in the order they
+            finished: ``{"index", "x", "y"`` (``None`` on failure), ``"error"``,
+            ``"best_so_far", "iteration"}`` (``iteration``: how many asks of the model
+            preceded it; 0 for the initial design).
+        history: one record per ask of the model (an iteration, possibly a batch):
+            ``{"n_observed", "best_observed", "best_predicted_x", "best_predicted_value",
+            "acquisition_value", "seconds"}`` (BORE adds ``"tau"``).
+        n_init: the initial scrambled-Sobol design's size; default ``2 D + 2``.
 
     Example:
         >>> from bayeskit.bo.test_functions import reference_1d
@@ -98,7 +117,8 @@ class BayesianOptimizer:
                  checkpoint: str | Path | None = None, on_error: str = "record",
                  seed: int = 0, progress: bool | None = None, fit_restarts: int = 2,
                  surrogate: str = "gpr", num_inducing: int = 128,
-                 timeout: float | None = None, resume: bool = True, overwrite: bool = False):
+                 timeout: float | None = None, resume: bool = True, overwrite: bool = False,
+                 gamma: float = 0.25, classifier=None):
         if not callable(objective):
             raise ArgumentTypeError(f"objective must be callable, got {type(objective).__name__}")
         self.bounds = as_bounds(bounds)
@@ -108,6 +128,13 @@ class BayesianOptimizer:
         self.on_error = check_choice(on_error, "on_error", ("record", "raise"))
         self.surrogate = check_choice(surrogate, "surrogate", SURROGATES)
         self.num_inducing = as_int(num_inducing, "num_inducing", positive=True)
+        self.gamma = as_scalar(gamma, "gamma", low=0.0, high=1.0, low_open=True,
+                               high_open=True)
+        if classifier is not None and not (hasattr(classifier, "fit")
+                                           and hasattr(classifier, "predict_proba")):
+            raise ArgumentTypeError("classifier must be a scikit-learn classifier with fit and "
+                                    f"predict_proba, got {type(classifier).__name__}")
+        self.classifier = classifier
         self.objective = objective
         self.acquisition = acquisition
         self.dim = self.bounds.shape[1]
@@ -123,6 +150,7 @@ class BayesianOptimizer:
         self.X: list[list[float]] = []
         self.y: list[float] = []
         self.failures: list[dict] = []
+        self.evaluations: list[dict] = []
         self.history: list[dict] = []
         self.model = None
         self._warm: dict[str, torch.Tensor] | None = None
@@ -131,7 +159,8 @@ class BayesianOptimizer:
             format="json", settings=fingerprint(
                 bounds=self.bounds.tolist(), acquisition=acquisition, n_init=self.n_init,
                 seed=self.seed, num_fantasies=self.num_fantasies, surrogate=self.surrogate,
-                num_inducing=self.num_inducing))
+                num_inducing=self.num_inducing,
+                **({"gamma": self.gamma} if acquisition == "bore" else {})))
         saved = self.checkpoint.load() if self.checkpoint is not None else None
         if saved is not None:
             self._restore(saved)
@@ -242,6 +271,8 @@ class BayesianOptimizer:
                 return self._from_unit(u).numpy()
             return self._initial_design(need).numpy()
         start = time.perf_counter()
+        if self.acquisition == "bore":
+            return self._ask_bore(n, start)
         model = self.fit_model()
         post = model.posterior()
         unit = torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
@@ -253,6 +284,30 @@ class BayesianOptimizer:
             "best_predicted_value": tau * self._y_std + self._y_mean,
             "acquisition_value": float(value), "seconds": time.perf_counter() - start})
         return self._from_unit(U).numpy()
+
+    def _ask_bore(self, n: int, start: float) -> np.ndarray:
+        """BORE's next ``n`` points. A batch is chosen one point at a time, each chosen
+        point then counting as a bad observation (value: the worst seen) for the next
+        classifier, so the batch spreads out; every classifier gets a fresh seed from the
+        loop's generator."""
+        X = self._to_unit(torch.tensor(self.X, dtype=F64))
+        y = torch.tensor(self.y, dtype=F64)
+        unit = torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
+        points, first = [], None
+        for _ in range(n):
+            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+            acq = BORE(X, y, gamma=self.gamma, classifier=self.classifier, seed=seed)
+            U, value = acq.optimize(unit, generator=self.generator, exclude=X)
+            points.append(U)
+            first = (acq, value) if first is None else first
+            X = torch.cat([X, U[None]])
+            y = torch.cat([y, y.max()[None]])
+        self.history.append({
+            "n_observed": len(self.y), "best_observed": self.best_value,
+            "best_predicted_x": self.best_x.tolist(), "best_predicted_value": self.best_value,
+            "acquisition_value": float(first[1]), "tau": first[0].tau,
+            "seconds": time.perf_counter() - start})
+        return self._from_unit(torch.stack(points)).numpy()
 
     def _maximise(self, post: GPPosterior, unit: torch.Tensor, n: int, tau):
         g = self.generator
@@ -296,8 +351,10 @@ class BayesianOptimizer:
             if math.isfinite(v):
                 self.X.append(x)
                 self.y.append(float(v))
+                self._log_evaluation(x, float(v), None)
             else:
                 self.failures.append({"x": x, "error": f"value {v}"})
+                self._log_evaluation(x, None, f"value {v}")
         self.save()
 
     # ---------------------------------------------------------------------------- run
@@ -315,11 +372,17 @@ class BayesianOptimizer:
             return cf.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1)), True
         return None, False
 
+    def _log_evaluation(self, x: list, value: float | None, error: str | None) -> None:
+        self.evaluations.append({"index": len(self.evaluations), "x": list(x), "y": value,
+                                 "error": error, "best_so_far": self.best_value
+                                 if self.y else None, "iteration": len(self.history)})
+
     def _record(self, x: np.ndarray, value: float, error: str | None) -> None:
         """One finished evaluation, on disk at once."""
         if error is not None:
             log.warning("evaluation at %s failed: %s", x.tolist(), error)
             self.failures.append({"x": x.tolist(), "error": error})
+            self._log_evaluation(x.tolist(), None, error)
             self.save()
             if self.on_error == "raise":
                 raise RuntimeError(f"objective failed at x={x.tolist()}: {error}")
@@ -379,8 +442,10 @@ class BayesianOptimizer:
         return {"version": 2, "dim": self.dim, "bounds": self.bounds.tolist(),
                 "acquisition": self.acquisition, "n_init": self.n_init, "seed": self.seed,
                 "num_fantasies": self.num_fantasies, "surrogate": self.surrogate,
-                "num_inducing": self.num_inducing, "X": self.X, "y": self.y,
-                "failures": self.failures, "history": self.history,
+                "num_inducing": self.num_inducing, "gamma": self.gamma, "X": self.X,
+                "y": self.y,
+                "failures": self.failures, "evaluations": self.evaluations,
+                "history": self.history,
                 "generator": self.generator.get_state().tolist(),
                 "warm_start": None if self._warm is None else {
                     k: v.tolist() for k, v in self._warm.items()}}
@@ -388,6 +453,7 @@ class BayesianOptimizer:
     def _restore(self, state: dict) -> None:
         self.X, self.y = state["X"], state["y"]
         self.failures, self.history = state["failures"], state["history"]
+        self.evaluations = state.get("evaluations", [])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         warm = state.get("warm_start")
         self._warm = None if warm is None else {k: torch.tensor(v, dtype=F64)
@@ -415,7 +481,8 @@ class BayesianOptimizer:
             opts = {"acquisition": state["acquisition"], "n_init": state["n_init"],
                     "seed": state["seed"], "num_fantasies": state["num_fantasies"],
                     "surrogate": state["surrogate"], "num_inducing": state["num_inducing"],
-                    "checkpoint": path, "resume": True, **kwargs}
+                    "gamma": state.get("gamma", 0.25), "checkpoint": path, "resume": True,
+                    **kwargs}
             bounds = state["bounds"]
         except (KeyError, TypeError) as err:
             from bayeskit.errors import CheckpointError

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 from bayeskit.errors import ArgumentValueError
 from bayeskit.validation import as_bounds, as_int, as_tensor
 
-__all__ = ["maximize_box", "maximize_box_all", "minimize_box",
+__all__ = ["maximize_box", "maximize_box_all", "minimize_box", "evolutionary_search",
            "optimize_acquisition", "refine_lbfgsb", "uniform_in_box"]
 
 F64 = torch.float64
@@ -121,6 +121,45 @@ def refine_lbfgsb(fun, x0: torch.Tensor, bounds: torch.Tensor, *, max_iter: int 
     worse = ~(v >= v0)
     x = torch.where(worse.reshape(-1, *[1] * (len(shape) - 1)), x0, x)
     return x, torch.where(worse, v0, v)
+
+
+def evolutionary_search(fun: Callable[[torch.Tensor], torch.Tensor], bounds, *,
+                        raw_samples: int = 512, generations: int = 5, elite: int = 16,
+                        children: int = 16, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maximise a function without gradients (e.g. a tree classifier's score) in the box:
+    ``raw_samples`` uniform points, then ``generations`` rounds in which each of the
+    ``elite`` best spawns ``children`` Gaussian perturbations (sd 10 % of the box, halved
+    every round, clipped to the box). ``fun``: ``[R, D] -> [R]``. Returns
+    ``(x_best [D], value_best [])``.
+
+    Example:
+        >>> b = torch.tensor([[-2.0], [2.0]], dtype=torch.float64)
+        >>> x, v = evolutionary_search(lambda x: -(x[..., 0] - 0.5).abs(), b,
+        ...                            generator=torch.Generator().manual_seed(0))
+        >>> abs(float(x) - 0.5) < 0.01
+        True
+    """
+    bounds = as_bounds(bounds)
+    raw_samples = as_int(raw_samples, "raw_samples", positive=True)
+    generations = as_int(generations, "generations", nonnegative=True)
+    elite = as_int(elite, "elite", positive=True)
+    children = as_int(children, "children", positive=True)
+    lo, hi = bounds[0], bounds[1]
+    with torch.no_grad():
+        pop = uniform_in_box(raw_samples, bounds, generator=generator)
+        vals = torch.nan_to_num(fun(pop), nan=-torch.inf)
+        sd = 0.1 * (hi - lo)
+        for _ in range(generations):
+            top = torch.topk(vals, min(elite, len(vals))).indices
+            parents = pop[top].repeat_interleave(children, 0)
+            noise = torch.randn(parents.shape, dtype=F64, generator=generator)
+            kids = torch.maximum(torch.minimum(parents + sd * noise, hi), lo)
+            pop = torch.cat([pop[top], kids])
+            vals = torch.cat([vals[top], torch.nan_to_num(fun(kids), nan=-torch.inf)])
+            sd = sd / 2
+    best = int(torch.argmax(vals))
+    return pop[best], vals[best]
 
 
 def minimize_box(fun: Callable[[torch.Tensor], torch.Tensor], bounds, **kwargs

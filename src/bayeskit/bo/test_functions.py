@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TestProblem", "reference_1d", "branin", "hartmann6"]
+__all__ = ["TestProblem", "reference_1d", "branin", "hartmann6", "levy"]
 
 F64 = torch.float64
 
@@ -88,3 +88,25 @@ def hartmann6() -> TestProblem:
     return TestProblem("Hartmann-6", _hartmann6,
                        torch.stack([torch.zeros(6, dtype=F64), torch.ones(6, dtype=F64)]),
                        -3.32237)
+
+
+def _levy(x: torch.Tensor) -> torch.Tensor:
+    w = 1 + (x - 1) / 4
+    first = torch.sin(math.pi * w[..., 0]) ** 2
+    middle = ((w[..., :-1] - 1) ** 2 * (1 + 10 * torch.sin(math.pi * w[..., :-1] + 1) ** 2)
+              ).sum(-1)
+    last = (w[..., -1] - 1) ** 2 * (1 + torch.sin(2 * math.pi * w[..., -1]) ** 2)
+    return first + middle + last
+
+
+def levy(dim: int = 10) -> TestProblem:
+    """Levy on ``[-10, 10]^dim`` (BORE's 10-D benchmark); global minimum 0 at ``x = 1``.
+
+    Example:
+        >>> float(levy(10)(torch.ones(1, 10, dtype=torch.float64))) < 1e-30
+        True
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+    return TestProblem(f"Levy-{dim}", _levy, torch.tensor([[-10.0] * dim, [10.0] * dim],
+                                                          dtype=F64), 0.0)

@@ -94,7 +94,9 @@ def conjugate(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 @dataclass(frozen=True)
 class MonteCarloEstimate:
-    """A Monte Carlo estimate with its standard error (``std / sqrt(n)``)."""
+    """A Monte Carlo average with its standard error ``std / sqrt(n)`` over the ``n``
+    averaged terms: the sampling error of the average only (for estimated log-ratios it
+    treats the ratio as fixed; see :func:`bayeskit.ratio.estimate_kl`)."""
 
     value: float
     standard_error: float

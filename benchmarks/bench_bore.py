@@ -1,0 +1,67 @@
+"""BORE vs EI vs KG vs random search (issue #17): median simple regret and wall time.
+
+Each method minimises each problem from the same scrambled-Sobol initial design (n_init =
+2D + 2) for ``--evals`` evaluations per seed; simple regret = best observed value - global
+minimum. Wall time counts the whole loop (asks and the cheap objective).
+
+    .venv/bin/python benchmarks/bench_bore.py [--problems branin,hartmann6,levy10]
+        [--methods bore,ei,kg,random] [--evals 200] [--seeds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from _timing import header
+from bayeskit.bo import BayesianOptimizer
+from bayeskit.bo.test_functions import branin, hartmann6, levy
+
+PROBLEMS = {"branin": branin, "hartmann6": hartmann6, "levy10": lambda: levy(10)}
+
+
+def random_search(f, evals: int, seed: int) -> float:
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = f.bounds
+    u = lo + (hi - lo) * torch.rand(evals, f.dim, dtype=torch.float64, generator=g)
+    return float(f(u).min())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--problems", default="branin,hartmann6,levy10")
+    parser.add_argument("--methods", default="bore,ei,random")
+    parser.add_argument("--evals", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=10)
+    args = parser.parse_args()
+    header()
+    for pname in args.problems.split(","):
+        f = PROBLEMS[pname]()
+        print(f"{f.name} (D = {f.dim}, minimum {f.minimum}), {args.evals} evaluations, "
+              f"{args.seeds} seeds")
+        for method in args.methods.split(","):
+            regrets, secs = [], []
+            for seed in range(args.seeds):
+                t0 = time.perf_counter()
+                if method == "random":
+                    best = random_search(f, args.evals, seed)
+                else:
+                    n_init = 2 * f.dim + 2
+                    bo = BayesianOptimizer(f, f.bounds, acquisition=method, n_init=n_init,
+                                           seed=seed, progress=False, executor="serial",
+                                           num_fantasies=8)
+                    bo.run(args.evals - n_init)
+                    best = bo.best_value
+                secs.append(time.perf_counter() - t0)
+                regrets.append(best - f.minimum)
+            q = np.quantile(regrets, [0.25, 0.5, 0.75])
+            print(f"  {method:7s} median simple regret {q[1]:9.4f} (IQR {q[0]:.4f}-{q[2]:.4f})"
+                  f"   wall {statistics.median(secs):7.1f} s per run")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""BORE: Bayesian optimisation by density-ratio estimation (Tiao, Klein, Seeger, Bonilla,
+Archambeau & Ramos, ICML 2021), minimisation convention.
+
+Label the best ``gamma`` fraction of the observations ``z = 1`` (``y <= tau``, ``tau`` the
+``gamma``-quantile) and the rest ``z = 0``. With ``l(x) = p(x | z = 1)`` and ``g(x) = p(x |
+z = 0)``, the class probability of a classifier trained on these labels is
+
+    pi(x) = P(z = 1 | x) = gamma l(x) / (gamma l(x) + (1 - gamma) g(x)) = gamma r_gamma(x),
+
+``gamma`` times the ``gamma``-relative density ratio, which under the paper's conditions
+orders candidates as expected improvement over ``tau`` does. The classifier is bayeskit's
+:class:`~bayeskit.ratio.ClassifierDensityRatio` (an MLP) or any scikit-learn classifier with
+``predict_proba``; the MLP's logit is maximised by multi-start L-BFGS-B, other classifiers
+by random and evolutionary search (:func:`bayeskit.bo.optim.evolutionary_search`).
+
+Example:
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.rand(40, 1, dtype=torch.float64, generator=g)
+    >>> acq = BORE(X, (X[:, 0] - 0.3) ** 2, gamma=0.25, epochs=200)
+    >>> bool(acq(torch.tensor([[0.3]], dtype=torch.float64)) > 0.5)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bayeskit.bo.optim import evolutionary_search, maximize_box_all, uniform_in_box
+from bayeskit.ratio import ClassifierDensityRatio
+from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
+
+__all__ = ["BORE"]
+
+F64 = torch.float64
+
+
+class BORE:
+    """The BORE acquisition ``pi(x) = P(y <= tau | x)`` from a classifier.
+
+    Args:
+        X: ``[n, D]`` evaluated inputs (float64). y: ``[n]`` their values (minimised).
+        gamma: fraction of observations labelled good, in (0, 1) (paper: 0.25); at least
+            one point is good and one bad (ties in ``y`` broken by order).
+        classifier: ``None`` (the MLP) or a scikit-learn classifier with ``predict_proba``.
+        hidden, epochs, lr: the MLP's widths and full-batch Adam training (no hold-out:
+            the samples are small).
+        seed: the MLP's initialisation.
+
+    Calling the acquisition on ``x`` ``[..., D]`` gives ``pi(x)`` ``[...]``.
+    """
+
+    def __init__(self, X, y, *, gamma: float = 0.25, classifier=None,
+                 hidden: tuple[int, ...] = (32, 32), epochs: int = 200, lr: float = 1e-2,
+                 seed: int = 0):
+        X = as_inputs(X, "X", dtype=F64, min_rows=2)
+        y = as_tensor(y, "y", dtype=F64, ndim=1)
+        if len(y) != len(X):
+            from bayeskit.errors import ShapeError
+
+            raise ShapeError(f"X has {len(X)} rows and y {len(y)} values")
+        self.gamma = as_scalar(gamma, "gamma", low=0.0, high=1.0, low_open=True,
+                               high_open=True)
+        n = len(y)
+        n_good = min(max(1, math.ceil(self.gamma * n)), n - 1)
+        order = torch.argsort(y, stable=True)
+        good, bad = order[:n_good], order[n_good:]
+        self.tau = float(y[order[n_good - 1]])
+        self.log_odds = math.log(n_good / (n - n_good))
+        self.ratio = ClassifierDensityRatio(
+            hidden=hidden, epochs=as_int(epochs, "epochs", positive=True), lr=lr,
+            val_fraction=0.0, seed=as_int(seed, "seed", nonnegative=True),
+            classifier=classifier, min_samples=1).fit(X[good], X[bad])
+
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        """``log pi / (1 - pi)`` at ``x`` ``[..., D]`` (differentiable for the MLP)."""
+        return self.ratio.log_ratio_tensor(x) + self.log_odds
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.sigmoid(self.logit(x))
+
+    def optimize(self, bounds: torch.Tensor, *, generator: torch.Generator | None = None,
+                 num_restarts: int = 4, raw_samples: int = 512, max_iter: int = 50,
+                 exclude: torch.Tensor | None = None, min_distance: float = 1e-6
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x [D], pi(x) [])``: the maximiser in the box (the logit is maximised: the
+        same point, without the sigmoid's flat tails). Points within ``min_distance`` (max
+        norm) of a row of ``exclude`` (e.g. the evaluated inputs) are skipped for the best
+        other local optimum, or a uniform draw when every optimum is excluded: a classifier
+        is constant near its maximiser, and re-evaluating a point teaches it nothing."""
+        if self.ratio.differentiable:
+            xs, vs = maximize_box_all(self.logit, bounds, num_restarts=num_restarts,
+                                      raw_samples=raw_samples, generator=generator,
+                                      max_iter=max_iter)
+        else:
+            x, v = evolutionary_search(lambda u: self.logit(u), bounds, generator=generator,
+                                       raw_samples=raw_samples)
+            xs, vs = x[None], v[None]
+        order = torch.argsort(vs, descending=True)
+        for i in order.tolist():
+            if exclude is None or len(exclude) == 0 or bool(
+                    ((exclude - xs[i]).abs().amax(-1) > min_distance).all()):
+                return xs[i], self(xs[i][None])[0]
+        x = uniform_in_box(1, bounds, generator=generator)[0]
+        return x, self(x[None])[0]
