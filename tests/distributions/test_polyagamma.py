@@ -183,12 +183,52 @@ def test_normal_approximation_is_opt_in_and_close_for_large_b():
 
 
 def test_series_refuses_values_it_cannot_evaluate_accurately():
-    with pytest.raises(ValueError, match="cannot evaluate"):
-        polya_gamma_log_prob(torch.tensor(50.0), torch.tensor(200.0), torch.tensor(0.0))
+    # the CDF has no fallback: where its series cancels it raises
     with pytest.raises(ValueError, match="cannot evaluate"):
         polya_gamma_cdf(torch.tensor(50.0), torch.tensor(200.0), torch.tensor(0.0))
+    # the density falls back to Fourier inversion there (and under a tilt centred on the
+    # point, far into the tails: 8.5 sd below the mean here)
+    assert math.isfinite(float(polya_gamma_log_prob(torch.tensor(50.0), 200.0, 0.0)))
+    assert math.isfinite(float(polya_gamma_log_prob(torch.tensor(27.0), 200.0, 0.0)))
+    # a series that has not converged (b = 5000 needs thousands of terms) reports it
+    from bayeskit.distributions.polyagamma.series import jstar_log_density_and_error
+
+    _, err = jstar_log_density_and_error(torch.tensor([5000.0], dtype=F64),
+                                         torch.tensor([5000.0], dtype=F64))
+    assert float(err) == math.inf
     # at the mean of moderate b the series is accurate and no error is raised
     assert math.isfinite(float(polya_gamma_log_prob(torch.tensor(2.5), 10.0, 0.0)))
+
+
+@pytest.mark.parametrize("b,c", [(10.0, 3.0), (32.0, 1.0)])
+def test_fourier_inversion_agrees_with_the_series(b, c):
+    from bayeskit.distributions.polyagamma.fourier import fourier_log_density
+    from bayeskit.distributions.polyagamma.series import jstar_log_density_and_error
+
+    m = float(polya_gamma_mean(b, c))
+    sd = math.sqrt(float(polya_gamma_variance(b, c)))
+    w = torch.linspace(m - 2 * sd, m + 2 * sd, 41, dtype=F64)
+    _, series_err = jstar_log_density_and_error(4 * w, torch.full_like(w, b))
+    assert float(series_err.max()) < 1e-9
+    log_p, err = fourier_log_density(w, b, c)
+    assert float(err.max()) < 1e-9
+    torch.testing.assert_close(log_p, polya_gamma_log_prob(w, b, c), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("b,c", [(200.0, 0.0), (1000.0, 2.0), (5000.0, 0.5), (100.0, 30.0)])
+def test_large_b_density_is_normalised_with_the_exact_moments(b, c):
+    """Where the series cancels the density still integrates to 1 and has the closed-form
+    mean and variance (trapezoid over +-6 sd; the near-normal tails beyond hold ~2e-9)."""
+    m = float(polya_gamma_mean(b, c))
+    sd = math.sqrt(float(polya_gamma_variance(b, c)))
+    w = torch.linspace(m - 6 * sd, m + 6 * sd, 1201, dtype=F64)
+    p = polya_gamma_log_prob(w, b, c).exp()
+    mass = torch.trapezoid(p, w)
+    mean = torch.trapezoid(p * w, w) / mass
+    var = torch.trapezoid(p * (w - mean) ** 2, w) / mass
+    assert abs(float(mass) - 1) < 1e-6
+    assert abs(float(mean) / m - 1) < 1e-7
+    assert abs(float(var) / sd**2 - 1) < 1e-5
 
 
 def test_envelope_acceptance_rates():

@@ -172,3 +172,22 @@ def test_bad_input():
         m.fit(X, y, decay=0.2)
     with pytest.raises(ValueError, match="gamma"):
         m.natural_gradient_step(X, y, gamma=0.0)
+
+
+def _fit_for_ddp():
+    X, y = _data(n=120, seed=6)
+    m = PolyaGammaSVGP(X[::10].clone(), num_data=120)
+    return m, m.fit(X, y, epochs=3, batch_size=40, lr=0.02, seed=1)
+
+
+def test_two_process_data_parallel_matches_single_process(tmp_path):
+    """Under torchrun each process takes half of every minibatch: the natural-gradient
+    statistics and the Adam gradients are summed across processes, so the run equals the
+    single-process one."""
+    from tests.ddp import run_two_processes
+
+    single, hist = _fit_for_ddp()
+    saved = run_two_processes(_fit_for_ddp, tmp_path)
+    for name, value in single.state_dict().items():
+        assert torch.allclose(saved["state"][name].to(value.dtype), value, atol=1e-9), name
+    assert torch.allclose(torch.tensor(saved["history"]), torch.tensor(hist), atol=1e-8)

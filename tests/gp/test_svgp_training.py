@@ -3,8 +3,6 @@
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
 from bayeskit.gp import SVGP, LinearMean, SquaredExponential
@@ -58,26 +56,18 @@ def test_dataloader_input_and_linear_mean():
     assert err_mean < err_plain
 
 
-def _worker(rank, size, init, out):
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
-    torch.set_num_threads(1)
+def _fit_for_ddp():
     X, y = data()
     m = model(X)
-    hist = m.fit(X, y, epochs=3, batch_size=50, lr=0.02, seed=1)
-    if rank == 0:
-        torch.save({"state": m.state_dict(), "history": hist}, out)
-    dist.barrier()  # no rank tears gloo down while another still talks to it
-    dist.destroy_process_group()
+    return m, m.fit(X, y, epochs=3, batch_size=50, lr=0.02, seed=1)
 
 
 def test_two_process_data_parallel_matches_single_process(tmp_path):
-    X, y = data()
-    single = model(X)
-    hist = single.fit(X, y, epochs=3, batch_size=50, lr=0.02, seed=1)
-    out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rdv'}", str(out)), nprocs=2, join=True)
-    saved = torch.load(out, weights_only=True)
-    ddp = model(X)
+    from tests.ddp import run_two_processes
+
+    single, hist = _fit_for_ddp()
+    saved = run_two_processes(_fit_for_ddp, tmp_path)
+    ddp = model(data()[0])
     ddp.load_state_dict(saved["state"])
     assert torch.allclose(flat(ddp), flat(single), atol=1e-9)
     assert torch.allclose(torch.tensor(saved["history"]), torch.tensor(hist), atol=1e-8)

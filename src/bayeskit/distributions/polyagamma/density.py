@@ -6,12 +6,13 @@ import math
 
 import torch
 
+from bayeskit.distributions.polyagamma.fourier import fourier_log_density
 from bayeskit.distributions.polyagamma.series import (
     F64,
     LOG2,
     MAX_SERIES_ERROR,
     check_params,
-    jstar_log_density,
+    jstar_log_density_and_error,
     log_cosh,
 )
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
@@ -65,18 +66,40 @@ def polya_gamma_log_prob(value, b, c) -> torch.Tensor:
 
     ``p(w) = 4 cosh(c/2)^b exp(-c^2 w / 2) f(4w | b)`` with ``f`` the left series. Its
     relative error is ``eps * sum|a_n| / f``: about 1e-14 at the mean for ``b <= 10``,
-    growing in the far right tail and with ``b`` (1e-13 at the mean for ``b = 32``).
-    Where it would exceed ``MAX_SERIES_ERROR`` (1e-6) an ``ArgumentValueError`` is raised
-    rather than a wrong number returned.
+    growing in the far right tail and with ``b`` (1e-13 at the mean for ``b = 32``). Where
+    it would exceed ``MAX_SERIES_ERROR`` (1e-6), typically for large ``b``, the density
+    comes from Fourier inversion of the characteristic function instead
+    (:mod:`~bayeskit.distributions.polyagamma.fourier`, about 1e-12 relative in the bulk);
+    where that bound fails too (far tails) an ``ArgumentValueError`` is raised rather than
+    a wrong number returned.
+
+    Example:
+        >>> round(float(polya_gamma_log_prob(50.0, 200.0, 0.0)), 6)  # series cancels here
+        -1.979427
     """
     value, b, c = _prepare(value, b, c)
     inside = (value > 0) & torch.isfinite(value)
     x = torch.where(inside, 4 * value, torch.ones_like(value))
-    log_f = jstar_log_density(x, b, check=True, where=inside)
+    log_f, err = jstar_log_density_and_error(x, b)
     w, a = torch.where(inside, value, 1.0), c.abs()
     # b log cosh(c/2) - c^2 w / 2, arranged so huge b and c cannot give inf - inf
     tilt = 0.5 * a * (b - a * w) + b * (torch.log1p(torch.exp(-a)) - LOG2)
     out = LOG2 * 2 + tilt + log_f
+    bad = inside & ~(err <= MAX_SERIES_ERROR)
+    if bool(bad.any()):
+        out = out.clone()
+        flat_out, flat_bad = out.reshape(-1), bad.reshape(-1)
+        pairs = torch.stack([b.reshape(-1), c.reshape(-1)], -1)[flat_bad]
+        for bb, cc in torch.unique(pairs, dim=0).tolist():
+            rows = flat_bad & (b.reshape(-1) == bb) & (c.reshape(-1) == cc)
+            log_p, ferr = fourier_log_density(value.reshape(-1)[rows], bb, cc)
+            if not bool((ferr <= MAX_SERIES_ERROR).all()):
+                i = int(torch.nonzero(~(ferr <= MAX_SERIES_ERROR))[0, 0])
+                raise ArgumentValueError(
+                    f"PG(b={bb:g}, c={cc:g}) at {float(value.reshape(-1)[rows][i]):g}: "
+                    f"neither the series nor Fourier inversion reaches relative accuracy "
+                    f"{MAX_SERIES_ERROR:g} in float64 this far in the tail")
+            flat_out[rows] = log_p
     if bool(torch.isnan(out[inside]).any()):
         raise NonFiniteError("the Polya-gamma log-density overflows float64 for these b, c "
                              "and values; rescale c or evaluate nearer the bulk")

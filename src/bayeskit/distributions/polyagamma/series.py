@@ -10,7 +10,8 @@ import torch
 from bayeskit.errors import ArgumentValueError, NonFiniteError
 
 __all__ = ["log_a0", "log_kernel_right", "log_ratio_step", "series_sum", "jstar_log_density",
-           "check_series", "log_cosh", "check_params", "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
+           "jstar_log_density_and_error", "check_series", "log_cosh", "check_params",
+           "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
 
 LOG2 = math.log(2.0)
 LOG_PI_2 = math.log(math.pi / 2)
@@ -42,7 +43,8 @@ def series_sum(x: torch.Tensor, h: torch.Tensor, max_terms: int = 400) -> tuple:
     """``(f / a_0, sum |a_n| / a_0)``: the series relative to its first term, and its mass.
 
     Terms are added until they are below ``1e-17`` of the running magnitude after the
-    sequence has started to decrease (the terms are unimodal in ``n``).
+    sequence has started to decrease (the terms are unimodal in ``n``); entries not
+    converged after ``max_terms`` get an infinite mass (so any error check refuses them).
     """
     total = torch.ones_like(x)
     mass = torch.ones_like(x)
@@ -58,7 +60,9 @@ def series_sum(x: torch.Tensor, h: torch.Tensor, max_terms: int = 400) -> tuple:
         active = active & ~((step < 0) & (term < 1e-17 * mass))
         if not bool(active.any()):
             break
-    return total, mass
+    # a series still growing after max_terms (b in the thousands) has not converged: its
+    # error estimate must say so (infinite mass), never report a partial sum as accurate
+    return total, torch.where(active, torch.full_like(mass, math.inf), mass)
 
 
 # The series is summed in float64: its relative error is about eps * sum|a_n| / |f|.
@@ -73,6 +77,21 @@ def jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False,
     (from the cancellation in the alternating sum) exceeds ``MAX_SERIES_ERROR``; ``where``
     limits the check to the entries that are used.
     """
+    log_f, total, mass = _jstar_series(x, h)
+    if check:
+        keep = torch.ones_like(x, dtype=torch.bool) if where is None else where
+        check_series(torch.where(keep, total, 1.0), torch.where(keep, mass, 1.0), x, h)
+    return log_f
+
+
+def jstar_log_density_and_error(x: torch.Tensor, h: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log f(x | h), estimated relative error)`` of the series (``eps sum|a_n| / f``)."""
+    log_f, total, mass = _jstar_series(x, h)
+    return log_f, torch.finfo(F64).eps * mass / total.abs()
+
+
+def _jstar_series(x: torch.Tensor, h: torch.Tensor):
     total, mass = series_sum(x, h)
     log_f = log_a0(x, h) + torch.log(total.clamp_min(torch.finfo(F64).tiny))
     right = (h == 1) & (x > 2 / math.pi)
@@ -85,10 +104,7 @@ def jstar_log_density(x: torch.Tensor, h: torch.Tensor, *, check: bool = False,
         log_f = log_f.clone()
         log_f[right] = LOG_PI_2 - PI2_8 * xr + torch.log(rel)
         mass = torch.where(right, total.abs(), mass)
-    if check:
-        keep = torch.ones_like(x, dtype=torch.bool) if where is None else where
-        check_series(torch.where(keep, total, 1.0), torch.where(keep, mass, 1.0), x, h)
-    return log_f
+    return log_f, total, mass
 
 
 def check_series(total: torch.Tensor, mass: torch.Tensor, x: torch.Tensor,
