@@ -45,6 +45,7 @@ class ClassifierDensityRatio:
             with ``patience`` epochs restores the best weights; ``val_fraction=0`` trains
             on everything for ``epochs`` epochs (small samples, e.g. BORE's).
         min_samples: fewest samples accepted from each distribution.
+        activation: the MLP's hidden activation (a ``torch.nn`` module class; ReLU).
         seed: initialisation and minibatch order.
 
     Example:
@@ -61,8 +62,10 @@ class ClassifierDensityRatio:
 
     def __init__(self, hidden: tuple[int, ...] = (16, 32), epochs: int = 800,
                  batch_size: int | None = None, lr: float = 1e-2, val_fraction: float = 0.2,
-                 patience: int = 100, seed: int = 0, classifier=None, min_samples: int = 5):
+                 patience: int = 100, seed: int = 0, classifier=None, min_samples: int = 5,
+                 activation: type[nn.Module] = nn.ReLU):
         self.hidden, self.epochs, self.batch_size = hidden, epochs, batch_size
+        self.activation = activation
         self.min_samples = min_samples
         self.lr, self.val_fraction, self.patience, self.seed = lr, val_fraction, patience, seed
         self.classifier = classifier
@@ -83,7 +86,8 @@ class ClassifierDensityRatio:
         g = torch.Generator().manual_seed(self.seed)
         self.loc_ = torch.cat([x_p, x_q]).mean(0)
         self.scale_ = torch.cat([x_p, x_q]).std(0).clamp_min(1e-12)
-        self.net_ = mlp((x_p.shape[1], *self.hidden, 1), dtype=F64, generator=g)
+        self.net_ = mlp((x_p.shape[1], *self.hidden, 1), dtype=F64, generator=g,
+                        activation=self.activation)
         x = torch.cat([x_p, x_q])
         y = torch.cat([torch.ones(len(x_p), dtype=F64), torch.zeros(len(x_q), dtype=F64)])
         perm = torch.randperm(len(x), generator=g)
