@@ -96,6 +96,7 @@ class Flow(nn.Module):
                           context_dim=context_dim)
 
         self.layers: list[ConditionalTransform] = [layer() for _ in range(num_layers)]
+        self._reverse = Permute(torch.arange(dim - 1, -1, -1))
         self.nets = nn.ModuleList([t.module for t in self.layers])
         self.register_buffer("loc", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
@@ -128,16 +129,18 @@ class Flow(nn.Module):
     def distribution(self, context: torch.Tensor | None = None) -> TransformedDistribution:
         """``p(x | context)`` as a ``TransformedDistribution`` (event ``[D]``)."""
         c = self._context(context)
-        base = Independent(Normal(torch.zeros(self.dim, dtype=self.loc.dtype),
-                                  torch.ones(self.dim, dtype=self.loc.dtype)), 1)
-        reverse = Permute(torch.arange(self.dim - 1, -1, -1))
+        # inputs are validated at the boundary (log_prob, fit_flow): torch's per-call
+        # support checks are skipped
+        zero = torch.zeros(self.dim, dtype=self.loc.dtype, device=self.loc.device)
+        base = Independent(Normal(zero, torch.ones_like(zero), validate_args=False), 1,
+                           validate_args=False)
         parts: list[Transform] = []
         for i, t in enumerate(self.layers):
             if i:
-                parts.append(reverse)
+                parts.append(self._reverse)
             parts.append(t.conditioned(c))
         parts.append(AffineTransform(self.loc, self.scale, event_dim=1))
-        return TransformedDistribution(base, parts)
+        return TransformedDistribution(base, parts, validate_args=False)
 
     def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(x | context)``: ``x`` ``[..., D]``, context ``[..., C]`` -> ``[...]``."""
