@@ -191,3 +191,18 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     for name, value in single.state_dict().items():
         assert torch.allclose(saved["state"][name].to(value.dtype), value, atol=1e-9), name
     assert torch.allclose(torch.tensor(saved["history"]), torch.tensor(hist), atol=1e-8)
+
+
+def test_whitened_and_unwhitened_reach_the_same_posterior():
+    X, y = _data()
+    models = []
+    for whiten in (True, False):
+        m = PolyaGammaSVGP(X[::3], _kernel(), num_data=len(X), whiten=whiten)
+        for _ in range(100):
+            m.natural_gradient_step(X, y, gamma=1.0)
+        models.append(m)
+    with torch.no_grad():
+        (m1, v1), (m2, v2) = (m.predict_f(X) for m in models)
+        e1, e2 = (float(m.augmented_elbo(X, y)) for m in models)
+    assert torch.allclose(m1, m2, atol=1e-8) and torch.allclose(v1, v2, atol=1e-8)
+    assert e1 == pytest.approx(e2, abs=1e-8)
