@@ -11,7 +11,7 @@ candidate is then judged by one referee on our model:
 * Full BO loops (Branin; Hartmann-6 optional): simple regret after N evaluations and wall
   time, ours (acquisition="kg") vs a BoTorch loop (fit_gpytorch_mll + optimize_acqf(qKG)).
 
-    .venv-bench/bin/python benchmarks/bench_kg.py [--part 1d hartmann loop] [--seeds 10]
+    .venv-bench/bin/python benchmarks/bench_kg.py [--part 1d hartmann loop scale] [--seeds 10]
 """
 
 from __future__ import annotations
@@ -209,6 +209,38 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
         print(summary, flush=True)
 
 
+def part_scale(sizes, surrogates, acquisitions, num_inducing: int) -> None:
+    """Per-iteration wall time of the loop at n observations (issue #17): Hartmann-6 at n
+    uniform points told to a BayesianOptimizer, then one ask() timed (the surrogate refit
+    from the default start, inducing points by greedy variance, acquisition maximisation)."""
+    f = hartmann6()
+    print(f"\nScale: one BO iteration on Hartmann-6 with n observations (M = {num_inducing})")
+    print("| n | surrogate | acquisition | ask seconds | fit+inducing seconds |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        g = torch.Generator().manual_seed(n)
+        X = torch.rand(n, 6, dtype=F64, generator=g)
+        y = f(X) + 0.01 * torch.randn(n, dtype=F64, generator=g)
+        for surrogate in surrogates:
+            if surrogate == "gpr" and n > 5000:
+                print(f"| {n} | gpr | - | skipped (O(n^3) per L-BFGS step) | - |", flush=True)
+                continue
+            for acq in acquisitions:
+                bo = BayesianOptimizer(f, f.bounds, acquisition=acq, n_init=2, seed=0,
+                                       progress=False, executor="serial",
+                                       surrogate=surrogate, num_inducing=num_inducing,
+                                       num_fantasies=8, fit_restarts=0)
+                bo.tell(X, y)
+                t0 = time.perf_counter()
+                bo.fit_model()
+                t_fit = time.perf_counter() - t0
+                bo.model = None
+                t0 = time.perf_counter()
+                bo.ask(1)
+                t_ask = time.perf_counter() - t0
+                print(f"| {n} | {surrogate} | {acq} | {t_ask:.1f} | {t_fit:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--part", nargs="*", default=["1d", "hartmann", "loop"])
@@ -221,6 +253,10 @@ def main() -> None:
     parser.add_argument("--ours-only", action="store_true", help="skip BoTorch in the loops")
     parser.add_argument("--loop-acquisition", default="kg", help="ours: kg, ei, ucb, ...")
     parser.add_argument("--loop-fantasies", type=int, default=16)
+    parser.add_argument("--scale-n", type=int, nargs="*", default=[1000, 5000, 20000])
+    parser.add_argument("--scale-surrogates", nargs="*", default=["gpr", "sgpr"])
+    parser.add_argument("--scale-acquisitions", nargs="*", default=["ei", "kg"])
+    parser.add_argument("--scale-inducing", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as fh:
@@ -240,6 +276,9 @@ def main() -> None:
         part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals,
                   competitor=not args.ours_only, acquisition=args.loop_acquisition,
                   num_fantasies=args.loop_fantasies)
+    if "scale" in args.part:
+        part_scale(args.scale_n, args.scale_surrogates, args.scale_acquisitions,
+                   args.scale_inducing)
 
 
 if __name__ == "__main__":
