@@ -216,13 +216,21 @@ class BayesianOptimizer:
             else:
                 model = SVGP(Z, kernel, noise_variance=1e-3, num_data=len(X))
         starts = [parameter_values(model)]
+        max_iter = 200
         if self._warm is not None:
-            starts.append({k: v for k, v in self._warm.items() if k in starts[0] and k != "Z"})
+            warm = {k: v for k, v in self._warm.items() if k in starts[0] and k != "Z"}
+            if sparse and len(self.history) % 5:
+                # a sparse refit on many points costs O(n M^2) per L-BFGS step: between the
+                # full refits (every 5th, from both starts) only the previous optimum is
+                # refined, briefly (one new point barely moves it)
+                starts, max_iter = [warm], 50
+            else:
+                starts.append(warm)
         try:
             if isinstance(model, SVGP):
                 self._fit_svgp(model, X, ys, starts)
             else:
-                model.fit(restarts=restarts, seed=seed, starts=starts)
+                model.fit(max_iter=max_iter, restarts=restarts, seed=seed, starts=starts)
         except ValueError as err:
             raise ValueError("the surrogate fit failed from every start; check the objective's "
                              "values for extreme outliers") from err
