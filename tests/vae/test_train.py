@@ -5,8 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from bayeskit.data import load_digits_split
 from bayeskit.vae import (
@@ -128,25 +126,18 @@ def test_bad_arguments(digits):
         fit(make(), x_tr * 16)
 
 
-def _worker(rank, world, init, x, out):
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    torch.set_num_threads(1)
+def _fit_for_ddp():
+    x = load_digits_split()[0][:300]  # the first 300 of the digits fixture's rows
     model = make()
     fit(model, x, epochs=2, batch_size=60, seed=5, progress=False)
-    if rank == 0:
-        torch.save(model.state_dict(), out)
-    dist.barrier()  # no rank tears gloo down while another still talks to it
-    dist.destroy_process_group()
+    return model, None
 
 
-def test_two_process_data_parallel_matches_single_process(digits, tmp_path):
-    x_tr, _ = digits
-    x = x_tr[:300]
-    single = make()
-    fit(single, x, epochs=2, batch_size=60, seed=5, progress=False)
-    out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", x, str(out)), nprocs=2,
-             join=True)
+def test_two_process_data_parallel_matches_single_process(tmp_path):
+    from tests.ddp import run_two_processes
+
+    single, _ = _fit_for_ddp()
+    saved = run_two_processes(_fit_for_ddp, tmp_path)
     ddp = make()
-    ddp.load_state_dict(torch.load(out, weights_only=True))
+    ddp.load_state_dict(saved["state"])
     assert torch.allclose(params(ddp), params(single), atol=1e-5)
