@@ -84,6 +84,7 @@ def _bad_array(like, kind):
 
 def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     """name -> (function, {argument: (kind, valid value)}); kind is "array" or "number"."""
+    from bayeskit import distributions as dists
     from bayeskit import linalg
     from bayeskit.bo import (
         BayesianOptimizer,
@@ -95,17 +96,6 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     )
     from bayeskit.bo.acquisition import BORE
     from bayeskit.bo.optim import evolutionary_search
-    from bayeskit.distributions import (
-        Flow,
-        PolyaGamma,
-        fit_flow,
-        polya_gamma_cdf,
-        polya_gamma_log_cdf,
-        polya_gamma_log_prob,
-        polya_gamma_mean,
-        polya_gamma_variance,
-        sample_polya_gamma,
-    )
     from bayeskit.distributions.flow_layers import MaskedAutoregressiveSpline, SplineCoupling
     from bayeskit.distributions.gaussian import conditional, gauss_kl, sample_mvn
     from bayeskit.gp import GPR, SGPR, SVGP, Matern, PolyaGammaSVGP, SquaredExponential, inducing
@@ -159,17 +149,18 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
                                       "f": B(torch.zeros(4, dtype=F64))}),
         "gauss_kl": (gauss_kl, {"q_mu": B(torch.zeros(4, dtype=F64)), "q_sqrt": B(L)}),
         "sample_mvn": (sample_mvn, {"mean": B(torch.zeros(4, dtype=F64)), "scale_tril": B(L)}),
-        "sample_polya_gamma": (sample_polya_gamma, {"b": P(1.0), "c": P(0.5)}),
-        "polya_gamma_mean": (polya_gamma_mean, {"b": P(1.0), "c": P(0.5)}),
-        "polya_gamma_variance": (polya_gamma_variance, {"b": P(1.0), "c": P(0.5)}),
-        "polya_gamma_log_prob": (polya_gamma_log_prob, {"value": ("point", 0.3), "b": P(1.0),
+        "sample_polya_gamma": (dists.sample_polya_gamma, {"b": P(1.0), "c": P(0.5)}),
+        "polya_gamma_mean": (dists.polya_gamma_mean, {"b": P(1.0), "c": P(0.5)}),
+        "polya_gamma_variance": (dists.polya_gamma_variance, {"b": P(1.0), "c": P(0.5)}),
+        "polya_gamma_log_prob": (dists.polya_gamma_log_prob, {"value": ("point", 0.3), "b": P(1.0),
                                                         "c": P(0.5)}),
-        "polya_gamma_cdf": (polya_gamma_cdf, {"value": ("point", 0.3), "b": P(1.0), "c": P(0.5)}),
-        "polya_gamma_log_cdf": (polya_gamma_log_cdf, {"value": ("point", 0.3), "b": P(1.0),
+        "polya_gamma_cdf": (dists.polya_gamma_cdf, {"value": ("point", 0.3), "b": P(1.0),
+                                                     "c": P(0.5)}),
+        "polya_gamma_log_cdf": (dists.polya_gamma_log_cdf, {"value": ("point", 0.3), "b": P(1.0),
                                                       "c": P(0.5)}),
-        "PolyaGamma": (PolyaGamma, {"b": P(1.0), "c": P(0.5)}),
-        "Flow": (Flow, {"dim": N(2), "num_layers": N(1)}),
-        "fit_flow": (lambda samples, epochs: fit_flow(Flow(2, hidden=(4,)), samples,
+        "PolyaGamma": (dists.PolyaGamma, {"b": P(1.0), "c": P(0.5)}),
+        "Flow": (dists.Flow, {"dim": N(2), "num_layers": N(1)}),
+        "fit_flow": (lambda samples, epochs: dists.fit_flow(dists.Flow(2, hidden=(4,)), samples,
                                                       epochs=epochs),
                      {"samples": A(torch.randn(40, 2)), "epochs": N(1)}),
         "GPR": (GPR, {"X": A(X), "y": A(y), "noise_variance": N(0.1), "mean": N(0.0)}),
@@ -232,14 +223,14 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "mgrid": (lambda num: mgrid((0, 1), num=num), {"num": N(5)}),
         "vae.fit": (vae_fit, {"data": A(torch.rand(10, 4))}),
         # issue 16, 17, 19 entry points
-        "Flow(nsf, context)": (lambda dim, context_dim, bins, bound: Flow(
+        "Flow(nsf, context)": (lambda dim, context_dim, bins, bound: dists.Flow(
             dim, kind="nsf", context_dim=context_dim, bins=bins, bound=bound, hidden=(4,)),
             {"dim": N(2), "context_dim": N(1), "bins": N(4), "bound": N(3.0)}),
-        "fit_flow(context)": (lambda samples, context: fit_flow(
-            Flow(2, kind="nsf-coupling", context_dim=1, hidden=(4,)), samples,
+        "dists.fit_flow(context)": (lambda samples, context: dists.fit_flow(
+            dists.Flow(2, kind="nsf-coupling", context_dim=1, hidden=(4,)), samples,
             context=context, epochs=1), {"samples": A(torch.randn(40, 2)),
                                          "context": A(torch.randn(40, 1))}),
-        "Flow.log_prob(context)": (lambda x, context: Flow(
+        "Flow.log_prob(context)": (lambda x, context: dists.Flow(
             2, kind="nsf", context_dim=1, hidden=(4,)).log_prob(x, context),
             {"x": B(torch.randn(5, 2)), "context": B(torch.randn(5, 1))}),
         "MaskedAutoregressiveSpline": (lambda dim, bins, bound: MaskedAutoregressiveSpline(

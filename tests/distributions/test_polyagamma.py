@@ -389,3 +389,19 @@ def test_unbounded_requests_are_refused_and_large_shapes_stay_in_memory():
         sample_polya_gamma(1e12, 0.0)
     w = sample_polya_gamma(1e12, torch.zeros(10, dtype=F64), method="normal")
     assert bool(torch.isfinite(w).all())
+
+
+def test_moments_continue_analytically_to_imaginary_tilts():
+    """The Fourier density tilts by k = c^2 < 0 too: there the mean is tan(a/2)/(2a), and
+    on both sides d mean / dk = -var / 2 (finite differences), continuous through k = 0."""
+    from bayeskit.distributions.polyagamma.series import unit_moments
+
+    k = torch.tensor([-9.0, -4.0, -1e-7, 1e-7, 1.0, 25.0], dtype=F64)
+    mean, var = unit_moments(k.abs().sqrt(), k < 0)
+    a = k.abs().sqrt()
+    torch.testing.assert_close(mean[:2], torch.tan(a[:2] / 2) / (2 * a[:2]))
+    h = 1e-5
+    up = unit_moments((k + h).abs().sqrt(), (k + h) < 0)[0]
+    down = unit_moments((k - h).abs().sqrt(), (k - h) < 0)[0]
+    torch.testing.assert_close((up - down) / (2 * h), -var / 2, rtol=1e-5, atol=1e-9)
+    assert abs(float(mean[2] - mean[3])) < 1e-8 and abs(float(var[2] - var[3])) < 1e-8

@@ -172,6 +172,8 @@ def test_bad_input():
         m.fit(X, y, decay=0.2)
     with pytest.raises(ValueError, match="gamma"):
         m.natural_gradient_step(X, y, gamma=0.0)
+    with pytest.raises(ValueError, match="num_points"):
+        m.elbo(X, y, num_points=0)
 
 
 def _fit_for_ddp():

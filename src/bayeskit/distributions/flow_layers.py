@@ -136,10 +136,12 @@ class ConditionalTransform(Transform):
     # the last pair so that TransformedDistribution's inverse-then-log-det (log_prob) and
     # forward-then-log-det (sampling with log q) each run the networks once.
     def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """noise -> data: ``(x, log|dx/dz|)``; every layer class defines it."""
+        raise NotImplementedError  # noqa: stub-ok (abstract: each layer implements it)
 
     def _backward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """data -> noise: ``(z, log|dx/dz|)``; every layer class defines it."""
+        raise NotImplementedError  # noqa: stub-ok (abstract: each layer implements it)
 
     def _call(self, z):
         x, log_det = self._forward(z)

@@ -47,7 +47,7 @@ from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.svgp import SVGP
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
-from bayeskit.validation import as_scalar, as_tensor
+from bayeskit.validation import as_int, as_scalar, as_tensor
 
 __all__ = ["PolyaGammaSVGP"]
 
@@ -145,6 +145,7 @@ class PolyaGammaSVGP(SVGP):
         """The true (non-augmented) ELBO, ``E_q[log p(y | f)]`` by Gauss-Hermite quadrature
         with ``num_points`` nodes; at least :meth:`augmented_elbo`."""
         X, y, n = self.check_data(X, y, trials)
+        num_points = as_int(num_points, "num_points", positive=True)
         mean, var, L = self._marginals(X)
         const = torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
 

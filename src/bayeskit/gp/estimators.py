@@ -190,9 +190,10 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
     Adam on the kernel and inducing points).
 
     Two classes: one model (the larger class is "1"). More classes: one model per class
-    against the rest, probabilities normalised across classes (one-vs-rest; the
-    logistic-softmax augmentation of Galy-Fajou et al. 2019 is not implemented). Inputs are
-    standardised per feature; ``num_inducing`` inducing inputs start on a random subset.
+    against the rest, probabilities normalised across classes (one-vs-rest, each model
+    exactly the binary one; the joint logistic-softmax model of Galy-Fajou et al. 2019 is
+    a different likelihood). Inputs are standardised per feature; ``num_inducing``
+    inducing inputs start on a random subset.
 
     Example:
         >>> rng = np.random.default_rng(0)

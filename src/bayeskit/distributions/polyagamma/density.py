@@ -14,6 +14,7 @@ from bayeskit.distributions.polyagamma.series import (
     check_params,
     jstar_log_density_and_error,
     log_cosh,
+    unit_moments,
 )
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.validation import as_param
@@ -46,19 +47,13 @@ def _prepare(value, b, c):
 def polya_gamma_mean(b, c) -> torch.Tensor:
     """``E[PG(b, c)] = b tanh(c/2) / (2c)`` (``b / 4`` at ``c = 0``)."""
     b, c = _params(b, c)
-    a = c.abs()
-    safe = torch.where(a < 1e-4, torch.ones_like(a), a)
-    return b * torch.where(a < 1e-4, 0.25 - a * a / 48, torch.tanh(safe / 2) / (2 * safe))
+    return b * unit_moments(c.abs())[0]
 
 
 def polya_gamma_variance(b, c) -> torch.Tensor:
     """``Var[PG(b, c)] = b (2 tanh(c/2) - c sech^2(c/2)) / (4 c^3)`` (``b/24`` at 0)."""
     b, c = _params(b, c)
-    a = c.abs()
-    safe = torch.where(a < 1e-3, torch.ones_like(a), a)
-    sech2 = 1.0 / torch.cosh(safe / 2) ** 2
-    exact = (2 * torch.tanh(safe / 2) - safe * sech2) / (4 * safe**3)
-    return b * torch.where(a < 1e-3, (1 - a * a / 5) / 24, exact)
+    return b * unit_moments(c.abs())[1]
 
 
 def polya_gamma_log_prob(value, b, c) -> torch.Tensor:

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from bayeskit.distributions.polyagamma.series import F64, LOG2
+from bayeskit.distributions.polyagamma.series import F64, LOG2, unit_moments
 
 __all__ = ["fourier_log_density"]
 
@@ -50,17 +50,8 @@ def _log_cosh_tilt(k: torch.Tensor) -> torch.Tensor:
 
 
 def _moments(k: torch.Tensor, b: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of ``PG(b, sqrt(k))`` for real ``k > -pi^2`` (analytic in ``k``:
-    the tangent forms below 0, Taylor series near 0)."""
-    a = torch.sqrt(k.abs()).clamp_min(1e-300)
-    near = k.abs() < 1e-4
-    pos = k > 0
-    th = torch.where(pos, torch.tanh(a / 2), torch.tan(a / 2))
-    mean = torch.where(near, 0.25 - k / 48, th / (2 * a))
-    # d mean / d k = -var / 2, so var = (2 th - a sech^2) / (4 a^3) (sec^2 and a sign below 0)
-    sq = torch.where(pos, 1 / torch.cosh(a / 2) ** 2, 1 / torch.cos(a / 2) ** 2)
-    var = torch.where(pos, 2 * th - a * sq, a * sq - 2 * th) / (4 * a**3)
-    var = torch.where(near, 1 / 24 - k / 120, var)
+    """Mean and variance of ``PG(b, sqrt(k))`` for real ``k > -pi^2``."""
+    mean, var = unit_moments(torch.sqrt(k.abs()), k < 0)
     return b * mean, b * var
 
 

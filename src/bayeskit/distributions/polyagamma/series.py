@@ -11,7 +11,7 @@ from bayeskit.errors import ArgumentValueError, NonFiniteError
 
 __all__ = ["log_a0", "log_kernel_right", "log_ratio_step", "series_sum", "jstar_log_density",
            "jstar_log_density_and_error", "check_series", "log_cosh", "check_params",
-           "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
+           "unit_moments", "MAX_SERIES_ERROR", "H_MAX", "T_SMALL"]
 
 LOG2 = math.log(2.0)
 LOG_PI_2 = math.log(math.pi / 2)
@@ -63,6 +63,27 @@ def series_sum(x: torch.Tensor, h: torch.Tensor, max_terms: int = 400) -> tuple:
     # a series still growing after max_terms (b in the thousands) has not converged: its
     # error estimate must say so (infinite mass), never report a partial sum as accurate
     return total, torch.where(active, torch.full_like(mass, math.inf), mass)
+
+
+def unit_moments(a: torch.Tensor, imaginary: torch.Tensor | bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``PG(1, c)``, the one home of these identities: ``c = a``
+    (``imaginary=False``) gives ``tanh(a/2)/(2a)`` and ``(2 tanh(a/2) - a sech^2(a/2)) /
+    (4 a^3)``; ``c = i a`` (a tilt ``c^2 = -a^2 > -pi^2``, used by the Fourier density)
+    their continuation ``tan(a/2)/(2a)`` and ``(a sec^2(a/2) - 2 tan(a/2)) / (4 a^3)``;
+    Taylor series ``1/4 -+ a^2/48`` and ``(1 -+ a^2/5)/24`` near 0. ``a >= 0``."""
+    imaginary = torch.as_tensor(imaginary, device=a.device)
+    sign = torch.where(imaginary, -1.0, 1.0).to(a.dtype)
+    near_mean, near_var = a < 1e-4, a < 1e-3
+    safe = torch.where(near_mean, torch.ones_like(a), a)
+    th = torch.where(imaginary, torch.tan(safe / 2), torch.tanh(safe / 2))
+    mean = torch.where(near_mean, 0.25 - sign * a * a / 48, th / (2 * safe))
+    safe = torch.where(near_var, torch.ones_like(a), a)
+    th = torch.where(imaginary, torch.tan(safe / 2), torch.tanh(safe / 2))
+    sq = torch.where(imaginary, 1 / torch.cos(safe / 2) ** 2, 1 / torch.cosh(safe / 2) ** 2)
+    exact = sign * (2 * th - safe * sq) / (4 * safe**3)
+    var = torch.where(near_var, (1 - sign * a * a / 5) / 24, exact)
+    return mean, var
 
 
 # The series is summed in float64: its relative error is about eps * sum|a_n| / |f|.
