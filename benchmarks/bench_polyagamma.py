@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import time
 
 import numpy as np
 import torch
 
-from _timing import interleaved_medians
+from _timing import header, interleaved_medians
+from bayeskit import compiled
 from bayeskit.distributions import polya_gamma_mean, polya_gamma_variance, sample_polya_gamma
 
 
@@ -52,10 +51,7 @@ def main() -> None:
                         help="also time bayeskit's two exact routes for these integer b: "
                              "sums of shape-1 draws (the default) vs chunks of shape <= 4")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    with open("/proc/loadavg") as f:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, loadavg {f.read().strip()}")
+    header()
     try:
         import polyagamma as pgm
     except ImportError:
@@ -74,6 +70,11 @@ def main() -> None:
         b_t = torch.full(c_t.shape if c_t.dim() else (n,), b, dtype=torch.float64)
         cont = {"bayeskit (exact)": lambda b_t=b_t, c_t=c_t: sample_polya_gamma(
             b_t, c_t, generator=g)}
+        if compiled.available():  # the default is the numba kernel; also time the fallback
+            def eager(b_t=b_t, c_t=c_t):
+                with compiled.use_compiled(False):
+                    return sample_polya_gamma(b_t, c_t, generator=g)
+            cont["bayeskit eager"] = eager
         if pgm is not None:
             bn = np.full(n, b)
             cn = np.broadcast_to(np.asarray(c, dtype=float), (n,))

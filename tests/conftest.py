@@ -3,10 +3,28 @@
 import pytest
 import torch
 
+from bayeskit import compiled
+
 
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(params=["compiled", "eager"])
+def backend(request):
+    """Run a test with the numba kernels (bayeskit.compiled) and with the eager torch code."""
+    if request.param == "compiled" and not compiled.available():
+        pytest.skip("numba is not installed")
+    with compiled.use_compiled(request.param == "compiled"):
+        yield request.param
+
+
+@pytest.fixture
+def eager():
+    """For tests that patch or inspect the eager code's internals."""
+    with compiled.use_compiled(False):
+        yield
 
 
 def random_spd(n, batch=(), dtype=torch.float64, generator=None, cond_shift=0.5):

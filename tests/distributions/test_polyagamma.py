@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from bayeskit import compiled
 from bayeskit.distributions import (
     PolyaGamma,
     polya_gamma_cdf,
@@ -33,7 +34,7 @@ def _moment_z(w: torch.Tensor, b: float, c: float) -> tuple[float, float]:
 
 @pytest.mark.parametrize("b", [0.1, 0.5, 1.0, 2.7, 5.0, 10.0, 100.0])
 @pytest.mark.parametrize("c", [0.0, 1.5, 10.0, 50.0])
-def test_sample_moments_match_closed_forms(b, c):
+def test_sample_moments_match_closed_forms(b, c, backend):
     """Mean and variance within 4 standard errors (exactness, not an approximation)."""
     n = 4000 if b == 100.0 else 40000
     g = torch.Generator().manual_seed(int(100 * b + c))
@@ -44,7 +45,7 @@ def test_sample_moments_match_closed_forms(b, c):
 
 
 @pytest.mark.parametrize("b,c", [(1.0, 0.0), (0.3, 2.0), (2.7, 1.5), (7.0, 0.5), (1.0, 12.0)])
-def test_kolmogorov_smirnov_against_exact_cdf(b, c):
+def test_kolmogorov_smirnov_against_exact_cdf(b, c, backend):
     n = 6000
     g = torch.Generator().manual_seed(7)
     w, _ = torch.sort(sample_polya_gamma(torch.full((n,), b, dtype=F64), c, generator=g))
@@ -114,7 +115,7 @@ def test_envelope_bounds_the_density(h):
     assert bool((log_f[finite] <= bound[finite] + 1e-10).all())
 
 
-def test_reproducible_with_a_generator():
+def test_reproducible_with_a_generator(backend):
     a = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(3))
     b = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(3))
     c = sample_polya_gamma(2.5, 1.0, (1000,), generator=torch.Generator().manual_seed(4))
@@ -243,7 +244,7 @@ def test_envelope_acceptance_rates():
         assert 0.5 < rate(b, c) <= 1.0
 
 
-def test_shape_one_sampler_is_exact_for_mixed_tilts():
+def test_shape_one_sampler_is_exact_for_mixed_tilts(backend):
     """b = 1 with c ~ N(0, 2^2) (both left envelopes, Rayleigh and inverse Gaussian, in one
     call): the mean and variance of sum_i (w_i - E w_i) are those of independent draws."""
     n = 200_000
@@ -260,7 +261,7 @@ def test_shape_one_sampler_is_exact_for_mixed_tilts():
 
 
 @pytest.mark.parametrize("c", [2.0, 3.0])  # either side of the envelope switch at c = 2.47
-def test_shape_one_kolmogorov_smirnov_near_the_envelope_switch(c):
+def test_shape_one_kolmogorov_smirnov_near_the_envelope_switch(c, backend):
     n = 6000
     g = torch.Generator().manual_seed(3)
     w, _ = torch.sort(sample_polya_gamma(1.0, torch.full((n,), c, dtype=F64), generator=g))
@@ -289,7 +290,7 @@ def test_shape_one_series_test_agrees_with_the_general_one():
     assert 0.1 < float(accepted.double().mean()) < 0.95
 
 
-def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
+def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch, eager):
     """Force a tenth of the draws through the general fallback: still exact moments."""
     original = samplers.h1_series_test
     g_mark = torch.Generator().manual_seed(9)
@@ -308,7 +309,7 @@ def test_shape_one_undecided_draws_are_settled_exactly(monkeypatch):
 
 
 @pytest.mark.parametrize("b", [3.0, 10.0])
-def test_integer_shape_sums_of_shape_one_draws_are_exact(b, monkeypatch):
+def test_integer_shape_sums_of_shape_one_draws_are_exact(b, monkeypatch, backend):
     """Integer b is sampled as a sum of b shape-1 draws (also when b * n exceeds one pass
     of materialised draws): moments with mixed tilts."""
     n = 60_000
@@ -325,7 +326,7 @@ def test_integer_shape_sums_of_shape_one_draws_are_exact(b, monkeypatch):
 
 
 @pytest.mark.parametrize("max_work", [None, 1000])  # 1000: too many draws, chunk route
-def test_varying_integer_shapes_binomial_counts(monkeypatch, max_work):
+def test_varying_integer_shapes_binomial_counts(monkeypatch, max_work, backend):
     if max_work is not None:
         monkeypatch.setattr(samplers, "H1_MAX_WORK", max_work)
     n = 40_000
@@ -342,7 +343,7 @@ def test_varying_integer_shapes_binomial_counts(monkeypatch, max_work):
 
 @pytest.mark.parametrize("b", [1.0, 3.0])
 @pytest.mark.parametrize("c", [1500.0, 1e5, -1e8])
-def test_huge_tilts_sample_exactly(b, c):
+def test_huge_tilts_sample_exactly(b, c, backend):
     """Both envelope masses underflow beyond |c| ~ 1500: the piece probability is computed
     in log space (this once looped forever)."""
     n = 20_000
@@ -405,3 +406,31 @@ def test_moments_continue_analytically_to_imaginary_tilts():
     down = unit_moments((k - h).abs().sqrt(), (k - h) < 0)[0]
     torch.testing.assert_close((up - down) / (2 * h), -var / 2, rtol=1e-5, atol=1e-9)
     assert abs(float(mean[2] - mean[3])) < 1e-8 and abs(float(var[2] - var[3])) < 1e-8
+
+
+@pytest.mark.skipif(not compiled.available(), reason="numba is not installed")
+def test_compiled_series_tests_decide_as_the_eager_ones():
+    """The kernels' scalar series tests (Devroye's for shape 1, the left series for any h)
+    give the eager vectorised decisions on random (x, v)."""
+    from bayeskit.distributions.polyagamma import kernels
+
+    g = torch.Generator().manual_seed(8)
+    n = 3000
+    one = torch.ones((), dtype=F64)
+    x_left = 0.02 + (samplers.T1 - 0.02) * torch.rand(n, dtype=F64, generator=g)
+    x_right = samplers.T1 + 5 * torch.rand(n, dtype=F64, generator=g)
+    v = 1.2 * torch.rand(n, dtype=F64, generator=g)
+    rel = series.log_kernel_right(x_right, one, torch.zeros_like(x_right)) - series.log_a0(
+        x_right, one)
+    for x, rate, scale in ((x_left, 4 / x_left, torch.ones_like(v)),
+                           (x_right, math.pi**2 * x_right, rel.exp())):
+        ours = torch.tensor([kernels._devroye_series(float(vi), float(ri))
+                             for vi, ri in zip(v, rate, strict=True)])
+        assert torch.equal(ours, proposals.accept(x, one, v * scale))
+    for h in (0.4, 2.7):
+        x = 0.05 + 3 * torch.rand(n, dtype=F64, generator=g)
+        ht = torch.tensor(h, dtype=F64)
+        ours = torch.tensor([kernels._series_accept(float(xi), h, float(vi))
+                             for xi, vi in zip(x, v, strict=True)])
+        assert torch.equal(ours, proposals.accept(x, ht, v))
+        assert 0.05 < float(ours.double().mean()) < 0.95

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from bayeskit import compiled
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg import kernels
 from bayeskit.validation import (
     as_param,
     check_cholesky_factor,
@@ -239,6 +241,11 @@ def cholesky_update_lowrank(
     L = chol.expand(*batch, n, n).reshape(-1, n, n) if batch else chol.unsqueeze(0)
     Uf = U.expand(*batch, n, m).reshape(-1, n, m) if batch else U.unsqueeze(0)
     a = alpha.expand(batch).reshape(-1) if batch else alpha.reshape(1)
+    grad = torch.is_grad_enabled() and (L.requires_grad or Uf.requires_grad or a.requires_grad)
+    if m == 1 and n <= _KERNEL_N and not grad and compiled.enabled(L, Uf, a):
+        out, failed = kernels.rank1_update_batch(L, Uf[..., 0], a)
+        if not bool(failed.any()):  # otherwise the path below explains what went wrong
+            return out.reshape(*batch, n, n) if batch else out[0]
 
     P = torch.linalg.solve_triangular(L, Uf, upper=False)  # [B, N, M]
     if not bool(torch.isfinite(P).all()):  # NaN/inf in U, or in chol's lower triangle
@@ -246,7 +253,6 @@ def cholesky_update_lowrank(
             "U or chol contains NaN/inf, or chol is numerically singular "
             "(L^{-1} U is not finite)"
         )
-    grad = torch.is_grad_enabled() and (L.requires_grad or Uf.requires_grad or a.requires_grad)
     if m == 1 and n <= _SMALL_N and not grad:
         out, failed = _rank1_small(L.mT, P[..., 0], a)
         _raise_downdate(failed, batch)
@@ -262,6 +268,10 @@ def cholesky_update_lowrank(
     out = _apply_blocks(L.mT, P_pad, T, G, b, pad)
     return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
 
+
+# Up to this size a rank-1 update of a batch runs fastest in the compiled column sweep
+# (linalg.kernels), one factor per thread (benchmarks/bench_cholesky.py).
+_KERNEL_N = 256
 
 # Up to this size a rank-1 update is faster with elementwise ops and one cumsum than with
 # blocked products (a cumsum down the rows of a larger matrix is cache-unfriendly).

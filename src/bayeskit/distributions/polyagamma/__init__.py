@@ -31,8 +31,13 @@ Shape 1 (logistic regression) has its own vectorised form of Devroye's sampler
 shape is sampled as a sum of that many shape-1 draws, which measured faster than the
 chunks for every integer shape tried (benchmarks/RESULTS.md).
 
+On CPU tensors both samplers run as compiled element-by-element loops (:mod:`.kernels`,
+numba, under :mod:`bayeskit.compiled`'s policy); the vectorised torch code is the fallback
+(CUDA tensors, no numba, ``BAYESKIT_COMPILED=0``). Both are tested for exactness.
+
 The package's seams: :mod:`.series` (the series and its constants), :mod:`.envelopes`,
-:mod:`.proposals`, :mod:`.samplers` (general and shape-1), :mod:`.dispatch`
+:mod:`.proposals`, :mod:`.samplers` (general and shape-1), :mod:`.kernels` (the compiled
+samplers), :mod:`.dispatch`
 (``sample_polya_gamma``), :mod:`.density` (moments, log-density, CDF) and
 :mod:`.distribution` (``PolyaGamma``).
 """

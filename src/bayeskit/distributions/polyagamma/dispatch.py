@@ -1,6 +1,7 @@
 """``sample_polya_gamma``: validates ``b, c`` and sends each request to the fastest exact
-route (integer shapes as shape-1 sums, other shapes in chunks of at most ``H_MAX``), or
-to the opt-in normal approximation."""
+route (integer shapes as shape-1 sums, other shapes in chunks of at most ``H_MAX``; the
+compiled kernels on CPU, the vectorised torch samplers elsewhere), or to the opt-in normal
+approximation."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import math
 
 import torch
 
-from bayeskit.distributions.polyagamma import samplers
+from bayeskit import compiled
+from bayeskit.distributions.polyagamma import kernels, samplers
 from bayeskit.distributions.polyagamma.density import polya_gamma_mean, polya_gamma_variance
+from bayeskit.distributions.polyagamma.envelopes import left_probability, shape_constants
 from bayeskit.distributions.polyagamma.proposals import RandomStream
 from bayeskit.distributions.polyagamma.samplers import sample_jstar, sample_jstar_h1
 from bayeskit.distributions.polyagamma.series import F64, H_MAX, check_params
@@ -34,6 +37,43 @@ def chunk_sizes(b: float) -> dict[float, int]:
         sizes = {float(low + 1): extra, float(low): k - extra}
         return {s: c for s, c in sizes.items() if c}
     return {b / k: k}
+
+
+def _per_element(v: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``v`` flat over ``shape``: one element when every draw shares its value."""
+    flat = v.reshape(-1)
+    if flat.numel() == 1 or (bool((flat[:64] == flat[0]).all())  # cheap early exit
+                             and bool((flat == flat[0]).all())):
+        return flat[:1]
+    return v.expand(shape).reshape(-1)
+
+
+def _compiled_draws(hb: torch.Tensor, cb: torch.Tensor, n: int,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` draws of ``PG(b, c)`` by the compiled kernels from per-element ``b, c``
+    (``[n]`` or ``[1]``): integer ``b`` as sums of shape-1 draws, other ``b`` as
+    ``ceil(b / H_MAX)`` equal chunks of the general sampler."""
+    if bool((hb == hb.round()).all()):
+        return kernels.sample_h1_sums(cb, hb.to(torch.long), n, generator)
+    zb = cb.abs().mul_(0.5)
+    chunks = torch.ceil(hb / H_MAX).clamp_min(1)
+    h, t, log_c, lgh = shape_constants(hb / chunks)
+    p_left = left_probability(h, zb, t, log_c)
+    return kernels.sample_jstar_sums(*(v.reshape(-1) for v in (h, chunks, zb, t, log_c, lgh,
+                                                               p_left)), n, generator)
+
+
+def _check_work(flat_b: torch.Tensor, n: int) -> None:
+    """Refuse requests whose exact draws would run for minutes (see ``MAX_DRAWS``)."""
+    if float(flat_b.max()) * n > MAX_DRAWS:
+        per_draw = torch.ceil(flat_b.clamp_max(1e15)).clamp_min(1)  # shape-1 or chunk draws
+        work = float(per_draw.mean()) * n
+        if work > MAX_DRAWS:
+            raise ArgumentValueError(
+                f"exact PG draws with b up to {float(flat_b.max()):.3g} and {n} "
+                f"draws need about {work:.3g} elementary draws (limit {MAX_DRAWS}); use "
+                "method='normal' (a moment-matched approximation, accurate for large b) or "
+                "fewer draws")
 
 
 def sample_polya_gamma(
@@ -70,23 +110,24 @@ def sample_polya_gamma(
     dtype = dtype if dtype.is_floating_point else F64
     device = b_t.device
     b_t, c_t = b_t.to(device=device, dtype=F64), c_t.to(device=device, dtype=F64)
-    check_params(b_t, c_t)
     shape = torch.Size(sample_shape) + torch.broadcast_shapes(b_t.shape, c_t.shape)
-    if shape.numel() == 0:  # nothing to draw
-        return torch.empty(shape, dtype=dtype, device=device)
-    zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
     check_choice(method, "method", ("exact", "normal"))
+    if shape.numel() == 0:  # nothing to draw
+        check_params(b_t, c_t)
+        return torch.empty(shape, dtype=dtype, device=device)
+    if method == "exact" and compiled.enabled(b_t, c_t):
+        # per-element parameters first: a shared b or c is then checked and used once
+        hb, cb = _per_element(b_t, shape), _per_element(c_t, shape)
+        check_params(hb, cb)
+        _check_work(hb, shape.numel())
+        draws = _compiled_draws(hb, cb, shape.numel(), check_generator(generator))
+        return draws.reshape(shape).to(dtype)
+    check_params(b_t, c_t)
+    zb = c_t.abs().mul_(0.5).expand(shape).reshape(-1)
     rng = RandomStream(check_generator(generator), device)
     flat_b = b_t.reshape(-1)
-    if method == "exact" and float(flat_b.max()) * shape.numel() > MAX_DRAWS:
-        per_draw = torch.ceil(flat_b.clamp_max(1e15)).clamp_min(1)  # shape-1 or chunk draws
-        work = float(per_draw.mean()) * float(shape.numel())
-        if work > MAX_DRAWS:
-            raise ArgumentValueError(
-                f"exact PG draws with b up to {float(flat_b.max()):.3g} and {shape.numel()} "
-                f"draws need about {work:.3g} elementary draws (limit {MAX_DRAWS}); use "
-                "method='normal' (a moment-matched approximation, accurate for large b) or "
-                "fewer draws")
+    if method == "exact":
+        _check_work(flat_b, shape.numel())
     shared_b = flat_b.numel() == 1 or bool((flat_b == flat_b[0]).all())
     integer_b = bool((flat_b == flat_b.round()).all())
     if method == "exact" and shared_b and integer_b:
