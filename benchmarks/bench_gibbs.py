@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer
 
+from bayeskit import compiled
 from bayeskit.mcmc import BinomialRegressionData, run_gibbs
 
 
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--our-chains", type=int, nargs="*", default=[16, 64],
+                        help="also run bayeskit with these numbers of chains")
     args = parser.parse_args()
     with open("/proc/loadavg") as f:
         print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}")
@@ -82,6 +85,10 @@ def main() -> None:
     rows = {}
     t, d = run_ours(Phi, y, args.chains, args.warmup, args.draws)
     rows["bayeskit PG Gibbs"] = (t, d)
+    with compiled.use_compiled(False):  # the eager fallback, for the record
+        rows["bayeskit (eager PG)"] = run_ours(Phi, y, args.chains, args.warmup, args.draws)
+    for chains in args.our_chains:  # chains as a batch: ESS/s at other chain counts
+        rows[f"bayeskit, {chains} chains"] = run_ours(Phi, y, chains, args.warmup, args.draws)
     try:
         for method in ("vectorized", "sequential"):
             rows[f"NumPyro NUTS ({method})"] = run_nuts(Phi, y, args.chains, args.warmup,

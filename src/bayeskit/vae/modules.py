@@ -36,6 +36,14 @@ __all__ = ["mlp", "GaussianEncoder", "FlowEncoder", "RelaxedCategoricalEncoder",
            "BernoulliDecoder", "GaussianDecoder", "CategoricalDecoder"]
 
 
+def random_on(draw, shape, generator, dtype, device) -> torch.Tensor:
+    """``draw(shape)`` from ``generator`` on the generator's device, then moved to ``device``:
+    a CPU generator drives a CUDA model with the same stream as on the CPU."""
+    where = generator.device if generator is not None else device
+    out = draw(shape, generator=generator, dtype=dtype, device=where)
+    return out if device is None else out.to(device)
+
+
 class GaussianEncoder(nn.Module):
     """``q(z | x) = N(mu(x), Sigma(x))``.
 
@@ -94,8 +102,9 @@ class GaussianEncoder(nn.Module):
         return MultivariateNormal(mu, scale_tril=p)
 
     def noise(self, num_samples: int, batch: int, generator: torch.Generator | None = None,
-              dtype=torch.float32) -> torch.Tensor:
-        return torch.randn(num_samples, batch, self.latent_dim, generator=generator, dtype=dtype)
+              dtype=torch.float32, device: torch.device | None = None) -> torch.Tensor:
+        return random_on(torch.randn, (num_samples, batch, self.latent_dim), generator, dtype,
+                         device)
 
     def sample(self, x: torch.Tensor, noise: torch.Tensor,
                features: torch.Tensor | None = None):
@@ -165,8 +174,8 @@ class FlowEncoder(nn.Module):
             parts += [t.conditioned(h), self.reverse]
         return parts
 
-    def noise(self, num_samples, batch, generator=None, dtype=torch.float32):
-        return self.base.noise(num_samples, batch, generator, dtype)
+    def noise(self, num_samples, batch, generator=None, dtype=torch.float32, device=None):
+        return self.base.noise(num_samples, batch, generator, dtype, device)
 
     def sample(self, x: torch.Tensor, noise: torch.Tensor):
         h = self.base.features(x)
@@ -201,9 +210,9 @@ class RelaxedCategoricalEncoder(nn.Module):
         return Independent(RelaxedOneHotCategorical(torch.tensor(self.temperature),
                                                     logits=self.logits(x)), 1)
 
-    def noise(self, num_samples, batch, generator=None, dtype=torch.float32):
-        u = torch.rand(num_samples, batch, self.num_variables, self.num_categories,
-                       generator=generator, dtype=dtype)
+    def noise(self, num_samples, batch, generator=None, dtype=torch.float32, device=None):
+        u = random_on(torch.rand, (num_samples, batch, self.num_variables, self.num_categories),
+                      generator, dtype, device)
         return u.clamp(1e-12, 1 - 1e-7)
 
     def sample(self, x, noise):

@@ -111,7 +111,8 @@ class VAE(nn.Module):
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     def noise(self, num_samples: int, batch: int, generator: torch.Generator | None = None):
-        return self.encoder.noise(num_samples, batch, generator)
+        device = next(self.parameters()).device
+        return self.encoder.noise(num_samples, batch, generator, device=device)
 
     def _terms(self, x, noise, stop_q: bool = False):
         z, log_q = self.encoder.sample(x, noise)
