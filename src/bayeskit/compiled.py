@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["available", "enabled", "set_compiled", "use_compiled", "jit", "prange", "seed_from",
-           "threads", "BLOCK", "uniform", "block_state"]
+           "threads", "serial", "BLOCK", "uniform", "block_state"]
 
 try:  # numba is a dependency, but a platform without its wheels still works (eagerly)
     import numba as _numba
@@ -84,6 +84,17 @@ def jit(fn=None, **options):
 
 #: ``numba.prange`` inside kernels (plain ``range`` when numba is missing)
 prange = range if _numba is None else _numba.prange
+
+
+_forked = {"child": False}
+os.register_at_fork(after_in_child=lambda: _forked.update(child=True))
+
+
+def serial() -> bool:
+    """Run kernels serially (no OpenMP region): with one torch thread, or in a process
+    forked from another (GNU OpenMP is not fork-safe: a parallel kernel in a forked child
+    of a process that had run one hung, measured)."""
+    return _forked["child"] or torch.get_num_threads() == 1
 
 
 @contextlib.contextmanager

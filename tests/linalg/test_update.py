@@ -212,6 +212,13 @@ def test_batched_rank1_kernel_matches_the_eager_path(dtype, gen):
     alpha = torch.where(torch.arange(256) % 2 == 0, 1.0, -0.1).to(dtype)
     with compiled.use_compiled(True):
         ours = cholesky_update(L, u, alpha)
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)  # the serial kernel (no OpenMP region)
+            serial = cholesky_update(L, u, alpha)
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.equal(ours, serial)
     with compiled.use_compiled(False):
         eager = cholesky_update(L, u, alpha)
     ref = torch.linalg.cholesky(A + alpha[:, None, None] * u.unsqueeze(-1) * u.unsqueeze(-2))

@@ -63,6 +63,12 @@ def _batch(R, U, alpha, out, failed):
         failed[b] = not _one(R, U, alpha, out, b)
 
 
+@jit
+def _batch_serial(R, U, alpha, out, failed):
+    for b in range(R.shape[0]):
+        failed[b] = not _one(R, U, alpha, out, b)
+
+
 def rank1_update_batch(L: torch.Tensor, u: torch.Tensor, alpha: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors of ``L_b L_b^T + alpha_b u_b u_b^T`` for a batch, compiled.
@@ -77,7 +83,10 @@ def rank1_update_batch(L: torch.Tensor, u: torch.Tensor, alpha: torch.Tensor
     R = L.mT.contiguous()  # a view when L is column-major, like torch.linalg.cholesky's
     out = torch.empty_like(R)
     failed = np.zeros(L.shape[0], dtype=np.bool_)
-    with compiled.threads():
-        _batch(R.numpy(), u.contiguous().numpy(), alpha.contiguous().numpy(), out.numpy(),
-               failed)
+    args = (R.numpy(), u.contiguous().numpy(), alpha.contiguous().numpy(), out.numpy(), failed)
+    if compiled.serial():
+        _batch_serial(*args)
+    else:
+        with compiled.threads():
+            _batch(*args)
     return out.mT, torch.from_numpy(failed)

@@ -284,9 +284,12 @@ def sample_h1_sums(c: torch.Tensor, copies: torch.Tensor, n: int,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(copies.reshape(-1).to(torch.int64).numpy())
-    seed = compiled.seed_from(generator)
-    with compiled.threads():
-        _h1_parallel(_flat64(c), counts, seed, out)
+    args = (_flat64(c), counts, compiled.seed_from(generator), out)
+    if compiled.serial():
+        _h1_blocks(*args, 0, -(-n // BLOCK))
+    else:
+        with compiled.threads():
+            _h1_parallel(*args)
     return torch.from_numpy(out)
 
 
@@ -303,8 +306,11 @@ def sample_jstar_sums(h: torch.Tensor, chunks: torch.Tensor, z: torch.Tensor,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(chunks.reshape(-1).to(torch.int64).numpy())
-    seed = compiled.seed_from(generator)
-    with compiled.threads():
-        _jstar_parallel(_flat64(h), counts, _flat64(z), _flat64(t), _flat64(log_c),
-                        _flat64(lgh), _flat64(p_left), seed, out)
+    args = (_flat64(h), counts, _flat64(z), _flat64(t), _flat64(log_c), _flat64(lgh),
+            _flat64(p_left), compiled.seed_from(generator), out)
+    if compiled.serial():
+        _jstar_blocks(*args, 0, -(-n // BLOCK))
+    else:
+        with compiled.threads():
+            _jstar_parallel(*args)
     return torch.from_numpy(out)
