@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from _timing import interleaved_medians
-from bayeskit.linalg import cholesky_append, cholesky_update, cholesky_update_lowrank
+from bayeskit import compiled
+from bayeskit.linalg import cholesky_append, cholesky_update, cholesky_update_lowrank, kernels
 
 DT = torch.float64
 
@@ -165,11 +166,17 @@ def case_batch(b: int, n: int, repeats: int) -> dict:
     u = torch.randn(b, n, dtype=DT, generator=torch.Generator().manual_seed(2)) / n**0.5
     outer = u.unsqueeze(-1) * u.unsqueeze(-2)
     ref = torch.linalg.cholesky(A + outer)
-    times = interleaved({
+    contenders = {
         "bayeskit": functools.partial(cholesky_update, L, u),
         "recompute": lambda: torch.linalg.cholesky(A + u.unsqueeze(-1) * u.unsqueeze(-2)),
         "copy batch": L.clone,
-    }, repeats)
+    }
+    if compiled.available():
+        # the compiled sweep without the public function's input checks: the gap to the
+        # first row is the cost of validation
+        contenders["kernel alone (no validation)"] = functools.partial(
+            kernels.rank1_update_batch, L, u, torch.ones(b, dtype=DT))
+    times = interleaved(contenders, repeats)
     err = float((cholesky_update(L, u) - ref).abs().max())
     return {"case": f"batch of {b} rank-1 updates, N={n}", "times_ms": times,
             "max_abs_err": {"bayeskit": err}}

@@ -103,8 +103,8 @@ def threads():
     numba's maximum), and torch's setting is restored afterwards (numba's OpenMP layer,
     which shares torch's OpenMP runtime, resets the thread count torch reads).
 
-    numba's own parallel loops measured faster than a thread pool over ``nogil`` kernels
-    (19 vs 26 ms for 10^6 PG(1, 0) draws on 2 cores), so kernels use ``prange``.
+    Kernels use numba's ``prange``: a thread pool over ``nogil`` kernels was tried and was
+    slower on 2 cores (a one-off comparison while writing the PG kernel, not kept).
     """
     before = torch.get_num_threads()
     if _numba is not None:

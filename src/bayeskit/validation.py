@@ -56,6 +56,7 @@ __all__ = [
     "check_tensor",
     "check_choice",
     "check_generator",
+    "check_factor_dtype",
     "check_floating",
     "check_square",
     "check_cholesky_factor",
@@ -346,6 +347,16 @@ def check_square(name: str, x) -> int:
     return x.shape[-1]
 
 
+def check_factor_dtype(name: str, x: torch.Tensor) -> None:
+    """Cholesky factors (and the matrices factorised) must be float32 or float64: the
+    factorisations, triangular solves and compiled kernels have no half-precision versions
+    (they raise an opaque torch/numba error)."""
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ArgumentTypeError(f"{name} must be float32 or float64 (the Cholesky routines "
+                                f"have no {x.dtype} versions), got {x.dtype}; convert with "
+                                f"{name}.double() or {name}.float()")
+
+
 def check_finite(name: str, x: torch.Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity."""
     if x.numel() and not bool(torch.isfinite(x).all()):
@@ -359,6 +370,7 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     O(N^2) routines that read the lower triangle anyway and check their own results)
     probes the upper triangle of the first and middle rows and the diagonal only."""
     n = check_square(name, L)
+    check_factor_dtype(name, L)
     if full:
         check_finite(name, L)
         upper = torch.triu(L, 1) if n > 1 else L.new_zeros(())

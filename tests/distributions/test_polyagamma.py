@@ -434,3 +434,12 @@ def test_compiled_series_tests_decide_as_the_eager_ones():
                              for xi, vi in zip(x, v, strict=True)])
         assert torch.equal(ours, proposals.accept(x, ht, v))
         assert 0.05 < float(ours.double().mean()) < 0.95
+        # the scalar envelope pieces equal the eager ones
+        lg = math.lgamma(h)
+        for xi in x[:50].tolist():
+            xt = torch.tensor(xi, dtype=F64)
+            assert math.isclose(kernels._log_a0(xi, h), float(series.log_a0(xt, ht)),
+                                rel_tol=1e-13, abs_tol=1e-13)
+            assert math.isclose(kernels._log_kernel_right(xi, h, lg),
+                                float(series.log_kernel_right(xt, ht)),
+                                rel_tol=1e-13, abs_tol=1e-13)

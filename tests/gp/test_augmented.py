@@ -174,6 +174,9 @@ def test_bad_input():
         m.natural_gradient_step(X, y, gamma=0.0)
     with pytest.raises(ValueError, match="num_points"):
         m.elbo(X, y, num_points=0)
+    for bad in ("64", None):  # compared with N before the trainer saw it: a bare TypeError
+        with pytest.raises(TypeError, match="batch_size"):
+            m.fit(X, y, batch_size=bad)
 
 
 def _fit_for_ddp():

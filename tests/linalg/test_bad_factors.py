@@ -4,7 +4,7 @@ solves and log-determinants, jitter settings."""
 import pytest
 import torch
 
-from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import (
     cholesky_append,
     cholesky_delete,
@@ -76,3 +76,18 @@ def test_jitter_settings_are_checked():
         jittered_cholesky(-torch.eye(2, dtype=F64), growth=0)
     with pytest.raises(ValueError, match="max_tries"):
         jittered_cholesky(torch.eye(2, dtype=F64), max_tries=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_clearly(dtype):
+    """No Cholesky routine has half-precision kernels (torch's LAPACK nor ours): each
+    names the argument and the conversion instead of an opaque NotImplementedError."""
+    L, u = torch.eye(3, dtype=dtype), torch.ones(3, dtype=dtype)
+    calls = [lambda: cholesky_update(L, u), lambda: cholesky_delete(L, 0),
+             lambda: cholesky_append(L, torch.zeros(3, 1, dtype=dtype),
+                                     torch.ones(1, 1, dtype=dtype)),
+             lambda: cholesky_solve(L, u[:, None]), lambda: cholesky_logdet(L),
+             lambda: jittered_cholesky(L)]
+    for call in calls:
+        with pytest.raises(ArgumentTypeError, match="float32 or float64"):
+            call()

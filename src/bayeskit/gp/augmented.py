@@ -40,6 +40,7 @@ from torch import nn
 
 from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
 from bayeskit.distributions.polyagamma import polya_gamma_mean
+from bayeskit.distributions.polyagamma.series import log_cosh
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp.exact import check_data
 from bayeskit.gp.kernels import Kernel
@@ -54,8 +55,12 @@ __all__ = ["PolyaGammaSVGP"]
 
 def _log_cosh_half(c: torch.Tensor) -> torch.Tensor:
     """``log cosh(c / 2)`` without overflow."""
-    a = c.abs() / 2
-    return a + torch.log1p(torch.exp(-2 * a)) - math.log(2.0)
+    return log_cosh(c / 2)
+
+
+def _log_binomial(n: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``log C(n, y)``."""
+    return torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
 
 
 class PolyaGammaSVGP(SVGP):
@@ -121,8 +126,7 @@ class PolyaGammaSVGP(SVGP):
         mean, var, L = self._marginals(X)
         second = mean * mean + var
         kappa = y - n / 2
-        const = (torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
-                 - n * math.log(2.0))
+        const = _log_binomial(n, y) - n * math.log(2.0)
         if c is None:
             terms = const + kappa * mean - n * _log_cosh_half(torch.sqrt(second))
         else:
@@ -147,7 +151,7 @@ class PolyaGammaSVGP(SVGP):
         X, y, n = self.check_data(X, y, trials)
         num_points = as_int(num_points, "num_points", positive=True)
         mean, var, L = self._marginals(X)
-        const = torch.lgamma(n + 1) - torch.lgamma(y + 1) - torch.lgamma(n - y + 1)
+        const = _log_binomial(n, y)
 
         def log_lik(f):
             return y.unsqueeze(-1) * f - n.unsqueeze(-1) * nn.functional.softplus(f)
@@ -198,6 +202,7 @@ class PolyaGammaSVGP(SVGP):
         if y is None:
             raise ArgumentTypeError("y is required: fit(X, y) or fit(X, y, trials)")
         X, y, n = self.check_data(X, y, trials)
+        batch_size = as_int(batch_size, "batch_size", positive=True)
         tau = as_scalar(tau, "tau", low=0.0, low_open=True)
         decay = as_scalar(decay, "decay", low=0.5, high=1.0)
         full_batch = batch_size >= X.shape[0]

@@ -15,6 +15,7 @@ from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 from bayeskit.sklearn_compat import BinaryClassifierMixin, binary_labels, check_features
+from bayeskit.validation import as_int
 
 __all__ = ["GPRegressor", "SparseGPRegressor", "SVGPClassifier", "PolyaGammaSVGPClassifier"]
 
@@ -27,6 +28,11 @@ def _kernel(kernel: Kernel | None, d: int) -> Kernel:
 
     return copy.deepcopy(kernel) if kernel is not None else SquaredExponential(torch.ones(d))
 
+
+
+def _num_inducing(value, n: int) -> int:
+    """The estimators' ``num_inducing`` (a positive whole number), at most ``n``."""
+    return min(as_int(value, "num_inducing", positive=True), n)
 
 class _GPRegressorBase(RegressorMixin, BaseEstimator):
     """Shared scaling: inputs per feature and targets are standardised (without overflow:
@@ -102,7 +108,7 @@ class SparseGPRegressor(_GPRegressorBase):
         self.n_features_in_ = X.shape[1]
         rng = np.random.default_rng(self.random_state)
         X = self._fit_input_scaling(X)
-        m = min(self.num_inducing, X.shape[0])
+        m = _num_inducing(self.num_inducing, X.shape[0])
         Z = X[rng.choice(X.shape[0], m, replace=False)]
         ys = self._standardise(y)
         kern = _kernel(self.kernel, X.shape[1])
@@ -164,7 +170,7 @@ class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):
         y, self.classes_ = binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
         rng = np.random.default_rng(self.random_state)
-        m = min(self.num_inducing, X.shape[0])
+        m = _num_inducing(self.num_inducing, X.shape[0])
         Z = X[rng.choice(X.shape[0], m, replace=False)]
         self.model_ = SVGP(Z, _kernel(self.kernel, X.shape[1]), num_data=X.shape[0],
                            likelihood=Bernoulli(self.link))
@@ -222,7 +228,7 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
         self.X_loc_, self.X_scale_ = _GPRegressorBase._location_scale(X)
         Xs = torch.as_tensor((X - self.X_loc_) / self.X_scale_)
         rng = np.random.default_rng(self.random_state)
-        m = min(self.num_inducing, X.shape[0])
+        m = _num_inducing(self.num_inducing, X.shape[0])
         targets = [codes == 1] if len(self.classes_) == 2 else \
             [codes == k for k in range(len(self.classes_))]
         self.models_ = []

@@ -10,6 +10,7 @@ from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteErro
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
     check_cholesky_factor,
+    check_factor_dtype,
     check_floating,
     check_square,
     raise_if_not_pd,
@@ -60,6 +61,7 @@ def cholesky_append(
         True
     """
     n = check_square("chol", chol)
+    check_factor_dtype("chol", chol)
     _check_diagonal(chol)
     k = check_square("corner", corner)
     check_floating("cross", cross)

@@ -8,6 +8,7 @@ from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteErro
 from bayeskit.validation import (
     as_int,
     as_scalar,
+    check_factor_dtype,
     check_finite,
     check_floating,
     check_square,
@@ -53,6 +54,7 @@ def jittered_cholesky(
         True
     """
     n = check_square("A", A)
+    check_factor_dtype("A", A)
     check_finite("A", A)
     max_tries = as_int(max_tries, "max_tries", nonnegative=True)
     growth = as_scalar(growth, "growth", low=1.0, low_open=True)
@@ -105,6 +107,7 @@ def stabilised_cholesky(K: torch.Tensor, relative_jitter: float) -> torch.Tensor
 
 def _check_factor(chol: torch.Tensor) -> int:
     n = check_square("chol", chol)
+    check_factor_dtype("chol", chol)
     check_finite("chol", chol)
     d = chol.diagonal(dim1=-2, dim2=-1)
     if d.numel() and not bool((d > 0).all()):

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from bayeskit.bo.optim import evolutionary_search, maximize_box_all, uniform_in_box
+from bayeskit.errors import ShapeError
 from bayeskit.ratio import ClassifierDensityRatio
 from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
 
@@ -61,8 +62,6 @@ class BORE:
         X = as_inputs(X, "X", dtype=F64, min_rows=2)
         y = as_tensor(y, "y", dtype=F64, ndim=1)
         if len(y) != len(X):
-            from bayeskit.errors import ShapeError
-
             raise ShapeError(f"X has {len(X)} rows and y {len(y)} values")
         self.gamma = as_scalar(gamma, "gamma", low=0.0, high=1.0, low_open=True,
                                high_open=True)

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from bayeskit.distributions.polyagamma.series import F64, LOG2, unit_moments
+from bayeskit.distributions.polyagamma.series import F64, LOG2, log_cosh, unit_moments
 
 __all__ = ["fourier_log_density"]
 
@@ -45,8 +45,7 @@ def _log_cosh(z: torch.Tensor) -> torch.Tensor:
 def _log_cosh_tilt(k: torch.Tensor) -> torch.Tensor:
     """``log cosh(sqrt(k)/2)`` for real ``k > -pi^2`` (``log cos(sqrt(-k)/2)`` below 0)."""
     a = torch.sqrt(k.abs()) / 2
-    pos = a + torch.log1p(torch.exp(-2 * a)) - LOG2
-    return torch.where(k >= 0, pos, torch.log(torch.cos(a)))
+    return torch.where(k >= 0, log_cosh(a), torch.log(torch.cos(a)))
 
 
 def _moments(k: torch.Tensor, b: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,21 +19,13 @@ import torch
 
 from bayeskit import compiled
 from bayeskit.compiled import BLOCK, block_state, jit, prange, uniform
+from bayeskit.distributions.polyagamma.samplers import A2, MASS_RAYLEIGH, PI2, T1, Z_IG
+from bayeskit.distributions.polyagamma.series import HALF_LOG_2PI, LOG2, LOG_PI_2, PI2_8
 
 __all__ = ["sample_h1_sums", "sample_jstar_sums"]
 
-T1 = 2 / math.pi
-A2 = math.pi / 2
 INV_SQRT_A2 = 1 / math.sqrt(A2)
-PI2 = math.pi**2
-PI2_8 = PI2 / 8
-PHI_A = math.exp(-0.5 * A2) / math.sqrt(2 * math.pi)
-MASS_RAYLEIGH = 4 * PHI_A / math.sqrt(A2)
-Z_IG = math.log(2 / MASS_RAYLEIGH)
 LOG_4_PI = math.log(4 / math.pi)
-LOG2 = math.log(2.0)
-LOG_PI_2 = math.log(math.pi / 2)
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 TWO_PI = 2 * math.pi
 TAIL_SWITCH = 0.65  # normal tail beyond a: Marsaglia's method above, half-normal below
 
@@ -151,11 +143,13 @@ def _h1_parallel(c, copies, seed, out):
 # ----------------------------------------------------------------- general shape h <= 4
 @jit(inline="always")
 def _log_a0(x, h):
+    """Scalar :func:`.series.log_a0` (numba cannot call the torch one)."""
     return h * LOG2 + math.log(h) - HALF_LOG_2PI - 1.5 * math.log(x) - h * h / (2.0 * x)
 
 
 @jit(inline="always")
 def _log_kernel_right(x, h, lgh):
+    """Scalar :func:`.series.log_kernel_right`."""
     return h * LOG_PI_2 + (h - 1.0) * math.log(x) - PI2_8 * x - lgh
 
 
@@ -265,6 +259,16 @@ def _jstar_parallel(h, chunks, z, t, log_c, lgh, p_left, seed, out):
         _jstar_blocks(h, chunks, z, t, log_c, lgh, p_left, seed, out, blk, blk + 1)
 
 
+def _launch(blocks_kernel, parallel_kernel, n: int, args: tuple) -> None:
+    """Run ``blocks_kernel(*args, 0, blocks)`` serially or ``parallel_kernel(*args)`` (the
+    same blocks under ``prange``), as :func:`bayeskit.compiled.serial` decides."""
+    if compiled.serial():
+        blocks_kernel(*args, 0, -(-n // BLOCK))
+    else:
+        with compiled.threads():
+            parallel_kernel(*args)
+
+
 def _flat64(v: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(v.detach().reshape(-1).to(torch.float64).numpy())
 
@@ -284,12 +288,8 @@ def sample_h1_sums(c: torch.Tensor, copies: torch.Tensor, n: int,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(copies.reshape(-1).to(torch.int64).numpy())
-    args = (_flat64(c), counts, compiled.seed_from(generator), out)
-    if compiled.serial():
-        _h1_blocks(*args, 0, -(-n // BLOCK))
-    else:
-        with compiled.threads():
-            _h1_parallel(*args)
+    _launch(_h1_blocks, _h1_parallel, n,
+            (_flat64(c), counts, compiled.seed_from(generator), out))
     return torch.from_numpy(out)
 
 
@@ -306,11 +306,7 @@ def sample_jstar_sums(h: torch.Tensor, chunks: torch.Tensor, z: torch.Tensor,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(chunks.reshape(-1).to(torch.int64).numpy())
-    args = (_flat64(h), counts, _flat64(z), _flat64(t), _flat64(log_c), _flat64(lgh),
-            _flat64(p_left), compiled.seed_from(generator), out)
-    if compiled.serial():
-        _jstar_blocks(*args, 0, -(-n // BLOCK))
-    else:
-        with compiled.threads():
-            _jstar_parallel(*args)
+    _launch(_jstar_blocks, _jstar_parallel, n,
+            (_flat64(h), counts, _flat64(z), _flat64(t), _flat64(log_c), _flat64(lgh),
+             _flat64(p_left), compiled.seed_from(generator), out))
     return torch.from_numpy(out)
