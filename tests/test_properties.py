@@ -15,6 +15,7 @@ from bayeskit import validation
 from bayeskit.bo import knowledge_gradient_discrete
 from bayeskit.distributions import (
     polya_gamma_cdf,
+    polya_gamma_log_cdf,
     polya_gamma_log_prob,
     polya_gamma_mean,
     polya_gamma_variance,
@@ -159,6 +160,19 @@ def test_polya_gamma_functions(b, c, w, n):
                                    generator=torch.Generator().manual_seed(n))
     if out is not None:  # draws near b / (2|c|) may underflow to 0 for |c| near 1e300
         assert out.shape == (n,) and bool((out >= 0).all())
+
+
+@given(st.floats(1.0, 7.0), st.floats(-30, 30), st.floats(-12, 80))
+def test_polya_gamma_density_and_cdf_cover_the_support_for_large_b(log10_b, c, z):
+    """Issue 14: for every b up to 1e7 and any point z standard deviations from the mean,
+    log_prob and log_cdf return numbers (no refusal): the series or the inversions."""
+    b = 10.0**log10_b
+    m = float(polya_gamma_mean(torch.tensor(b, dtype=torch.float64), c))
+    sd = math.sqrt(float(polya_gamma_variance(torch.tensor(b, dtype=torch.float64), c)))
+    w = torch.tensor(max(m + z * sd, m * 1e-3), dtype=torch.float64)
+    lp = float(polya_gamma_log_prob(w, b, c))
+    log_f = float(polya_gamma_log_cdf(w, b, c))
+    assert math.isfinite(lp) and -math.inf < log_f <= 0
 
 
 @given(st.lists(values, min_size=0, max_size=6), st.integers(0, 10**6))

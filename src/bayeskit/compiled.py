@@ -73,12 +73,16 @@ def enabled(*tensors: torch.Tensor) -> bool:
 
 
 def jit(fn=None, **options):
-    """``numba.njit(cache=True, nogil=True, **options)``, or the plain function without
-    numba."""
+    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)``, or the plain
+    function without numba. The NumPy error model makes ``x / 0.0`` give ``inf``/``nan`` as
+    in the eager torch code, where numba's default raises ZeroDivisionError inside a
+    parallel kernel (an opaque SystemError for the caller). numba's cache is keyed on the
+    kernel's own file: after changing the options here, delete ``__pycache__/*.nb[ic]``.
+    """
     def wrap(f):
         if _numba is None:  # pragma: no cover
             return f
-        return _numba.njit(cache=True, nogil=True, **options)(f)
+        return _numba.njit(cache=True, nogil=True, error_model="numpy", **options)(f)
     return wrap if fn is None else wrap(fn)
 
 

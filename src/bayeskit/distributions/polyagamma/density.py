@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bayeskit.distributions.polyagamma.fourier import fourier_log_density
+from bayeskit.distributions.polyagamma.fourier import fourier_log_cdf, fourier_log_density
 from bayeskit.distributions.polyagamma.series import (
     F64,
     LOG2,
@@ -21,6 +21,10 @@ from bayeskit.validation import as_param
 
 __all__ = ["polya_gamma_mean", "polya_gamma_variance", "polya_gamma_log_prob",
            "polya_gamma_cdf", "polya_gamma_log_cdf"]
+
+
+MAX_CDF_TERMS = 2000
+LOG_TINY = math.log(torch.finfo(F64).tiny)  # -708.4
 
 
 def _params(b, c) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,6 +46,29 @@ def _prepare(value, b, c):
         raise NonFiniteError("value contains NaN; the Polya-gamma density and CDF need numbers")
     return value, b, c
 
+
+
+def _fourier_where_series_fails(out, bad, value, b, c, fourier, what):
+    """``out`` with the entries ``bad`` recomputed by ``fourier(values, b, c)`` (one call
+    per distinct ``(b, c)``); a point neither method evaluates to ``MAX_SERIES_ERROR``
+    raises an ``ArgumentValueError`` rather than giving a wrong number."""
+    if not bool(bad.any()):
+        return out
+    out = out.clone()
+    flat_out, flat_bad = out.reshape(-1), bad.reshape(-1)
+    flat_b, flat_c, flat_v = b.reshape(-1), c.reshape(-1), value.reshape(-1)
+    pairs = torch.stack([flat_b, flat_c.abs()], -1)[flat_bad]
+    for bb, cc in torch.unique(pairs, dim=0).tolist():
+        rows = flat_bad & (flat_b == bb) & (flat_c.abs() == cc)
+        result, err = fourier(flat_v[rows], bb, cc)
+        if not bool((err <= MAX_SERIES_ERROR).all()):
+            i = int(torch.nonzero(~(err <= MAX_SERIES_ERROR))[0, 0])
+            raise ArgumentValueError(
+                f"the {what} of PG(b={bb:g}, c={cc:g}) at {float(flat_v[rows][i]):g}: neither "
+                f"the series nor Fourier inversion reaches relative accuracy "
+                f"{MAX_SERIES_ERROR:g} in float64 here")
+        flat_out[rows] = result
+    return out
 
 
 def polya_gamma_mean(b, c) -> torch.Tensor:
@@ -80,21 +107,8 @@ def polya_gamma_log_prob(value, b, c) -> torch.Tensor:
     # b log cosh(c/2) - c^2 w / 2, arranged so huge b and c cannot give inf - inf
     tilt = 0.5 * a * (b - a * w) + b * (torch.log1p(torch.exp(-a)) - LOG2)
     out = LOG2 * 2 + tilt + log_f
-    bad = inside & ~(err <= MAX_SERIES_ERROR)
-    if bool(bad.any()):
-        out = out.clone()
-        flat_out, flat_bad = out.reshape(-1), bad.reshape(-1)
-        pairs = torch.stack([b.reshape(-1), c.reshape(-1)], -1)[flat_bad]
-        for bb, cc in torch.unique(pairs, dim=0).tolist():
-            rows = flat_bad & (b.reshape(-1) == bb) & (c.reshape(-1) == cc)
-            log_p, ferr = fourier_log_density(value.reshape(-1)[rows], bb, cc)
-            if not bool((ferr <= MAX_SERIES_ERROR).all()):
-                i = int(torch.nonzero(~(ferr <= MAX_SERIES_ERROR))[0, 0])
-                raise ArgumentValueError(
-                    f"PG(b={bb:g}, c={cc:g}) at {float(value.reshape(-1)[rows][i]):g}: "
-                    f"neither the series nor Fourier inversion reaches relative accuracy "
-                    f"{MAX_SERIES_ERROR:g} in float64 this far in the tail")
-            flat_out[rows] = log_p
+    out = _fourier_where_series_fails(out, inside & ~(err <= MAX_SERIES_ERROR), value, b, c,
+                                      fourier_log_density, "log-density")
     if bool(torch.isnan(out[inside]).any()):
         raise NonFiniteError("the Polya-gamma log-density overflows float64 for these b, c "
                              "and values; rescale c or evaluate nearer the bulk")
@@ -110,12 +124,19 @@ def polya_gamma_log_cdf(value, b, c) -> torch.Tensor:
     [e^{-m z} Phi(z sqrt(x) - m/sqrt(x)) + e^{m z} Phi(-z sqrt(x) - m/sqrt(x))]``
     with ``x = 4 w``, ``z = |c|/2``, ``m = 2n + b``. Each term carries a relative rounding
     error of about ``eps (1 + |log term|)``; where their sum over the alternating terms
-    would exceed ``MAX_SERIES_ERROR`` (1e-6) relative to ``F``, an ``ArgumentValueError``
-    is raised (cancellation for large ``b``) rather than a wrong number returned.
+    would exceed ``MAX_SERIES_ERROR`` (1e-6) relative to ``F`` (cancellation for large
+    ``b``, or no convergence in ``MAX_CDF_TERMS`` terms), the CDF comes from numerical
+    inversion of its Laplace transform along a saddle-point contour instead
+    (:func:`~bayeskit.distributions.polyagamma.fourier.fourier_log_cdf`, about 1e-13
+    relative to ``F`` in the left tail and to ``1 - F`` in the right tail); a point
+    neither evaluates to the bound raises an ``ArgumentValueError``. Where ``F`` is below
+    float64's smallest normal number (``log F < -708``) the bound applies to ``log F``.
 
     Example:
         >>> float(polya_gamma_log_cdf(0.01, 10.0, 3.0)) < -100  # the CDF underflows
         True
+        >>> round(float(polya_gamma_log_cdf(25.0, 100.0, 0.0)), 6)  # series cancels here
+        -0.667421
     """
     value, b, c = _prepare(value, b, c)
     inside = (value > 0) & torch.isfinite(value)
@@ -127,7 +148,7 @@ def polya_gamma_log_cdf(value, b, c) -> torch.Tensor:
     total = torch.zeros_like(x)          # sums relative to exp(ref)
     error = torch.zeros_like(x)
     active = inside.clone()
-    for n in range(2000):
+    for n in range(MAX_CDF_TERMS):
         m = 2 * n + b
         log_term = lead + torch.lgamma(n + b) - math.lgamma(n + 1) + torch.logaddexp(
             -m * z + torch.special.log_ndtr(z * sx - m / sx),
@@ -142,15 +163,13 @@ def polya_gamma_log_cdf(value, b, c) -> torch.Tensor:
         active = active & ~((n > 0) & (rel < 1e-17 * total.abs()))
         if n > 2 and not bool(active.any()):
             break
-    error = torch.finfo(F64).eps * error / total.abs()
-    bad = inside & ~(error <= MAX_SERIES_ERROR)
-    if bool(bad.any()):
-        i = int(torch.nonzero(bad.reshape(-1))[0, 0])
-        raise ArgumentValueError(
-            f"the Polya-gamma series cannot evaluate the CDF of PG(b={float(b.reshape(-1)[i]):g})"
-            f" at {float(value.reshape(-1)[i]):g} to {MAX_SERIES_ERROR:g} in float64 "
-            "(cancellation for large b); sampling is unaffected")
+    # a sum still active after MAX_CDF_TERMS has not converged (very large b)
+    error = torch.where(active, math.inf, torch.finfo(F64).eps * error / total.abs())
     out = (ref + torch.log(total.clamp_min(torch.finfo(F64).tiny))).clamp_max(0.0)
+    # where F underflows float64 only log F is returned: bound its relative error instead
+    bound = torch.where(out < LOG_TINY, MAX_SERIES_ERROR * out.abs(), MAX_SERIES_ERROR)
+    out = _fourier_where_series_fails(out, inside & ~(error <= bound), value, b, c,
+                                      fourier_log_cdf, "CDF")
     out = torch.where(inside, out, torch.full_like(out, -math.inf))
     return torch.where(value == math.inf, torch.zeros_like(out), out)
 
