@@ -226,3 +226,35 @@ def test_one_evaluation_record_per_evaluation_in_order():
     assert all(e["best_so_far"] == min(bo.y[:i + 1]) for i, e in enumerate(ok))
     assert [e["iteration"] for e in ev[-6:]] == [1, 1, 2, 2, 3, 3]
     assert len(bo.history) == 3  # one per ask of the model
+
+
+_TORCH_OBJECTIVE = '''
+import torch
+from bayeskit.bo import BayesianOptimizer
+
+def objective(x):
+    v = torch.exp(torch.linspace(0, 1, 2_000_000)).sum()  # a parallel torch op
+    return float(((torch.as_tensor(x) - 0.3) ** 2).sum()) + 0 * float(v)
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    torch.exp(torch.randn(3_000_000)).sum()  # the parent's OpenMP pool is running
+    bo = BayesianOptimizer(objective, [[0, 0], [1, 1]], n_init=2, progress=False, seed=0)
+    bo.run(1, batch_size=2)
+    print("evaluations", len(bo.y), torch.get_num_threads())
+'''
+
+
+def test_process_pool_runs_a_torch_objective_without_hanging(tmp_path):
+    """Forked workers of a parent that ran parallel torch ops used to hang in GNU OpenMP on
+    their first parallel op (the default executor); workers now run torch on one thread
+    and the parent keeps its thread count."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "torch_objective.py"
+    script.write_text(_TORCH_OBJECTIVE)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "evaluations 4 2" in out.stdout

@@ -55,6 +55,13 @@ def _objective_value(value) -> float:
     return float(value)
 
 
+def _one_thread_worker() -> None:
+    """Process-pool workers are forked: a parallel torch op in a child of a process that
+    already ran one hangs in GNU OpenMP (measured with plain torch), so each worker runs
+    torch single-threaded (the pool itself spreads the evaluations over the cores)."""
+    torch.set_num_threads(1)
+
+
 def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
     """Call the objective; a raise or a non-finite value becomes a recorded failure."""
     try:
@@ -377,7 +384,8 @@ class BayesianOptimizer:
             except Exception:  # noqa: BLE001
                 log.warning("objective is not picklable; evaluating serially")
                 return None, False
-            return cf.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1)), True
+            return cf.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1),
+                                          initializer=_one_thread_worker), True
         return None, False
 
     def _log_evaluation(self, x: list, value: float | None, error: str | None) -> None:
