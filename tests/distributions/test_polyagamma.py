@@ -458,7 +458,8 @@ def _mp_log_cdf(w: float, b: float, c: float, dps: int) -> tuple[float, float]:
         while True:
             m = 2 * n + b
             term = mp.gamma(n + b) / mp.factorial(n) * (
-                mp.exp(-m * z) * mp.ncdf(z * sx - m / sx) + mp.exp(m * z) * mp.ncdf(-z * sx - m / sx))
+                mp.exp(-m * z) * mp.ncdf(z * sx - m / sx)
+                + mp.exp(m * z) * mp.ncdf(-z * sx - m / sx))
             total += (-1) ** n * term
             if n > 5 and term < mp.mpf(10) ** (10 - dps) * abs(total):
                 break

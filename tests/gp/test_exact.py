@@ -62,7 +62,7 @@ def test_condition_on_observations_equals_refactorising():
     updated = gp.condition_on_observations(X[20:], y[20:])
     full = GPR(X, y, SquaredExponential(0.9, 1.2), noise_variance=0.02)
     with torch.no_grad():
-        full.mean_constant.copy_(gp.mean_constant)
+        full.mean_constant = gp.mean_constant
     Xs = torch.randn(6, 2, dtype=F64)
     for a, b in zip(updated.predict_f(Xs, full_cov=True), full.predict_f(Xs, full_cov=True),
                     strict=True):
@@ -124,3 +124,48 @@ def test_marginal_likelihood_backward_can_be_repeated_with_retain_graph():
     second = torch.autograd.grad(lml, list(gp.parameters()))
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("x_scale,y_scale", [(1e6, 1.0), (1e-6, 1.0), (1.0, 1e6), (1.0, 1e-6),
+                                             (1e-6, 1e6), (1e3, 1e-3)])
+def test_default_models_fit_alike_at_any_scale(x_scale, y_scale):
+    """Issue 14: with the defaults (kernel, noise and mean from the data's scale, optimised
+    in its units) GPR and SGPR on X * s, y * t are the unit-scale fits rescaled: the same
+    predictions / t and the same optimum (log marginal likelihood + N log t). Before, X or
+    y scaled by 1e6 or 1e-6 gave flat predictors or errors of 3.6e5."""
+    from bayeskit.gp import SGPR
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(60, 2, generator=g, dtype=F64) * 4 - 2
+    y = torch.sin(2 * X[:, 0]) + 0.5 * X[:, 1] ** 2 + 0.05 * torch.randn(60, generator=g,
+                                                                           dtype=F64)
+    Xt = torch.rand(20, 2, generator=g, dtype=F64) * 4 - 2
+    for make in (lambda a, b: GPR(a, b), lambda a, b: SGPR(a, b, a[:15])):
+        unit, scaled = make(X, y).fit(), make(X * x_scale, y * y_scale).fit()
+        torch.testing.assert_close(scaled.predict_f(Xt * x_scale)[0] / y_scale,
+                                   unit.predict_f(Xt)[0], rtol=0, atol=1e-4)
+        objective = (lambda m: m.log_marginal_likelihood()) if isinstance(unit, GPR) else \
+            (lambda m: m.elbo())
+        with torch.no_grad():
+            assert float(objective(scaled)) + 60 * math.log(y_scale) == pytest.approx(
+                float(objective(unit)), abs=1e-4)
+        assert float(scaled.noise_variance.detach()) / y_scale**2 == pytest.approx(
+            float(unit.noise_variance.detach()), rel=1e-3)
+
+
+def test_default_initialisation_comes_from_the_data():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(50, 2, generator=g, dtype=F64) * torch.tensor([3.0, 1e-4], dtype=F64)
+    y = 1e5 + 200 * torch.randn(50, generator=g, dtype=F64)
+    gp = GPR(X, y)
+    torch.testing.assert_close(gp.kernel.lengthscale.detach(), X.std(0, correction=0))
+    assert float(gp.kernel.variance.detach()) == pytest.approx(float(y.var(correction=0)))
+    assert float(gp.noise_variance.detach()) == pytest.approx(0.1 * float(y.var(correction=0)))
+    assert float(gp.mean_constant.detach()) == pytest.approx(float(y.mean()))
+    # explicit values are kept as given; learn_mean=False keeps the zero-mean GP
+    gp = GPR(X, y, noise_variance=0.5, mean=3.0)
+    assert float(gp.noise_variance.detach()) == pytest.approx(0.5)
+    assert float(gp.mean_constant.detach()) == pytest.approx(3.0)
+    assert float(GPR(X, y, learn_mean=False).mean_constant) == 0.0
+    with pytest.raises(ValueError, match="standardise"):
+        GPR(X, y * 1e300)

@@ -225,7 +225,8 @@ class BayesianOptimizer:
         starts = [parameter_values(model)]
         max_iter = 200
         if self._warm is not None:
-            warm = {k: v for k, v in self._warm.items() if k in starts[0] and k != "Z"}
+            warm = {k: v for k, v in self._warm.items()
+                    if k in starts[0] and k not in ("Z", "raw_Z")}
             if sparse and len(self.history) % 5:
                 # a sparse refit on many points costs O(n M^2) per L-BFGS step: between the
                 # full refits (every 5th, from both starts) only the previous optimum is
@@ -243,7 +244,7 @@ class BayesianOptimizer:
                              "values for extreme outliers") from err
         self.model = model
         self._warm = {k: v for k, v in parameter_values(model).items()
-                      if k.startswith("kernel.") or k in ("raw_noise", "mean_constant",
+                      if k.startswith("kernel.") or k in ("raw_noise", "raw_mean",
                                                           "likelihood.raw_variance")}
         return model
 

@@ -120,9 +120,14 @@ class GPR(GPRegressionModel):
 
     Args:
         X: ``[N, D]`` inputs; y: ``[N]`` targets.
-        kernel: a :class:`bayeskit.gp.Kernel` (default squared exponential).
-        noise_variance: initial noise variance (learnable, positive).
-        mean: initial constant mean; ``learn_mean=False`` keeps it fixed.
+        kernel: a :class:`bayeskit.gp.Kernel`, used as given; default (``None``) an ARD
+            squared exponential initialised from the data's scale: lengthscales the
+            inputs' standard deviations, variance the targets' variance, and optimised
+            in those units (so ``X * 1e6`` or ``y * 1e-6`` fit alike).
+        noise_variance: initial noise variance (learnable, positive); default 0.1 of the
+            targets' variance (and measured in it, so its floor is 1e-6 of it).
+        mean: initial constant mean, default the targets' mean; ``learn_mean=False``
+            keeps it fixed (default 0 then: the zero-mean GP).
         mean_function: any mean module (e.g. :class:`bayeskit.gp.LinearMean`) instead of
             the constant.
 
@@ -134,8 +139,8 @@ class GPR(GPRegressionModel):
         (torch.Size([3]), torch.Size([3]))
     """
 
-    def __init__(self, X, y, kernel: Kernel | None = None, noise_variance: float = 0.1,
-                 mean: float = 0.0, learn_mean: bool = True,
+    def __init__(self, X, y, kernel: Kernel | None = None, noise_variance: float | None = None,
+                 mean: float | None = None, learn_mean: bool = True,
                  mean_function: nn.Module | None = None):
         super().__init__()
         self._init_regression(X, y, kernel, noise_variance, mean, learn_mean, mean_function)
@@ -202,7 +207,8 @@ class GPR(GPRegressionModel):
         post = self.posterior().condition_on_observations(X_new, y_new)
         model = GPR(torch.cat([self.X, X_new]), torch.cat([self.y, y_new]), self.kernel,
                     mean_function=self.mean_function)
-        model.raw_noise = self.raw_noise
-        model.mean_constant = self.mean_constant
+        model.raw_noise, model.noise_unit = self.raw_noise, self.noise_unit
+        model.raw_mean, model.mean_offset, model.mean_unit = (self.raw_mean, self.mean_offset,
+                                                              self.mean_unit)
         model._cache = (post.L, post.f)
         return model

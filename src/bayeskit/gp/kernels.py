@@ -75,11 +75,43 @@ class Stationary(Kernel):
 
     @property
     def lengthscale(self) -> torch.Tensor:
-        return positive(self.raw_lengthscale)
+        return positive(self.raw_lengthscale) * self._unit("lengthscale")
 
     @property
     def variance(self) -> torch.Tensor:
-        return positive(self.raw_variance)
+        return positive(self.raw_variance) * self._unit("variance")
+
+    def _unit(self, name: str) -> torch.Tensor | float:
+        return getattr(self, name + "_unit", 1.0)
+
+    def set_units(self, lengthscale, variance: float) -> Stationary:
+        """Measure ``lengthscale`` (scalar or ``[D]``) and ``variance`` in these units from
+        now on, keeping their current values relative to them: a kernel whose lengthscale
+        is 1 becomes one whose lengthscale is ``lengthscale``. L-BFGS, random restarts and
+        the positivity floor (``1e-6`` of the unit) then act on the data's scale; the
+        models use this for their default kernel (lengthscales from the inputs' spread,
+        variance from the targets'). Returns the kernel.
+
+        Example:
+            >>> k = SquaredExponential().set_units(torch.tensor([1e6]), 4e-12)
+            >>> f"{float(k.lengthscale):.6g} {float(k.variance):.6g}"
+            '1e+06 4e-12'
+        """
+        for name, unit in (("lengthscale", lengthscale), ("variance", variance)):
+            raw = getattr(self, "raw_" + name)
+            unit = torch.as_tensor(unit, dtype=torch.float64).detach().clone()
+            if unit.dim() > 0 and raw.dim() == 0:  # one lengthscale: the geometric mean
+                unit = unit.log().mean().exp()
+            if not bool(((unit > 0) & (unit < math.inf)).all()) or unit.shape not in (
+                    (), raw.shape):
+                raise ArgumentValueError(f"the {name} unit must be positive and finite with "
+                                         f"shape () or "
+                                         f"{tuple(raw.shape)}, got {unit.tolist()}")
+            if not hasattr(self, name + "_unit"):
+                self.register_buffer(name + "_unit", unit.expand(raw.shape).clone())
+            else:
+                getattr(self, name + "_unit").copy_(unit.expand(raw.shape))
+        return self
 
     def diag(self, X: torch.Tensor) -> torch.Tensor:
         return self.variance.to(X.dtype).expand(X.shape[:-1])

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from bayeskit.gp.kernels import Kernel
-from bayeskit.gp.model import GPRegressionModel
+from bayeskit.gp.model import GPRegressionModel, data_scale
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky, stabilised_cholesky
 from bayeskit.training.optim import fit_with_restarts
@@ -39,7 +39,9 @@ class SGPR(GPRegressionModel):
 
     Args:
         X: ``[N, D]``; y: ``[N]``; inducing_points: ``[M, D]`` initial ``Z``.
-        kernel, noise_variance, mean, learn_mean, train_inducing: as for :class:`GPR`.
+        kernel, noise_variance, mean, learn_mean: as for :class:`GPR` (with the default
+            kernel the inducing inputs are optimised in the inputs' units too).
+        train_inducing: learn ``Z`` (default) or keep it fixed.
         jitter: added to ``K_uu``'s diagonal, relative to the kernel variance.
         chunk_size: N is processed in chunks of this size (memory O(M * chunk_size)).
         method: ``"auto"`` (fast M x M route unless ``K_uu`` is ill-conditioned) or
@@ -53,7 +55,8 @@ class SGPR(GPRegressionModel):
     """
 
     def __init__(self, X, y, inducing_points, kernel: Kernel | None = None,
-                 noise_variance: float = 0.1, mean: float = 0.0, learn_mean: bool = True,
+                 noise_variance: float | None = None, mean: float | None = None,
+                 learn_mean: bool = True,
                  train_inducing: bool = True, jitter: float = 1e-6,
                  mean_function: nn.Module | None = None, chunk_size: int = 131_072,
                  method: str = "auto"):
@@ -61,10 +64,18 @@ class SGPR(GPRegressionModel):
         self._init_regression(X, y, kernel, noise_variance, mean, learn_mean, mean_function)
         Z = as_inputs(inducing_points, "inducing_points", dim=self.input_dim,
                       dtype=self.dtype, device=self.X.device)
-        self.Z = nn.Parameter(Z, requires_grad=bool(train_inducing))
+        # with the data-scaled default kernel Z is optimised in the inputs' units too
+        unit = data_scale(self.X)[1].to(self.dtype) if kernel is None else torch.ones_like(Z[0])
+        self.register_buffer("Z_unit", unit)
+        self.raw_Z = nn.Parameter(Z / unit, requires_grad=bool(train_inducing))
         self.jitter = as_scalar(jitter, "jitter", nonnegative=True)
         self.chunk_size = as_int(chunk_size, "chunk_size", positive=True)
         self.method = check_choice(method, "method", ("auto", "stable"))
+
+    @property
+    def Z(self) -> torch.Tensor:
+        """The inducing inputs ``[M, D]``."""
+        return self.raw_Z * self.Z_unit
 
     def _statistics(self, L: torch.Tensor, resid: torch.Tensor):
         """``L^-1 P L^-T`` with ``P = K_uf K_fu`` ``[M, M]``, ``L^-1 K_uf (y - m)`` ``[M]`` and

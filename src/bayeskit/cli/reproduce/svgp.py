@@ -54,7 +54,8 @@ def run(ctx: Context) -> TopicResult:
                 noise_variance=0.1, num_data=n)
     hist = svgp.fit(X, y, epochs=150 if ctx.quick else 200, batch_size=100, lr=0.05,
                     seed=ctx.seed)
-    sgpr20 = SGPR(X, y, svgp.Z.detach(), SquaredExponential(1.0, 1.0), learn_mean=False)
+    sgpr20 = SGPR(X, y, svgp.Z.detach(), SquaredExponential(1.0, 1.0), noise_variance=0.1,
+                  mean=0.0, learn_mean=False)
     sgpr20.kernel.load_state_dict(svgp.kernel.state_dict())
     sgpr20.raw_noise.data.copy_(svgp.likelihood.raw_variance.data)
     with torch.no_grad():

@@ -95,7 +95,8 @@ def _tilt_with_mean(w: torch.Tensor, b: float) -> torch.Tensor:
 
 def _bulk_log_density(w: float, b: float, k: float, var: float):
     """``(log p(w | b, k), relative error)`` by the trapezoidal rule, ``w`` near the mean."""
-    t_max = _cutoff(lambda t: float(_log_laplace(torch.tensor(-1j * t, dtype=torch.complex128), b, k).real), var)
+    t_max = _cutoff(lambda t: float(_log_laplace(torch.tensor(-1j * t, dtype=torch.complex128),
+                                                 b, k).real), var)
     dt = 2 * math.pi / (2 * w + TAIL_SDS * math.sqrt(var))
     if not t_max / dt < MAX_NODES:
         return math.nan, math.inf
