@@ -12,6 +12,7 @@ from bayeskit.gp.augmented import PolyaGammaSVGP
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.gp.likelihoods import Bernoulli
+from bayeskit.gp.model import data_scale
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 from bayeskit.sklearn_compat import BinaryClassifierMixin, binary_labels, check_features
@@ -49,11 +50,8 @@ class _GPRegressorBase(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _location_scale(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        top = np.abs(v).max(axis=0)
-        top = np.where(np.isfinite(top) & (top > 0), top, 1.0)
-        u = v / top
-        sd = u.std(axis=0)
-        return u.mean(axis=0) * top, np.where(sd > 0, sd, 1.0) * top
+        loc, scale = data_scale(torch.as_tensor(v))
+        return loc.numpy(), scale.numpy()
 
     def _fit_input_scaling(self, X: np.ndarray) -> np.ndarray:
         self.X_loc_, self.X_scale_ = self._location_scale(X)
