@@ -67,6 +67,22 @@ def test_process_pool_batch():
     assert len(bo.y) == 6
 
 
+def test_batches_on_a_local_dask_cluster():
+    """The documented scale-out path: evaluations on a dask.distributed cluster's executor
+    (worker processes); every evaluation comes back and is recorded at its own point."""
+    distributed = pytest.importorskip("distributed")
+    f = reference_1d()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        bo = BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=4, seed=0,
+                               progress=False, executor=client.get_executor()
+                               ).run(2, batch_size=2)
+    assert len(bo.y) == 8 and not bo.failures
+    for x, v in zip(bo.X, bo.y, strict=True):
+        assert v == pytest.approx(float(f(np.array(x)[None])))
+
+
 def test_checkpoint_resume_and_interrupt(tmp_path):
     path = tmp_path / "bo.json"
     f = reference_1d()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
-import os
-import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,9 @@ from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, Matern, inducing
 from bayeskit.training import (
     Checkpoint,
+    check_executor,
     fingerprint,
+    make_executor,
     parameter_values,
     progress_bar,
     progress_enabled,
@@ -53,13 +53,6 @@ def _objective_value(value) -> float:
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         raise ArgumentTypeError(f"the objective must return a real number, got {value!r}")
     return float(value)
-
-
-def _one_thread_worker() -> None:
-    """Process-pool workers are forked: a parallel torch op in a child of a process that
-    already ran one hangs in GNU OpenMP (measured with plain torch), so each worker runs
-    torch single-threaded (the pool itself spreads the evaluations over the cores)."""
-    torch.set_num_threads(1)
 
 
 def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
@@ -148,6 +141,7 @@ class BayesianOptimizer:
         self.n_init = as_int(n_init if n_init is not None else 2 * self.dim + 2, "n_init",
                              low=2)
         self.num_fantasies = as_int(num_fantasies, "num_fantasies", positive=True)
+        check_executor(executor)
         self.executor = executor
         self.timeout = None if timeout is None else as_scalar(timeout, "timeout", positive=True)
         self.seed = as_int(seed, "seed", nonnegative=True)
@@ -375,19 +369,7 @@ class BayesianOptimizer:
 
     # ---------------------------------------------------------------------------- run
     def _executor(self, n: int):
-        if isinstance(self.executor, cf.Executor):
-            return self.executor, False
-        if self.executor == "thread":
-            return cf.ThreadPoolExecutor(max_workers=n), True
-        if self.executor == "process" and n > 1:
-            try:
-                pickle.dumps(self.objective)
-            except Exception:  # noqa: BLE001
-                log.warning("objective is not picklable; evaluating serially")
-                return None, False
-            return cf.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1),
-                                          initializer=_one_thread_worker), True
-        return None, False
+        return make_executor(self.executor, n, payload=self.objective)
 
     def _log_evaluation(self, x: list, value: float | None, error: str | None) -> None:
         self.evaluations.append({"index": len(self.evaluations), "x": list(x), "y": value,

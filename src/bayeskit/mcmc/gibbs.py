@@ -13,6 +13,7 @@ with ``kappa = y - n / 2``. Chains are a batch dimension: one call advances all 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,13 @@ import torch
 from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior, sample_mvn
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.training import Checkpoint, fingerprint, progress_bar
+from bayeskit.training import (
+    Checkpoint,
+    check_executor,
+    executor_for,
+    fingerprint,
+    progress_bar,
+)
 from bayeskit.validation import as_int, as_param, as_tensor, check_choice, check_generator
 
 __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
@@ -142,8 +149,19 @@ def run_gibbs(
     method: str = "auto",
     resume: bool = True,
     overwrite: bool = False,
+    executor=None,
+    num_tasks: int | None = None,
 ) -> GibbsResult:
     """Run ``num_chains`` chains for ``burn_in + num_samples * thin`` sweeps.
+
+    The chains advance together as one batch (one PG draw and one batched solve per
+    sweep). With ``executor`` (``"thread"``, ``"process"`` or any
+    ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client(...).get_executor()``)
+    they are split into ``num_tasks`` groups (default: one per chain, at most 64) run as
+    independent tasks, each with its own generator seeded from ``generator`` and, with
+    ``checkpoint``, its own checkpoint ``<checkpoint>.<k>`` (a killed task resumes from
+    it). The draws then depend on the split but not on the executor: serial, processes and
+    a Dask cluster give the same numbers.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
     state) is written atomically every ``checkpoint_every`` sweeps with a fingerprint of the
@@ -161,6 +179,11 @@ def run_gibbs(
     check_choice(method, "method", ("auto", "precision", "matheron"))
     d = data.Phi.shape[1]
     g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)
+    if executor is not None:
+        return _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
+                          dict(num_samples=num_samples, burn_in=burn_in, thin=thin, init=init,
+                               checkpoint_every=checkpoint_every, method=method,
+                               resume=resume, overwrite=overwrite))
     total = burn_in + num_samples * thin
     kept = torch.empty(num_chains, num_samples, d, dtype=data.Phi.dtype)
     step = 0
@@ -194,3 +217,40 @@ def run_gibbs(
         bar.update(1)
     bar.close()
     return GibbsResult(kept, beta, step)
+
+
+def _run_group(data: BinomialRegressionData, seed: int, num_chains: int, checkpoint,
+               settings: dict) -> GibbsResult:
+    """One task of a split run (module level, so process pools and Dask can pickle it)."""
+    return run_gibbs(data, num_chains=num_chains, generator=torch.Generator().manual_seed(seed),
+                     checkpoint=checkpoint, progress=False, **settings)
+
+
+def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
+               settings: dict) -> GibbsResult:
+    """``run_gibbs`` over groups of chains on an executor; results in group order."""
+    check_executor(executor)
+    tasks = min(num_chains, 64) if num_tasks is None else as_int(num_tasks, "num_tasks",
+                                                                positive=True)
+    if tasks > num_chains:
+        raise ArgumentValueError(f"num_tasks ({tasks}) cannot exceed num_chains "
+                                 f"({num_chains}): each task runs at least one chain")
+    sizes = [num_chains // tasks + (k < num_chains % tasks) for k in range(tasks)]
+    seeds = torch.randint(0, 2**62, (tasks,), generator=g).tolist()
+    paths = [None if checkpoint is None else f"{checkpoint}.{k}" for k in range(tasks)]
+    results: list[GibbsResult | None] = [None] * tasks
+    bar = progress_bar(tasks, desc="Gibbs tasks", progress=progress)
+    with executor_for(executor, tasks, payload=data) as (pool, _):
+        if pool is None:
+            for k in range(tasks):
+                results[k] = _run_group(data, seeds[k], sizes[k], paths[k], settings)
+                bar.update(1)
+        else:
+            futures = {pool.submit(_run_group, data, seeds[k], sizes[k], paths[k], settings): k
+                       for k in range(tasks)}
+            for fut in cf.as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update(1)
+    bar.close()
+    return GibbsResult(torch.cat([r.beta for r in results]),
+                       torch.cat([r.last_beta for r in results]), results[0].steps)
