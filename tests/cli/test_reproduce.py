@@ -26,6 +26,27 @@ def test_reproduce_all_quick_writes_report(tmp_path, capsys):
             if n["tolerance"] is not None:
                 assert n["within_tolerance"] is True, n
     assert "grids" in capsys.readouterr().out
+    # provenance and the overall count at the top; articles cited by title, not by number
+    checked = sum(n["within_tolerance"] is not None for e in data.values()
+                  for n in e["numbers"])
+    assert f"{checked} of {checked} checked numbers within tolerance" in html
+    prov = data["grids"]["provenance"]
+    assert prov["versions"]["torch"] and prov["cpu"] and prov["seed"] == 0
+    assert prov["command"].startswith("bayeskit reproduce all --quick")
+    assert "NumPy mgrid vs. meshgrid" in html and "reference 0" not in html
+    assert "ANCHORS" not in html and "the issue" not in html
+
+
+def test_topics_leave_the_callers_random_state_alone(tmp_path):
+    import torch
+
+    from bayeskit.cli.reproduce import reproduce
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    reproduce(["bijectors"], tmp_path, quick=True)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_single_topic_updates_existing_report(tmp_path):

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             results = reproduce(args.topics, args.out, quick=args.quick, seed=args.seed,
-                                on_topic=progress)
+                                on_topic=progress,
+                                command=" ".join(["bayeskit", *(argv or sys.argv[1:])]))
         except ValueError as err:
             print(f"bayeskit reproduce: {err}", file=sys.stderr)
             return 2

@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayeskit.cli.reproduce.report import TopicResult, write_report
+import torch
+
+from bayeskit.cli.reproduce.report import TopicResult, provenance, write_report
 
 __all__ = ["TOPICS", "Context", "reproduce"]
 
@@ -62,23 +64,29 @@ def check_out(out: str | Path) -> Path:
 
 
 def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
-              seed: int = 0, on_topic=None) -> list[TopicResult]:
-    """Run ``topics`` (names from :data:`TOPICS`, or ``["all"]``) and write the report;
+              seed: int = 0, on_topic=None, command: str | None = None) -> list[TopicResult]:
+    """Run ``topics`` (names from :data:`TOPICS`, or ``["all"]``) and write the report
+    (each section with its provenance: versions, date, CPU, seed, ``command``);
     ``on_topic(result)`` is called as each topic finishes (progress)."""
     names = list(TOPICS) if (not topics or "all" in topics) else list(dict.fromkeys(topics))
     unknown = [n for n in names if n not in TOPICS]
     if unknown:
         raise ValueError(f"unknown topic(s) {unknown}; choose from {['all', *TOPICS]}")
     ctx = Context(check_out(out), quick=quick, seed=seed)
+    run_info = provenance(seed=seed, quick=quick, command=command)
     results = []
     for name in names:
         module = importlib.import_module(TOPICS[name])
         log.info("reproducing %s", name)
         start = time.perf_counter()
-        result = module.run(ctx)
+        # topics seed torch's global generator (module initialisation draws from it):
+        # fork it so the caller's random state is left as it was
+        with torch.random.fork_rng(devices=[]):
+            result = module.run(ctx)
         result.seconds = time.perf_counter() - start
         results.append(result)
-        write_report(results, ctx.out, quick=quick)  # partial report survives a crash later
+        # a partial report survives a crash later
+        write_report(results, ctx.out, quick=quick, run_info=run_info)
         if on_topic is not None:
             on_topic(result)
     return results

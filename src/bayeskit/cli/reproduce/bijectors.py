@@ -19,7 +19,7 @@ from bayeskit.distributions.transforms import (
 from bayeskit.plotting.figures import pyplot, save
 from bayeskit.plotting.grids import evaluate_on_grid
 
-TITLE = "Bijectors: the banana-shaped distribution as a transformed Gaussian (reference 06)"
+TITLE = "Bijectors: the banana-shaped distribution as a transformed Gaussian"
 F64 = torch.float64
 
 

@@ -18,7 +18,7 @@ from bayeskit.linalg import (
 )
 from bayeskit.plotting.figures import pyplot, save
 
-TITLE = "Cholesky decomposition of low-rank updates (reference 01)"
+TITLE = "Cholesky decomposition of low-rank updates"
 
 
 def _spd(n: int, g: torch.Generator, dtype=torch.float64) -> torch.Tensor:

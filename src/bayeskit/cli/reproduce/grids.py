@@ -10,7 +10,7 @@ from bayeskit.cli.reproduce.report import Figure, TopicResult
 from bayeskit.plotting.figures import pyplot, save
 from bayeskit.plotting.grids import Grid, evaluate_on_grid, mgrid, ogrid
 
-TITLE = "mgrid vs meshgrid: dense and open grids (reference 08)"
+TITLE = "mgrid vs meshgrid: dense and open grids"
 
 
 def _mismatches(a, b) -> int:
@@ -23,7 +23,7 @@ def _mismatches(a, b) -> int:
 def run(ctx: Context) -> TopicResult:
     res = TopicResult("grids", TITLE, summary="The reference's grid identities checked "
                       "element by element against NumPy, and a density evaluated on a grid")
-    src = "reference 08 / NumPy"
+    src = "the reference article / NumPy"
     x1, y1 = np.meshgrid(np.arange(1, 11, 2), np.arange(-12, -3, 3))
     x2, y2 = (t.numpy() for t in mgrid((1, 11, 2), (-12, -3, 3)))
     res.add("grid shape of mgrid[1:11:2, -12:-3:3], rows", x2.shape[0], 5, source=src,
@@ -39,7 +39,7 @@ def run(ctx: Context) -> TopicResult:
             _mismatches(a + b, x2 + y2), 0, source=src, tolerance=0)
     res.add("entries where x2 + y2 differs from the reference's printed sum",
             _mismatches(x2 + y2, [[-11, -8, -5], [-9, -6, -3], [-7, -4, -1], [-5, -2, 1],
-                                  [-3, 0, 3]]), 0, source="reference 08", tolerance=0)
+                                  [-3, 0, 3]]), 0, source="the reference article", tolerance=0)
     y3, x3 = (t.numpy() for t in mgrid((-12, -3, 3j), (-5, 5, 5j)))
     xl, yl = np.meshgrid(np.linspace(-5, 5, 5), np.linspace(-12, -3, 3))
     res.add("entries where mgrid[-12:-3:3j, -5:5:5j] differs from linspace meshgrid",

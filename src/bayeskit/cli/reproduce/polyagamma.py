@@ -14,7 +14,7 @@ from bayeskit.mcmc import BinomialRegressionData, run_gibbs
 from bayeskit.plotting.figures import pyplot, save
 from bayeskit.plotting.grids import Grid
 
-TITLE = "Pólya-gamma augmentation: Bayesian logistic regression by Gibbs sampling (reference 02)"
+TITLE = "Pólya-gamma augmentation: Bayesian logistic regression by Gibbs sampling"
 F64 = torch.float64
 
 

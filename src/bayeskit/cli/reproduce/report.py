@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
+import datetime
 import html
+import importlib.metadata
 import json
 import math
+import platform
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
+import bayeskit
 from bayeskit.training import atomic_write_text
 
-__all__ = ["Number", "Figure", "TopicResult", "write_report"]
+__all__ = ["Number", "Figure", "TopicResult", "write_report", "provenance", "ARTICLES"]
+
+#: each topic's reference article (the specification it reproduces), cited by title
+ARTICLES: dict[str, str] = {
+    "cholesky": "Efficient Cholesky decomposition of low-rank updates",
+    "polyagamma": "A Primer on Pólya-gamma Random Variables - Part II: Bayesian Logistic "
+                  "Regression",
+    "kg": "An Illustrated Guide to the Knowledge Gradient Acquisition Function",
+    "svgp": "A Handbook for Sparse Variational Gaussian Processes",
+    "pgsvgp": "F. Wenzel, T. Galy-Fajou, C. Donner, M. Kloft, M. Opper: Efficient Gaussian "
+              "Process Classification Using Pólya-Gamma Data Augmentation (AAAI 2019)",
+    "ratio": "Density Ratio Estimation for KL Divergence Minimization between Implicit "
+             "Distributions",
+    "bijectors": "Building Probability Distributions with the TensorFlow Probability "
+                 "Bijector API",
+    "vae": "A Tutorial on Variational Autoencoders with a Concise Keras Implementation",
+    "grids": "NumPy mgrid vs. meshgrid",
+}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(*, seed: int, quick: bool, command: str | None = None) -> dict:
+    """What a reader needs to trust or rerun a section: versions, date, machine, settings."""
+    versions = {"bayeskit": bayeskit.__version__, "torch": torch.__version__,
+                "python": platform.python_version()}
+    for name in ("numpy", "numba", "scipy", "scikit-learn", "matplotlib"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": versions, "cpu": _cpu_model(), "machine": platform.platform(),
+            "torch_threads": torch.get_num_threads(), "seed": seed, "quick": quick,
+            "command": command or " ".join(["bayeskit", *sys.argv[1:]])}
 
 
 @dataclass
@@ -93,7 +142,8 @@ def _fmt(x) -> str:
     return f"{x:.3e}"
 
 
-def write_report(results: list[TopicResult], out: Path, *, quick: bool) -> None:
+def write_report(results: list[TopicResult], out: Path, *, quick: bool,
+                 run_info: dict | None = None) -> None:
     """Write ``results.json`` (keyed by topic) and ``index.html`` into ``out``.
 
     Topics already present in an existing ``results.json`` and not re-run are kept, so
@@ -112,6 +162,7 @@ def write_report(results: list[TopicResult], out: Path, *, quick: bool) -> None:
     for r in results:
         entry = asdict(r)
         entry["quick"] = quick
+        entry["provenance"] = run_info or provenance(seed=0, quick=quick)
         merged[r.name] = _json_safe(entry)
     atomic_write_text(json_path, json.dumps(merged, indent=2) + "\n")
     atomic_write_text(out / "index.html", _html(merged))
@@ -123,11 +174,25 @@ def _html(merged: dict[str, dict]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>bayeskit reproduce</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;font-size:90%}td.n{text-align:right;font-family:monospace}"
+        "padding:3px 8px;font-size:90%}td.n{text-align:right;font-family:monospace;"
+        "white-space:nowrap}.prov{font-size:85%;color:#444}"
         ".ok{color:#060}.bad{color:#b00;font-weight:bold}img{max-width:100%;"
         "border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
-        "<h1>bayeskit: reproduced figures and numbers</h1><ul>",
+        "<h1>bayeskit: reproduced figures and numbers</h1>",
     ]
+    checked = [(name, n) for name, entry in merged.items() for n in entry.get("numbers", [])
+               if n.get("within_tolerance") is not None]
+    failed = [(name, n["name"]) for name, n in checked if n["within_tolerance"] is False]
+    verdict = ("<span class='ok'>all within tolerance</span>" if not failed else
+               f"<span class='bad'>{len(failed)} outside tolerance</span>")
+    parts.append(f"<p><b>{len(checked) - len(failed)} of {len(checked)} checked numbers "
+                 f"within tolerance</b> ({verdict}) in {len(merged)} topics; numbers without "
+                 "a tolerance (timings, diagnostics) are reported, not checked.</p>")
+    latest = max((e.get("provenance") or {} for e in merged.values()),
+                 key=lambda p: p.get("date", ""), default={})
+    if latest:
+        parts.append(_provenance_html(latest, "Latest run"))
+    parts.append("<ul>")
     for name, entry in merged.items():
         parts.append(f"<li><a href='#{esc(name)}'>{esc(entry.get('title', name))}</a></li>")
     parts.append("</ul>")
@@ -136,6 +201,11 @@ def _html(merged: dict[str, dict]) -> str:
         parts.append(f"<h2 id='{esc(name)}'>{esc(entry.get('title', name))}</h2>")
         parts.append(f"<p>{esc(entry.get('summary', ''))}{quick}. "
                      f"Ran in {entry.get('seconds', 0):.1f} s.</p>")
+        if name in ARTICLES:
+            parts.append(f"<p class='prov'>Reference article: <i>{esc(ARTICLES[name])}</i>."
+                         "</p>")
+        if entry.get("provenance"):
+            parts.append(_provenance_html(entry["provenance"], "This section"))
         parts.append("<table><tr><th>quantity</th><th>value</th><th>reference</th>"
                      "<th>source</th><th>abs diff</th><th>rel diff</th><th>tolerance</th>"
                      "<th>ok</th></tr>")
@@ -157,3 +227,13 @@ def _html(merged: dict[str, dict]) -> str:
                          f"<figcaption>{esc(fig['caption'])}</figcaption></figure>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _provenance_html(prov: dict, label: str) -> str:
+    esc = html.escape
+    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
+    return (f"<p class='prov'>{esc(label)}: {esc(str(prov.get('date', '?')))}; "
+            f"<code>{esc(str(prov.get('command', '')))}</code> (seed {prov.get('seed')}, "
+            f"{'quick' if prov.get('quick') else 'full'} sizes); {esc(versions)}; "
+            f"{esc(str(prov.get('cpu', '?')))}, {prov.get('torch_threads')} torch thread(s); "
+            f"{esc(str(prov.get('machine', '')))}.</p>")

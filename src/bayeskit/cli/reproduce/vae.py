@@ -17,7 +17,7 @@ from bayeskit.plotting.figures import pyplot, save
 from bayeskit.plotting.grids import Grid
 from bayeskit.vae import VAE, BernoulliDecoder, DensityRatioKL, GaussianEncoder, evaluate, fit
 
-TITLE = "Variational autoencoders: amortised inference on the digits (reference 07)"
+TITLE = "Variational autoencoders: amortised inference on the digits"
 F64 = torch.float64
 
 
