@@ -6,6 +6,7 @@ import argparse
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 import bayeskit
@@ -50,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(checked) - len(r.failures)}/{len(checked)} numbers within tolerance, "
                   f"{r.seconds:.1f} s", flush=True)
 
+        started = time.perf_counter()
+
+        def step(topic, message):  # stages inside a long topic, as they start
+            print(f"  {topic}: {message} ({time.perf_counter() - started:.0f} s)", flush=True)
+
         try:
             results = reproduce(args.topics, args.out, quick=args.quick, seed=args.seed,
-                                on_topic=progress,
+                                on_topic=progress, on_step=step,
                                 command=" ".join(["bayeskit", *(argv or sys.argv[1:])]))
         except ValueError as err:
             print(f"bayeskit reproduce: {err}", file=sys.stderr)

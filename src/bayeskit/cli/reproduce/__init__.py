@@ -7,9 +7,12 @@ next to its reference value.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +40,22 @@ TOPICS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Context:
-    """What a topic needs: where to write, how big to go, which seed."""
+    """What a topic needs: where to write, how big to go, which seed, and where to say
+    what it is doing (``on_step(message)``; the command line prints it)."""
 
     out: Path
     quick: bool = False
     seed: int = 0
+    on_step: Callable[[str], None] | None = None
 
     def path(self, filename: str) -> Path:
         return self.out / filename
+
+    def step(self, message: str) -> None:
+        """Report progress inside a long topic (one line per stage)."""
+        log.info(message)
+        if self.on_step is not None:
+            self.on_step(message)
 
 
 def check_out(out: str | Path) -> Path:
@@ -64,10 +75,12 @@ def check_out(out: str | Path) -> Path:
 
 
 def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
-              seed: int = 0, on_topic=None, command: str | None = None) -> list[TopicResult]:
+              seed: int = 0, on_topic=None, command: str | None = None,
+              on_step: Callable[[str, str], None] | None = None) -> list[TopicResult]:
     """Run ``topics`` (names from :data:`TOPICS`, or ``["all"]``) and write the report
     (each section with its provenance: versions, date, CPU, seed, ``command``);
-    ``on_topic(result)`` is called as each topic finishes (progress)."""
+    ``on_topic(result)`` is called as each topic finishes and ``on_step(topic, message)``
+    at each stage inside one (progress)."""
     names = list(TOPICS) if (not topics or "all" in topics) else list(dict.fromkeys(topics))
     unknown = [n for n in names if n not in TOPICS]
     if unknown:
@@ -77,6 +90,8 @@ def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
     results = []
     for name in names:
         module = importlib.import_module(TOPICS[name])
+        ctx = dataclasses.replace(ctx, on_step=None if on_step is None else
+                                  functools.partial(on_step, name))
         log.info("reproducing %s", name)
         start = time.perf_counter()
         # topics seed torch's global generator (module initialisation draws from it):

@@ -74,6 +74,7 @@ def run(ctx: Context) -> TopicResult:
     flows = {}
     for offset, (kind, name) in enumerate((("maf", "MAF (3 layers)"),
                                            ("nsf", "NSF (3 spline layers)"))):
+        ctx.step(f"fitting {name}")
         torch.manual_seed(ctx.seed + 1 + offset)
         flow = Flow(2, kind=kind, num_layers=3, hidden=(64, 64))
         fit_flow(flow, train, epochs=15 if ctx.quick else 60, batch_size=256, lr=1e-3,

@@ -108,6 +108,7 @@ def _bo_runs(ctx: Context, f) -> dict[str, list[float]]:
     n_iter = 3 if ctx.quick else 8
     out = {}
     for acq in ("kg", "ei"):
+        ctx.step(f"BO loop with {acq.upper()}, {n_iter} iterations")
         bo = BayesianOptimizer(f, f.bounds, acquisition=acq, n_init=4, seed=ctx.seed,
                                progress=False, executor="serial").run(n_iter)
         best = torch.tensor(bo.y).cummin(0).values - f.minimum

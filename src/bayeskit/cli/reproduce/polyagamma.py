@@ -85,6 +85,7 @@ def run(ctx: Context) -> TopicResult:
     g = torch.Generator().manual_seed(ctx.seed + 8888)
     chains = 4
     burn_in = 100
+    ctx.step("Gibbs sampling")
     result = run_gibbs(data, num_samples=num_iterations, burn_in=burn_in, num_chains=chains,
                        generator=g)
     draws = result.beta.reshape(-1, degree).numpy()

@@ -35,6 +35,7 @@ def run(ctx: Context) -> TopicResult:
     X = torch.rand(n, 1, dtype=F64, generator=g) * 10
     y = torch.sin(X[:, 0]) + 0.3 * torch.cos(3 * X[:, 0]) + 0.2 * torch.randn(n, dtype=F64,
                                                                               generator=g)
+    ctx.step("synthetic data: exact GP and SGPR for growing M")
     exact = GPR(X, y, SquaredExponential(1.0, 1.0), noise_variance=0.1).fit()
     with torch.no_grad():
         lml = float(exact.log_marginal_likelihood())
@@ -51,6 +52,7 @@ def run(ctx: Context) -> TopicResult:
             float(all(b <= lml + 1e-6 for b in bounds)), 1.0, source="a lower bound",
             tolerance=0)
 
+    ctx.step("synthetic data: SVGP by minibatch Adam")
     svgp = SVGP(X[torch.randperm(n, generator=g)[:20]], SquaredExponential(1.0, 1.0),
                 noise_variance=0.1, num_data=n)
     hist = svgp.fit(X, y, epochs=150 if ctx.quick else 200, batch_size=100, lr=0.05,
@@ -146,6 +148,7 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
     ys = (y_tr - mu) / sd
     fits = []
     for trend, decay in _CO2_STARTS:
+        ctx.step(f"Mauna Loa: exact GP type-II ML from trend {trend} y, decay {decay} y")
         if ctx.quick:  # type-II ML on every 8th point, then predict with all of them
             sub = GPR(X[::8], ys[::8], _co2_kernel(trend, decay), noise_variance=0.01,
                       mean_function=LinearMean(1)).fit(max_iter=60)
@@ -165,6 +168,7 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
         m, v = exact.predict_y(Xt)
         rows["exact GP"] = (m, v)
     M = 30 if ctx.quick else 100
+    ctx.step(f"Mauna Loa: SGPR with M = {M}")
     Z = inducing.kmeans(X, M, seed=ctx.seed)
     sgpr = SGPR(X, ys, Z, copy.deepcopy(exact.kernel), noise_variance=float(
         exact.noise_variance.detach()), mean_function=copy.deepcopy(exact.mean_function))
@@ -173,6 +177,7 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
         m, v = sgpr.predict_f(Xt)
         rows[f"SGPR, M = {M}"] = (m, v + sgpr.noise_variance)
         lower, upper = float(sgpr.elbo()), float(sgpr.upper_bound())
+    ctx.step(f"Mauna Loa: SVGP with M = {M} by Adam")
     svgp = SVGP(sgpr.Z.detach().clone(), copy.deepcopy(sgpr.kernel),
                 noise_variance=float(sgpr.noise_variance.detach()), num_data=len(X),
                 mean_function=copy.deepcopy(sgpr.mean_function))
@@ -182,6 +187,7 @@ def _mauna_loa(res: TopicResult, ctx: Context) -> None:
         m, v = svgp.predict_f(Xt)
         rows[f"SVGP, M = {M}"] = (m, v + svgp.likelihood.variance)
     # the same with natural-gradient steps on q(u) (Adam only on hyperparameters and Z)
+    ctx.step(f"Mauna Loa: SVGP with M = {M}, natural gradients on q(u)")
     svgp_ng = SVGP(sgpr.Z.detach().clone(), copy.deepcopy(sgpr.kernel),
                    noise_variance=float(sgpr.noise_variance.detach()), num_data=len(X),
                    mean_function=copy.deepcopy(sgpr.mean_function))

@@ -40,6 +40,7 @@ def run(ctx: Context) -> TopicResult:
     for name, kl, objective, k in (("ELBO, analytic KL", "analytic", "elbo", 1),
                                    ("ELBO, density-ratio KL (AVB)", "ratio", "elbo", 1),
                                    ("IWAE, k = 5", "analytic", "iwae", 5)):
+        ctx.step(f"training the VAE: {name}")
         model = _model(ctx.seed, kl)
         start = time.perf_counter()
         hist = fit(model, x_tr, epochs=epochs, batch_size=100, lr=1e-3, objective=objective,
