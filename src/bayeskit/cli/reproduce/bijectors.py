@@ -139,6 +139,8 @@ def _figures(res, ctx, x, y, p_x: MultivariateNormal, grid_y, logp_y):
                     cmap="viridis")
     axes[0].scatter(x[:500, 0], x[:500, 1], s=2, color="k", alpha=0.3)
     axes[0].set_title("p_X: equiprobability contours")
+    axes[0].set_xlabel("x_1")
+    axes[0].set_ylabel("x_2")
     X, Y = grid_y.dense()
     dens_y = logp_y.exp()
     axes[1].contour(X, Y, dens_y, levels=(fractions * dens_y.max()).tolist(), cmap="viridis")
@@ -146,6 +148,8 @@ def _figures(res, ctx, x, y, p_x: MultivariateNormal, grid_y, logp_y):
     axes[1].set_xlim(-4, 4)
     axes[1].set_ylim(-14, 3)
     axes[1].set_title("p_Y = p_X(G^-1(y)) (log|det J| = 0)")
+    axes[1].set_xlabel("y_1")
+    axes[1].set_ylabel("y_2")
     save(fig, ctx.path("bijectors_contours.png"))
     res.figures.append(Figure("bijectors_contours.png", "Densities evaluated on ij grids "
                               "(plotting.grids) with samples over them."))

@@ -110,7 +110,7 @@ def _stability(res: TopicResult, g: torch.Generator, ctx: Context) -> None:
     ax.semilogy(range(1, steps + 1), errs)
     ax.set_xlabel("number of (rank-1 update, rank-1 downdate) pairs")
     ax.set_ylabel("||L_upd - chol(A)||_F / ||chol(A)||_F")
-    ax.set_title(f"Accumulated error of repeated updates/downdates (N={n}, float64)")
+    ax.set_title(f"Error of repeated update/downdate pairs (N={n}, float64)", fontsize=10)
     save(fig, ctx.path("cholesky_stability.png"))
     res.figures.append(Figure("cholesky_stability.png",
                               "Relative error of a factor maintained only by rank-1 updates and "

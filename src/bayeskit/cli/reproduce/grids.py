@@ -73,8 +73,10 @@ def run(ctx: Context) -> TopicResult:
     ax.set_ylabel("y")
     X, Y = grid.dense()
     cs = axes[1].contourf(X.numpy(), Y.numpy(), dens.numpy(), levels=12, cmap="viridis")
-    fig.colorbar(cs, ax=axes[1])
+    fig.colorbar(cs, ax=axes[1], label="density")
     axes[1].set_title("evaluate_on_grid: N(0, [[1, .8], [.8, 1]]) density")
+    axes[1].set_xlabel("x_1")
+    axes[1].set_ylabel("x_2")
     axes[1].set_aspect("equal")
     save(fig, ctx.path("grids.png"))
     res.figures.append(Figure("grids.png", "Left: the dense ij grid of the reference, each "

@@ -124,6 +124,9 @@ def _figures(res, ctx, f, X, y, before, model, grid, x_star, tau_n, xc, y_fant, 
     axes[0].plot(xs, f(grid), "k--", label="latent f")
     axes[0].scatter(X[:, 0], y, color="k", zorder=3, label="observations")
     axes[0].set_title("latent function and n = 10 observations")
+    for ax in axes:
+        ax.set_xlabel("x")
+        ax.set_ylabel("f(x), y")
     for ax, m, title in ((axes[1], before, "posterior before hyperparameter estimation"),
                          (axes[2], model, "after type-II maximum likelihood")):
         mean, var = m.predict_y(grid)
@@ -148,6 +151,9 @@ def _figures(res, ctx, f, X, y, before, model, grid, x_star, tau_n, xc, y_fant, 
         ax.scatter(X[:, 0], y, color="k", s=12, zorder=3)
     axes[0].fill_between(xs, mean - 2 * var.sqrt(), mean + 2 * var.sqrt(), color="C1", alpha=0.2)
     axes[0].set_title(r"step 2: predictive minimum $\tau_n$")
+    for ax in axes:
+        ax.set_xlabel("x")
+        ax.set_ylabel("predictive mean")
     for ax, count in ((axes[1], 1), (axes[2], 5)):
         ax.axvline(XC, color="gray")
         for m in range(count):
@@ -170,6 +176,7 @@ def _figures(res, ctx, f, X, y, before, model, grid, x_star, tau_n, xc, y_fant, 
                      label="Monte Carlo KG ± 2 SE")
     axes[0].axvline(float(cand[i_best]), color="C2", ls=":")
     axes[0].set_xlabel("candidate x")
+    axes[0].set_ylabel("KG(x)")
     axes[0].set_title("KG over the domain")
     axes[0].legend()
     for name, regret in history.items():

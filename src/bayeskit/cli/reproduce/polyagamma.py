@@ -136,10 +136,14 @@ def _figures(res, ctx, x, y, xs, truth, result, pi_draws, pi_mean, ref_pi, data,
     axes[0].plot(x[y == 1], np.zeros(int(y.sum())) - 0.01, "|", color="C0")
     axes[0].plot(x[y == 0], np.zeros(int((1 - y).sum())) - 0.03, "|", color="C1")
     axes[0].set_title("Densities and samples")
+    axes[0].set_xlabel("x")
+    axes[0].set_ylabel("density")
     axes[0].legend()
     axes[1].plot(xs, truth, "k", label="p / (p + q)")
     axes[1].scatter(x, y, c=np.where(y == 1, "tab:red", "tab:blue"), s=12, alpha=0.6)
     axes[1].set_title("Dataset and the true class probability")
+    axes[1].set_xlabel("x")
+    axes[1].set_ylabel("label y / P(y = 1 | x)")
     axes[1].legend()
     save(fig, ctx.path("polyagamma_data.png"))
     res.figures.append(Figure("polyagamma_data.png", "Left: p, q and the 128 samples. "
@@ -180,6 +184,8 @@ def _figures(res, ctx, x, y, xs, truth, result, pi_draws, pi_mean, ref_pi, data,
     ax.set_ylim(-0.02, 1.02)
     ax.legend()
     ax.set_title("Sampled class probabilities pi(x) = sigmoid(beta^T phi(x))")
+    ax.set_xlabel("x")
+    ax.set_ylabel("pi(x) = P(y = 1 | x)")
     save(fig, ctx.path("polyagamma_predictions.png"))
     res.figures.append(Figure("polyagamma_predictions.png", "Posterior draws of pi(x), their "
                               "mean, an independent reference and the truth."))

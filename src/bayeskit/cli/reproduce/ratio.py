@@ -75,6 +75,8 @@ def run(ctx: Context) -> TopicResult:
     ax.plot(xs, true_lr.exp() / 10, "k--", label="r(x) = p/q (scaled 1/10)")
     ax.legend(fontsize=8)
     ax.set_title("densities and the true ratio")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density (ratio / 10)")
     ax = axes[0, 1]
     ax.plot(xs, torch.sigmoid(true_lr), label="optimal p/(p+q)")
     ax.plot(xs, clf.predict_proba(xs), ":", label="trained classifier")
@@ -82,6 +84,8 @@ def run(ctx: Context) -> TopicResult:
     ax.scatter(xq[:200, 0], torch.zeros(200), s=3, color="C0")
     ax.legend(fontsize=8)
     ax.set_title("classifier vs the optimal classifier")
+    ax.set_xlabel("x")
+    ax.set_ylabel("P(sample from p | x)")
     ax = axes[1, 0]
     ax.plot(xs, true_lr, "k", label="log r(x)")
     ax.plot(xs, clf.log_ratio(xs), ":", label="classifier")
@@ -89,11 +93,14 @@ def run(ctx: Context) -> TopicResult:
     ax.set_ylim(-6, 4)
     ax.legend(fontsize=8)
     ax.set_title("estimated vs true log-ratio")
+    ax.set_xlabel("x")
+    ax.set_ylabel("log r(x)")
     ax = axes[1, 1]
     ax.plot(clf.history_["train_bce"], label="train BCE")
     ax.plot(clf.history_["val_bce"], label="validation BCE")
     ax.axhline(math.log(2) - js.value, color="k", ls="--", label="log 2 - JS (optimum)")
     ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy (nats)")
     ax.legend(fontsize=8)
     ax.set_title("binary cross-entropy and its JS bound")
     ax = axes[0, 2]
@@ -103,6 +110,7 @@ def run(ctx: Context) -> TopicResult:
     ax.hist(loss_p.numpy(), bins=50, alpha=0.6, density=True, label="samples of p")
     ax.hist(loss_q.numpy(), bins=50, alpha=0.6, density=True, label="samples of q")
     ax.set_xlabel("per-sample binary cross-entropy")
+    ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title("loss histogram (trained classifier)")
     ax = axes[1, 2]
@@ -155,6 +163,7 @@ def _adversarial(res: TopicResult, ctx: Context) -> None:
     ax.semilogy(torch.tensor(hist["kl_estimate"]).clamp_min(1e-4), alpha=0.5,
                 label="critic's estimate E[T(G(z))]")
     ax.set_xlabel("generator step")
+    ax.set_ylabel("KL (nats)")
     ax.legend()
     ax.set_title("Adversarial KL minimisation: G(z) = mu + sigma z towards N(0, 2²)")
     save(fig, ctx.path("ratio_adversarial.png"))
