@@ -8,10 +8,11 @@ BENCH_BIN  := $(BENCH_VENV)/bin
 TORCH  := torch==2.13.0
 OUT    ?= results
 
-.PHONY: demo test lint bench-env bench clean help
+.PHONY: demo check-report test lint bench-env bench clean help
 
 help:
 	@echo "make demo       regenerate every figure and number into $(OUT)/ (index.html)"
+	@echo "make check-report  check $(OUT)/index.html: images, links, figures (+ a screenshot)"
 	@echo "make test       ruff + pytest"
 	@echo "make bench-env  separate venv with the competitors (TFP-on-JAX, numba, ...)"
 	@echo "make bench      run benchmarks/ side by side with the competitors"
@@ -34,6 +35,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/bayeskit reproduce all --out $(OUT)/
+
+# not part of make test: checks the report make demo wrote, as a reader meets it
+check-report: $(VENV)/.installed
+	$(BIN)/bayeskit check-report --out $(OUT)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
@@ -62,3 +67,4 @@ bench: bench-env
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete  # numba's compiled kernels

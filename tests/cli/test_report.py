@@ -17,3 +17,20 @@ def test_nan_numbers_are_reported_not_fatal(tmp_path):
     merged = json.loads((tmp_path / "results.json").read_text())
     assert set(merged) == {"demo", "other"}
     assert "nan" in (tmp_path / "index.html").read_text()
+
+
+def test_check_report_finds_what_a_reader_would(tmp_path, capsys):
+    from bayeskit.cli.main import main
+    from bayeskit.cli.reproduce.check import check_report
+
+    assert main(["reproduce", "grids", "--quick", "--out", str(tmp_path)]) == 0
+    assert check_report(tmp_path) == []
+    assert main(["check-report", "--out", str(tmp_path)]) == 0
+    assert "every image loads" in capsys.readouterr().out
+    png = tmp_path / "grids.png"
+    png.write_bytes(png.read_bytes()[:200])  # a truncated image
+    assert any("does not decode" in p for p in check_report(tmp_path))
+    png.unlink()
+    assert check_report(tmp_path) == ["grids.png: missing (an <img> source)"]
+    assert main(["check-report", "--out", str(tmp_path)]) == 1
+    assert main(["check-report", "--out", str(tmp_path / "nowhere")]) == 1

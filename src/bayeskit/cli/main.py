@@ -35,13 +35,36 @@ def _parser() -> argparse.ArgumentParser:
     # -v also after the subcommand (bayeskit reproduce -v); SUPPRESS keeps the global one
     rep.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                      help="log progress")
+    chk = sub.add_parser(
+        "check-report",
+        help="check a written report: images load, links land, every figure is shown",
+        description="Check --out/index.html as a reader meets it; with a headless Chromium "
+                    "installed, also render it to --out/report-screenshot.png to look at.")
+    chk.add_argument("--out", default="results", help="report folder (default: results)")
     return parser
+
+
+def _check_report(out: str) -> int:
+    from bayeskit.cli.reproduce.check import check_report, render_screenshot
+
+    problems = check_report(out)
+    for problem in problems:
+        print(f"check-report: {problem}", file=sys.stderr)
+    shot = render_screenshot(out, Path(out) / "report-screenshot.png") if not problems else None
+    if not problems:
+        print(f"check-report: {out}/index.html: every image loads, every link lands"
+              + (f"; rendered to {shot}: look at it" if shot else
+                 "; no Chromium on this machine, so the rendered page was not captured "
+                 "(Debian: apt install chromium)"))
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "check-report":
+        return _check_report(args.out)
     if args.command == "reproduce":
         from bayeskit.cli.reproduce import reproduce
 
