@@ -8,11 +8,12 @@ BENCH_BIN  := $(BENCH_VENV)/bin
 TORCH  := torch==2.13.0
 OUT    ?= results
 
-.PHONY: demo check-report test lint bench-env bench clean help
+.PHONY: demo check-report docs test lint bench-env bench clean help
 
 help:
 	@echo "make demo       regenerate every figure and number into $(OUT)/ (index.html)"
 	@echo "make check-report  check $(OUT)/index.html: images, links, figures (+ a screenshot)"
+	@echo "make docs       API reference + gallery into site/ (broken links fail the build)"
 	@echo "make test       ruff + pytest"
 	@echo "make bench-env  separate venv with the competitors (TFP-on-JAX, numba, ...)"
 	@echo "make bench      run benchmarks/ side by side with the competitors"
@@ -40,6 +41,15 @@ demo: $(VENV)/.installed
 check-report: $(VENV)/.installed
 	$(BIN)/bayeskit check-report --out $(OUT)
 
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+# the gallery is the quick report; --strict turns a broken link or anchor into an error
+docs: $(VENV)/.installed-docs
+	$(BIN)/bayeskit reproduce all --quick --out docs/gallery
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 
@@ -66,5 +76,5 @@ bench: bench-env
 	$(BENCH_BIN)/python benchmarks/bench_gp.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(OUT) site docs/gallery .pytest_cache .ruff_cache
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete  # numba's compiled kernels

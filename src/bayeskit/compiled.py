@@ -17,7 +17,7 @@ One policy for every kernel:
 - The first call compiles (a few seconds); the machine code is cached on disk
   (numba's ``cache=True``), so later processes load it.
 
-Example:
+Examples:
     >>> import bayeskit.compiled as compiled
     >>> compiled.enabled(torch.zeros(3)) in (True, False)
     True

@@ -5,7 +5,7 @@ Weights are initialised as ``torch.nn.Linear`` does by default (uniform in
 ``+-1/sqrt(fan_in)``), but from the given ``generator`` when there is one, so library code
 never needs to seed torch's global generator.
 
-Example:
+Examples:
     >>> net = mlp((3, 16, 1), generator=torch.Generator().manual_seed(0))
     >>> net(torch.zeros(5, 3)).shape
     torch.Size([5, 1])

@@ -15,7 +15,7 @@ Conventions (see ``docs/architecture.md``):
 - scalars: Python/NumPy numbers or one-element tensors; booleans are refused where a
   number is expected.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> X = as_tensor(np.ones((3, 2)), "X", ndim=2)
     >>> X.dtype, X.shape

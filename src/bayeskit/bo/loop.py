@@ -103,7 +103,7 @@ class BayesianOptimizer:
             "acquisition_value", "seconds"}`` (BORE adds ``"tau"``).
         n_init: the initial scrambled-Sobol design's size; default ``2 D + 2``.
 
-    Example:
+    Examples:
         >>> from bayeskit.bo.test_functions import reference_1d
         >>> f = reference_1d()
         >>> bo = BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=4, seed=0,

@@ -52,7 +52,7 @@ def maximize_box(fun: Callable[[torch.Tensor], torch.Tensor], bounds, *,
         ``(x_best [*shape, D], value_best [])`` and, through :func:`maximize_box_all`, every
         refined start.
 
-    Example:
+    Examples:
         >>> b = torch.tensor([[-2.0], [2.0]], dtype=torch.float64)
         >>> x, v = maximize_box(lambda x: -(x[..., 0] - 0.5) ** 2, b)
         >>> round(float(x), 6), round(float(v), 9)
@@ -133,7 +133,7 @@ def evolutionary_search(fun: Callable[[torch.Tensor], torch.Tensor], bounds, *,
     every round, clipped to the box). ``fun``: ``[R, D] -> [R]``. Returns
     ``(x_best [D], value_best [])``.
 
-    Example:
+    Examples:
         >>> b = torch.tensor([[-2.0], [2.0]], dtype=torch.float64)
         >>> x, v = evolutionary_search(lambda x: -(x[..., 0] - 0.5).abs(), b,
         ...                            generator=torch.Generator().manual_seed(0))
@@ -164,7 +164,14 @@ def evolutionary_search(fun: Callable[[torch.Tensor], torch.Tensor], bounds, *,
 
 def minimize_box(fun: Callable[[torch.Tensor], torch.Tensor], bounds, **kwargs
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise ``fun`` (see :func:`maximize_box`); returns ``(x_min, value_min)``."""
+    """Minimise ``fun`` (see :func:`maximize_box`); returns ``(x_min, value_min)``.
+
+    Examples:
+        >>> bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+        >>> x, value = minimize_box(lambda x: ((x - 0.3) ** 2).sum(-1), bounds)
+        >>> x.tolist(), float(value)
+        ([0.3, 0.3], 0.0)
+    """
     x, v = maximize_box(lambda x: -fun(x), bounds, **kwargs)
     return x, -v
 
@@ -175,7 +182,18 @@ def optimize_acquisition(acquisition, bounds, *, q: int = 1, num_restarts: int =
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximise an acquisition ``[B, q, D] -> [B]`` over ``q`` points in the box:
     ``(X [q, D], value [])``. Acquisitions with their own ``optimize`` (one-shot KG, whose
-    variables include fantasy minimisers) are delegated to it."""
+    variables include fantasy minimisers) are delegated to it.
+
+    Examples:
+        >>> from bayeskit.bo import UpperConfidenceBound
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.tensor([[-1.0], [0.0], [0.5], [1.5]], dtype=torch.float64)
+        >>> ucb = UpperConfidenceBound(GPR(X, torch.sin(3 * X[:, 0]), noise_variance=1e-3))
+        >>> bounds = torch.tensor([[-1.0], [2.0]], dtype=torch.float64)
+        >>> x, value = optimize_acquisition(ucb, bounds, generator=torch.Generator().manual_seed(0))
+        >>> x.shape  # [q, D]
+        torch.Size([1, 1])
+    """
     if hasattr(acquisition, "optimize"):
         return acquisition.optimize(num_restarts=num_restarts, raw_samples=raw_samples,
                                     generator=generator, max_iter=max_iter)

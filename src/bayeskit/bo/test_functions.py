@@ -3,7 +3,7 @@
 Each problem is a :class:`TestProblem`: a vectorised callable on ``[..., D]`` tensors with
 its box ``bounds`` ``[2, D]`` and known global minimum.
 
-Example:
+Examples:
     >>> import torch
     >>> f = branin()
     >>> float(f(torch.tensor([[torch.pi, 2.275]], dtype=torch.float64)))  # doctest: +ELLIPSIS
@@ -102,7 +102,7 @@ def _levy(x: torch.Tensor) -> torch.Tensor:
 def levy(dim: int = 10) -> TestProblem:
     """Levy on ``[-10, 10]^dim`` (BORE's 10-D benchmark); global minimum 0 at ``x = 1``.
 
-    Example:
+    Examples:
         >>> float(levy(10)(torch.ones(1, 10, dtype=torch.float64))) < 1e-30
         True
     """

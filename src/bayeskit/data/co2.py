@@ -14,7 +14,13 @@ __all__ = ["load_co2"]
 def load_co2(train_fraction: float = 0.8, dtype: torch.dtype = torch.float64):
     """``(t_train, y_train, t_test, y_test)``: time in decimal years ``[N, 1]`` and CO2 in
     ppmv ``[N]``, weeks without a measurement dropped (2225 remain), split by time: the
-    first ``train_fraction`` for training, the rest (the later years) for testing."""
+    first ``train_fraction`` for training, the rest (the later years) for testing.
+
+    Examples:
+        >>> t_train, y_train, t_test, y_test = load_co2()  # bundled, no download
+        >>> t_train.shape, y_train.shape, t_test.shape
+        (torch.Size([1780, 1]), torch.Size([1780]), torch.Size([445, 1]))
+    """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     t, y = [], []

@@ -115,10 +115,20 @@ def load_mnist(directory: str | Path, split: str = "train", *, binarize: str | N
 
 
 def static_binarize(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """One fixed Bernoulli draw per pixel with probability equal to its grey level."""
+    """One fixed Bernoulli draw per pixel with probability equal to its grey level.
+
+    Examples:
+        >>> static_binarize(torch.tensor([[0.0, 1.0, 0.5]]))  # 0 and 1 stay; 0.5 is a coin flip
+        tensor([[0., 1., 1.]])
+    """
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
 
 
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A fresh Bernoulli draw (use as a per-minibatch ``transform``)."""
+    """A fresh Bernoulli draw (use as a per-minibatch ``transform``).
+
+    Examples:
+        >>> dynamic_binarize(torch.tensor([[0.0, 1.0]]), torch.Generator().manual_seed(0))
+        tensor([[0., 1.]])
+    """
     return torch.bernoulli(x, generator=generator)

@@ -67,7 +67,7 @@ class MADE(nn.Module):
 
     Input: ``[..., D + context_dim]`` (coordinates first, then the context).
 
-    Example:
+    Examples:
         >>> made = MADE(3, (8,), params_per_dim=2)
         >>> made(torch.zeros(5, 3)).shape
         torch.Size([5, 3, 2])

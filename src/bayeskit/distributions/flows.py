@@ -9,7 +9,7 @@ layer's network also reads a context vector: the flow is a conditional density
 :func:`fit_flow` trains by maximum likelihood with Adam, minibatches, early stopping on held-out
 data, a progress bar and checkpoint/resume (the shared :func:`bayeskit.training.train`).
 
-Example:
+Examples:
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(300, 2, generator=g)
     >>> c = torch.randn(300, 1, generator=g)
@@ -71,6 +71,12 @@ class Flow(nn.Module):
 
     Shapes: ``log_prob(x [..., D], context [..., C])`` -> ``[...]``;
     ``sample(n, context [C])`` -> ``[n, D]``, ``sample(n, context [B, C])`` -> ``[n, B, D]``.
+
+    Examples:
+        >>> flow = Flow(2, kind="nsf", num_layers=2, hidden=(16,))
+        >>> x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        >>> flow.log_prob(x).shape, flow.sample(3).shape
+        (torch.Size([5]), torch.Size([3, 2]))
     """
 
     def __init__(self, dim: int, kind: str = "maf", num_layers: int = 3,
@@ -163,7 +169,7 @@ class Flow(nn.Module):
         """``n`` draws ``[n, D]`` (``[n, B, D]`` for a context ``[B, C]``); base noise from
         ``generator`` when given.
 
-        Example:
+        Examples:
             >>> Flow(2, hidden=(8,)).sample(3, generator=torch.Generator().manual_seed(0)).shape
             torch.Size([3, 2])
         """
@@ -209,7 +215,7 @@ def fit_flow(flow: Flow, samples: torch.Tensor, *, context: torch.Tensor | None 
     resumed (see :class:`bayeskit.training.Checkpoint` for ``resume``/``overwrite``).
     ``callback(epoch, flow)`` runs after each epoch (e.g. to time accuracy milestones).
 
-    Example:
+    Examples:
         >>> flow = Flow(2, hidden=(8,))
         >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
         >>> hist = fit_flow(flow, x, epochs=2, generator=torch.Generator().manual_seed(1))

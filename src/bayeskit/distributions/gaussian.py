@@ -78,7 +78,7 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
     Returns:
         ``mean [..., N]`` and ``var [..., N]`` (clamped at 0) or ``cov [..., N, N]``.
 
-    Example:
+    Examples:
         >>> Kmm = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
         >>> Kmn = torch.tensor([[1.0], [0.3]], dtype=torch.float64)
         >>> Lm = torch.linalg.cholesky(Kmm)
@@ -134,7 +134,7 @@ def cross_covariance(Kmx: torch.Tensor, Kmx2: torch.Tensor, Lm: torch.Tensor,
     Returns:
         ``[..., Q, Q2]``.
 
-    Example:
+    Examples:
         >>> Lm = torch.eye(2, dtype=torch.float64)
         >>> K = torch.ones(2, 1, dtype=torch.float64)
         >>> float(cross_covariance(K, K, Lm, torch.full((1, 1), 3.0, dtype=torch.float64)))
@@ -159,7 +159,7 @@ def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor 
     Returns:
         ``[...]``.
 
-    Example:
+    Examples:
         >>> S = torch.eye(2, dtype=torch.float64)
         >>> float(gauss_kl(torch.zeros(2, dtype=torch.float64), S))
         0.0
@@ -199,7 +199,7 @@ def natural_to_moments(eta: torch.Tensor, precision: torch.Tensor
     Cholesky factor of ``Sigma = Lambda^-1``. A precision that is not positive definite
     (jitter included) raises :class:`~bayeskit.errors.NotPositiveDefiniteError`.
 
-    Example:
+    Examples:
         >>> P = 4 * torch.eye(2, dtype=torch.float64)
         >>> mean, L = natural_to_moments(torch.ones(2, dtype=torch.float64), P)
         >>> mean.tolist(), L.diagonal().tolist()
@@ -224,7 +224,7 @@ def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
     ``mean + L eps``) or ``precision_tril`` ``L`` with ``Sigma^-1 = L L^T`` (draw
     ``mean + L^-T eps``, one triangular solve, no inverse).
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> x = sample_mvn(torch.zeros(3, dtype=torch.float64),
         ...                scale_tril=torch.eye(3, dtype=torch.float64),
@@ -261,7 +261,7 @@ def sample_from_precision(
     Returns ``(mean, sample)``, each ``[..., D]``: with ``P = L L^T``, the mean solves two
     triangular systems and the sample adds ``L^-T eps``.
 
-    Example:
+    Examples:
         >>> P = torch.eye(2, dtype=torch.float64) * 4
         >>> mean, x = sample_from_precision(P, torch.ones(2, dtype=torch.float64))
         >>> mean
@@ -324,7 +324,7 @@ def gauss_hermite(num_points: int, *, dtype: torch.dtype = torch.float64,
     """Nodes ``x`` and weights ``w`` (summing to 1) with ``E_{N(0,1)}[g(z)] ~ sum w_i
     g(x_i)``, exact for polynomials of degree ``< 2 num_points``.
 
-    Example:
+    Examples:
         >>> x, w = gauss_hermite(3)
         >>> round(float((w * x ** 2).sum()), 12)
         1.0
@@ -339,7 +339,7 @@ def gauss_hermite_expectation(fn: Callable[[torch.Tensor], torch.Tensor], mean: 
     """``E_{f ~ N(mean, var)}[fn(f)]`` elementwise by Gauss-Hermite quadrature; ``fn`` gets
     ``[..., num_points]`` and must return the same shape.
 
-    Example:
+    Examples:
         >>> m = torch.tensor([1.0], dtype=torch.float64)
         >>> v = torch.tensor([4.0], dtype=torch.float64)
         >>> round(float(gauss_hermite_expectation(lambda f: f ** 2, m, v)), 12)  # m^2 + v

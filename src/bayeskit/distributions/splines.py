@@ -16,7 +16,7 @@ closed form (their eqs. 6-8); the root is taken in the cancellation-free form
 derivatives (softmax bin sizes with a floor, softplus derivatives with a floor; zero outputs
 give the identity); :func:`rational_quadratic_spline` applies the map elementwise.
 
-Example:
+Examples:
     >>> raw = torch.zeros(4, 3 * 8 - 1, dtype=torch.float64)   # zero outputs: identity
     >>> x = torch.tensor([-7.0, -1.0, 0.5, 9.0], dtype=torch.float64)
     >>> y, logdet = rational_quadratic_spline(x, *spline_parameters(raw, bound=5.0))

@@ -9,7 +9,7 @@
 - :func:`banana_distribution`: the reference's banana, ``Banana`` pushed through a
   correlated Gaussian.
 
-Example:
+Examples:
     >>> p = banana_distribution(rho=0.95)
     >>> y = p.sample((3,))
     >>> p.log_prob(y).shape
@@ -102,7 +102,7 @@ class InlineTransform(Transform):
             the sign of the derivative at 0, found by autodiff (needed by
             ``TransformedDistribution.cdf``).
 
-    Example:
+    Examples:
         >>> t = InlineTransform(torch.exp, torch.log, event_dim=0)
         >>> d = torch.distributions.TransformedDistribution(
         ...     torch.distributions.Normal(0.0, 1.0), [t])

@@ -19,7 +19,7 @@ cancel and the bound is ``sum_n E[log p(y_n | f_n)]`` with ``E log cosh(f/2)`` r
 ``log cosh(sqrt(E f^2)/2)`` (Jensen: never above the true ELBO). Hyperparameters and inducing
 points take Adam steps on that bound between the natural-gradient steps (the hybrid scheme).
 
-Example:
+Examples:
     >>> g = torch.Generator().manual_seed(0)
     >>> X = torch.rand(200, 1, dtype=torch.float64, generator=g) * 6 - 3
     >>> y = (torch.rand(200, dtype=torch.float64, generator=g) < torch.sigmoid(3 * X[:, 0]))

@@ -199,7 +199,7 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
     a different likelihood). Inputs are standardised per feature; ``num_inducing``
     inducing inputs start on a random subset.
 
-    Example:
+    Examples:
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(200, 2))
         >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")

@@ -131,7 +131,7 @@ class GPR(GPRegressionModel):
         mean_function: any mean module (e.g. :class:`bayeskit.gp.LinearMean`) instead of
             the constant.
 
-    Example:
+    Examples:
         >>> X = torch.linspace(0, 1, 20, dtype=torch.float64)[:, None]
         >>> gp = GPR(X, torch.sin(6 * X[:, 0]), noise_variance=0.01)
         >>> mean, var = gp.predict_f(X[:3])

@@ -44,7 +44,18 @@ def inverse_positive(value: float | torch.Tensor) -> torch.Tensor:
 
 
 class Kernel(nn.Module, abc.ABC):
-    """Base class: subclasses implement ``forward(X, X2)`` and ``diag(X)``."""
+    """Base class: subclasses implement ``forward(X, X2)`` and ``diag(X)``.
+
+    Examples:
+        >>> class White(Kernel):
+        ...     def forward(self, X, X2=None):
+        ...         X2 = self._check(X, X2)
+        ...         return (torch.cdist(X, X2) == 0).to(X.dtype)
+        ...     def diag(self, X):
+        ...         return torch.ones(X.shape[:-1], dtype=X.dtype)
+        >>> White()(torch.zeros(2, 1)).tolist()
+        [[1.0, 1.0], [1.0, 1.0]]
+    """
 
     @abc.abstractmethod
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,7 +103,7 @@ class Stationary(Kernel):
         models use this for their default kernel (lengthscales from the inputs' spread,
         variance from the targets'). Returns the kernel.
 
-        Example:
+        Examples:
             >>> k = SquaredExponential().set_units(torch.tensor([1e6]), 4e-12)
             >>> f"{float(k.lengthscale):.6g} {float(k.variance):.6g}"
             '1e+06 4e-12'
@@ -132,7 +143,7 @@ class SquaredExponential(Stationary):
 
     ``lengthscale`` may be a scalar or ``[D]`` (automatic relevance determination).
 
-    Example:
+    Examples:
         >>> k = SquaredExponential(lengthscale=0.5, variance=2.0)
         >>> K = k(torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
         >>> round(float(K.detach()), 4)
@@ -226,6 +237,12 @@ class Matern(Stationary):
 
     ``k(r) = variance * f_nu(sqrt(2 nu) r / lengthscale)`` with ``f_1/2(s) = e^-s``,
     ``f_3/2(s) = (1 + s) e^-s``, ``f_5/2(s) = (1 + s + s^2/3) e^-s``.
+
+    Examples:
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)  # [N, D]
+        >>> K = Matern(2.5, lengthscale=1.0)(X)  # [2, 2]
+        >>> round(float(K[0, 1]), 4)  # (1 + sqrt 5 + 5/3) exp(-sqrt 5)
+        0.524
     """
 
     def __init__(self, nu: float = 2.5, lengthscale: float | torch.Tensor = 1.0,
@@ -252,7 +269,13 @@ class Matern(Stationary):
 
 class RationalQuadratic(Stationary):
     """``k = variance * (1 + r^2 / (2 alpha lengthscale^2))^-alpha`` (a scale mixture of
-    squared exponentials; ``alpha -> inf`` recovers it)."""
+    squared exponentials; ``alpha -> inf`` recovers it).
+
+    Examples:
+        >>> K = RationalQuadratic(alpha=2.0)(torch.tensor([[0.0], [1.0]], dtype=torch.float64))
+        >>> round(float(K[0, 1]), 4)  # (1 + 1/4)^-2
+        0.64
+    """
 
     def __init__(self, alpha: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
@@ -273,7 +296,14 @@ class RationalQuadratic(Stationary):
 
 class Periodic(Stationary):
     """``k = variance * exp(-2 sum_d sin^2(pi (x_d - x'_d) / period) / lengthscale_d^2)``
-    (MacKay's periodic kernel; in 1-D scikit-learn's ``ExpSineSquared``)."""
+    (MacKay's periodic kernel; in 1-D scikit-learn's ``ExpSineSquared``).
+
+    Examples:
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)  # one period apart
+        >>> K = Periodic(period=1.0)(X)
+        >>> round(float(K[0, 1]), 4)
+        1.0
+    """
 
     def __init__(self, period: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
@@ -292,7 +322,12 @@ class Periodic(Stationary):
 
 
 class Linear(Kernel):
-    """``k = variance * x . x' + offset`` (Bayesian linear regression as a GP)."""
+    """``k = variance * x . x' + offset`` (Bayesian linear regression as a GP).
+
+    Examples:
+        >>> Linear(variance=2.0)(torch.tensor([[1.0, 2.0]], dtype=torch.float64))
+        tensor([[10.]], dtype=torch.float64, grad_fn=<AddBackward0>)
+    """
 
     def __init__(self, variance: float = 1.0, offset: float | None = None):
         super().__init__()
@@ -315,7 +350,13 @@ class Linear(Kernel):
 
 
 class Scale(Kernel):
-    """``variance * k`` for a kernel ``k`` (an amplitude wrapper, e.g. around a product)."""
+    """``variance * k`` for a kernel ``k`` (an amplitude wrapper, e.g. around a product).
+
+    Examples:
+        >>> k = Scale(SquaredExponential() * Periodic(), variance=3.0)
+        >>> k.diag(torch.tensor([[0.0], [1.0]], dtype=torch.float64))
+        tensor([3., 3.], dtype=torch.float64, grad_fn=<MulBackward0>)
+    """
 
     def __init__(self, kernel: Kernel, variance: float = 1.0):
         super().__init__()
@@ -334,7 +375,14 @@ class Scale(Kernel):
 
 
 class Sum(Kernel):
-    """``k_1 + k_2 + ...``; also written ``k1 + k2``."""
+    """``k_1 + k_2 + ...``; also written ``k1 + k2``.
+
+    Examples:
+        >>> k = SquaredExponential() + Linear()
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> type(k).__name__, round(float(k(X)[1, 1]), 4)  # 1 + 1 * 1
+        ('Sum', 2.0)
+    """
 
     def __init__(self, *kernels: Kernel):
         super().__init__()
@@ -348,7 +396,13 @@ class Sum(Kernel):
 
 
 class Product(Kernel):
-    """``k_1 * k_2 * ...``; also written ``k1 * k2``."""
+    """``k_1 * k_2 * ...``; also written ``k1 * k2``.
+
+    Examples:
+        >>> k = SquaredExponential() * Periodic(period=1.0)
+        >>> type(k).__name__, len(k.kernels)
+        ('Product', 2)
+    """
 
     def __init__(self, *kernels: Kernel):
         super().__init__()

@@ -11,11 +11,25 @@ F64 = torch.float64
 
 
 class ZeroMean(nn.Module):
+    """``m(x) = 0``.
+
+    Examples:
+        >>> ZeroMean()(torch.ones(3, 2))
+        tensor([0., 0., 0.])
+    """
+
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return torch.zeros(X.shape[:-1], dtype=X.dtype, device=X.device)
 
 
 class ConstantMean(nn.Module):
+    """``m(x) = c``, learnable unless ``learn=False``.
+
+    Examples:
+        >>> ConstantMean(2.5, learn=False)(torch.ones(3, 2, dtype=torch.float64))
+        tensor([2.5000, 2.5000, 2.5000], dtype=torch.float64)
+    """
+
     def __init__(self, value: float = 0.0, learn: bool = True):
         super().__init__()
         self.constant = nn.Parameter(torch.tensor(float(value), dtype=F64), requires_grad=learn)
@@ -25,7 +39,13 @@ class ConstantMean(nn.Module):
 
 
 class LinearMean(nn.Module):
-    """``m(x) = w . x + b`` with learnable ``w`` ``[D]`` and ``b``."""
+    """``m(x) = w . x + b`` with learnable ``w`` ``[D]`` and ``b``.
+
+    Examples:
+        >>> m = LinearMean(2, weight=torch.tensor([1.0, -1.0]), bias=0.5)
+        >>> m(torch.tensor([[2.0, 1.0]], dtype=torch.float64))
+        tensor([1.5000], dtype=torch.float64, grad_fn=<AddBackward0>)
+    """
 
     def __init__(self, dim: int, weight: torch.Tensor | None = None, bias: float = 0.0):
         super().__init__()

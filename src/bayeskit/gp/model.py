@@ -24,7 +24,7 @@ def data_scale(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     without overflow (statistics of ``v / max|v|``, rescaled); a constant column gets
     scale ``max|v|`` (1 for an all-zero one).
 
-    Example:
+    Examples:
         >>> loc, scale = data_scale(torch.tensor([[0.0], [4e300]], dtype=torch.float64))
         >>> float(loc[0]), float(scale[0])  # v.std() would overflow
         (2e+300, 2e+300)

@@ -61,7 +61,7 @@ class GPPosterior:
             likelihoods: :meth:`predict_y`-style noise and fantasies then raise).
         dim: ``D``. dtype: the model's dtype.
 
-    Example:
+    Examples:
         >>> from bayeskit.gp import GPR
         >>> X = torch.linspace(-1, 2, 8, dtype=torch.float64)[:, None]
         >>> post = GPR(X, torch.sin(3 * X[:, 0]), noise_variance=1e-3).posterior()
@@ -290,7 +290,15 @@ class GPPosterior:
 
 def as_posterior(model) -> GPPosterior:
     """``model`` itself if it is a :class:`GPPosterior`, else ``model.posterior()`` (any
-    model that follows the contract: GPR, SGPR, SVGP)."""
+    model that follows the contract: GPR, SGPR, SVGP).
+
+    Examples:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.linspace(0, 1, 5, dtype=torch.float64)[:, None]
+        >>> post = as_posterior(GPR(X, torch.sin(X[:, 0]), noise_variance=0.01))
+        >>> type(post).__name__, as_posterior(post) is post
+        ('GPPosterior', True)
+    """
     if isinstance(model, GPPosterior):
         return model
     make = getattr(model, "posterior", None)

@@ -47,7 +47,7 @@ class SGPR(GPRegressionModel):
         method: ``"auto"`` (fast M x M route unless ``K_uu`` is ill-conditioned) or
             ``"stable"`` (always appendix VII's ``A = L^-1 K_uf``).
 
-    Example:
+    Examples:
         >>> X = torch.rand(200, 1, dtype=torch.float64)
         >>> m = SGPR(X, torch.sin(6 * X[:, 0]), inducing_points=X[:20], noise_variance=0.01)
         >>> bool(torch.isfinite(m.elbo()))

@@ -75,7 +75,7 @@ class SVGP(GPModel):
         num_data: ``N`` used to scale minibatch ELBOs. whiten: default True.
         mean_function: prior mean module (e.g. :class:`bayeskit.gp.LinearMean`); default 0.
 
-    Example:
+    Examples:
         >>> X = torch.linspace(0, 1, 50, dtype=torch.float64)[:, None]
         >>> m = SVGP(X[::5], noise_variance=0.1, num_data=50)
         >>> mean, var = m.predict_y(X[:3])

@@ -52,9 +52,10 @@ def cholesky_append(
 
     Raises:
         NotPositiveDefiniteError: the bordered matrix is not positive definite.
-        ShapeError / NonFiniteError / TypeError on malformed input.
+        ShapeError: malformed shapes (``NonFiniteError``, ``TypeError``: NaN/inf or
+            non-numeric input).
 
-    Example:
+    Examples:
         >>> A = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
         >>> L = cholesky_append(torch.linalg.cholesky(A[:1, :1]), A[:1, 1:], A[1:, 1:])
         >>> torch.allclose(L, torch.linalg.cholesky(A))
@@ -145,7 +146,7 @@ def cholesky_delete(
     Returns:
         ``[..., N - |K|, N - |K|]`` lower factor.
 
-    Example:
+    Examples:
         >>> A = torch.tensor([[4.0, 2, 1], [2, 5, 3], [1, 3, 6]], dtype=torch.float64)
         >>> L = cholesky_delete(torch.linalg.cholesky(A), 1)
         >>> torch.allclose(L, torch.linalg.cholesky(A[[0, 2]][:, [0, 2]]))

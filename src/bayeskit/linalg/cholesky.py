@@ -47,7 +47,7 @@ def jittered_cholesky(
         NotPositiveDefiniteError: still failing at the largest jitter (named in the
             message, with the batch index). NonFiniteError: NaN/inf in ``A``.
 
-    Example:
+    Examples:
         >>> A = torch.ones(3, 3, dtype=torch.float64)  # rank 1: plain Cholesky fails
         >>> L, jitter = jittered_cholesky(A)
         >>> bool(jitter > 0)
@@ -92,7 +92,7 @@ def stabilised_cholesky(K: torch.Tensor, relative_jitter: float) -> torch.Tensor
     Args:
         K: ``[..., M, M]``. relative_jitter: ``>= 0``.
 
-    Example:
+    Examples:
         >>> L = stabilised_cholesky(torch.ones(2, 2, dtype=torch.float64), 1e-6)
         >>> L.shape
         torch.Size([2, 2])
@@ -119,7 +119,7 @@ def _check_factor(chol: torch.Tensor) -> int:
 def cholesky_solve(chol: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Solve ``(L L^T) X = B`` given the lower factor ``L: [..., N, N]``, ``B: [..., N, K]``.
 
-    Example:
+    Examples:
         >>> L = 2 * torch.eye(2, dtype=torch.float64)
         >>> cholesky_solve(L, torch.ones(2, 1, dtype=torch.float64)).flatten().tolist()
         [0.25, 0.25]
@@ -142,7 +142,7 @@ def cholesky_solve(chol: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:
     """``log det(L L^T) = 2 sum log diag(L)`` for ``L: [..., N, N]``; returns ``[...]``.
 
-    Example:
+    Examples:
         >>> float(cholesky_logdet(2 * torch.eye(3, dtype=torch.float64)))  # log 64
         4.1588830833596715
     """

@@ -60,7 +60,7 @@ def cholesky_update(
         NotPositiveDefiniteError: the downdated matrix is not positive definite.
         ShapeError, NonFiniteError, TypeError: bad shapes, NaN/inf, or non-float inputs.
 
-    Example:
+    Examples:
         >>> A = torch.tensor([[4.0, 2.0], [2.0, 3.0]], dtype=torch.float64)
         >>> u = torch.tensor([1.0, 1.0], dtype=torch.float64)
         >>> L = cholesky_update(torch.linalg.cholesky(A), u)
@@ -199,7 +199,7 @@ def cholesky_update_lowrank(
         ShapeError: shapes do not fit. NonFiniteError: NaN/inf in the inputs.
         TypeError: non-floating inputs or mismatched dtypes.
 
-    Example:
+    Examples:
         >>> A = torch.eye(3, dtype=torch.float64) * 2
         >>> U = torch.ones(3, 2, dtype=torch.float64)
         >>> L = cholesky_update_lowrank(torch.linalg.cholesky(A), U)

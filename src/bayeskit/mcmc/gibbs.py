@@ -47,6 +47,13 @@ class BinomialRegressionData:
         y: ``[N]`` successes; n_trials: ``[N]`` trials (1 for binary labels).
         prior_mean: ``[D]``; prior_precision: ``[D, D]`` (positive definite).
         offset: ``[N]`` fixed offset added to the linear predictor (zeros by default).
+
+    Examples:
+        >>> Phi = torch.tensor([[1.0, -2.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 2.0]],
+        ...                    dtype=torch.float64)  # [N, D]: intercept and one feature
+        >>> data = BinomialRegressionData.create(Phi, [0, 0, 1, 1, 1], prior_precision=1.0)
+        >>> data.kappa  # y - n / 2
+        tensor([-0.5000, -0.5000,  0.5000,  0.5000,  0.5000], dtype=torch.float64)
     """
 
     Phi: torch.Tensor
@@ -113,6 +120,17 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
             D > N) or ``"auto"``.
 
     A plain loop, not recursion, so it can run for any number of steps.
+
+    Examples:
+        >>> import itertools
+        >>> Phi = torch.tensor([[1.0, -2.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 2.0]],
+        ...                    dtype=torch.float64)  # [N, D]: intercept and one feature
+        >>> data = BinomialRegressionData.create(Phi, [0, 0, 1, 1, 1], prior_precision=1.0)
+        >>> sweeps = gibbs_steps(data, torch.zeros(2, 2, dtype=torch.float64),  # 2 chains
+        ...                      generator=torch.Generator().manual_seed(0))
+        >>> beta, omega = next(itertools.islice(sweeps, 99, None))  # after 100 sweeps
+        >>> beta.shape, omega.shape
+        (torch.Size([2, 2]), torch.Size([2, 5]))
     """
     kappa = data.kappa
     offset = data.offset
@@ -127,7 +145,13 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
 
 @dataclass
 class GibbsResult:
-    """Draws ``beta: [C, S, D]`` (chains, kept samples, coefficients) and the last state."""
+    """Draws ``beta: [C, S, D]`` (chains, kept samples, coefficients) and the last state.
+
+    Examples:
+        >>> r = GibbsResult(torch.zeros(4, 100, 3), torch.zeros(4, 3), 150)
+        >>> r.beta.shape, r.last_beta.shape, r.steps
+        (torch.Size([4, 100, 3]), torch.Size([4, 3]), 150)
+    """
 
     beta: torch.Tensor
     last_beta: torch.Tensor
@@ -170,6 +194,15 @@ def run_gibbs(
     as an uninterrupted one with the same seed); a checkpoint of other data or settings is
     refused, and with ``resume=False`` an existing file is refused unless
     ``overwrite=True``.
+
+    Examples:
+        >>> Phi = torch.tensor([[1.0, -2.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 2.0]],
+        ...                    dtype=torch.float64)  # [N, D]: intercept and one feature
+        >>> data = BinomialRegressionData.create(Phi, [0, 0, 1, 1, 1], prior_precision=1.0)
+        >>> result = run_gibbs(data, num_samples=200, burn_in=50, num_chains=2,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> result.beta.shape, result.steps  # [chains, kept draws, D]
+        (torch.Size([2, 200, 2]), 250)
     """
     num_samples = as_int(num_samples, "num_samples", positive=True)
     burn_in = as_int(burn_in, "burn_in", nonnegative=True)

@@ -46,6 +46,17 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
 
     Returns:
         ``(L, v_draws [C, S, N], jitter)`` where ``L`` is the (jittered) Cholesky factor.
+
+    Examples:
+        >>> from bayeskit.gp import SquaredExponential
+        >>> x = torch.linspace(-2, 2, 6, dtype=torch.float64)[:, None]
+        >>> K = SquaredExponential()(x).detach()
+        >>> L, v, jitter = gp_classification_gibbs(K, (x[:, 0] > 0).double(), num_samples=100,
+        ...                                        burn_in=50, num_chains=2,
+        ...                                        generator=torch.Generator().manual_seed(0))
+        >>> f = v @ L.mT  # latent draws f = L v: [chains, draws, N]
+        >>> f.shape, bool((f[..., 3:].mean() > 0) and (f[..., :3].mean() < 0))
+        (torch.Size([2, 100, 6]), True)
     """
     L, jitter = jittered_cholesky(K.to(F64))
     data = BinomialRegressionData.create(L, y, n_trials, prior_precision=1.0, offset=mean)
@@ -62,7 +73,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
             hyperparameters are held fixed.
         num_samples, burn_in, num_chains, random_state: Gibbs run settings.
 
-    Example:
+    Examples:
         >>> X = np.linspace(-3, 3, 30)[:, None]
         >>> y = (np.sin(2 * X[:, 0]) > 0).astype(int)
         >>> clf = PolyaGammaGPClassifier(num_samples=100, burn_in=50).fit(X, y)

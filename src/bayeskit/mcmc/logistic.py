@@ -20,7 +20,7 @@ __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
 def polynomial_basis(degree: int) -> Callable[[np.ndarray], np.ndarray]:
     """``x -> [1, x, ..., x^(degree-1)]`` for 1-D inputs ``[N, 1]`` (the reference's basis).
 
-    Example:
+    Examples:
         >>> polynomial_basis(3)(np.array([[2.0]]))
         array([[1., 2., 4.]])
     """
@@ -52,7 +52,7 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
     Attributes (after ``fit``): ``classes_`` (``[0, 1]``), ``coef_samples_ [C, S, D]``,
     ``coef_`` (posterior mean), ``n_features_in_``.
 
-    Example:
+    Examples:
         >>> X = np.linspace(-2, 2, 40)[:, None]
         >>> y = (X[:, 0] + 0.3 * np.sin(7 * X[:, 0]) > 0).astype(int)
         >>> clf = PolyaGammaLogisticRegression(num_samples=200, burn_in=100).fit(X, y)

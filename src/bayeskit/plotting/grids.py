@@ -5,7 +5,7 @@ A range is ``(start, stop, step)``. As in ``np.mgrid``, a real ``step`` is a spa
 points (``stop`` included, like ``linspace``). ``(start, stop)`` with ``num=`` is shorthand
 for ``(start, stop, num * 1j)``.
 
-Example:
+Examples:
     >>> grid = Grid.from_ranges((1, 11, 2), (-12, -3, 3))   # np.mgrid[1:11:2, -12:-3:3]
     >>> grid.shape
     (5, 3)
@@ -72,6 +72,11 @@ class Grid:
 
     Attributes:
         axes: one 1-D tensor of coordinates per dimension.
+
+    Examples:
+        >>> grid = Grid.from_ranges((0, 1, 3j), (0, 2, 2j))  # like np.mgrid[0:1:3j, 0:2:2j]
+        >>> grid.shape, grid.dense().shape, grid.points().shape
+        ((3, 2), torch.Size([2, 3, 2]), torch.Size([6, 2]))
     """
 
     axes: tuple[torch.Tensor, ...]
@@ -136,7 +141,7 @@ def mgrid(*ranges: RangeLike, num: int | None = None, dtype: torch.dtype = torch
           device: torch.device | None = None) -> torch.Tensor:
     """Torch version of ``np.mgrid[r_1, ..., r_D]``: returns ``[D, n_1, ..., n_D]``.
 
-    Example:
+    Examples:
         >>> mgrid((-12, -3, 3j), (-5, 5, 5j)).shape   # np.mgrid[-12:-3:3j, -5:5:5j]
         torch.Size([2, 3, 5])
     """
@@ -145,7 +150,13 @@ def mgrid(*ranges: RangeLike, num: int | None = None, dtype: torch.dtype = torch
 
 def ogrid(*ranges: RangeLike, num: int | None = None, dtype: torch.dtype = torch.float64,
           device: torch.device | None = None) -> list[torch.Tensor]:
-    """Torch version of ``np.ogrid``: one broadcastable tensor per axis."""
+    """Torch version of ``np.ogrid``: one broadcastable tensor per axis.
+
+    Examples:
+        >>> a, b = ogrid((0, 1, 3j), (0, 2, 2j))  # broadcast a + b to the dense [3, 2]
+        >>> a.shape, b.shape, (a + b).shape
+        (torch.Size([3, 1]), torch.Size([1, 2]), torch.Size([3, 2]))
+    """
     return Grid.from_ranges(*ranges, num=num, dtype=dtype, device=device).open()
 
 
@@ -169,7 +180,7 @@ def evaluate_on_grid(
         ``(grid, values)`` with ``values: [n_1, ..., n_D, ...]``; ``grid.dense()`` gives the
         matching coordinates, e.g. ``plt.contour(*grid.dense(), values)`` in 2-D.
 
-    Example:
+    Examples:
         >>> grid, z = evaluate_on_grid(lambda x: (x ** 2).sum(-1), (-1, 1), (0, 2), num=3)
         >>> z.shape
         torch.Size([3, 3])

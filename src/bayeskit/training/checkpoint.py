@@ -18,7 +18,7 @@ every loop:
 - Files are written atomically (:mod:`bayeskit.training.io`) and read with
   ``weights_only=True``.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.pt"
     >>> ckpt = Checkpoint(path, kind="demo", data=fingerprint(torch.ones(3)),

@@ -6,7 +6,7 @@ Local process pools fork; a parallel torch op in a forked child of a process tha
 ran one hangs in GNU OpenMP (measured with plain torch), so their workers run torch on one
 thread (the pool spreads the work over the cores instead).
 
-Example:
+Examples:
     >>> with executor_for("thread", 2) as (pool, owned):
     ...     sorted(pool.map(abs, [-2, 1]))
     [1, 2]

@@ -6,7 +6,7 @@ else the ``BAYESKIT_PROGRESS`` environment variable (``1``/``0``), else a bar is
 exactly when standard error is an interactive terminal (so notebooks and shells see bars,
 logs and CI do not). Under ``torch.distributed`` only rank 0 draws.
 
-Example:
+Examples:
     >>> progress_enabled(False), progress_enabled(True)
     (False, True)
     >>> with progress_bar(3, desc="demo", progress=False) as bar:

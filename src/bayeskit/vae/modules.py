@@ -52,7 +52,7 @@ class GaussianEncoder(nn.Module):
     invalid value). ``"full"``: a lower-triangular Cholesky factor with a positive
     (softplus) diagonal.
 
-    Example:
+    Examples:
         >>> enc = GaussianEncoder(64, 2)
         >>> x = torch.rand(5, 64)
         >>> z, log_q = enc.sample(x, enc.noise(3, 5, torch.Generator().manual_seed(0)))
@@ -138,7 +138,7 @@ class FlowEncoder(nn.Module):
             coupling with linear tails; ``bins``, ``bound`` as in
             :class:`~bayeskit.distributions.flow_layers.SplineCoupling`).
 
-    Example:
+    Examples:
         >>> enc = FlowEncoder(GaussianEncoder(6, 2, hidden=(8,)), hidden=(8,), kind="nsf")
         >>> z, log_q = enc.sample(torch.rand(5, 6), enc.noise(3, 5))
         >>> z.shape, log_q.shape
@@ -230,7 +230,13 @@ class RelaxedCategoricalEncoder(nn.Module):
 
 
 class BernoulliDecoder(nn.Module):
-    """``p(x | z) = prod_d Bernoulli(x_d; sigmoid(logit_d(z)))`` (stable: works on logits)."""
+    """``p(x | z) = prod_d Bernoulli(x_d; sigmoid(logit_d(z)))`` (stable: works on logits).
+
+    Examples:
+        >>> p = BernoulliDecoder(latent_dim=2, output_dim=64)(torch.zeros(3, 2))  # z: [B, L]
+        >>> p.batch_shape, p.event_shape, p.log_prob(torch.ones(3, 64)).shape
+        (torch.Size([3]), torch.Size([64]), torch.Size([3]))
+    """
 
     def __init__(self, latent_dim: int, output_dim: int, hidden: tuple[int, ...] = (256,)):
         super().__init__()
@@ -243,7 +249,13 @@ class BernoulliDecoder(nn.Module):
 
 
 class GaussianDecoder(nn.Module):
-    """``p(x | z) = N(mu(z), sigma^2 I)``; ``sigma`` learned (per feature) or fixed."""
+    """``p(x | z) = N(mu(z), sigma^2 I)``; ``sigma`` learned (per feature) or fixed.
+
+    Examples:
+        >>> p = GaussianDecoder(latent_dim=2, output_dim=4, sigma=0.1)(torch.zeros(3, 2))
+        >>> p.event_shape, round(float(p.base_dist.scale[0, 0]), 6)
+        (torch.Size([4]), 0.1)
+    """
 
     def __init__(self, latent_dim: int, output_dim: int, hidden: tuple[int, ...] = (256,),
                  sigma: float | None = None):
@@ -263,7 +275,13 @@ class GaussianDecoder(nn.Module):
 
 class CategoricalDecoder(nn.Module):
     """``p(x | z) = prod_d Categorical(x_d; softmax(logits_d(z)))`` for integer-valued
-    features ``x_d`` in ``{0, ..., num_classes - 1}`` (e.g. 17 grey levels of the digits)."""
+    features ``x_d`` in ``{0, ..., num_classes - 1}`` (e.g. 17 grey levels of the digits).
+
+    Examples:
+        >>> p = CategoricalDecoder(latent_dim=2, output_dim=64, num_classes=17)(torch.zeros(3, 2))
+        >>> p.event_shape, p.sample().max() < 17
+        (torch.Size([64]), tensor(True))
+    """
 
     def __init__(self, latent_dim: int, output_dim: int, num_classes: int,
                  hidden: tuple[int, ...] = (256,)):

@@ -77,7 +77,7 @@ class VAE(nn.Module):
         prior: ``p(z)``; default ``N(0, I)`` (relaxed-categorical encoders: uniform Concrete).
         kl: ``"analytic"``, ``"mc"`` or a :class:`DensityRatioKL`.
 
-    Example:
+    Examples:
         >>> from bayeskit.vae import GaussianEncoder, BernoulliDecoder
         >>> vae = VAE(GaussianEncoder(64, 2), BernoulliDecoder(2, 64))
         >>> x = torch.rand(8, 64).round()

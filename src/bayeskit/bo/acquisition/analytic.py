@@ -52,7 +52,7 @@ class LogExpectedImprovement:
     """``log E[max(best_f - f(x), 0)]`` under the posterior of ``f`` (Ament et al. 2023's
     log-EI idea: the log keeps gradients alive where EI underflows).
 
-    Example:
+    Examples:
         >>> from bayeskit.gp import GPR
         >>> X = torch.linspace(-1, 2, 6, dtype=torch.float64)[:, None]
         >>> acq = LogExpectedImprovement(GPR(X, X[:, 0] ** 2), best_f=0.0)
@@ -77,7 +77,15 @@ class LogExpectedImprovement:
 
 class UpperConfidenceBound:
     """``-(mu(x) - sqrt(beta) sd(x))``: the negated lower confidence bound (for
-    minimisation), larger is better."""
+    minimisation), larger is better.
+
+    Examples:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.tensor([[-1.0], [0.0], [0.5], [1.5]], dtype=torch.float64)
+        >>> ucb = UpperConfidenceBound(GPR(X, torch.sin(3 * X[:, 0]), noise_variance=1e-3))
+        >>> ucb(torch.tensor([[[0.2]], [[1.0]]], dtype=torch.float64)).shape  # [B, q=1, D] -> [B]
+        torch.Size([2])
+    """
 
     def __init__(self, model, beta: float = 4.0):
         self.beta = as_scalar(beta, "beta", nonnegative=True)

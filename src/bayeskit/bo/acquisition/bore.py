@@ -13,7 +13,7 @@ orders candidates as expected improvement over ``tau`` does. The classifier is b
 ``predict_proba``; the MLP's logit is maximised by multi-start L-BFGS-B, other classifiers
 by random and evolutionary search (:func:`bayeskit.bo.optim.evolutionary_search`).
 
-Example:
+Examples:
     >>> g = torch.Generator().manual_seed(0)
     >>> X = torch.rand(40, 1, dtype=torch.float64, generator=g)
     >>> acq = BORE(X, (X[:, 0] - 0.3) ** 2, gamma=0.25, epochs=200)

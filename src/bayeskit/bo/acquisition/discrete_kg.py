@@ -148,7 +148,7 @@ def knowledge_gradient_discrete(mean, sigma_tilde) -> torch.Tensor:
     Returns:
         ``[...]`` KG values (>= 0), differentiable in both inputs.
 
-    Example:
+    Examples:
         >>> mu = torch.tensor([0.0, 0.0], dtype=torch.float64)
         >>> s = torch.tensor([-1.0, 1.0], dtype=torch.float64)
         >>> round(float(knowledge_gradient_discrete(mu, s)), 6)  # E|Z| = sqrt(2/pi)

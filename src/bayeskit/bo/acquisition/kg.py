@@ -41,7 +41,17 @@ F64 = torch.float64
 def posterior_minimum(model, bounds, *, num_restarts: int = 8, raw_samples: int = 512,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """``(x*, tau_n)``: the minimiser ``[D]`` and minimum of the posterior mean in the box
-    (multi-start L-BFGS-B; the training inputs are extra starts)."""
+    (multi-start L-BFGS-B; the training inputs are extra starts).
+
+    Examples:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.tensor([[-1.0], [0.0], [0.5], [1.5]], dtype=torch.float64)
+        >>> gp = GPR(X, torch.sin(3 * X[:, 0]) + X[:, 0] ** 2 - 0.7 * X[:, 0], noise_variance=1e-3)
+        >>> bounds = torch.tensor([[-1.0], [2.0]], dtype=torch.float64)  # [2, D]: lower, upper
+        >>> x_star, tau = posterior_minimum(gp, bounds, generator=torch.Generator().manual_seed(0))
+        >>> x_star.shape, round(tau, 4)
+        (torch.Size([1]), -0.5673)
+    """
     post = as_posterior(model)
     bounds = as_bounds(bounds)
     X_obs = post.train_inputs
@@ -111,6 +121,17 @@ def knowledge_gradient_mc(model, x, bounds, *, num_fantasies: int = 64,
 
     With ``return_details=True`` also returns a dict with the standard error ``se`` ``[C]``,
     ``tau_n``, the fantasy minima ``tau_next`` ``[C, M]``, minimisers ``[C, M, D]`` and ``z``.
+
+    Examples:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.tensor([[-1.0], [0.0], [0.5], [1.5]], dtype=torch.float64)
+        >>> gp = GPR(X, torch.sin(3 * X[:, 0]) + X[:, 0] ** 2 - 0.7 * X[:, 0], noise_variance=1e-3)
+        >>> bounds = torch.tensor([[-1.0], [2.0]], dtype=torch.float64)  # [2, D]: lower, upper
+        >>> candidates = torch.tensor([[0.1], [1.0]], dtype=torch.float64)  # [C, D]
+        >>> kg = knowledge_gradient_mc(gp, candidates, bounds, num_fantasies=32,
+        ...                            generator=torch.Generator().manual_seed(0))
+        >>> kg.shape
+        torch.Size([2])
     """
     post = as_posterior(model)
     bounds = as_bounds(bounds)
@@ -172,7 +193,7 @@ class DiscreteKnowledgeGradient:
     inputs). On a fine grid of a low-dimensional box it is the continuous KG up to the grid
     resolution. Call with ``X`` ``[B, 1, D]`` (or ``[B, D]``) -> ``[B]``, differentiable.
 
-    Example:
+    Examples:
         >>> X = torch.linspace(-1, 2, 6, dtype=torch.float64)[:, None]
         >>> from bayeskit.gp import GPR
         >>> grid = torch.linspace(-1, 2, 101)[:, None]
@@ -219,7 +240,7 @@ class OneShotKnowledgeGradient:
     :meth:`optimize` starts from raw candidates scored by the discretised KG (q = 1) or the
     bound itself, with each ``x'_m`` started at the best raw alternative for its fantasy.
 
-    Example:
+    Examples:
         >>> from bayeskit.gp import GPR
         >>> X = torch.linspace(-1, 2, 6, dtype=torch.float64)[:, None]
         >>> acq = OneShotKnowledgeGradient(GPR(X, X[:, 0] ** 2), [[-1.0], [2.0]], num_fantasies=8)
@@ -307,6 +328,15 @@ def optimize_discrete_kg(model, bounds, *, num_alternatives: int | None = None,
     reference's problem the result is within 1e-5 of the 3001-point grid maximum in 10 of 10
     seeds); above, ``num_alternatives`` uniform points plus the observed inputs and the
     current posterior minimiser ``x*_n`` (a KGCP-style discretisation, a lower bound).
+
+    Examples:
+        >>> from bayeskit.gp import GPR
+        >>> X = torch.tensor([[-1.0], [0.0], [0.5], [1.5]], dtype=torch.float64)
+        >>> gp = GPR(X, torch.sin(3 * X[:, 0]) + X[:, 0] ** 2 - 0.7 * X[:, 0], noise_variance=1e-3)
+        >>> bounds = torch.tensor([[-1.0], [2.0]], dtype=torch.float64)  # [2, D]: lower, upper
+        >>> x, value = optimize_discrete_kg(gp, bounds)
+        >>> x.shape, bool(value >= 0)
+        (torch.Size([1, 1]), True)
     """
     post = as_posterior(model)
     bounds = as_bounds(bounds)

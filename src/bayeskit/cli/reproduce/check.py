@@ -3,7 +3,7 @@
 every figure of ``results.json`` is on the page; with a headless Chromium on the machine,
 the page is also rendered to a screenshot to look at.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (out / "index.html").write_text("<a href='#x'>x</a><img src='a.png' alt='a'>")

@@ -99,7 +99,7 @@ def sample_polya_gamma(
         ``[*sample_shape, *broadcast(b, c).shape]`` draws, in the floating dtype of the
         parameters (float64 if they are not floating tensors).
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> w = sample_polya_gamma(torch.ones(100_000), 0.0, generator=g)
         >>> abs(float(w.mean()) - 0.25) < 0.003

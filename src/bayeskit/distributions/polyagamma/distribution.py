@@ -34,7 +34,7 @@ class PolyaGamma(torch.distributions.Distribution):
         b: shape, ``b > 0`` (real, not only integer); broadcasts with ``c``.
         c: tilt, any finite real.
 
-    Example:
+    Examples:
         >>> d = PolyaGamma(torch.tensor([1.0, 2.5]), torch.tensor([0.0, 3.0]))
         >>> d.sample((4,), generator=torch.Generator().manual_seed(0)).shape
         torch.Size([4, 2])
