@@ -84,8 +84,9 @@ def _bad_array(like, kind):
 
 def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     """name -> (function, {argument: (kind, valid value)}); kind is "array" or "number"."""
+    from bayeskit import data as data_mod
     from bayeskit import distributions as dists
-    from bayeskit import linalg
+    from bayeskit import linalg, ratio, training
     from bayeskit.bo import (
         BayesianOptimizer,
         LogExpectedImprovement,
@@ -101,7 +102,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     from bayeskit.gp import GPR, SGPR, SVGP, Matern, PolyaGammaSVGP, SquaredExponential, inducing
     from bayeskit.mcmc import BinomialRegressionData, run_gibbs
     from bayeskit.nn import mlp
-    from bayeskit.plotting import mgrid
+    from bayeskit.plotting import Grid, mgrid, ogrid
     from bayeskit.ratio import (
         ULSIF,
         estimate_js,
@@ -163,14 +164,16 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "fit_flow": (lambda samples, epochs: dists.fit_flow(dists.Flow(2, hidden=(4,)), samples,
                                                       epochs=epochs),
                      {"samples": A(torch.randn(40, 2)), "epochs": N(1)}),
-        "GPR": (GPR, {"X": A(X), "y": A(y), "noise_variance": N(0.1), "mean": N(0.0)}),
+        # None is valid for the noise and the mean (initialised from the data's scale)
+        "GPR": (GPR, {"X": A(X), "y": A(y), "noise_variance": ("optional", 0.1),
+                      "mean": ("optional", 0.0)}),
         "GPR.predict_f": (gp.predict_f, {"X": A(X[:3])}),
         "GPR.predict_y": (gp.predict_y, {"X": A(X[:3])}),
         "GPR.fit": (lambda max_iter, restarts: GPR(X, y).fit(max_iter=max_iter,
                                                              restarts=restarts),
                     {"max_iter": N(5), "restarts": N(0)}),
         "SGPR": (SGPR, {"X": A(X), "y": A(y), "inducing_points": A(X[:4]),
-                        "noise_variance": N(0.1), "chunk_size": N(100)}),
+                        "noise_variance": ("optional", 0.1), "chunk_size": N(100)}),
         "SVGP": (SVGP, {"inducing_points": A(X[:4]), "num_data": N(12),
                         "noise_variance": N(0.1)}),
         "SVGP.fit": (lambda X_, y_, epochs, batch_size: SVGP(X[:4], num_data=12).fit(
@@ -261,6 +264,36 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "BayesianOptimizer(bore)": (lambda gamma: BayesianOptimizer(
             lambda x: 0.0, bounds, acquisition="bore", gamma=gamma, progress=False),
             {"gamma": N(0.25)}),
+        # data loaders, training helpers, grids, f-divergence generators
+        "load_co2": (data_mod.load_co2, {"train_fraction": N(0.8)}),
+        "load_digits_split": (data_mod.load_digits_split,
+                              {"test_fraction": N(0.2), "seed": N(0)}),
+        # element-wise: any shape (empty too) is valid
+        "static_binarize": (data_mod.static_binarize,
+                            {"x": ("batched-empty-ok", torch.rand(3, 4)), "seed": N(0)}),
+        "dynamic_binarize": (data_mod.dynamic_binarize,
+                             {"x": ("batched-empty-ok", torch.rand(3, 4))}),
+        "make_executor": (lambda n_tasks: training.make_executor("serial", n_tasks),
+                          {"n_tasks": N(2)}),
+        "progress_bar": (lambda total, initial: training.progress_bar(
+            total, desc="sweep", progress=False, initial=initial),
+            {"total": N(10), "initial": N(0)}),
+        "epoch_generator": (training.epoch_generator, {"seed": N(0), "epoch": N(1)}),
+        "make_optimizer": (lambda lr: training.make_optimizer(
+            "adam", [torch.nn.Parameter(torch.zeros(2))], lr), {"lr": N(0.01)}),
+        "Grid.from_ranges": (lambda num: Grid.from_ranges((0, 1), (0, 2), num=num),
+                             {"num": P(4)}),  # one count per axis is valid too
+        "ogrid": (lambda num: ogrid((0, 1), num=num), {"num": N(4)}),
+        "amari_alpha": (lambda logu, alpha: ratio.amari_alpha(logu, alpha),
+                        {"logu": ("values", torch.zeros(3, dtype=F64)), "alpha": N(0.5)}),
+        "kl_forward": (ratio.kl_forward, {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "variational_f_divergence": (lambda x_p, x_q, steps: ratio.variational_f_divergence(
+            x_p, x_q, steps=steps, hidden=(4,)),
+            {"x_p": A(torch.randn(20, 1, dtype=F64)), "x_q": A(torch.randn(20, 1, dtype=F64)),
+             "steps": N(2)}),
+        "KLIEP.fit": (lambda x_p, x_q: ratio.KLIEP(n_centers=5, folds=2, iterations=5).fit(
+            x_p, x_q), {"x_p": A(torch.randn(20, 1, dtype=F64)),
+                        "x_q": A(torch.randn(20, 1, dtype=F64))}),
     }
 
 

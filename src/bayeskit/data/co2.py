@@ -8,6 +8,8 @@ from importlib import resources
 
 import torch
 
+from bayeskit.validation import as_scalar
+
 __all__ = ["load_co2"]
 
 
@@ -21,8 +23,8 @@ def load_co2(train_fraction: float = 0.8, dtype: torch.dtype = torch.float64):
         >>> t_train.shape, y_train.shape, t_test.shape
         (torch.Size([1780, 1]), torch.Size([1780]), torch.Size([445, 1]))
     """
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    train_fraction = as_scalar(train_fraction, "train_fraction", low=0.0, high=1.0,
+                               low_open=True, high_open=True)
     t, y = [], []
     with resources.files("bayeskit.data").joinpath("co2.csv").open() as fh:
         for row in csv.DictReader(fh):

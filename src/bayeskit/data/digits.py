@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from bayeskit.validation import as_int, as_scalar
+
 __all__ = ["load_digits_split"]
 
 
@@ -18,6 +20,9 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0,
         >>> x_train.shape, x_test.shape, float(x_train.max())
         (torch.Size([1437, 64]), torch.Size([360, 64]), 1.0)
     """
+    test_fraction = as_scalar(test_fraction, "test_fraction", low=0.0, high=1.0,
+                              low_open=True, high_open=True)
+    seed = as_int(seed, "seed", nonnegative=True)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.validation import check_choice
+from bayeskit.validation import as_int, as_tensor, check_choice, check_generator
 
 __all__ = ["read_idx", "load_mnist", "dynamic_binarize", "static_binarize", "MAX_IDX_BYTES"]
 
@@ -121,7 +121,19 @@ def static_binarize(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         >>> static_binarize(torch.tensor([[0.0, 1.0, 0.5]]))  # 0 and 1 stay; 0.5 is a coin flip
         tensor([[0., 1., 1.]])
     """
+    x = _grey_levels(x)
+    seed = as_int(seed, "seed", nonnegative=True)
     return torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+
+
+def _grey_levels(x) -> torch.Tensor:
+    """``x`` as a floating tensor of probabilities in [0, 1] (a copy for non-tensors)."""
+    dtype = x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else torch.float32
+    x = as_tensor(x, "x", dtype=dtype)
+    if not bool(((x >= 0) & (x <= 1)).all()):
+        raise ArgumentValueError("x must hold grey levels in [0, 1] (the Bernoulli "
+                                 "probabilities); scale the images first, e.g. pixels / 255")
+    return x
 
 
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -131,4 +143,6 @@ def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) 
         >>> dynamic_binarize(torch.tensor([[0.0, 1.0]]), torch.Generator().manual_seed(0))
         tensor([[0., 1.]])
     """
+    x = _grey_levels(x)
+    generator = None if generator is None else check_generator(generator)
     return torch.bernoulli(x, generator=generator)

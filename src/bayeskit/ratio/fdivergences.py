@@ -22,11 +22,20 @@ from dataclasses import dataclass
 import torch
 
 from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
-from bayeskit.validation import as_tensor
+from bayeskit.validation import as_scalar, as_tensor
 
 __all__ = ["kl_forward", "kl_reverse", "jensen_shannon", "pearson", "squared_hellinger",
            "total_variation", "amari_alpha", "MonteCarloEstimate", "monte_carlo_f_divergence",
            "monte_carlo_kl", "conjugate"]
+
+
+def _logu(logu) -> torch.Tensor:
+    """The generators' argument: a real floating tensor (kept as is, with its graph: the
+    variational bounds differentiate through it) or array-like (converted; NaN/inf allowed,
+    ``log r = -inf`` is a valid value)."""
+    if isinstance(logu, torch.Tensor) and logu.is_floating_point():
+        return logu
+    return as_tensor(logu, "logu", dtype=torch.float64, finite=False)
 
 
 def kl_forward(logu: torch.Tensor, self_normalized: bool = False) -> torch.Tensor:
@@ -37,6 +46,7 @@ def kl_forward(logu: torch.Tensor, self_normalized: bool = False) -> torch.Tenso
         >>> kl_forward(logu)  # u log u
         tensor([-0.3466,  0.0000,  1.3863], dtype=torch.float64)
     """
+    logu = _logu(logu)
     u = torch.exp(logu)
     return u * logu + ((1 - u) if self_normalized else 0)
 
@@ -49,6 +59,7 @@ def kl_reverse(logu: torch.Tensor, self_normalized: bool = False) -> torch.Tenso
         >>> kl_reverse(logu)  # -log u
         tensor([ 0.6931,  0.0000, -0.6931], dtype=torch.float64)
     """
+    logu = _logu(logu)
     return -logu + ((torch.expm1(logu)) if self_normalized else 0)
 
 
@@ -62,6 +73,7 @@ def jensen_shannon(logu: torch.Tensor) -> torch.Tensor:
         >>> jensen_shannon(logu)
         tensor([0.0425, 0.0000, 0.0849], dtype=torch.float64)
     """
+    logu = _logu(logu)
     u = torch.exp(logu)
     log1pu = torch.nn.functional.softplus(logu)  # log(1 + u), stable
     return 0.5 * (u * logu - (1 + u) * (log1pu - math.log(2)))
@@ -75,6 +87,7 @@ def pearson(logu: torch.Tensor) -> torch.Tensor:
         >>> pearson(logu)
         tensor([0.2500, 0.0000, 1.0000], dtype=torch.float64)
     """
+    logu = _logu(logu)
     return torch.expm1(logu) ** 2
 
 
@@ -86,6 +99,7 @@ def squared_hellinger(logu: torch.Tensor) -> torch.Tensor:
         >>> squared_hellinger(logu)
         tensor([0.0858, 0.0000, 0.1716], dtype=torch.float64)
     """
+    logu = _logu(logu)
     return torch.expm1(0.5 * logu) ** 2
 
 
@@ -97,6 +111,7 @@ def total_variation(logu: torch.Tensor) -> torch.Tensor:
         >>> total_variation(logu)
         tensor([0.2500, 0.0000, 0.5000], dtype=torch.float64)
     """
+    logu = _logu(logu)
     return 0.5 * torch.expm1(logu).abs()
 
 
@@ -110,6 +125,8 @@ def amari_alpha(logu: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
         >>> amari_alpha(logu, alpha=0.5)  # 2 (sqrt u - 1)^2: twice the squared Hellinger
         tensor([0.1716, -0.0000, 0.3431], dtype=torch.float64)
     """
+    logu = _logu(logu)
+    alpha = as_scalar(alpha, "alpha")
     if alpha == 1:
         return kl_forward(logu, self_normalized=True)
     if alpha == 0:

@@ -12,6 +12,7 @@ import torch
 from bayeskit.nn import mlp
 from bayeskit.ratio.estimators import check_samples
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, conjugate
+from bayeskit.validation import as_int, as_scalar
 
 __all__ = ["variational_f_divergence"]
 
@@ -32,7 +33,9 @@ def variational_f_divergence(x_p, x_q, divergence: str = "kl_forward", *,
     if divergence not in _ACTIVATION:
         raise ValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got {divergence!r}")
     f_star, act = conjugate(divergence), _ACTIVATION[divergence]
-    g = torch.Generator().manual_seed(seed)
+    steps = as_int(steps, "steps", positive=True)
+    lr = as_scalar(lr, "lr", positive=True)
+    g = torch.Generator().manual_seed(as_int(seed, "seed", nonnegative=True))
     pp, pq = torch.randperm(len(x_p), generator=g), torch.randperm(len(x_q), generator=g)
     tr_p, te_p = x_p[pp[: len(pp) // 2]], x_p[pp[len(pp) // 2:]]
     tr_q, te_q = x_q[pq[: len(pq) // 2]], x_q[pq[len(pq) // 2:]]

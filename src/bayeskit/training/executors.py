@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError
+from bayeskit.validation import as_int
 
 __all__ = ["executor_for", "make_executor", "check_executor", "one_thread_worker",
            "EXECUTOR_NAMES"]
@@ -56,6 +57,7 @@ def make_executor(executor, n_tasks: int, *, payload=None) -> tuple[cf.Executor 
     work (``"serial"``, one task, or a ``payload`` a process pool cannot pickle: logged).
     The caller shuts down a pool it ``owned``; a caller's executor is passed through."""
     check_executor(executor)
+    n_tasks = as_int(n_tasks, "n_tasks", positive=True)
     if isinstance(executor, cf.Executor):
         return executor, False
     if executor == "thread" and n_tasks > 1:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from bayeskit.validation import as_int
+
 __all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "epoch_generator"]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator for all randomness of one epoch, a function of ``(seed, epoch)`` only:
     a resumed run and every process of a distributed run draw the same numbers."""
+    seed = as_int(seed, "seed", nonnegative=True, high=2**43)  # the product fits 64 bits
+    epoch = as_int(epoch, "epoch", nonnegative=True, high=1_000_002)
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 

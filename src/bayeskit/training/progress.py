@@ -20,6 +20,7 @@ import os
 import sys
 
 from bayeskit.errors import ArgumentTypeError
+from bayeskit.validation import as_int
 
 __all__ = ["set_progress", "progress_enabled", "progress_bar"]
 
@@ -75,6 +76,8 @@ def progress_bar(total: int, *, desc: str, progress: bool | None = None, initial
     loop of ``total`` steps starting at ``initial``; drawn on rank 0 only."""
     from bayeskit.training.parallel import world
 
+    total = as_int(total, "total", nonnegative=True)
+    initial = as_int(initial, "initial", nonnegative=True)
     if not progress_enabled(progress) or world()[0] != 0:
         return _NoBar()
     from tqdm.auto import tqdm
