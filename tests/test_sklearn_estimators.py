@@ -22,6 +22,7 @@ ESTIMATORS = [
     SparseGPRegressor(method="svgp", epochs=20),
     SVGPClassifier(num_inducing=10, epochs=10),
     PolyaGammaSVGPClassifier(num_inducing=10, epochs=5, random_state=0),
+    PolyaGammaSVGPClassifier(num_inducing=10, epochs=5, random_state=0, multiclass="softmax"),
     PolyaGammaLogisticRegression(num_samples=50, burn_in=20),
     PolyaGammaGPClassifier(num_samples=50, burn_in=20),
 ]

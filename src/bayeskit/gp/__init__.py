@@ -1,5 +1,5 @@
 """Gaussian processes: kernels, likelihoods, exact GPR, SGPR, SVGP and the Pólya-gamma
-augmented SVGP."""
+augmented SVGP (binary and binomial) and its multi-class logistic-softmax counterpart."""
 
 from bayeskit.gp import inducing
 from bayeskit.gp.augmented import PolyaGammaSVGP
@@ -17,11 +17,13 @@ from bayeskit.gp.kernels import (
 )
 from bayeskit.gp.likelihoods import Bernoulli, Gaussian, Poisson, StudentT
 from bayeskit.gp.means import ConstantMean, LinearMean, ZeroMean
+from bayeskit.gp.multiclass import LogisticSoftmaxSVGP
 from bayeskit.gp.posterior import GPPosterior, as_posterior
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP", "PolyaGammaSVGP", "GPPosterior", "as_posterior", "inducing",
+__all__ = ["GPR", "SGPR", "SVGP", "PolyaGammaSVGP", "LogisticSoftmaxSVGP", "GPPosterior",
+           "as_posterior", "inducing",
            "Kernel", "Matern", "SquaredExponential", "RationalQuadratic", "Periodic", "Linear",
            "Scale", "Sum", "Product", "ZeroMean", "ConstantMean", "LinearMean", "Bernoulli",
            "Gaussian", "Poisson", "StudentT"]

@@ -13,10 +13,11 @@ from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.model import data_scale
+from bayeskit.gp.multiclass import LogisticSoftmaxSVGP
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
 from bayeskit.sklearn_compat import BinaryClassifierMixin, binary_labels, check_features
-from bayeskit.validation import as_int
+from bayeskit.validation import as_int, check_choice
 
 __all__ = ["GPRegressor", "SparseGPRegressor", "SVGPClassifier", "PolyaGammaSVGPClassifier"]
 
@@ -193,11 +194,13 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
     (:class:`~bayeskit.gp.PolyaGammaSVGP`: closed-form natural-gradient steps on ``q(u)``,
     Adam on the kernel and inducing points).
 
-    Two classes: one model (the larger class is "1"). More classes: one model per class
-    against the rest, probabilities normalised across classes (one-vs-rest, each model
-    exactly the binary one; the joint logistic-softmax model of Galy-Fajou et al. 2019 is
-    a different likelihood). Inputs are standardised per feature; ``num_inducing``
-    inducing inputs start on a random subset.
+    Two classes: one model (the larger class is "1"). More classes: with
+    ``multiclass="softmax"`` one joint model, the logistic-softmax likelihood made
+    conjugate by augmentation (:class:`~bayeskit.gp.LogisticSoftmaxSVGP`, Galy-Fajou et
+    al. 2019; ``K`` latent GPs sharing the kernel and inducing inputs); with ``"ovr"``
+    (default) one binary model per class against the rest, probabilities normalised across
+    classes. Inputs are standardised per feature; ``num_inducing`` inducing inputs start on
+    a random subset.
 
     Examples:
         >>> rng = np.random.default_rng(0)
@@ -210,10 +213,11 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, kernel: Kernel | None = None, num_inducing: int = 50, epochs: int = 100,
                  batch_size: int = 256, lr: float = 0.05, tau: float = 1.0,
-                 decay: float = 0.6, random_state: int | None = None):
+                 decay: float = 0.6, random_state: int | None = None,
+                 multiclass: str = "ovr"):
         self.kernel, self.num_inducing, self.epochs = kernel, num_inducing, epochs
         self.batch_size, self.lr, self.tau, self.decay = batch_size, lr, tau, decay
-        self.random_state = random_state
+        self.random_state, self.multiclass = random_state, multiclass
 
     def fit(self, X, y):
         X, y = check_X_y(X, y, dtype=np.float64)
@@ -227,6 +231,17 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
         Xs = torch.as_tensor((X - self.X_loc_) / self.X_scale_)
         rng = np.random.default_rng(self.random_state)
         m = _num_inducing(self.num_inducing, X.shape[0])
+        check_choice(self.multiclass, "multiclass", ("ovr", "softmax"))
+        seed = 0 if self.random_state is None else int(self.random_state)
+        if self.multiclass == "softmax" and len(self.classes_) > 2:
+            Z = Xs[rng.choice(X.shape[0], m, replace=False)]
+            model = LogisticSoftmaxSVGP(Z, len(self.classes_), _kernel(self.kernel, X.shape[1]),
+                                        num_data=X.shape[0])
+            model.fit(Xs, torch.as_tensor(codes), epochs=self.epochs,
+                      batch_size=self.batch_size, lr=self.lr, tau=self.tau, decay=self.decay,
+                      seed=seed)
+            self.models_, self.n_iter_ = [model], self.epochs
+            return self
         targets = [codes == 1] if len(self.classes_) == 2 else \
             [codes == k for k in range(len(self.classes_))]
         self.models_ = []
@@ -243,6 +258,8 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         X = check_features(self, X, "models_")
         Xs = torch.as_tensor((X - self.X_loc_) / self.X_scale_)
+        if isinstance(self.models_[0], LogisticSoftmaxSVGP):
+            return self.models_[0].predict_proba(Xs).numpy()
         with torch.no_grad():
             p = np.stack([m.predict_y(Xs)[0].numpy() for m in self.models_], axis=1)
         if p.shape[1] == 1:
