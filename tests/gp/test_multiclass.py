@@ -102,3 +102,22 @@ def test_bad_labels_and_classes_raise():
         model.fit(X, torch.full((12,), 0.5))
     with pytest.raises(BayeskitError):
         LogisticSoftmaxSVGP(X, num_classes=1, num_data=12)
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(120, 1, dtype=F64, generator=g) * 6 - 3
+    y = torch.bucketize(X[:, 0], torch.tensor([-1.0, 1.0], dtype=F64))
+
+    def model():
+        return LogisticSoftmaxSVGP(X[::12], num_classes=3, num_data=120)
+
+    straight = model()
+    straight.fit(X, y, epochs=4, batch_size=40, seed=1)
+    path = tmp_path / "msc.pt"
+    first = model()
+    first.fit(X, y, epochs=2, batch_size=40, seed=1, checkpoint=path)
+    resumed = model()
+    resumed.fit(X, y, epochs=4, batch_size=40, seed=1, checkpoint=path)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
