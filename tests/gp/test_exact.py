@@ -169,3 +169,32 @@ def test_default_initialisation_comes_from_the_data():
     assert float(GPR(X, y, learn_mean=False).mean_constant) == 0.0
     with pytest.raises(ValueError, match="standardise"):
         GPR(X, y * 1e300)
+
+
+def test_fit_escapes_the_all_noise_optimum_or_says_so():
+    """Issue 14: lengthscales started far too long (5 on a function with lengthscale 0.08)
+    put L-BFGS on the flat fit (noise 0.493 of var(y) 0.500, log marginal likelihood -85.2);
+    the fit now retries from a small noise and short lengthscales and keeps the better
+    optimum (40.7). Pure noise stays all-noise, with a warning; BO's own refits opt out."""
+    import warnings
+
+    from bayeskit.gp import SGPR
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(80, 1, dtype=F64, generator=g)
+    y = torch.sin(25 * X[:, 0]) + 0.1 * torch.randn(80, dtype=F64, generator=g)
+    trapped = GPR(X, y, SquaredExponential(5.0, 1.0), noise_variance=2.0).fit(
+        escape_all_noise=False)
+    assert trapped.explains_all_as_noise()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: it escaped
+        fit = GPR(X, y, SquaredExponential(5.0, 1.0), noise_variance=2.0).fit()
+        sparse = SGPR(X, y, X[::4], SquaredExponential(5.0, 1.0), noise_variance=2.0).fit()
+    with torch.no_grad():
+        assert float(fit.log_marginal_likelihood()) == pytest.approx(40.694, abs=1e-2)
+        assert float(trapped.log_marginal_likelihood()) == pytest.approx(-85.249, abs=1e-2)
+    assert not fit.explains_all_as_noise() and not sparse.explains_all_as_noise()
+    grid = torch.linspace(0, 1, 200, dtype=F64)[:, None]
+    noise = torch.randn(200, dtype=F64, generator=torch.Generator().manual_seed(5))
+    with pytest.warns(RuntimeWarning, match="as noise"):
+        assert GPR(grid, noise).fit().explains_all_as_noise()

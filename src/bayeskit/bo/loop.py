@@ -232,7 +232,8 @@ class BayesianOptimizer:
             if isinstance(model, SVGP):
                 self._fit_svgp(model, X, ys, starts)
             else:
-                model.fit(max_iter=max_iter, restarts=restarts, seed=seed, starts=starts)
+                model.fit(max_iter=max_iter, restarts=restarts, seed=seed, starts=starts,
+                          escape_all_noise=False)  # its own warm starts and restarts
         except ValueError as err:
             raise ValueError("the surrogate fit failed from every start; check the objective's "
                              "values for extreme outliers") from err

@@ -133,25 +133,12 @@ class SparseGPRegressor(_GPRegressorBase):
         return self
 
     def _fit_sgpr(self, X, ys, Z, kern):
-        """SGPR from the given noise and, if that fit explains (almost) everything as
-        noise, again from a small noise; the higher bound wins. A fit that still ends at
-        the all-noise optimum is reported with a warning."""
+        """SGPR from the given noise; a fit that explains (almost) everything as noise is
+        repeated by the model from a small noise and short lengthscales, with a warning if
+        it stays there (:meth:`bayeskit.gp.GPR.fit`)."""
         import copy
-        import warnings
 
-        fits = []
-        for noise in dict.fromkeys((self.noise_variance, 0.01)):
-            model = SGPR(X, ys, Z, copy.deepcopy(kern), noise_variance=noise).fit()
-            with torch.no_grad():
-                fits.append((float(model.elbo()), model))
-            if float(model.noise_variance.detach()) < 0.9:  # not the all-noise optimum
-                break
-        best = max(fits, key=lambda f: f[0])[1]
-        if float(best.noise_variance.detach()) >= 0.9:
-            warnings.warn("the sparse GP explains (almost) all of the standardised targets "
-                          "as noise (noise variance >= 0.9); more inducing points or another "
-                          "kernel may find structure", RuntimeWarning, stacklevel=3)
-        return best
+        return SGPR(X, ys, Z, copy.deepcopy(kern), noise_variance=self.noise_variance).fit()
 
 
 class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):

@@ -169,13 +169,16 @@ class GPR(GPRegressionModel):
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
             log_prior: Callable[[GPR], torch.Tensor] | None = None,
-            starts: list[dict] | None = None) -> GPR:
+            starts: list[dict] | None = None, escape_all_noise: bool = True) -> GPR:
         """Type-II maximum likelihood with L-BFGS; ``restarts`` extra random starts
         (hyperparameters perturbed on the unconstrained scale), keeping the best. With
         ``log_prior`` (``model -> scalar``) the maximum a posteriori hyperparameters
         instead. ``starts``: parameter values to start from (see
         :func:`bayeskit.training.optim.fit_with_restarts`), default the current ones.
-        ``optimizer_iterations``: the L-BFGS iterations of the best start."""
+        ``optimizer_iterations``: the L-BFGS iterations of the best start. A fit that
+        explains (almost) everything as noise is repeated from a small noise and short
+        lengthscales, the better optimum kept, and a ``RuntimeWarning`` says so if it
+        stays there (``escape_all_noise=False`` skips this)."""
 
         def objective():
             lml = self.log_marginal_likelihood()
@@ -184,6 +187,9 @@ class GPR(GPRegressionModel):
         info: dict = {}
         fit_with_restarts(self, objective, max_iter=max_iter, restarts=restarts,
                           seed=as_int(seed, "seed"), starts=starts, info=info)
+        if escape_all_noise:
+            self._cache = None
+            self._escape_all_noise(objective, max_iter=max_iter, seed=seed, info=info)
         self.optimizer_iterations = info.get("n_iter", 0)
         self._cache = None
         return self

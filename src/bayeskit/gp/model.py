@@ -16,7 +16,11 @@ from bayeskit.gp.means import ConstantMean
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.validation import as_inputs, as_int, as_scalar
 
-__all__ = ["GPModel", "GPRegressionModel", "data_scale"]
+__all__ = ["GPModel", "GPRegressionModel", "data_scale", "ALL_NOISE"]
+
+#: a fit whose noise variance is at least this fraction of the targets' variance explains
+#: (almost) everything as noise
+ALL_NOISE = 0.9
 
 
 def data_scale(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +136,58 @@ class GPRegressionModel(GPModel):
         self.register_buffer("mean_unit", torch.tensor(unit, dtype=torch.float64))
         self.raw_mean = nn.Parameter(torch.tensor(raw, dtype=torch.float64), requires_grad=learn)
         self.mean_function = check_mean_function(mean_function)
+
+    def explains_all_as_noise(self) -> bool:
+        """Whether the (learnable) noise variance is at least ``ALL_NOISE`` (0.9) of the
+        targets' variance: the flat fit that marginal likelihoods often have as a local
+        optimum when the lengthscales start far too long."""
+        y_var = float(data_scale(self.y)[1]) ** 2
+        return bool(self.raw_noise.requires_grad) and \
+            float(self.noise_variance.detach()) >= ALL_NOISE * y_var
+
+    def _small_noise_start(self) -> dict[str, torch.Tensor]:
+        """The current parameters with the noise at 0.01 of the targets' variance, every
+        stationary kernel's variance at the targets' and its lengthscales at a third of the
+        inputs' spread."""
+        from bayeskit.gp.kernels import Stationary
+        from bayeskit.training import parameter_values
+
+        start = parameter_values(self)
+        y_var = float(data_scale(self.y)[1]) ** 2
+        start["raw_noise"] = inverse_positive(max(0.01 * y_var / float(self.noise_unit), 2e-6))
+        x_scale = data_scale(self.X)[1]
+        for name, module in self.kernel.named_modules():
+            if isinstance(module, Stationary):
+                raw = module.raw_lengthscale
+                target = x_scale / 3 if raw.dim() else (x_scale / 3).log().mean().exp()
+                relative = (target / module._unit("lengthscale")).clamp_min(2e-6)
+                prefix = f"kernel.{name + '.' if name else ''}"
+                start[prefix + "raw_lengthscale"] = \
+                    inverse_positive(relative.expand(raw.shape).clone())
+                # the flat fit also shrinks the signal variance, which stalls the lengthscales
+                variance = torch.as_tensor(y_var / module._unit("variance")).clamp_min(2e-6)
+                start[prefix + "raw_variance"] = inverse_positive(
+                    variance.expand(module.raw_variance.shape).clone())
+        return start
+
+    def _escape_all_noise(self, objective, *, max_iter: int, seed: int, info: dict) -> None:
+        """After a fit: if it explains everything as noise, fit again from
+        :meth:`_small_noise_start` and keep the better optimum; warn if that is still the
+        all-noise one (it may be the right answer: y could be noise)."""
+        import warnings
+
+        from bayeskit.training import fit_with_restarts, parameter_values
+
+        if not self.explains_all_as_noise():
+            return
+        fit_with_restarts(self, objective, max_iter=max_iter, seed=seed, info=info,
+                          starts=[parameter_values(self), self._small_noise_start()])
+        if self.explains_all_as_noise():
+            warnings.warn(
+                f"{type(self).__name__} explains (almost) all of y's variance as noise "
+                f"(noise variance >= {ALL_NOISE} of it), also from a start with small noise "
+                "and short lengthscales; if y has structure, try another kernel (or more "
+                "inducing points)", RuntimeWarning, stacklevel=3)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -160,13 +160,16 @@ class SGPR(GPRegressionModel):
         return torch.eye(m, dtype=self.dtype, device=self.X.device)
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,
-            starts: list[dict] | None = None) -> SGPR:
+            starts: list[dict] | None = None, escape_all_noise: bool = True) -> SGPR:
         """Maximise the bound over hyperparameters (and ``Z``) with L-BFGS (``restarts``,
-        ``starts``: as for :meth:`bayeskit.gp.GPR.fit`); ``optimizer_iterations``: the
-        L-BFGS iterations of the best start."""
+        ``starts``, ``escape_all_noise``: as for :meth:`bayeskit.gp.GPR.fit`);
+        ``optimizer_iterations``: the L-BFGS iterations of the best start."""
         info: dict = {}
         fit_with_restarts(self, lambda: -self.elbo(), max_iter=max_iter, restarts=restarts,
                           seed=seed, starts=starts, info=info)
+        if escape_all_noise:
+            self._escape_all_noise(lambda: -self.elbo(), max_iter=max_iter, seed=seed,
+                                   info=info)
         self.optimizer_iterations = info.get("n_iter", 0)
         return self
 
