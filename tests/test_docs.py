@@ -6,7 +6,7 @@ import inspect
 
 PACKAGES = ["linalg", "distributions", "gp", "mcmc", "bo", "ratio", "vae", "training",
             "plotting", "data", "errors", "validation"]
-MIN_EXAMPLES = 91  # public objects with a >>> example (of 154); raise it as examples land
+MIN_EXAMPLES = 152  # public objects with a >>> example (of 155); raise it as examples land
 
 
 def _public():

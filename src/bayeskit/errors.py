@@ -19,30 +19,64 @@ __all__ = [
 
 
 class BayeskitError(Exception):
-    """Base class of every exception bayeskit raises on purpose."""
+    """Base class of every exception bayeskit raises on purpose.
+
+    Examples:
+        >>> from bayeskit.linalg import cholesky_solve
+        >>> try:
+        ...     cholesky_solve("not a matrix", [1.0])
+        ... except BayeskitError as err:  # every deliberate bayeskit error
+        ...     print(isinstance(err, (TypeError, ValueError)))
+        True
+    """
 
 
 class ArgumentTypeError(BayeskitError, TypeError):
     """An argument has the wrong type (a string or ``None`` where an array is expected, a
-    complex array, a float where an integer is needed, ...)."""
+    complex array, a float where an integer is needed, ...).
+
+    Examples:
+        >>> [issubclass(ArgumentTypeError, base) for base in (TypeError, BayeskitError)]
+        [True, True]
+    """
 
 
 class ArgumentValueError(BayeskitError, ValueError):
-    """An argument has the right type but a value outside its allowed range or set."""
+    """An argument has the right type but a value outside its allowed range or set.
+
+    Examples:
+        >>> [issubclass(ArgumentValueError, base) for base in (ValueError, BayeskitError)]
+        [True, True]
+    """
 
 
 class ShapeError(BayeskitError, ValueError):
     """Tensor shapes do not fit together (or data are empty); the message names the shapes
-    received."""
+    received.
+
+    Examples:
+        >>> [issubclass(ShapeError, base) for base in (ValueError, BayeskitError)]
+        [True, True]
+    """
 
 
 class NonFiniteError(BayeskitError, ValueError):
-    """An input holds NaN or infinity where finite numbers are required."""
+    """An input holds NaN or infinity where finite numbers are required.
+
+    Examples:
+        >>> [issubclass(NonFiniteError, base) for base in (ValueError, BayeskitError)]
+        [True, True]
+    """
 
 
 class CheckpointError(BayeskitError, ValueError):
     """A checkpoint file is damaged, belongs to other data or settings, or would overwrite
-    a previous run; the message names the file and what to do."""
+    a previous run; the message names the file and what to do.
+
+    Examples:
+        >>> [issubclass(CheckpointError, base) for base in (ValueError, BayeskitError)]
+        [True, True]
+    """
 
 
 class NotPositiveDefiniteError(BayeskitError, ValueError):
@@ -52,6 +86,10 @@ class NotPositiveDefiniteError(BayeskitError, ValueError):
         batch_index: index (tuple) of the first offending matrix in the batch, or ``None``
             for an unbatched input.
         jitter: the largest diagonal jitter that was tried, if any.
+
+    Examples:
+        >>> [issubclass(NotPositiveDefiniteError, base) for base in (ValueError, BayeskitError)]
+        [True, True]
     """
 
     def __init__(self, message: str, *, batch_index: tuple[int, ...] | None = None,

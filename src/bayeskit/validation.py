@@ -80,7 +80,12 @@ def _describe(x) -> str:
 
 def resolve_dtype(x, dtype: torch.dtype | None = None) -> torch.dtype:
     """The dtype data ``x`` becomes: ``dtype`` if given, a floating tensor's own dtype,
-    else float64 (Python and NumPy input)."""
+    else float64 (Python and NumPy input).
+
+    Examples:
+        >>> resolve_dtype([1, 2]), resolve_dtype(torch.zeros(2))  # lists: float64
+        (torch.float64, torch.float32)
+    """
     if dtype is not None:
         return dtype
     if isinstance(x, torch.Tensor) and x.dtype in _FLOATS:
@@ -109,6 +114,16 @@ def as_tensor(x, name: str, *, dtype: torch.dtype | None = None,
         ArgumentTypeError: strings, None, complex, object or non-numeric input.
         ShapeError: wrong number of dimensions or too few rows.
         NonFiniteError: NaN/inf (also values that overflow the target dtype).
+
+    Examples:
+        >>> as_tensor([[1, 2], [3, 4]], "A")  # lists become float64 copies
+        tensor([[1., 2.],
+                [3., 4.]], dtype=torch.float64)
+        >>> try:
+        ...     as_tensor("abc", "A")
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
     """
     if x is None or isinstance(x, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(x)}; "
@@ -161,7 +176,12 @@ def as_tensor(x, name: str, *, dtype: torch.dtype | None = None,
 def as_inputs(X, name: str = "X", *, dim: int | None = None, dtype: torch.dtype | None = None,
               device=None, min_rows: int = 1) -> torch.Tensor:
     """Model inputs as a ``[N, D]`` copy (a vector is one feature); with ``dim`` the number
-    of features must match the model's."""
+    of features must match the model's.
+
+    Examples:
+        >>> as_inputs([0.5, 1.5], dim=1).shape  # a vector is one feature: [N, 1]
+        torch.Size([2, 1])
+    """
     X = as_tensor(X, name, dtype=dtype, device=device, ndim=2, column=True,
                   min_rows=min_rows)
     if dim is not None and X.shape[-1] != dim:
@@ -174,7 +194,12 @@ def as_param(x, name: str) -> torch.Tensor:
     """A numeric parameter that may be a number or an array (it broadcasts): a floating
     tensor (a floating tensor keeps its dtype, anything else becomes float64), *not*
     copied. Refuses None, strings, booleans and complex numbers; values are not checked
-    (the caller knows its range)."""
+    (the caller knows its range).
+
+    Examples:
+        >>> as_param([1.0, 2.0], "b")
+        tensor([1., 2.], dtype=torch.float64)
+    """
     if x is None or isinstance(x, (str, bytes, bool, np.bool_)):
         raise ArgumentTypeError(f"{name} must be a number or an array of numbers, got "
                                 f"{_describe(x)}" + (f" {x!r}" if isinstance(x, (str, bool))
@@ -195,7 +220,15 @@ def as_param(x, name: str) -> torch.Tensor:
 
 def check_tensor(name: str, x, *, min_dim: int = 0, finite: bool = True) -> torch.Tensor:
     """Layer-1 check of a tensor argument: a floating ``torch.Tensor`` with at least
-    ``min_dim`` dimensions (and finite entries, one pass). Returns ``x`` unchanged."""
+    ``min_dim`` dimensions (and finite entries, one pass). Returns ``x`` unchanged.
+
+    Examples:
+        >>> try:
+        ...     check_tensor("x", torch.tensor([1.0, float("nan")]))
+        ... except NonFiniteError as e:
+        ...     print(type(e).__name__)
+        NonFiniteError
+    """
     check_floating(name, x)
     if x.dim() < min_dim:
         raise ShapeError(f"{name} must have at least {min_dim} dimension(s), got shape "
@@ -206,7 +239,15 @@ def check_tensor(name: str, x, *, min_dim: int = 0, finite: bool = True) -> torc
 
 
 def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Raise :class:`ShapeError` unless ``a`` and ``b`` have as many rows."""
+    """Raise :class:`ShapeError` unless ``a`` and ``b`` have as many rows.
+
+    Examples:
+        >>> try:
+        ...     check_same_rows("X", torch.zeros(3, 2), "y", torch.zeros(4))
+        ... except ShapeError as e:
+        ...     print(type(e).__name__)
+        ShapeError
+    """
     if a.shape[0] != b.shape[0]:
         raise ShapeError(f"{name_b} has {b.shape[0]} rows but {name_a} has {a.shape[0]}; "
                          "they must describe the same points")
@@ -249,7 +290,17 @@ def as_scalar(x, name: str, *, positive: bool = False, nonnegative: bool = False
               low: float | None = None, high: float | None = None, low_open: bool = False,
               high_open: bool = False, finite: bool = True) -> float:
     """A validated real number as a Python float (NaN always refused; infinity unless
-    ``finite=False``)."""
+    ``finite=False``).
+
+    Examples:
+        >>> as_scalar(2, "rate", positive=True)
+        2.0
+        >>> try:
+        ...     as_scalar("0.5", "beta")
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
     raw = _number(x, name)
     v = float(raw)
     if math.isnan(v) or (finite and math.isinf(v)):
@@ -260,7 +311,17 @@ def as_scalar(x, name: str, *, positive: bool = False, nonnegative: bool = False
 
 def as_int(x, name: str, *, positive: bool = False, nonnegative: bool = False,
            low: int | None = None, high: int | None = None) -> int:
-    """A validated whole number as a Python int (``2.0`` is accepted, ``2.5`` is not)."""
+    """A validated whole number as a Python int (``2.0`` is accepted, ``2.5`` is not).
+
+    Examples:
+        >>> as_int(3.0, "n")
+        3
+        >>> try:
+        ...     as_int(2.5, "n")
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
     raw = _number(x, name)
     if isinstance(raw, float) and not (math.isfinite(raw) and raw == int(raw)):
         raise ArgumentTypeError(f"{name} must be a whole number, got {raw}")
@@ -270,7 +331,17 @@ def as_int(x, name: str, *, positive: bool = False, nonnegative: bool = False,
 
 
 def check_choice(value, name: str, choices: Iterable):
-    """Return ``value`` if it is one of ``choices``; else an error listing them."""
+    """Return ``value`` if it is one of ``choices``; else an error listing them.
+
+    Examples:
+        >>> check_choice("ei", "acquisition", ("ei", "kg"))
+        'ei'
+        >>> try:
+        ...     check_choice("pi", "acquisition", ("ei", "kg"))
+        ... except ArgumentValueError as e:
+        ...     print(type(e).__name__)
+        ArgumentValueError
+    """
     choices = tuple(choices)
     try:
         if not isinstance(value, bool) and value in choices:
@@ -282,7 +353,17 @@ def check_choice(value, name: str, choices: Iterable):
 
 
 def check_generator(generator, name: str = "generator") -> torch.Generator | None:
-    """``None`` or a ``torch.Generator``."""
+    """``None`` or a ``torch.Generator``.
+
+    Examples:
+        >>> check_generator(None) is None
+        True
+        >>> try:
+        ...     check_generator(3)
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(f"{name} must be a torch.Generator or None, got "
                                 f"{_describe(generator)}; create one with "
@@ -291,7 +372,13 @@ def check_generator(generator, name: str = "generator") -> torch.Generator | Non
 
 
 def as_bounds(bounds, name: str = "bounds", *, dim: int | None = None) -> torch.Tensor:
-    """A box ``[2, D]`` (row 0 lower, row 1 upper; a pair is one dimension) as float64."""
+    """A box ``[2, D]`` (row 0 lower, row 1 upper; a pair is one dimension) as float64.
+
+    Examples:
+        >>> as_bounds([[0, 0], [1, 2]])  # [2, D]: lower row, upper row
+        tensor([[0., 0.],
+                [1., 2.]], dtype=torch.float64)
+    """
     b = as_tensor(bounds, name, dtype=torch.float64, ndim=(1, 2))
     if b.dim() == 1 and b.shape[0] == 2:
         b = b[:, None]
@@ -310,7 +397,13 @@ def as_bounds(bounds, name: str = "bounds", *, dim: int | None = None) -> torch.
 
 def as_binary_labels(y, name: str = "y") -> tuple[torch.Tensor, np.ndarray]:
     """Labels of exactly two classes as a float64 0/1 tensor and the sorted ``classes``
-    (any two distinct values: ``{0, 1}``, ``{1, 2}``, strings, booleans)."""
+    (any two distinct values: ``{0, 1}``, ``{1, 2}``, strings, booleans).
+
+    Examples:
+        >>> codes, classes = as_binary_labels(["no", "yes", "yes"])
+        >>> codes, classes.tolist()
+        (tensor([0., 1., 1.], dtype=torch.float64), ['no', 'yes'])
+    """
     if y is None or isinstance(y, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of labels, got {_describe(y)}")
     a = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
@@ -329,7 +422,15 @@ def as_binary_labels(y, name: str = "y") -> tuple[torch.Tensor, np.ndarray]:
 # --- layer-1 checks: cheap, no conversion (functions on tensors take tensors) ----------
 
 def check_floating(name: str, x) -> None:
-    """Raise ``ArgumentTypeError`` unless ``x`` is a floating-point tensor."""
+    """Raise ``ArgumentTypeError`` unless ``x`` is a floating-point tensor.
+
+    Examples:
+        >>> try:
+        ...     check_floating("x", torch.tensor([1, 2]))
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
     if not isinstance(x, torch.Tensor):
         raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {_describe(x)}")
     if not x.is_floating_point():
@@ -339,7 +440,12 @@ def check_floating(name: str, x) -> None:
 
 
 def check_square(name: str, x) -> int:
-    """Check ``x`` is a floating tensor ``[..., N, N]`` and return ``N``."""
+    """Check ``x`` is a floating tensor ``[..., N, N]`` and return ``N``.
+
+    Examples:
+        >>> check_square("A", torch.zeros(3, 3))  # returns N
+        3
+    """
     check_floating(name, x)
     if x.dim() < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"{name} must have shape [..., N, N] (a batch of square matrices), "
@@ -350,7 +456,15 @@ def check_square(name: str, x) -> int:
 def check_factor_dtype(name: str, x: torch.Tensor) -> None:
     """Cholesky factors (and the matrices factorised) must be float32 or float64: the
     factorisations, triangular solves and compiled kernels have no half-precision versions
-    (they raise an opaque torch/numba error)."""
+    (they raise an opaque torch/numba error).
+
+    Examples:
+        >>> try:
+        ...     check_factor_dtype("L", torch.eye(2, dtype=torch.float16))
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
     if x.dtype not in (torch.float32, torch.float64):
         raise ArgumentTypeError(f"{name} must be float32 or float64 (the Cholesky routines "
                                 f"have no {x.dtype} versions), got {x.dtype}; convert with "
@@ -358,7 +472,15 @@ def check_factor_dtype(name: str, x: torch.Tensor) -> None:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity."""
+    """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity.
+
+    Examples:
+        >>> try:
+        ...     check_finite("x", torch.tensor([1.0, float("inf")]))
+        ... except NonFiniteError as e:
+        ...     print(type(e).__name__)
+        NonFiniteError
+    """
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"{name} contains NaN or infinite values; clean the input first")
 
@@ -368,7 +490,17 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     the diagonal (a full matrix ``A`` passed by mistake is caught here) and a positive
     diagonal. Returns ``N``. ``full=True`` reads the whole matrix; ``full=False`` (for
     O(N^2) routines that read the lower triangle anyway and check their own results)
-    probes the upper triangle of the first and middle rows and the diagonal only."""
+    probes the upper triangle of the first and middle rows and the diagonal only.
+
+    Examples:
+        >>> check_cholesky_factor("L", torch.eye(3))
+        3
+        >>> try:
+        ...     check_cholesky_factor("L", torch.ones(3, 3))
+        ... except ArgumentValueError as e:
+        ...     print(type(e).__name__)
+        ArgumentValueError
+    """
     n = check_square(name, L)
     check_factor_dtype(name, L)
     if full:
@@ -390,7 +522,12 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
 
 
 def first_true_index(mask: torch.Tensor) -> tuple[int, ...] | None:
-    """Index of the first ``True`` of a boolean tensor, or ``None`` if there is none."""
+    """Index of the first ``True`` of a boolean tensor, or ``None`` if there is none.
+
+    Examples:
+        >>> first_true_index(torch.tensor([[False, False], [False, True]]))
+        (1, 1)
+    """
     if mask.dim() == 0:
         return () if bool(mask) else None
     hits = torch.nonzero(mask)
@@ -406,6 +543,13 @@ def raise_if_not_pd(failed: torch.Tensor, what: str, *, jitter: float | None = N
         failed: boolean tensor over the batch shape, true where a factorisation failed.
         what: human-readable description of the matrix, used in the message.
         jitter: largest jitter tried, reported in the message when given.
+
+    Examples:
+        >>> try:
+        ...     raise_if_not_pd(torch.tensor([False, True]), "K")
+        ... except NotPositiveDefiniteError as e:
+        ...     print(type(e).__name__)
+        NotPositiveDefiniteError
     """
     index = first_true_index(failed)
     if index is None:

@@ -35,6 +35,14 @@ def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     anything else is read; the data are then streamed into a preallocated array (never
     more than the declared size plus one byte is decompressed), so a hostile or damaged
     file costs at most ``max_bytes`` of memory and gives a clear error.
+
+    Examples:
+        >>> import struct, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny-idx3-ubyte"
+        >>> _ = path.write_bytes(struct.pack(">BBBBII", 0, 0, 8, 2, 2, 3) + bytes(range(6)))
+        >>> read_idx(path)  # uint8 (0x08), 2 dimensions: 2 x 3
+        array([[0, 1, 2],
+               [3, 4, 5]], dtype=uint8)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open

@@ -71,6 +71,14 @@ class PolyaGammaSVGP(SVGP):
     Same constructor, posterior and ``predict_f``/``predict_y`` contract as :class:`SVGP`
     (``predict_y`` gives ``P(y = 1)``, the success probability per trial). Shapes: ``X``
     ``[N, D]``, ``y`` and ``trials`` ``[N]``.
+
+    Examples:
+        >>> X = torch.linspace(-3, 3, 100, dtype=torch.float64)[:, None]
+        >>> y = (X[:, 0] > 0).double()
+        >>> model = PolyaGammaSVGP(X[::10], num_data=100)
+        >>> _ = model.fit(X, y, epochs=10, batch_size=100)  # full batch: coordinate ascent
+        >>> bool(model.augmented_elbo(X, y) <= model.elbo(X, y))  # Jensen: below the true ELBO
+        True
     """
 
     def __init__(self, inducing_points, kernel: Kernel | None = None, *, num_data: int,

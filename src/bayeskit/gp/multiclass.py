@@ -74,6 +74,14 @@ class LogisticSoftmaxSVGP(GPModel):
 
     Shapes: ``X`` ``[N, D]``, ``y`` ``[N]`` integer labels; :meth:`predict_f` gives
     ``[N, K]`` means and variances, :meth:`predict_proba` ``[N, K]`` probabilities.
+
+    Examples:
+        >>> X = torch.linspace(-3, 3, 90, dtype=torch.float64)[:, None]
+        >>> y = torch.arange(90) // 30  # three blocks of labels
+        >>> model = LogisticSoftmaxSVGP(X[::9], num_classes=3, num_data=90)
+        >>> model.natural_gradient_step(X, y, 1.0)  # one sweep of coordinate ascent
+        >>> model.predict_proba(X[[0, 45, 89]]).argmax(1)
+        tensor([0, 1, 2])
     """
 
     def __init__(self, inducing_points, num_classes: int, kernel: Kernel | None = None, *,

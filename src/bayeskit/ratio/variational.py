@@ -28,7 +28,16 @@ _ACTIVATION = {
 def variational_f_divergence(x_p, x_q, divergence: str = "kl_forward", *,
                              hidden: tuple[int, ...] = (32, 32), steps: int = 1500,
                              lr: float = 3e-3, seed: int = 0) -> MonteCarloEstimate:
-    """Lower bound on ``D_f[p || q]`` from samples: train ``T`` on half, evaluate on half."""
+    """Lower bound on ``D_f[p || q]`` from samples: train ``T`` on half, evaluate on half.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x_p = 1 + torch.randn(1000, 1, dtype=torch.float64, generator=g)  # N(1, 1)
+        >>> x_q = 2 * torch.randn(1000, 1, dtype=torch.float64, generator=g)  # N(0, 2^2)
+        >>> bound = variational_f_divergence(x_p, x_q, steps=300)  # KL = 0.4431
+        >>> 0.2 < bound.value < 0.6
+        True
+    """
     x_p, x_q = check_samples(x_p, x_q)
     if divergence not in _ACTIVATION:
         raise ValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got {divergence!r}")

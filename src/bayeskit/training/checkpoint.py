@@ -73,7 +73,13 @@ def _update(h, value) -> None:
 
 def fingerprint(*values, **named) -> str:
     """A short hex digest of tensors, arrays, numbers, strings and nested lists/dicts of
-    them (order matters; keyword names are part of the digest)."""
+    them (order matters; keyword names are part of the digest).
+
+    Examples:
+        >>> a = fingerprint(torch.arange(3.0), lr=0.1)
+        >>> a == fingerprint(torch.arange(3.0), lr=0.1), a == fingerprint(torch.arange(3.0), lr=0.2)
+        (True, False)
+    """
     h = hashlib.blake2b(digest_size=16)
     _update(h, list(values))
     _update(h, named)
@@ -83,7 +89,16 @@ def fingerprint(*values, **named) -> str:
 def load_state(path: str | Path, *, format: str = "torch") -> dict:
     """``torch.load(path, weights_only=True)`` (or ``json.loads`` for ``format="json"``)
     with a clear :class:`CheckpointError` for a damaged or foreign file (never a suggestion
-    to load unsafely)."""
+    to load unsafely).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> ckpt = Checkpoint(folder / "run.pt", kind="demo", data=None, settings=None)
+        >>> ckpt.save({"step": 5})
+        >>> sorted(load_state(folder / "run.pt"))  # the raw file: state and its provenance
+        ['data', 'kind', 'schema', 'settings', 'state']
+    """
     path = Path(path)
     try:
         if format == "json":
@@ -111,6 +126,17 @@ class Checkpoint:
         overwrite: with ``resume=False``, start afresh and replace an existing file.
         format: ``"torch"`` (``torch.save``; tensors) or ``"json"`` (plain numbers and
             strings; nothing executable is ever loaded).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> data = fingerprint([1.0])  # what the run belongs to
+        >>> ckpt = Checkpoint(folder / "run.pt", kind="demo", data=data, settings=None)
+        >>> ckpt.load() is None  # nothing saved yet: a fresh run
+        True
+        >>> ckpt.save({"step": 5})
+        >>> Checkpoint(folder / "run.pt", kind="demo", data=data, settings=None).load()
+        {'step': 5}
     """
 
     def __init__(self, path: str | Path | None, *, kind: str, data: str | None,

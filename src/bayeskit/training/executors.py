@@ -35,12 +35,28 @@ EXECUTOR_NAMES = ("serial", "thread", "process")
 
 
 def one_thread_worker() -> None:
-    """Initializer of local process-pool workers: torch on one thread (see module doc)."""
+    """Initializer of local process-pool workers: torch on one thread (see module doc).
+
+    Examples:
+        >>> import concurrent.futures as cf
+        >>> with cf.ProcessPoolExecutor(1, initializer=one_thread_worker) as pool:
+        ...     pool.submit(torch.get_num_threads).result()
+        1
+    """
     torch.set_num_threads(1)
 
 
 def check_executor(executor) -> None:
-    """``executor`` is one of :data:`EXECUTOR_NAMES` or a ``concurrent.futures.Executor``."""
+    """``executor`` is one of :data:`EXECUTOR_NAMES` or a ``concurrent.futures.Executor``.
+
+    Examples:
+        >>> check_executor("process")  # fine
+        >>> try:
+        ...     check_executor("cluster")
+        ... except ValueError as err:
+        ...     print(type(err).__name__)
+        ArgumentValueError
+    """
     if isinstance(executor, cf.Executor):
         return
     if not isinstance(executor, str):
@@ -55,7 +71,16 @@ def check_executor(executor) -> None:
 def make_executor(executor, n_tasks: int, *, payload=None) -> tuple[cf.Executor | None, bool]:
     """``(pool, owned)`` for ``n_tasks`` independent tasks; ``pool`` is ``None`` for serial
     work (``"serial"``, one task, or a ``payload`` a process pool cannot pickle: logged).
-    The caller shuts down a pool it ``owned``; a caller's executor is passed through."""
+    The caller shuts down a pool it ``owned``; a caller's executor is passed through.
+
+    Examples:
+        >>> pool, owned = make_executor("thread", 2)
+        >>> list(pool.map(abs, [-1, 2])), owned
+        ([1, 2], True)
+        >>> pool.shutdown()
+        >>> make_executor("serial", 4)  # serial: no pool
+        (None, False)
+    """
     check_executor(executor)
     n_tasks = as_int(n_tasks, "n_tasks", positive=True)
     if isinstance(executor, cf.Executor):
@@ -76,7 +101,13 @@ def make_executor(executor, n_tasks: int, *, payload=None) -> tuple[cf.Executor 
 @contextlib.contextmanager
 def executor_for(executor, n_tasks: int, *, payload=None
                  ) -> Iterator[tuple[cf.Executor | None, bool]]:
-    """:func:`make_executor` as a context: a pool made here is shut down on exit."""
+    """:func:`make_executor` as a context: a pool made here is shut down on exit.
+
+    Examples:
+        >>> with executor_for("thread", 2) as (pool, owned):
+        ...     sorted(pool.map(abs, [-2, 1])), owned
+        ([1, 2], True)
+    """
     pool, owned = make_executor(executor, n_tasks, payload=payload)
     try:
         yield pool, owned

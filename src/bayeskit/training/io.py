@@ -72,7 +72,15 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync, and rename ``tmp_path`` to ``path`` (parents
     created). On any failure, interrupts included, the temporary file is removed and the
-    previous ``path`` (if any) is left untouched."""
+    previous ``path`` (if any) is left untouched.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> atomic_write(folder / "a.bin", lambda tmp: pathlib.Path(tmp).write_bytes(b"abc"))
+        >>> (folder / "a.bin").read_bytes(), sorted(p.name for p in folder.iterdir())
+        (b'abc', ['a.bin'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -93,10 +101,26 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save(obj, path)`` atomically (load it with ``weights_only=True``)."""
+    """``torch.save(obj, path)`` atomically (load it with ``weights_only=True``).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> atomic_save({"step": torch.tensor(3)}, folder / "state.pt")
+        >>> torch.load(folder / "state.pt", weights_only=True)["step"]
+        tensor(3)
+    """
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
+    """Write UTF-8 ``text`` to ``path`` atomically.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> atomic_write_text(folder / "out.txt", "done")  # fsynced, renamed into place
+        >>> (folder / "out.txt").read_text()
+        'done'
+    """
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -18,7 +18,12 @@ __all__ = ["minimise_lbfgs", "fit_with_restarts", "parameter_values", "AllStarts
 
 
 class AllStartsFailedError(BayeskitError, ValueError):
-    """Every optimisation start failed (each raised a ``ValueError``)."""
+    """Every optimisation start failed (each raised a ``ValueError``).
+
+    Examples:
+        >>> issubclass(AllStartsFailedError, ValueError)
+        True
+    """
 
 
 def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torch.Tensor],
@@ -27,6 +32,12 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
 
     Returns the final loss (and, in ``info["n_iter"]``, the L-BFGS iterations taken). A
     ``ValueError`` from the loss propagates to the caller.
+
+    Examples:
+        >>> x = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+        >>> value = minimise_lbfgs([x], lambda: ((x - 1) ** 2).sum())
+        >>> round(float(x), 6), round(value, 10)
+        (1.0, 0.0)
     """
     trainable = [p for p in params if p.requires_grad]
     opt = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -47,7 +58,13 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
 
 def parameter_values(module: nn.Module) -> dict[str, torch.Tensor]:
     """Detached copies of a module's parameters by name (a start for
-    :func:`fit_with_restarts`; buffers such as training data are not included)."""
+    :func:`fit_with_restarts`; buffers such as training data are not included).
+
+    Examples:
+        >>> values = parameter_values(torch.nn.Linear(2, 1))
+        >>> sorted(values), values["weight"].requires_grad
+        (['bias', 'weight'], False)
+    """
     return {k: p.detach().clone() for k, p in module.named_parameters()}
 
 
@@ -84,6 +101,13 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
 
     Raises:
         AllStartsFailedError: every start raised a ``ValueError``.
+
+    Examples:
+        >>> module = torch.nn.Module()
+        >>> module.raw_x = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+        >>> best = fit_with_restarts(module, lambda: (module.raw_x ** 2 - 1) ** 2, restarts=2)
+        >>> round(abs(float(module.raw_x)), 6), round(best, 10)  # either minimum, +-1
+        (1.0, 0.0)
     """
     max_iter = as_int(max_iter, "max_iter", positive=True)
     restarts = as_int(restarts, "restarts", nonnegative=True)

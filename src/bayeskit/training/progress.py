@@ -28,7 +28,14 @@ _default: bool | None = None
 
 
 def set_progress(enabled: bool | None) -> None:
-    """Set the library-wide default for ``progress=None`` (``None``: back to automatic)."""
+    """Set the library-wide default for ``progress=None`` (``None``: back to automatic).
+
+    Examples:
+        >>> set_progress(False)  # no bars anywhere in this process
+        >>> progress_enabled(None), progress_enabled(True)  # an explicit argument still wins
+        (False, True)
+        >>> set_progress(None)  # back to the default: a bar when stderr is a terminal
+    """
     global _default
     if enabled is not None and not isinstance(enabled, bool):
         raise ArgumentTypeError(f"set_progress takes True, False or None, got {enabled!r}")
@@ -36,7 +43,12 @@ def set_progress(enabled: bool | None) -> None:
 
 
 def progress_enabled(progress: bool | None = None) -> bool:
-    """Whether a loop given ``progress`` draws a bar (see the module docstring)."""
+    """Whether a loop given ``progress`` draws a bar (see the module docstring).
+
+    Examples:
+        >>> progress_enabled(False), progress_enabled(True)
+        (False, True)
+    """
     if progress is not None:
         if not isinstance(progress, (bool, int)) or isinstance(progress, str):
             raise ArgumentTypeError(f"progress must be True, False or None, got {progress!r}")
@@ -73,7 +85,14 @@ class _NoBar:
 
 def progress_bar(total: int, *, desc: str, progress: bool | None = None, initial: int = 0):
     """A tqdm bar (or an object with the same ``update``/``set_postfix``/``close``) for a
-    loop of ``total`` steps starting at ``initial``; drawn on rank 0 only."""
+    loop of ``total`` steps starting at ``initial``; drawn on rank 0 only.
+
+    Examples:
+        >>> bar = progress_bar(3, desc="demo", progress=False)  # a silent stand-in
+        >>> for _ in range(3):
+        ...     bar.update(1)
+        >>> bar.close()
+    """
     from bayeskit.training.parallel import world
 
     total = as_int(total, "total", nonnegative=True)

@@ -40,12 +40,23 @@ __all__ = ["train", "make_optimizer", "TrainingDivergedError"]
 
 
 class TrainingDivergedError(BayeskitError, ValueError):
-    """The loss became NaN/inf; the last good checkpoint (if any) is untouched."""
+    """The loss became NaN/inf; the last good checkpoint (if any) is untouched.
+
+    Examples:
+        >>> issubclass(TrainingDivergedError, ValueError)
+        True
+    """
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     """``"adam"`` or ``"rmsprop"`` over ``params`` with learning rate ``lr`` (``0`` holds
-    the parameters fixed)."""
+    the parameters fixed).
+
+    Examples:
+        >>> opt = make_optimizer("adam", [torch.nn.Parameter(torch.zeros(2))], lr=0.01)
+        >>> type(opt).__name__, opt.param_groups[0]["lr"]
+        ('Adam', 0.01)
+    """
     check_choice(name, "optimizer", ("adam", "rmsprop"))
     lr = as_scalar(lr, "lr", nonnegative=True)
     return (torch.optim.Adam if name == "adam" else torch.optim.RMSprop)(params, lr=lr)
@@ -95,6 +106,16 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
         max_seconds: stop after the epoch that crosses this wall-time budget.
         checkpoint: where to save after every epoch and what to resume from.
         callback: ``callback(epoch)`` after each epoch.
+
+    Examples:
+        >>> model = torch.nn.Linear(1, 1, dtype=torch.float64)
+        >>> x = torch.linspace(-1, 1, 64, dtype=torch.float64)[:, None]
+        >>> def loss_fn(batch, rows, generator):
+        ...     xb, yb = (t[rows] for t in batch)
+        ...     return ((model(xb) - yb) ** 2).sum() / len(batch[0])
+        >>> history = train(model, loss_fn, (x, 2 * x), epochs=300, batch_size=16, lr=0.05)
+        >>> round(float(model.weight), 2), history["train_loss"][-1] < 1e-4
+        (2.0, True)
     """
     epochs = as_int(epochs, "epochs", nonnegative=True)
     batch_size = as_int(batch_size, "batch_size", positive=True)

@@ -190,7 +190,15 @@ class FlowEncoder(nn.Module):
 class RelaxedCategoricalEncoder(nn.Module):
     """``num_variables`` Concrete / Gumbel-softmax latents with ``num_categories`` each, at
     ``temperature``: ``z = softmax((logits + g) / T)`` with Gumbel noise
-    ``g = -log(-log u)``, ``u ~ U(0, 1)``; ``z``: ``[K, B, num_variables, num_categories]``."""
+    ``g = -log(-log u)``, ``u ~ U(0, 1)``; ``z``: ``[K, B, num_variables, num_categories]``.
+
+    Examples:
+        >>> encoder = RelaxedCategoricalEncoder(64, num_variables=3, num_categories=4, hidden=(8,))
+        >>> noise = encoder.noise(5, 2, generator=torch.Generator().manual_seed(0))  # K = 5, B = 2
+        >>> z, log_q = encoder.sample(torch.zeros(2, 64), noise)
+        >>> z.shape, log_q.shape, bool(torch.allclose(z.sum(-1), torch.ones(5, 2, 3)))
+        (torch.Size([5, 2, 3, 4]), torch.Size([5, 2]), True)
+    """
 
     def __init__(self, input_dim: int, num_variables: int, num_categories: int,
                  hidden: tuple[int, ...] = (256,), temperature: float = 0.5):

@@ -39,7 +39,13 @@ __all__ = ["VAE", "DensityRatioKL", "check_data"]
 
 
 class DensityRatioKL(nn.Module):
-    """Critic ``T(x, z)`` (an MLP on ``[x, z]``) estimating ``log q(z | x) / p(z)``."""
+    """Critic ``T(x, z)`` (an MLP on ``[x, z]``) estimating ``log q(z | x) / p(z)``.
+
+    Examples:
+        >>> critic = DensityRatioKL(input_dim=64, latent_dim=2, hidden=(8,))
+        >>> critic(torch.zeros(3, 64), torch.zeros(1, 3, 2)).shape  # x [B, D], z [K, B, L]
+        torch.Size([1, 3])
+    """
 
     def __init__(self, input_dim: int, latent_dim: int, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
@@ -57,7 +63,15 @@ class DensityRatioKL(nn.Module):
 
 
 def check_data(model: VAE, x) -> torch.Tensor:
-    """Validate a data batch ``[B, D]`` for ``model``; returns it as a float tensor."""
+    """Validate a data batch ``[B, D]`` for ``model``; returns it as a float tensor.
+
+    Examples:
+        >>> from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder
+        >>> model = VAE(GaussianEncoder(64, 2, (16,)), BernoulliDecoder(2, 64, (16,)))
+        >>> x = (torch.rand(100, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+        >>> check_data(model, x[:3]).shape
+        torch.Size([3, 64])
+    """
     x = as_tensor(x, "data", dtype=next(model.parameters()).dtype, ndim=2, min_rows=1)
     if x.shape[1] != model.encoder.input_dim:
         raise ShapeError(f"data have {x.shape[1]} features, the encoder expects "

@@ -30,7 +30,16 @@ OBJECTIVES = ("elbo", "iwae", "iwae-dreg")
 def evaluate(model: VAE, data: torch.Tensor, *, num_samples: int = 1, iwae_samples: int = 0,
              batch_size: int = 500, seed: int = 12345) -> dict[str, float]:
     """Mean per-datum ELBO (and IWAE bound with ``iwae_samples``) over ``data``, with a
-    fixed generator so repeated evaluations are comparable."""
+    fixed generator so repeated evaluations are comparable.
+
+    Examples:
+        >>> from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder
+        >>> model = VAE(GaussianEncoder(64, 2, (16,)), BernoulliDecoder(2, 64, (16,)))
+        >>> x = (torch.rand(100, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+        >>> scores = evaluate(model, x[:20], iwae_samples=5)  # nats per datum
+        >>> sorted(scores), scores["iwae"] >= scores["elbo"] - 1.0
+        (['elbo', 'iwae'], True)
+    """
     data = check_data(model, data)
     g = torch.Generator().manual_seed(seed)
     elbo, iwae = 0.0, 0.0
@@ -74,6 +83,14 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
     Raises:
         TrainingDivergedError: the objective became non-finite; the checkpoint keeps the
             last good epoch.
+
+    Examples:
+        >>> from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder
+        >>> model = VAE(GaussianEncoder(64, 2, (16,)), BernoulliDecoder(2, 64, (16,)))
+        >>> x = (torch.rand(100, 64, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+        >>> history = fit(model, x, epochs=2, batch_size=50, progress=False)
+        >>> len(history["train_loss"]), sorted(history)[:3]
+        (2, ['epoch', 'seconds', 'train_loss'])
     """
     check_choice(objective, "objective", OBJECTIVES)
     check_choice(optimizer, "optimizer", ("adam", "rmsprop"))
