@@ -56,7 +56,8 @@ def _solve_lower(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch.Tensor, *,
                 q_sqrt: torch.Tensor | None = None, full_cov: bool = False,
-                white: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                white: bool = False, projection: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (co)variance of ``f_n`` given ``u ~ N(f, S S^T)`` at the ``M`` points.
 
     With ``A = Lm^-1 Kmn`` (``Lm Lm^T = Kmm``):
@@ -74,6 +75,8 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         Knn: ``[..., N]`` prior variances, or ``[..., N, N]`` with ``full_cov``.
         f: ``[..., M]``. q_sqrt: ``[..., M, M]`` any square root ``S`` of ``q(u)``'s (or
             ``q(v)``'s) covariance, or ``None``.
+        projection: ``A = Lm^-1 Kmn`` if the caller already has it (one triangular solve
+            shared with, e.g., a natural-gradient step on the same batch).
 
     Returns:
         ``mean [..., N]`` and ``var [..., N]`` (clamped at 0) or ``cov [..., N, N]``.
@@ -102,7 +105,10 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         check_tensor("q_sqrt", q_sqrt, min_dim=2)
         if q_sqrt.shape[-2:] != (m, m):
             raise ShapeError(f"q_sqrt must be [..., {m}, {m}], got {tuple(q_sqrt.shape)}")
-    A = _solve_lower(Lm, Kmn)
+    A = _solve_lower(Lm, Kmn) if projection is None else projection
+    if A.shape != Kmn.shape:
+        raise ShapeError(f"projection must have Kmn's shape {tuple(Kmn.shape)}, got "
+                         f"{tuple(A.shape)}")
     proj = A if white else torch.linalg.solve_triangular(
         Lm.mT.expand(*A.shape[:-2], *Lm.shape[-2:]) if Lm.dim() < A.dim() else Lm.mT, A,
         upper=True)

@@ -111,11 +111,12 @@ class PolyaGammaSVGP(SVGP):
             raise ArgumentValueError("y must hold whole success counts with 0 <= y <= trials")
         return X, y, n
 
-    def _marginals(self, X):
-        """Mean (with the prior mean) and variance of ``q(f(X))``: ``[B]`` each."""
-        L = self._prior_factor()
-        mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
-                                q_sqrt=self.q_sqrt, white=self.whiten)
+    def _marginals(self, X, shared=None):
+        """Mean (with the prior mean) and variance of ``q(f(X))``: ``[B]`` each (``shared``:
+        the batch's :meth:`_projection`, reused)."""
+        L, Kzx, A, kxx = self._projection(X) if shared is None else shared
+        mean, var = conditional(Kzx, L, kxx, self.q_mu, q_sqrt=self.q_sqrt,
+                                white=self.whiten, projection=A)
         return self._prior_mean(X) + mean, var.clamp_min(0), L
 
     def local_parameters(self, X, y, trials=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,10 +129,10 @@ class PolyaGammaSVGP(SVGP):
             return c, polya_gamma_mean(n, c)
 
     # ------------------------------------------------------------------------- bounds
-    def _augmented_sum(self, X, y, n, c=None):
+    def _augmented_sum(self, X, y, n, c=None, shared=None):
         """``sum_n`` of the augmented per-point terms; ``c=None``: at the optimal ``c``
         (the theta terms cancel)."""
-        mean, var, L = self._marginals(X)
+        mean, var, L = self._marginals(X, shared)
         second = mean * mean + var
         kappa = y - n / 2
         const = _log_binomial(n, y) - n * math.log(2.0)
@@ -179,11 +180,13 @@ class PolyaGammaSVGP(SVGP):
         X, y, n = self.check_data(X, y, trials)
         self._augmented_step(X, y, n, gamma, batch_size)
 
-    def _augmented_step(self, X, y, n, gamma, batch_size):
-        mean, var, _ = self._marginals(X)
+    def _augmented_step(self, X, y, n, gamma, batch_size, shared=None):
+        if shared is not None:
+            shared = tuple(t.detach() for t in shared)
+        mean, var, _ = self._marginals(X, shared)
         theta = polya_gamma_mean(n, torch.sqrt(mean * mean + var))
         self._conjugate_step(X, theta, (y - n / 2) - theta * self._prior_mean(X), gamma,
-                             batch_size)
+                             batch_size, shared=shared)
 
     def step_size(self, t: int, tau: float, decay: float) -> float:
         """Robbins-Monro step ``(t + tau)^-decay`` capped at 1 (``sum rho = inf``,
@@ -225,12 +228,15 @@ class PolyaGammaSVGP(SVGP):
             Xb, yb, nb = batch
             B = Xb.shape[0]
             Xb, yb, nb = Xb[rows], yb[rows], nb[rows]
+            # the kernel work (K_uu's factor, K_uX, L^-1 K_uX) once per batch, shared by the
+            # closed-form step (detached) and the bound (with its graph, for Adam)
+            shared = self._projection(Xb)
             with torch.no_grad():
                 t = int(self.natural_steps)
                 rho = 1.0 if full_batch else self.step_size(t, tau, decay)
-                self._augmented_step(Xb, yb, nb, rho, B)
+                self._augmented_step(Xb, yb, nb, rho, B, shared)
                 self.natural_steps += 1
-            total, L = self._augmented_sum(Xb, yb, nb)
+            total, L = self._augmented_sum(Xb, yb, nb, shared=shared)
             return -(self.num_data / B * total - Xb.shape[0] / B * self.kl(L))
 
         history = train(self, loss_fn, (X, y, n), epochs=epochs, batch_size=batch_size, lr=lr,

@@ -141,14 +141,14 @@ class LogisticSoftmaxSVGP(GPModel):
             raise ArgumentValueError(f"y must hold class labels 0 .. {self.num_classes - 1}")
         return X, nn.functional.one_hot(y.long(), self.num_classes).to(self.dtype)
 
-    def _marginals(self, X):
-        """Means and variances of ``q(f_c(X))``: ``[K, B]`` each, and the shared factor."""
-        L = self.latents[0]._prior_factor()
-        Kzx, kxx = self.kernel(self.Z, X), self.kernel.diag(X)
+    def _marginals(self, X, shared=None):
+        """Means and variances of ``q(f_c(X))``: ``[K, B]`` each, and the shared factor
+        (``shared``: the batch's kernel work, :meth:`SVGP._projection`, reused)."""
+        L, Kzx, A, kxx = self.latents[0]._projection(X) if shared is None else shared
         means, variances = [], []
         for latent in self.latents:
             mean, var = conditional(Kzx, L, kxx, latent.q_mu, q_sqrt=latent.q_sqrt,
-                                    white=latent.whiten)
+                                    white=latent.whiten, projection=A)
             means.append(mean)
             variances.append(var.clamp_min(0))
         return torch.stack(means), torch.stack(variances), L
@@ -253,15 +253,18 @@ class LogisticSoftmaxSVGP(GPModel):
                             for latent in self.latents], -1)
 
     # ----------------------------------------------------------------- natural gradients
-    def _step(self, X, Y, gamma_step, batch_size):
+    def _step(self, X, Y, gamma_step, batch_size, shared=None):
         """Local step on the batch, then a natural-gradient step on every ``q(u_c)``."""
-        mean, var, _ = self._marginals(X)
+        shared = self.latents[0]._projection(X) if shared is None else tuple(
+            t.detach() for t in shared)
+        mean, var, _ = self._marginals(X, shared)
         local = self.local_parameters(mean, var)
         y = Y.mT
         theta = polya_gamma_mean(y + local["gamma"], local["c"])
         targets = (y - local["gamma"]) / 2
         for k, latent in enumerate(self.latents):
-            latent._conjugate_step(X, theta[k], targets[k], gamma_step, batch_size)
+            latent._conjugate_step(X, theta[k], targets[k], gamma_step, batch_size,
+                                   shared=shared)
 
     @torch.no_grad()
     def natural_gradient_step(self, X, y, gamma: float = 1.0, *,
@@ -299,12 +302,13 @@ class LogisticSoftmaxSVGP(GPModel):
             Xb, Yb = batch
             B = Xb.shape[0]
             Xb, Yb = Xb[rows], Yb[rows]
+            shared = self.latents[0]._projection(Xb)  # once per batch, for every latent
             with torch.no_grad():
                 rho = 1.0 if full_batch else min(1.0, (int(self.natural_steps) + tau)
                                                  ** (-decay))
-                self._step(Xb, Yb, rho, B)
+                self._step(Xb, Yb, rho, B, shared)
                 self.natural_steps += 1
-            mean, var, L = self._marginals(Xb)
+            mean, var, L = self._marginals(Xb, shared)
             with torch.no_grad():
                 local = self.local_parameters(mean, var)
             total = self._augmented_sum(Yb, mean, var, local)

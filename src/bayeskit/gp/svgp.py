@@ -137,6 +137,13 @@ class SVGP(GPModel):
     def _prior_factor(self) -> torch.Tensor:
         return stabilised_cholesky(self.kernel(self.Z), self.jitter)
 
+    def _projection(self, X: torch.Tensor):
+        """``(L, K_uX, A = L^-1 K_uX, k_XX)`` for a batch: the kernel work a closed-form
+        step and the bound's marginals on the same batch can share (with its graph)."""
+        L = self._prior_factor()
+        Kzx = self.kernel(self.Z, X)
+        return L, Kzx, torch.linalg.solve_triangular(L, Kzx, upper=False), self.kernel.diag(X)
+
     def kl(self, L: torch.Tensor | None = None, S: torch.Tensor | None = None) -> torch.Tensor:
         """``KL[q(u) || p(u)]`` (whitened: against ``N(0, I)``)."""
         S = self.q_sqrt if S is None else S
@@ -254,9 +261,10 @@ class SVGP(GPModel):
         self._conjugate_step(X, torch.full_like(y, 1.0) / s2, (y - self._prior_mean(X)) / s2,
                              gamma, batch_size)
 
-    def _conjugate_step(self, X, weights, targets, gamma, batch_size):
+    def _conjugate_step(self, X, weights, targets, gamma, batch_size, *, shared=None):
         """Natural-gradient step of size ``gamma`` on ``q(u)`` towards the posterior under
-        Gaussian sites ``exp(targets_n g_n - weights_n g_n^2 / 2)`` on ``g = f - m(X)`` (a
+        Gaussian sites ``exp(targets_n g_n - weights_n g_n^2 / 2)`` on ``g = f - m(X)``
+        (``shared``: the batch's :meth:`_projection`, reused instead of recomputed) (a
         Gaussian likelihood: ``weights = 1/s2``, ``targets = (y - m)/s2``; the Polya-gamma
         augmented Bernoulli: ``weights = E[omega]``, ``targets = kappa - E[omega] m``).
         In whitened coordinates ``v = L^-1 u`` with ``A = L^-1 K_uX``:
@@ -266,8 +274,11 @@ class SVGP(GPModel):
         """
         m = self.Z.shape[0]
         eye = torch.eye(m, dtype=self.dtype, device=self.Z.device)
-        L = self._prior_factor()
-        A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
+        if shared is None:
+            L = self._prior_factor()
+            A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
+        else:  # (L, K_uX, A = L^-1 K_uX, k_XX) already computed for this batch
+            L, _, A, _ = (t.detach() for t in shared)
         B = X.shape[0] if batch_size is None else batch_size
         scale = self.num_data / B
         stats = [(A * weights) @ A.mT, A @ targets]
