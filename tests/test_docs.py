@@ -6,7 +6,7 @@ import inspect
 
 PACKAGES = ["linalg", "distributions", "gp", "mcmc", "bo", "ratio", "vae", "training",
             "plotting", "data", "errors", "validation"]
-MIN_EXAMPLES = 152  # public objects with a >>> example (of 155); raise it as examples land
+MIN_EXAMPLES = 154  # public objects with a >>> example (of 155: the other is a constant)
 
 
 def _public():

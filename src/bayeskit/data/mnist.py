@@ -100,6 +100,17 @@ def load_mnist(directory: str | Path, split: str = "train", *, binarize: str | N
     ``binarize``: ``None`` (grey levels), ``"static"`` (one Bernoulli draw fixed by
     ``seed``) or ``"dynamic"`` (grey levels returned; pass :func:`dynamic_binarize` as
     ``bayeskit.vae.fit(..., transform=...)`` to draw afresh every minibatch).
+
+    Examples:
+        >>> import struct, tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())  # two blank 28 x 28 images, labels 3 and 7
+        >>> _ = (folder / "train-images-idx3-ubyte").write_bytes(
+        ...     struct.pack(">BBBBIII", 0, 0, 8, 3, 2, 28, 28) + bytes(2 * 784))
+        >>> _ = (folder / "train-labels-idx1-ubyte").write_bytes(
+        ...     struct.pack(">BBBBI", 0, 0, 8, 1, 2) + bytes([3, 7]))
+        >>> images, labels = load_mnist(folder)
+        >>> images.shape, images.dtype, labels
+        (torch.Size([2, 784]), torch.float32, tensor([3, 7]))
     """
     check_choice(split, "split", tuple(_FILES))
     check_choice(binarize, "binarize", (None, "static", "dynamic"))
