@@ -46,12 +46,13 @@ def adversarial_kl_minimisation(
 
     Examples:
         >>> G = torch.nn.Linear(1, 1, dtype=torch.float64)  # G(z) = w z + b, z ~ N(0, 1)
+        >>> _ = torch.nn.init.constant_(G.weight, 0.5), torch.nn.init.zeros_(G.bias)
         >>> target = 2 * torch.randn(2000, 1, dtype=torch.float64,
         ...                          generator=torch.Generator().manual_seed(0))  # q = N(0, 2^2)
         >>> noise = lambda n, g: torch.randn(n, 1, dtype=torch.float64, generator=g)
         >>> history = adversarial_kl_minimisation(G, noise, target, steps=300, seed=0)
-        >>> len(history["kl_estimate"]), round(abs(float(G.weight.detach())), 1)  # |w| -> 2
-        (300, 1.9)
+        >>> len(history["kl_estimate"]), abs(abs(float(G.weight.detach())) - 2) < 0.3  # |w| -> 2
+        (300, True)
     """
     x_q = torch.as_tensor(target_samples)
     if x_q.dim() != 2 or x_q.shape[0] < 2 or not bool(torch.isfinite(x_q).all()):
