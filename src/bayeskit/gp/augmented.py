@@ -45,7 +45,7 @@ from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp.exact import check_data
 from bayeskit.gp.kernels import Kernel
 from bayeskit.gp.likelihoods import Bernoulli
-from bayeskit.gp.svgp import SVGP
+from bayeskit.gp.svgp import SVGP, robbins_monro
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
 from bayeskit.validation import as_int, as_scalar, as_tensor
@@ -189,9 +189,8 @@ class PolyaGammaSVGP(SVGP):
                              batch_size, shared=shared)
 
     def step_size(self, t: int, tau: float, decay: float) -> float:
-        """Robbins-Monro step ``(t + tau)^-decay`` capped at 1 (``sum rho = inf``,
-        ``sum rho^2 < inf`` for ``decay`` in (0.5, 1])."""
-        return min(1.0, (t + tau) ** (-decay))
+        """Robbins-Monro step ``(t + tau)^-decay`` capped at 1 (:func:`robbins_monro`)."""
+        return robbins_monro(t, tau, decay)
 
     def fit(self, X, y=None, trials=None, *, epochs: int = 50, batch_size: int = 256,
             lr: float = 0.01, tau: float = 1.0, decay: float = 0.6, seed: int = 0,

@@ -45,20 +45,19 @@ from torch import nn
 
 from bayeskit.distributions.gaussian import conditional
 from bayeskit.distributions.polyagamma import polya_gamma_mean
-from bayeskit.distributions.polyagamma.series import log_cosh
+from bayeskit.distributions.polyagamma.series import LOG2, log_cosh
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp.exact import check_data
 from bayeskit.gp.kernels import Kernel
 from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.model import GPModel
-from bayeskit.gp.svgp import SVGP
+from bayeskit.gp.svgp import SVGP, robbins_monro
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
 from bayeskit.validation import as_int, as_scalar, check_generator
 
 __all__ = ["LogisticSoftmaxSVGP"]
 
-LOG2 = math.log(2.0)
 
 
 class LogisticSoftmaxSVGP(GPModel):
@@ -179,9 +178,9 @@ class LogisticSoftmaxSVGP(GPModel):
         e_log_lambda = torch.special.digamma(alpha) - math.log(K)
         per_class = (-(y + gamma) * (LOG2 + log_cosh(c / 2)) + (y - gamma) * mean / 2
                      + gamma * (e_log_lambda - torch.log(gamma) + 1))
-        entropy = alpha - math.log(K) + torch.lgamma(alpha) + (1 - alpha) * torch.special.digamma(
-            alpha)
-        return per_class.sum() + (entropy - K * alpha / K).sum()
+        # H[Gamma(alpha, K)] - K E[lambda]: the entropy's alpha and -K alpha / K cancel
+        lam = torch.lgamma(alpha) + (1 - alpha) * torch.special.digamma(alpha) - math.log(K)
+        return per_class.sum() + lam.sum()
 
     def _kl(self, L) -> torch.Tensor:
         return sum(latent.kl(L) for latent in self.latents)
@@ -304,8 +303,8 @@ class LogisticSoftmaxSVGP(GPModel):
             Xb, Yb = Xb[rows], Yb[rows]
             shared = self.latents[0]._projection(Xb)  # once per batch, for every latent
             with torch.no_grad():
-                rho = 1.0 if full_batch else min(1.0, (int(self.natural_steps) + tau)
-                                                 ** (-decay))
+                rho = 1.0 if full_batch else robbins_monro(int(self.natural_steps), tau,
+                                                           decay)
                 self._step(Xb, Yb, rho, B, shared)
                 self.natural_steps += 1
             mean, var, L = self._marginals(Xb, shared)

@@ -63,6 +63,17 @@ class _GramAndProjection(torch.autograd.Function):
         return d_K, d_w
 
 
+def robbins_monro(t: int, tau: float, decay: float) -> float:
+    """The natural-gradient step ``rho_t = (t + tau)^-decay`` capped at 1 (``sum rho = inf``,
+    ``sum rho^2 < inf`` for ``decay`` in (0.5, 1]), for the stochastic closed-form steps.
+
+    Examples:
+        >>> robbins_monro(0, 1.0, 0.6), round(robbins_monro(9, 1.0, 0.6), 4)
+        (1.0, 0.2512)
+    """
+    return min(1.0, (t + tau) ** (-decay))
+
+
 class SVGP(GPModel):
     """Sparse variational GP.
 

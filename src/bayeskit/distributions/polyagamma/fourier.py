@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from bayeskit.distributions.polyagamma.series import F64, LOG2, log_cosh, unit_moments
+from bayeskit.distributions.polyagamma.series import F64, log_cosh, unit_moments
 
 __all__ = ["fourier_log_density", "fourier_log_cdf"]
 
@@ -37,16 +37,6 @@ DECAY = 45.0          # the integrand is cut where |phi| < exp(-DECAY) (~3e-20)
 MAX_NODES = 200_000
 ALIAS = 45.0          # aliased terms of the CDF inversion are below exp(-ALIAS) of it
 PI2 = math.pi**2
-
-
-def _log_cosh(z: torch.Tensor) -> torch.Tensor:
-    """``log cosh z`` for complex ``z`` with ``Re z >= 0`` (no overflow, continuous).
-
-    Near 0 it is ``log1p(2 sinh(z/2)^2)``: ``z + log1p(e^{-2z}) - log 2`` loses
-    ``eps / |z|^2`` relative there, which ``b`` then multiplies (1e-9 at b = 1e7)."""
-    small = z.abs() < 1
-    near = torch.log1p(2 * torch.sinh(torch.where(small, z, 0) / 2) ** 2)
-    return torch.where(small, near, z + torch.log1p(torch.exp(-2 * z)) - LOG2)
 
 
 def _log_cosh_tilt(k: torch.Tensor) -> torch.Tensor:
@@ -61,7 +51,7 @@ def _log_laplace(s: torch.Tensor, b: float, k: float) -> torch.Tensor:
     ``b [log cosh(sqrt(k)/2) - log cosh(sqrt(k/4 + s/2))]``, continuous along vertical
     lines (the principal square root never meets its cut for ``Im s > 0``)."""
     z = torch.sqrt((k / 4 + s / 2).to(torch.complex128))
-    return b * (_log_cosh_tilt(torch.tensor(k, dtype=F64)) - _log_cosh(z))
+    return b * (_log_cosh_tilt(torch.tensor(k, dtype=F64)) - log_cosh(z))
 
 
 def _cutoff(log_decay, var: float) -> float:
