@@ -85,3 +85,15 @@ def test_squared_exponential_under_torch_func_transforms():
     H = torch.func.hessian(lambda xi: k(xi[None], X).sum())(x[0])
     H_ref = torch.autograd.functional.hessian(lambda xi: k(xi[None], X).sum(), x[0])
     torch.testing.assert_close(H, H_ref)
+
+
+def test_set_units_refuses_what_is_not_a_positive_scale():
+    from bayeskit.errors import BayeskitError
+    from bayeskit.gp import SquaredExponential
+
+    for bad in ("abc", None, float("nan"), 0.0, -1.0):
+        with pytest.raises(BayeskitError):
+            SquaredExponential().set_units(bad, 1.0)
+    k = SquaredExponential().set_units([1.0, 4.0], 9.0)  # one lengthscale: geometric mean
+    assert float(k.lengthscale.detach()) == pytest.approx(2.0)
+    assert float(k.variance.detach()) == pytest.approx(9.0)

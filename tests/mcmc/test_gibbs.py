@@ -207,3 +207,13 @@ def test_executor_arguments_are_checked():
     with pytest.raises(ValueError, match="num_tasks"):
         run_gibbs(data, executor="serial", num_chains=2, num_tasks=3, num_samples=5,
                   burn_in=0)
+
+
+def test_num_tasks_alone_runs_the_split_serially():
+    """num_tasks without an executor used to be ignored silently."""
+    data, _, _ = _small_problem()
+    settings = dict(num_samples=20, burn_in=5, num_chains=4, num_tasks=2)
+    alone = run_gibbs(data, generator=torch.Generator().manual_seed(3), **settings)
+    serial = run_gibbs(data, executor="serial", generator=torch.Generator().manual_seed(3),
+                       **settings)
+    assert torch.equal(alone.beta, serial.beta)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.validation import as_scalar
+from bayeskit.validation import as_scalar, as_tensor
 
 __all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
            "Periodic", "Linear", "Scale", "Sum", "Product", "positive", "inverse_positive"]
@@ -110,7 +110,9 @@ class Stationary(Kernel):
         """
         for name, unit in (("lengthscale", lengthscale), ("variance", variance)):
             raw = getattr(self, "raw_" + name)
-            unit = torch.as_tensor(unit, dtype=torch.float64).detach().clone()
+            unit = as_tensor(unit, f"{name} unit", dtype=torch.float64)
+            if unit.numel() == 1:
+                unit = unit.reshape(())
             if unit.dim() > 0 and raw.dim() == 0:  # one lengthscale: the geometric mean
                 unit = unit.log().mean().exp()
             if not bool(((unit > 0) & (unit < math.inf)).all()) or unit.shape not in (

@@ -14,7 +14,7 @@ from bayeskit.errors import ArgumentValueError
 from bayeskit.gp.kernels import inverse_positive, positive
 from bayeskit.gp.means import ConstantMean
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.validation import as_inputs, as_int, as_scalar
+from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
 
 __all__ = ["GPModel", "GPRegressionModel", "data_scale", "ALL_NOISE"]
 
@@ -33,7 +33,8 @@ def data_scale(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         >>> float(loc[0]), float(scale[0])  # v.std() would overflow
         (2e+300, 2e+300)
     """
-    v = v.detach().to(torch.float64)
+    v = as_tensor(v.detach() if isinstance(v, torch.Tensor) else v, "data",
+                  dtype=torch.float64, ndim=(1, 2), min_rows=1)
     top = v.abs().amax(0)
     top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
     u = v / top

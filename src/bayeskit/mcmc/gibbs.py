@@ -181,10 +181,10 @@ def run_gibbs(
     The chains advance together as one batch (one PG draw and one batched solve per
     sweep). With ``executor`` (``"thread"``, ``"process"`` or any
     ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client(...).get_executor()``)
-    they are split into ``num_tasks`` groups (default: one per chain, at most 64) run as
-    independent tasks, each with its own generator seeded from ``generator`` and, with
-    ``checkpoint``, its own checkpoint ``<checkpoint>.<k>`` (a killed task resumes from
-    it). The draws then depend on the split but not on the executor: serial, processes and
+    they are split into ``num_tasks`` groups (default: one per chain, at most 64; with
+    ``num_tasks`` alone the same split runs serially), run as independent tasks, each
+    with its own generator seeded from ``generator`` and, with ``checkpoint``, its own
+    checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The draws then depend on the split but not on the executor: serial, processes and
     a Dask cluster give the same numbers.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
@@ -212,6 +212,8 @@ def run_gibbs(
     check_choice(method, "method", ("auto", "precision", "matheron"))
     d = data.Phi.shape[1]
     g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)
+    if executor is None and num_tasks is not None:
+        executor = "serial"  # a split was asked for: run its tasks one after another
     if executor is not None:
         return _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
                           dict(num_samples=num_samples, burn_in=burn_in, thin=thin, init=init,
