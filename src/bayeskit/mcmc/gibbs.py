@@ -184,8 +184,9 @@ def run_gibbs(
     they are split into ``num_tasks`` groups (default: one per chain, at most 64; with
     ``num_tasks`` alone the same split runs serially), run as independent tasks, each
     with its own generator seeded from ``generator`` and, with ``checkpoint``, its own
-    checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The draws then depend on the split but not on the executor: serial, processes and
-    a Dask cluster give the same numbers.
+    checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The draws then depend
+    on the split but not on the executor: serial, processes and a Dask cluster give the
+    same numbers.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
     state) is written atomically every ``checkpoint_every`` sweeps with a fingerprint of the
