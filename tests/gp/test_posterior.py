@@ -134,3 +134,95 @@ def test_user_kernel_is_not_converted_in_place():
     dtypes = [p.dtype for p in k.parameters()]
     GPR(X, y, k).predict_f(X[:2])
     assert [p.dtype for p in k.parameters()] == dtypes
+
+
+def sparse_models(dtype=F64, n=40, m=8):
+    """An SGPR and an SVGP (at its Gaussian optimum, i.e. SGPR's q(u)) with M < N."""
+    X, y = data(dtype, n)
+    Z = X[:m].clone() + 0.1
+    kern = lambda: SquaredExponential(0.9, 1.3)  # noqa: E731
+    sgpr = SGPR(X, y, Z, kern(), noise_variance=0.05, learn_mean=False, jitter=0.0)
+    svgp = SVGP(Z, kern(), noise_variance=0.05, num_data=n, jitter=0.0).to(dtype)
+    svgp.natural_gradient_step(X, y, 1.0)
+    return X, y, Z, {"sgpr": sgpr, "svgp": svgp}
+
+
+def brute_force_conditioning(post, Xc, yc, Xs, noise):
+    """The posterior process conditioned on noisy ``yc`` at ``Xc``: dense Gaussian algebra."""
+    joint = torch.cat([Xc, Xs])
+    mean, cov = post.mean(joint), post.covariance(joint)
+    q = Xc.shape[0]
+    Ccc = cov[:q, :q] + noise * torch.eye(q, dtype=cov.dtype)
+    gain = torch.linalg.solve(Ccc, cov[:q, q:]).mT  # [Q, q]
+    return mean[q:] + gain @ (yc - mean[:q]), cov[q:, q:] - gain @ cov[:q, q:]
+
+
+def test_sparse_conditioning_appends_the_inputs_and_is_exact_for_the_process():
+    X, y, Z, ms = sparse_models()
+    Xs = torch.tensor([[0.1, -0.4], [2.0, 1.0], [-2.5, 0.3], [0.0, 0.0]], dtype=F64)
+    Xc = torch.tensor([[0.3, 0.2], [-1.0, 1.5], [2.9, -2.9]], dtype=F64)
+    yc = torch.tensor([0.4, -0.3, 1.0], dtype=F64)
+    for name, m in ms.items():
+        post = m.posterior()
+        cond = post.condition_on_observations(Xc, yc)
+        mean, cov = brute_force_conditioning(post, Xc, yc, Xs, 0.05)
+        torch.testing.assert_close(cond.mean(Xs), mean, rtol=1e-9, atol=1e-10, msg=name)
+        torch.testing.assert_close(cond.covariance(Xs), cov, rtol=1e-9, atol=1e-10, msg=name)
+        torch.testing.assert_close(cond.variance(Xs), cov.diagonal(), rtol=1e-9, atol=1e-10)
+        assert cond.Z.shape == (Z.shape[0] + 3, 2)
+        assert cond.train_inputs.shape[0] == post.train_inputs.shape[0] + 3
+        # one point at a time (the kriging believer's chain) equals all at once, and each
+        # step is the same flat form: no chain of parents to re-evaluate
+        step = post
+        for i in range(3):
+            step = step.condition_on_observations(Xc[i:i + 1], yc[i:i + 1])
+        torch.testing.assert_close(step.mean(Xs), mean, rtol=1e-9, atol=1e-10, msg=name)
+        torch.testing.assert_close(step.covariance(Xs), cov, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_sparse_conditioning_at_an_inducing_input_stays_finite_and_exact():
+    X, y, Z, ms = sparse_models()
+    post = ms["sgpr"].posterior()
+    Xc, yc = Z[:2].clone(), torch.tensor([0.5, -0.5], dtype=F64)
+    cond = post.condition_on_observations(Xc, yc)
+    Xs = torch.cat([Z[:3], X[:3]])
+    mean, cov = brute_force_conditioning(post, Xc, yc, Xs, 0.05)
+    torch.testing.assert_close(cond.mean(Xs), mean, rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(cond.covariance(Xs), cov, rtol=1e-7, atol=1e-8)
+
+
+def test_fixed_inducing_conditioning_equals_refitting_the_sgpr_on_the_augmented_data():
+    X, y, Z, ms = sparse_models()
+    Xc = torch.tensor([[0.3, 0.2], [-1.0, 1.5]], dtype=F64)
+    yc = torch.tensor([0.4, -0.3], dtype=F64)
+    Xs = torch.tensor([[0.1, -0.4], [2.0, 1.0], [-2.5, 0.3]], dtype=F64)
+    refit = SGPR(torch.cat([X, Xc]), torch.cat([y, yc]), Z, SquaredExponential(0.9, 1.3),
+                 noise_variance=0.05, learn_mean=False, jitter=0.0)
+    ref_mean, ref_cov = refit.predict_f(Xs, full_cov=True)
+    for name, m in ms.items():
+        cond = m.posterior().condition_on_observations(Xc, yc, inducing="fixed")
+        assert cond.Z.shape == Z.shape
+        torch.testing.assert_close(cond.mean(Xs), ref_mean, rtol=1e-9, atol=1e-10, msg=name)
+        torch.testing.assert_close(cond.covariance(Xs), ref_cov, rtol=1e-9, atol=1e-10,
+                                   msg=name)
+    # the inducing inputs leave information out: the exact process update differs
+    appended = ms["sgpr"].posterior().condition_on_observations(Xc, yc)
+    assert float((appended.mean(Xs) - ref_mean).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_fantasies_follow_the_dtype_and_batch_the_outcomes(dtype):
+    X, y, Z, ms = sparse_models(dtype)
+    Xc = torch.tensor([[0.3, 0.2]], dtype=dtype)
+    Xs = torch.tensor([[0.1, -0.4], [2.0, 1.0]], dtype=dtype)
+    post = ms["sgpr"].posterior()
+    fant = post.fantasize(Xc, 6, generator=torch.Generator().manual_seed(0))
+    assert fant.mean(Xs).shape == (6, 2) and fant.mean(Xs).dtype == dtype
+    ys = fant.f.new_tensor([[0.1], [0.7]])  # two outcome vectors at once = one by one
+    both = post.condition_on_observations(Xc, ys)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for i in range(2):
+        one = post.condition_on_observations(Xc, ys[i])
+        torch.testing.assert_close(both.mean(Xs)[i], one.mean(Xs), rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="inducing"):
+        post.condition_on_observations(Xc, ys[0], inducing="both")

@@ -10,8 +10,10 @@ use, written once, batched over leading dimensions and differentiable.
   :func:`sample_from_precision`, :func:`sample_linear_gaussian_posterior` (Gibbs steps).
 - :func:`gauss_hermite`, :func:`gauss_hermite_expectation`: ``E_{N(m, v)}[g(f)]``.
 - :func:`append_observations`: the exact observation update of a Cholesky-form posterior
-  through :func:`bayeskit.linalg.cholesky_append`, and :func:`fantasy_sigma`: how the
-  posterior mean moves per standardised outcome of a new noisy observation.
+  through :func:`bayeskit.linalg.cholesky_append`; :func:`condition_whitened`: the same
+  update of a Gaussian ``N(f, S S^T)`` observed through a linear map (a rank-q Cholesky
+  update); :func:`fantasy_sigma`: how the posterior mean moves per standardised outcome of a
+  new noisy observation.
 
 Shapes: ``M`` inducing (or conditioning) points, ``N`` prediction points, ``...`` batch.
 """
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from bayeskit.errors import ArgumentValueError, ShapeError
-from bayeskit.linalg import cholesky_append, jittered_cholesky
+from bayeskit.linalg import cholesky_append, cholesky_update_lowrank, jittered_cholesky
 from bayeskit.validation import (
     check_finite,
     check_generator,
@@ -45,6 +47,7 @@ __all__ = [
     "gauss_hermite",
     "gauss_hermite_expectation",
     "append_observations",
+    "condition_whitened",
     "fantasy_sigma",
 ]
 
@@ -383,6 +386,54 @@ def append_observations(L: torch.Tensor, f: torch.Tensor, cross: torch.Tensor,
         L22.expand(*rhs.shape[:-1], *L22.shape), rhs.unsqueeze(-1), upper=False).squeeze(-1)
     f_new = torch.cat([f.expand(*rhs.shape[:-1], n), f_tail], -1)
     return L_new, f_new
+
+
+def condition_whitened(f: torch.Tensor, q_sqrt: torch.Tensor, H: torch.Tensor,
+                       resid: torch.Tensor, noise: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition ``v ~ N(f, S S^T)`` on ``y = H v + e``, ``e ~ N(0, noise I)``: the Kalman
+    update of a whitened sparse posterior, with the covariance factor updated in rank ``q``.
+
+    With ``G = S^T H^T`` the posterior covariance is ``S (I + G G^T / noise)^-1 S^T``
+    (Woodbury), so its factor is ``S U^-T`` where ``U U^T = I + G G^T / noise`` is a rank-q
+    *update* of the identity (:func:`~bayeskit.linalg.cholesky_update_lowrank`, O(K^2 q);
+    never a downdate, so it cannot lose positive definiteness), and the mean moves by
+    ``S_new S_new^T H^T resid / noise``. O(K^3) for the new factor, once.
+
+    Args:
+        f: ``[..., K]`` prior mean (a leading batch: several outcome vectors).
+        q_sqrt: ``[K, K]`` any square root ``S`` of the prior covariance.
+        H: ``[q, K]`` observation map. resid: ``[..., q]`` ``y - H f``.
+        noise: observation noise variance (scalar tensor, > 0).
+
+    Returns:
+        ``(f_new [..., K], S_new [K, K])``.
+
+    Examples:
+        >>> S = torch.eye(2, dtype=torch.float64)  # v ~ N(0, I), observe v_0 + v_1
+        >>> H = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+        >>> f, S_new = condition_whitened(torch.zeros(2, dtype=torch.float64), S, H,
+        ...                               torch.tensor([2.0], dtype=torch.float64),
+        ...                               torch.tensor(1.0, dtype=torch.float64))
+        >>> [round(v, 12) for v in f.tolist()]  # gain H^T / (H H^T + noise) = [1/3, 1/3]
+        [0.666666666667, 0.666666666667]
+        >>> torch.allclose(S_new @ S_new.mT, torch.tensor([[2.0, -1.0], [-1.0, 2.0]],
+        ...                                             dtype=torch.float64) / 3)
+        True
+    """
+    k = check_square("q_sqrt", q_sqrt)
+    check_tensor("H", H, min_dim=2)
+    if H.shape[-1] != k or f.shape[-1] != k or resid.shape[-1] != H.shape[-2]:
+        raise ShapeError(f"f [..., K], q_sqrt [K, K], H [q, K] and resid [..., q] must agree: "
+                         f"got {tuple(f.shape)}, {tuple(q_sqrt.shape)}, {tuple(H.shape)}, "
+                         f"{tuple(resid.shape)}")
+    G = q_sqrt.mT @ H.mT  # [K, q]
+    eye = torch.eye(k, dtype=q_sqrt.dtype, device=q_sqrt.device)
+    U = cholesky_update_lowrank(eye, G / noise.sqrt())
+    S_new = torch.linalg.solve_triangular(U, q_sqrt.mT, upper=False).mT
+    HS = H @ S_new  # [q, K]
+    f_new = f + ((resid / noise) @ HS) @ S_new.mT
+    return f_new, S_new
 
 
 def fantasy_sigma(cross: torch.Tensor, cov_new: torch.Tensor, noise: torch.Tensor

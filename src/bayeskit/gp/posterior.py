@@ -11,10 +11,18 @@ with ``L L^T = K_ZZ`` (plus the noise for the exact GP, whose ``S`` is absent). 
 identity is :func:`bayeskit.distributions.gaussian.conditional`. Acquisitions and the BO loop
 see only this type, so every acquisition works on every model.
 
-Observing new points conditions the process exactly: for the exact GP by appending rows to
-``L`` (:func:`~bayeskit.distributions.gaussian.append_observations`), for sparse posteriors
-by conditioning the Gaussian process ``q(f)`` on the new noisy observations (so a sparse
-model with ``Z = X`` fantasises exactly like the exact GP).
+Observing new points conditions the process exactly and returns the same form again (so
+conditioning can be repeated at no growing cost): for the exact GP by appending rows to ``L``
+(:func:`~bayeskit.distributions.gaussian.append_observations`); for sparse posteriors by
+appending the new inputs to ``Z`` (``u' = [u; f(X_c)]``, whose whitened ``q`` is ``q(v)``
+padded with ``N(0, I)``: the prior conditional of ``f(X_c)`` given ``u``) and updating
+``q(v')`` by a rank-q Cholesky update
+(:func:`~bayeskit.distributions.gaussian.condition_whitened`), which is the Gaussian process
+``q(f)`` conditioned on the observations (so a sparse model with ``Z = X`` fantasises
+exactly like the exact GP). ``inducing="fixed"`` instead keeps ``Z`` and lets the
+observations act on ``u`` through ``K_uu^-1 k(Z, x)`` only: what refitting an SGPR on the
+augmented data with ``Z`` and the hyperparameters fixed gives (for an SVGP with a Gaussian
+likelihood, the online variational conditioning of Maddox et al. 2021).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from torch.distributions import MultivariateNormal
 
 from bayeskit.distributions.gaussian import (
     append_observations,
+    condition_whitened,
     conditional,
     cross_covariance,
     fantasy_sigma,
@@ -33,7 +42,7 @@ from bayeskit.distributions.gaussian import (
 )
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import jittered_cholesky
-from bayeskit.validation import as_int, as_scalar, as_tensor, check_generator
+from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
 
 __all__ = ["GPPosterior", "as_posterior"]
 
@@ -73,8 +82,7 @@ class GPPosterior:
 
     def __init__(self, kernel, mean_function, Z: torch.Tensor, L: torch.Tensor,
                  f: torch.Tensor, *, q_sqrt: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None, train_inputs: torch.Tensor | None = None,
-                 _parent: GPPosterior | None = None):
+                 noise: torch.Tensor | None = None, train_inputs: torch.Tensor | None = None):
         self.kernel = kernel
         self.mean_function = mean_function
         self.Z, self.L, self.f, self.q_sqrt = Z, L, f, q_sqrt
@@ -82,8 +90,6 @@ class GPPosterior:
         self.train_inputs = Z if train_inputs is None else train_inputs
         self.dim = Z.shape[-1]
         self.dtype = L.dtype
-        self._parent = _parent
-        self._cond: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def from_model_parts(cls, kernel, mean_function, Z, L, f, *, q_sqrt=None, noise=None,
@@ -144,33 +150,16 @@ class GPPosterior:
     def mean(self, X) -> torch.Tensor:
         """Posterior mean ``[..., Q]``."""
         X = self.check_inputs(X)
-        if self._parent is None:
-            return self._prior_mean(X) + self._shift(X)
-        Xc, C, alpha = self._cond
-        V = self._project_cond(X)
-        extra = ((V * alpha[..., None]).sum(-2) if alpha.dim() == 1
-                 else torch.einsum("sq,...qn->s...n", alpha, V))
-        return self._parent.mean(X) + extra
-
-    def _project_cond(self, X: torch.Tensor) -> torch.Tensor:
-        """``C^-1 k_parent(X_c, X)``: ``[..., q, Q]``."""
-        Xc, C, _ = self._cond
-        cross = self._parent.covariance(Xc, X)
-        return torch.linalg.solve_triangular(C.expand(*cross.shape[:-2], *C.shape), cross,
-                                             upper=False)
+        return self._prior_mean(X) + self._shift(X)
 
     def variance(self, X) -> torch.Tensor:
         """Posterior variance of ``f`` ``[..., Q]`` (clamped at 0)."""
-        X = self.check_inputs(X)
-        if self._parent is None:
-            return self._base(X, None, False)
-        V = self._project_cond(X)
-        return (self._parent.variance(X) - (V * V).sum(-2)).clamp_min(0)
+        return self._base(self.check_inputs(X), None, False)
 
     def mean_and_variance(self, X) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, variance)``, each ``[..., Q]`` (one projection of ``X`` for both)."""
         X = self.check_inputs(X)
-        if self._parent is not None or self.f.dim() != 1:
+        if self.f.dim() != 1:
             return self.mean(X), self.variance(X)
         mean, var = conditional(self.kernel(self.Z, X), self.L, self.kernel.diag(X), self.f,
                                 q_sqrt=self.q_sqrt, white=True)
@@ -180,11 +169,7 @@ class GPPosterior:
         """Posterior covariance ``k_n(X, X2)`` ``[..., Q, Q2]`` (``X2`` defaults to ``X``)."""
         X = self.check_inputs(X)
         X2 = None if X2 is None else self.check_inputs(X2, "X2")
-        if self._parent is None:
-            return self._base(X, X2, True)
-        V1 = self._project_cond(X)
-        V2 = V1 if X2 is None else self._project_cond(X2)
-        return self._parent.covariance(X, X2) - V1.mT @ V2
+        return self._base(X, X2, True)
 
     def predictive(self, X, *, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance (or covariance) of new *observations* ``y`` at ``X``: the
@@ -231,9 +216,17 @@ class GPPosterior:
 
     sigma_tilde = fantasy_sigma
 
-    def condition_on_observations(self, Xc, yc, *, noise=None) -> GPPosterior:
+    def condition_on_observations(self, Xc, yc, *, noise=None,
+                                  inducing: str = "append") -> GPPosterior:
         """The posterior after also observing ``yc`` ``[q]`` (or ``[S, q]``: ``S`` outcome
-        vectors at once) at ``Xc`` ``[q, D]`` with Gaussian noise (default the model's)."""
+        vectors at once) at ``Xc`` ``[q, D]`` with Gaussian noise (default the model's).
+
+        ``inducing`` (sparse posteriors only): ``"append"`` (default) conditions the process
+        exactly, adding ``Xc`` to the inducing inputs; ``"fixed"`` keeps them, as an SGPR
+        refitted on the augmented data with fixed ``Z`` and hyperparameters would (see the
+        module docstring). Either way the result is a posterior of the same form, O(M^2 q)
+        for the update plus O(M^3) for the new factor."""
+        inducing = check_choice(inducing, "inducing", ("append", "fixed"))
         Xc = self.check_inputs(Xc, "Xc")
         if Xc.dim() != 2:
             raise ShapeError(f"Xc must be [q, {self.dim}], got {tuple(Xc.shape)}")
@@ -246,26 +239,49 @@ class GPPosterior:
             raise NonFiniteError("yc contains NaN or infinite values")
         noise = self._require_noise("conditioning") if noise is None else torch.tensor(
             as_scalar(noise, "noise", positive=True), dtype=self.dtype)
-        eye = torch.eye(Xc.shape[0], dtype=self.dtype, device=Xc.device)
-        if self._parent is None and self.q_sqrt is None and self.noise is not None:
+        resid = yc - self._prior_mean(Xc)
+        inputs = torch.cat([self.train_inputs, Xc])
+        if self.q_sqrt is None:
             # exact form: extend the Cholesky factor of K + noise I by the new rows
-            cross = self.kernel(self.Z, Xc)
-            corner = self.kernel(Xc) + noise * eye
-            L_new, f_new = append_observations(self.L, self.f, cross, corner,
-                                               yc - self._prior_mean(Xc))
+            eye = torch.eye(Xc.shape[0], dtype=self.dtype, device=Xc.device)
+            L_new, f_new = append_observations(self.L, self.f, self.kernel(self.Z, Xc),
+                                               self.kernel(Xc) + noise * eye, resid)
             return GPPosterior(self.kernel, self.mean_function, torch.cat([self.Z, Xc]),
-                               L_new, f_new, noise=self.noise,
-                               train_inputs=torch.cat([self.train_inputs, Xc]))
-        C, _ = jittered_cholesky(self.covariance(Xc) + noise * eye)
-        resid = yc - self.mean(Xc)
-        alpha = torch.linalg.solve_triangular(
-            C.expand(*resid.shape[:-1], *C.shape), resid.unsqueeze(-1), upper=False
-        ).squeeze(-1)
-        post = GPPosterior(self.kernel, self.mean_function, self.Z, self.L, self.f,
-                           q_sqrt=self.q_sqrt, noise=self.noise,
-                           train_inputs=torch.cat([self.train_inputs, Xc]), _parent=self)
-        post._cond = (Xc, C, alpha)
-        return post
+                               L_new, f_new, noise=self.noise, train_inputs=inputs)
+        B = torch.linalg.solve_triangular(self.L, self.kernel(self.Z, Xc), upper=False)
+        if inducing == "fixed":
+            f_new, S_new = condition_whitened(self.f, self.q_sqrt, B.mT,
+                                              resid - self.f @ B, noise)
+            return GPPosterior(self.kernel, self.mean_function, self.Z, self.L, f_new,
+                               q_sqrt=S_new, noise=self.noise, train_inputs=inputs)
+        L_new, D = self._append_inducing(B, Xc)
+        m, q = self.L.shape[-1], Xc.shape[0]
+        S_pad = torch.zeros(m + q, m + q, dtype=self.dtype, device=Xc.device)
+        S_pad[:m, :m] = self.q_sqrt
+        S_pad[m:, m:] = torch.eye(q, dtype=self.dtype, device=Xc.device)
+        f_pad = torch.cat([self.f, self.f.new_zeros(*self.f.shape[:-1], q)], -1)
+        f_new, S_new = condition_whitened(f_pad, S_pad, torch.cat([B.mT, D], -1),
+                                          resid - self.f @ B, noise)
+        return GPPosterior(self.kernel, self.mean_function, torch.cat([self.Z, Xc]), L_new,
+                           f_new, q_sqrt=S_new, noise=self.noise, train_inputs=inputs)
+
+    def _append_inducing(self, B: torch.Tensor, Xc: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``chol(K_Z'Z')`` for ``Z' = [Z; Xc]`` from ``L`` and ``B = L^-1 k(Z, Xc)``, and
+        its new diagonal block ``D = chol(k(Xc) - B^T B)``: a point at (or near) an
+        inducing input has a (near-)zero Schur complement, so the floor of the dtype's
+        resolution of ``k(Xc)`` is added before :func:`jittered_cholesky`'s escalation."""
+        Kcc = self.kernel(Xc)
+        schur = Kcc - B.mT @ B
+        floor = torch.finfo(self.dtype).eps * Kcc.diagonal().abs().max().clamp_min(1e-300)
+        schur.diagonal().add_(10 * floor)
+        D, _ = jittered_cholesky(schur)
+        m, q = self.L.shape[-1], Xc.shape[0]
+        L_new = torch.zeros(m + q, m + q, dtype=self.dtype, device=Xc.device)
+        L_new[:m, :m] = self.L
+        L_new[m:, :m] = B.mT
+        L_new[m:, m:] = D
+        return L_new, D
 
     def fantasize(self, Xc, num_fantasies: int, *,
                   generator: torch.Generator | None = None) -> GPPosterior:

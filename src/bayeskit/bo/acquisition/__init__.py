@@ -6,6 +6,7 @@ from bayeskit.bo.acquisition.discrete_kg import knowledge_gradient_discrete
 from bayeskit.bo.acquisition.kg import (
     DiscreteKnowledgeGradient,
     OneShotKnowledgeGradient,
+    best_observed_inputs,
     fantasy_normals,
     knowledge_gradient_mc,
     optimize_discrete_kg,
@@ -13,5 +14,5 @@ from bayeskit.bo.acquisition.kg import (
 )
 
 __all__ = ["BORE", "LogExpectedImprovement", "UpperConfidenceBound", "knowledge_gradient_discrete",
-           "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "fantasy_normals",
+           "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "best_observed_inputs", "fantasy_normals",
            "knowledge_gradient_mc", "optimize_discrete_kg", "posterior_minimum"]
