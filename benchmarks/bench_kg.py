@@ -174,18 +174,22 @@ def botorch_loop(problem, n_init, n_total, seed):
 
 
 def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
-              acquisition: str = "kg", num_fantasies: int = 16) -> None:
-    print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum)")
+              acquisition: str = "kg", num_fantasies: int = 16, surrogate: str = "gpr",
+              num_inducing: int = 128, first_seed: int = 0) -> None:
+    print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum); "
+          f"ours: {acquisition} on {surrogate}"
+          + (f" (M = {num_inducing} once n > M)" if surrogate != "gpr" else ""))
     print("| problem | seed | ours regret | ours s | BoTorch regret | BoTorch s |")
     print("|---|---|---|---|---|---|")
     for problem in problems:
         n_init = 2 * problem.dim + 2
         ours_r, bt_r, ours_t, bt_t = [], [], [], []
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             start = time.perf_counter()
             bo = BayesianOptimizer(problem, problem.bounds, acquisition=acquisition,
                                    n_init=n_init, num_fantasies=num_fantasies, seed=seed,
-                                   progress=False, executor="serial")
+                                   progress=False, executor="serial", surrogate=surrogate,
+                                   num_inducing=num_inducing)
             bo.run(n_total - n_init)
             ours_t.append(time.perf_counter() - start)
             ours_r.append(bo.best_value - problem.minimum)
@@ -261,6 +265,9 @@ def main() -> None:
     parser.add_argument("--ours-only", action="store_true", help="skip BoTorch in the loops")
     parser.add_argument("--loop-acquisition", default="kg", help="ours: kg, ei, ucb, ...")
     parser.add_argument("--loop-fantasies", type=int, default=16)
+    parser.add_argument("--loop-surrogate", default="gpr", help="ours: gpr, sgpr or svgp")
+    parser.add_argument("--loop-inducing", type=int, default=128)
+    parser.add_argument("--loop-first-seed", type=int, default=0)
     parser.add_argument("--scale-n", type=int, nargs="*", default=[1000, 5000, 20000])
     parser.add_argument("--scale-surrogates", nargs="*", default=["gpr", "sgpr"])
     parser.add_argument("--scale-acquisitions", nargs="*", default=["ei", "kg"])
@@ -284,7 +291,8 @@ def main() -> None:
         probs = {"branin": branin(), "hartmann6": hartmann6()}
         part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals,
                   competitor=not args.ours_only, acquisition=args.loop_acquisition,
-                  num_fantasies=args.loop_fantasies)
+                  num_fantasies=args.loop_fantasies, surrogate=args.loop_surrogate,
+                  num_inducing=args.loop_inducing, first_seed=args.loop_first_seed)
     if "scale" in args.part:
         part_scale(args.scale_n, args.scale_surrogates, args.scale_acquisitions,
                    args.scale_inducing, args.scale_batch)

@@ -100,7 +100,9 @@ def test_flows_learn_the_banana(kind, layers):
     exact = float(-p.log_prob(test).mean())
     torch.manual_seed(1)
     flow = Flow(2, kind=kind, num_layers=layers, hidden=(32, 32))
-    hist = fit_flow(flow, train, epochs=40, batch_size=128, lr=3e-3, patience=6)
+    # at lr 3e-3 the validation NLL moves by ~0.1 between epochs: with patience 6 a change
+    # of the gradients at rounding level stopped nsf-coupling at epoch 8 (gap 0.116)
+    hist = fit_flow(flow, train, epochs=40, batch_size=128, lr=3e-3, patience=12)
     with torch.no_grad():
         gap = float(-flow.log_prob(test).mean()) - exact
     assert gap < 0.1, gap

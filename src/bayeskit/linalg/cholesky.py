@@ -66,7 +66,9 @@ def jittered_cholesky(
     failed = info > 0
     if n == 0 or not bool(failed.any()):
         return L, jitter
-    scale = A.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(torch.finfo(A.dtype).tiny)
+    # the jitter is a constant (not differentiated), scaled by the mean diagonal
+    scale = A.detach().diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(
+        torch.finfo(A.dtype).tiny)
     eye = torch.eye(n, dtype=A.dtype, device=A.device)
     level = initial_jitter
     for _ in range(max_tries):
