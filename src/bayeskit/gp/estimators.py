@@ -51,7 +51,7 @@ class _GPRegressorBase(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _location_scale(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        loc, scale = data_scale(torch.as_tensor(v))
+        loc, scale = data_scale(torch.tensor(v))  # a copy: read-only arrays welcome
         return loc.numpy(), scale.numpy()
 
     def _fit_input_scaling(self, X: np.ndarray) -> np.ndarray:
