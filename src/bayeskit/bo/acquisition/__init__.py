@@ -14,5 +14,5 @@ from bayeskit.bo.acquisition.kg import (
 )
 
 __all__ = ["BORE", "LogExpectedImprovement", "UpperConfidenceBound", "knowledge_gradient_discrete",
-           "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "best_observed_inputs", "fantasy_normals",
-           "knowledge_gradient_mc", "optimize_discrete_kg", "posterior_minimum"]
+           "DiscreteKnowledgeGradient", "OneShotKnowledgeGradient", "best_observed_inputs",
+           "fantasy_normals", "knowledge_gradient_mc", "optimize_discrete_kg", "posterior_minimum"]
