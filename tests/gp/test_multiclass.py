@@ -121,3 +121,14 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     resumed.fit(X, y, epochs=4, batch_size=40, seed=1, checkpoint=path)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_posterior_names_its_class_and_refuses_to_guess():
+    X, _, _, model = _problem()
+    posts = model.posteriors()
+    assert len(posts) == 3
+    for k in range(3):
+        torch.testing.assert_close(model.posterior(latent=k).mean(X), posts[k].mean(X))
+    for bad in (None, 3, -1, "0"):
+        with pytest.raises(BayeskitError, match="latent"):
+            model.posterior(bad) if bad is not None else model.posterior()

@@ -119,9 +119,18 @@ class LogisticSoftmaxSVGP(GPModel):
     def kernel(self) -> Kernel:
         return self.latents[0].kernel
 
-    def posterior(self):
-        """The first latent GP's posterior; :meth:`posteriors` gives all ``K``."""
-        return self.latents[0].posterior()
+    def posterior(self, latent: int | None = None):
+        """The posterior of class ``latent``'s GP (``0 .. K - 1``); :meth:`posteriors` gives
+        all ``K``. There is no single-output posterior of a K-class model, so code written
+        for one (an acquisition, ``as_posterior``) must say which class it means."""
+        if latent is None:
+            raise ArgumentValueError(
+                f"a {self.num_classes}-class model has one latent GP per class: call "
+                f"posterior(latent=k) with k in 0 .. {self.num_classes - 1}, or posteriors()")
+        k = as_int(latent, "latent", nonnegative=True)
+        if k >= self.num_classes:
+            raise ArgumentValueError(f"latent must be in 0 .. {self.num_classes - 1}, got {k}")
+        return self.latents[k].posterior()
 
     def posteriors(self) -> list:
         """The ``K`` latent posteriors (the model contract, one per class)."""
