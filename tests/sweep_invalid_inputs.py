@@ -95,11 +95,25 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         knowledge_gradient_mc,
         maximize_box,
     )
-    from bayeskit.bo.acquisition import BORE
+    from bayeskit.bo.acquisition import BORE, best_observed_inputs
     from bayeskit.bo.optim import evolutionary_search
     from bayeskit.distributions.flow_layers import MaskedAutoregressiveSpline, SplineCoupling
-    from bayeskit.distributions.gaussian import conditional, gauss_kl, sample_mvn
-    from bayeskit.gp import GPR, SGPR, SVGP, Matern, PolyaGammaSVGP, SquaredExponential, inducing
+    from bayeskit.distributions.gaussian import (
+        condition_whitened,
+        conditional,
+        gauss_kl,
+        sample_mvn,
+    )
+    from bayeskit.gp import (
+        GPR,
+        SGPR,
+        SVGP,
+        LogisticSoftmaxSVGP,
+        Matern,
+        PolyaGammaSVGP,
+        SquaredExponential,
+        inducing,
+    )
     from bayeskit.mcmc import BinomialRegressionData, run_gibbs
     from bayeskit.nn import mlp
     from bayeskit.plotting import Grid, mgrid, ogrid
@@ -291,6 +305,20 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
             x_p, x_q, steps=steps, hidden=(4,)),
             {"x_p": A(torch.randn(20, 1, dtype=F64)), "x_q": A(torch.randn(20, 1, dtype=F64)),
              "steps": N(2)}),
+        # sparse conditioning (issue 17): the floor function and the posterior's method
+        "condition_whitened": (lambda f, q_sqrt, H, resid, noise: condition_whitened(
+            f, q_sqrt, H, resid, noise),
+            {"f": B(torch.zeros(4, dtype=F64)), "q_sqrt": A(L), "H": A(U.T),
+             "resid": B(torch.ones(2, dtype=F64)), "noise": N(0.1)}),
+        "GPPosterior.condition_on_observations (sparse)": (
+            lambda Xc, yc, noise: SGPR(X, y, X[:4]).posterior().condition_on_observations(
+                Xc, yc, noise=noise), {"Xc": A(X[:2] + 0.05), "yc": A(y[:2]),
+                                       "noise": ("optional", 0.1)}),
+        "best_observed_inputs": (lambda limit: best_observed_inputs(gp, limit),
+                                 {"limit": N(3)}),
+        "LogisticSoftmaxSVGP.posterior": (
+            lambda latent: LogisticSoftmaxSVGP(X[:4], 3, num_data=12).posterior(latent),
+            {"latent": N(1)}),
         "KLIEP.fit": (lambda x_p, x_q: ratio.KLIEP(n_centers=5, folds=2, iterations=5).fit(
             x_p, x_q), {"x_p": A(torch.randn(20, 1, dtype=F64)),
                         "x_q": A(torch.randn(20, 1, dtype=F64))}),

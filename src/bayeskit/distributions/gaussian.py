@@ -28,6 +28,7 @@ import torch
 from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.linalg import cholesky_append, cholesky_update_lowrank, jittered_cholesky
 from bayeskit.validation import (
+    as_scalar,
     check_finite,
     check_generator,
     check_square,
@@ -422,8 +423,13 @@ def condition_whitened(f: torch.Tensor, q_sqrt: torch.Tensor, H: torch.Tensor,
         True
     """
     k = check_square("q_sqrt", q_sqrt)
+    check_finite("q_sqrt", q_sqrt)
     check_tensor("H", H, min_dim=2)
-    if H.shape[-1] != k or f.shape[-1] != k or resid.shape[-1] != H.shape[-2]:
+    check_tensor("f", f, min_dim=1)
+    check_tensor("resid", resid, min_dim=1)
+    noise = torch.as_tensor(as_scalar(noise, "noise", positive=True), dtype=q_sqrt.dtype,
+                            device=q_sqrt.device)
+    if H.dim() != 2 or H.shape[-1] != k or f.shape[-1] != k or resid.shape[-1] != H.shape[-2]:
         raise ShapeError(f"f [..., K], q_sqrt [K, K], H [q, K] and resid [..., q] must agree: "
                          f"got {tuple(f.shape)}, {tuple(q_sqrt.shape)}, {tuple(H.shape)}, "
                          f"{tuple(resid.shape)}")
