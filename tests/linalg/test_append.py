@@ -77,6 +77,23 @@ def test_append_not_pd_and_bad_shapes(gen):
         cholesky_append(L, A[:4, 4:].float(), A[4:, 4:])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_append_with_jitter_factors_a_repeated_row(dtype, gen):
+    """Appending copies of existing rows makes the bordered matrix singular: plain append
+    refuses, ``jitter=True`` returns a finite factor reproducing it to rounding level."""
+    A = random_spd(4, generator=gen).to(dtype)
+    L = torch.linalg.cholesky(A)
+    cross, corner = A[:, 1:3], A[1:3, 1:3]  # rows 1 and 2 again
+    with pytest.raises(NotPositiveDefiniteError):
+        cholesky_append(L, cross, corner)
+    L_new = cholesky_append(L, cross, corner, jitter=True)
+    big = torch.cat([torch.cat([A, cross], 1), torch.cat([cross.mT, corner], 1)])
+    assert bool(torch.isfinite(L_new).all())
+    eps = torch.finfo(dtype).eps
+    assert float((L_new @ L_new.mT - big).abs().max()) < 1e3 * eps * float(A.abs().max())
+    torch.testing.assert_close(L_new[:4, :4], L)
+
+
 @pytest.mark.parametrize("indices", [0, 3, 9, -1, [1, 4], [0, 5, 9], [8, 9], list(range(9))])
 @pytest.mark.parametrize("batch", [(), (3,)])
 def test_delete_matches_factor_of_reduced_matrix(indices, batch, gen):

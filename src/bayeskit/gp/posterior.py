@@ -41,7 +41,7 @@ from bayeskit.distributions.gaussian import (
     sample_mvn,
 )
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.linalg import jittered_cholesky
+from bayeskit.linalg import cholesky_append, jittered_cholesky
 from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
 
 __all__ = ["GPPosterior", "as_posterior"]
@@ -248,40 +248,24 @@ class GPPosterior:
                                                self.kernel(Xc) + noise * eye, resid)
             return GPPosterior(self.kernel, self.mean_function, torch.cat([self.Z, Xc]),
                                L_new, f_new, noise=self.noise, train_inputs=inputs)
-        B = torch.linalg.solve_triangular(self.L, self.kernel(self.Z, Xc), upper=False)
+        Kzc = self.kernel(self.Z, Xc)
         if inducing == "fixed":
+            B = torch.linalg.solve_triangular(self.L, Kzc, upper=False)
             f_new, S_new = condition_whitened(self.f, self.q_sqrt, B.mT,
                                               resid - self.f @ B, noise)
             return GPPosterior(self.kernel, self.mean_function, self.Z, self.L, f_new,
                                q_sqrt=S_new, noise=self.noise, train_inputs=inputs)
-        L_new, D = self._append_inducing(B, Xc)
+        # chol(K_Z'Z') for Z' = [Z; Xc] = [[L, 0], [B^T, D]]; a point at an inducing input
+        # has a zero Schur complement, hence the jitter
         m, q = self.L.shape[-1], Xc.shape[0]
-        S_pad = torch.zeros(m + q, m + q, dtype=self.dtype, device=Xc.device)
-        S_pad[:m, :m] = self.q_sqrt
-        S_pad[m:, m:] = torch.eye(q, dtype=self.dtype, device=Xc.device)
+        L_new = cholesky_append(self.L, Kzc, self.kernel(Xc), jitter=True)
+        H = L_new[m:]  # [B^T, D]: f(Xc) in the whitened coordinates of Z'
+        S_pad = torch.block_diag(self.q_sqrt, torch.eye(q, dtype=self.dtype, device=Xc.device))
         f_pad = torch.cat([self.f, self.f.new_zeros(*self.f.shape[:-1], q)], -1)
-        f_new, S_new = condition_whitened(f_pad, S_pad, torch.cat([B.mT, D], -1),
-                                          resid - self.f @ B, noise)
+        f_new, S_new = condition_whitened(f_pad, S_pad, H, resid - self.f @ H[:, :m].mT,
+                                          noise)
         return GPPosterior(self.kernel, self.mean_function, torch.cat([self.Z, Xc]), L_new,
                            f_new, q_sqrt=S_new, noise=self.noise, train_inputs=inputs)
-
-    def _append_inducing(self, B: torch.Tensor, Xc: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``chol(K_Z'Z')`` for ``Z' = [Z; Xc]`` from ``L`` and ``B = L^-1 k(Z, Xc)``, and
-        its new diagonal block ``D = chol(k(Xc) - B^T B)``: a point at (or near) an
-        inducing input has a (near-)zero Schur complement, so the floor of the dtype's
-        resolution of ``k(Xc)`` is added before :func:`jittered_cholesky`'s escalation."""
-        Kcc = self.kernel(Xc)
-        schur = Kcc - B.mT @ B
-        floor = torch.finfo(self.dtype).eps * Kcc.diagonal().abs().max().clamp_min(1e-300)
-        schur.diagonal().add_(10 * floor)
-        D, _ = jittered_cholesky(schur)
-        m, q = self.L.shape[-1], Xc.shape[0]
-        L_new = torch.zeros(m + q, m + q, dtype=self.dtype, device=Xc.device)
-        L_new[:m, :m] = self.L
-        L_new[m:, :m] = B.mT
-        L_new[m:, m:] = D
-        return L_new, D
 
     def fantasize(self, Xc, num_fantasies: int, *,
                   generator: torch.Generator | None = None) -> GPPosterior:

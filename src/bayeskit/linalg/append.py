@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg.cholesky import jittered_cholesky
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
     check_cholesky_factor,
@@ -33,6 +34,7 @@ def cholesky_append(
     corner: torch.Tensor,
     *,
     out: torch.Tensor | None = None,
+    jitter: bool = False,
 ) -> torch.Tensor:
     """Factor of the bordered matrix ``[[A, C], [C^T, D]]`` from the factor of ``A``.
 
@@ -46,6 +48,9 @@ def cholesky_append(
         out: optional ``[..., N+K, N+K]`` output. If ``chol`` is already the top-left
             block of ``out`` (a view into it, as in a preallocated growing buffer), the
             O(N^2) copy is skipped and only the new rows are written.
+        jitter: instead of raising when the Schur complement ``D - B^T B`` is (numerically)
+            singular, as when a new point repeats an old one, factor it with a diagonal
+            jitter: ``10 eps max|diag D|`` first, then :func:`jittered_cholesky`'s escalation.
 
     Returns:
         ``[..., N+K, N+K]`` lower factor (column-major unless ``out`` says otherwise).
@@ -83,8 +88,14 @@ def cholesky_append(
     if not bool(torch.isfinite(B).all()):
         raise NonFiniteError("chol contains NaN/inf or is numerically singular")
     schur = corner - B.mT @ B
-    L22, info = torch.linalg.cholesky_ex(schur)
-    raise_if_not_pd(info > 0, "the bordered matrix [[A, C], [C^T, D]]")
+    if jitter:
+        floor = 10 * torch.finfo(schur.dtype).eps * corner.detach().diagonal(
+            dim1=-2, dim2=-1).abs().amax(-1).clamp_min(torch.finfo(schur.dtype).tiny)
+        eye = torch.eye(k, dtype=schur.dtype, device=schur.device)
+        L22, _ = jittered_cholesky(schur + floor[..., None, None] * eye)
+    else:
+        L22, info = torch.linalg.cholesky_ex(schur)
+        raise_if_not_pd(info > 0, "the bordered matrix [[A, C], [C^T, D]]")
 
     size = n + k
     if out is None:
