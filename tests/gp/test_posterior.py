@@ -12,6 +12,7 @@ from bayeskit.bo import (
     UpperConfidenceBound,
     knowledge_gradient_mc,
 )
+from bayeskit.errors import ShapeError
 from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, SquaredExponential
 
 F64 = torch.float64
@@ -226,3 +227,14 @@ def test_sparse_fantasies_follow_the_dtype_and_batch_the_outcomes(dtype):
         torch.testing.assert_close(both.mean(Xs)[i], one.mean(Xs), rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="inducing"):
         post.condition_on_observations(Xc, ys[0], inducing="both")
+
+
+def test_conditioning_a_fantasised_posterior_checks_the_outcome_count():
+    X, y, Z, ms = sparse_models()
+    Xc = torch.tensor([[0.3, 0.2]], dtype=F64)
+    for post in (ms["sgpr"].posterior(), GPR(X, y, noise_variance=0.05).posterior()):
+        fant = post.fantasize(Xc, 3, generator=torch.Generator().manual_seed(0))
+        assert fant.condition_on_observations(Xc + 0.1, torch.zeros(3, 1, dtype=F64)
+                                              ).mean(X[:2]).shape == (3, 2)
+        with pytest.raises(ShapeError, match="3 fantasies"):
+            fant.condition_on_observations(Xc + 0.1, torch.zeros(4, 1, dtype=F64))

@@ -433,6 +433,11 @@ def condition_whitened(f: torch.Tensor, q_sqrt: torch.Tensor, H: torch.Tensor,
         raise ShapeError(f"f [..., K], q_sqrt [K, K], H [q, K] and resid [..., q] must agree: "
                          f"got {tuple(f.shape)}, {tuple(q_sqrt.shape)}, {tuple(H.shape)}, "
                          f"{tuple(resid.shape)}")
+    try:
+        torch.broadcast_shapes(f.shape[:-1], resid.shape[:-1])
+    except RuntimeError:
+        raise ShapeError(f"the leading (outcome) dimensions of f {tuple(f.shape)} and resid "
+                         f"{tuple(resid.shape)} do not broadcast") from None
     G = q_sqrt.mT @ H.mT  # [K, q]
     eye = torch.eye(k, dtype=q_sqrt.dtype, device=q_sqrt.device)
     U = cholesky_update_lowrank(eye, G / noise.sqrt())

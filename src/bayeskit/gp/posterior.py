@@ -237,6 +237,10 @@ class GPPosterior:
                              f"{tuple(yc.shape)}")
         if not bool(torch.isfinite(yc.detach()).all()):
             raise NonFiniteError("yc contains NaN or infinite values")
+        if self.f.dim() == 2 and yc.dim() == 2 and yc.shape[0] not in (1, self.f.shape[0]):
+            raise ShapeError(f"this posterior already carries {self.f.shape[0]} fantasies: yc "
+                             f"must be [{Xc.shape[0]}] or [{self.f.shape[0]}, {Xc.shape[0]}], "
+                             f"got {tuple(yc.shape)}")
         noise = self._require_noise("conditioning") if noise is None else torch.tensor(
             as_scalar(noise, "noise", positive=True), dtype=self.dtype)
         resid = yc - self._prior_mean(Xc)
