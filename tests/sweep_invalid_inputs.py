@@ -19,7 +19,9 @@ Run ``python tests/sweep_invalid_inputs.py`` for the table;
 from __future__ import annotations
 
 import math
+import os
 import signal
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -64,6 +66,33 @@ BAD = {
     "point": {k: v for k, v in NUMBER_BAD.items() if k not in ("list", "inf")},
     "optional": {k: v for k, v in NUMBER_BAD.items() if k != "None"},
     "optional-array": {k: v for k, v in ARRAY_BAD.items() if k != "None"},
+    # a model, kernel, module or callable argument; "optional-object" also takes None
+    "object": {"None": None, "string": "abc", "number": 1.5},
+    "optional-object": {"string": "abc", "number": 1.5},
+    # one of a fixed set of names
+    "choice": {"None": None, "number": 1.5, "unknown name": "no-such-choice"},
+    # a file or folder path, or a text; "optional-path" also takes None
+    "path": {"None": None, "number": 1.5, "empty string": ""},
+    "optional-path": {"number": 1.5, "empty string": ""},
+    "text": {"None": None, "number": 1.5},
+    # a number whose NaN/inf are passed on (sums of losses)
+    "value-number": {k: v for k, v in NUMBER_BAD.items() if k not in ("NaN", "inf")},
+    # a parameter whose range the caller checks (NaN/inf passed on)
+    "param-type": {k: v for k, v in NUMBER_BAD.items() if k in ("None", "string", "boolean")},
+    # layer-1 checks of one property of a tensor the library already converted
+    "tensor-type": {k: v for k, v in ARRAY_BAD.items() if k in ("None", "string",
+                                                                 "complex array")},
+    "square": {k: v for k, v in ARRAY_BAD.items() if k in ("None", "string", "complex array",
+                                                            "wrong ndim")},
+    "finite": {k: v for k, v in ARRAY_BAD.items() if k not in ("wrong ndim", "empty")},
+    "rows": {k: v for k, v in ARRAY_BAD.items() if k in ("None", "string", "complex array",
+                                                          "empty")},
+    # an optional array of any leading shape (empty too)
+    "optional-batched": {k: v for k, v in ARRAY_BAD.items() if k not in ("None", "wrong ndim",
+                                                                          "empty")},
+    # class labels: two classes, numbers
+    "labels": {"None": None, "string": "abc", "NaN array": "nan", "complex array": "complex",
+               "wrong ndim": "ndim", "empty": "empty", "one class": "one-class"},
 }
 
 
@@ -77,6 +106,8 @@ def _bad_array(like, kind):
         return a.numpy().astype(np.complex128) + 1j
     if kind == "ndim":
         return a.reshape(-1)[None, None, None] if a.dim() >= 1 else a[None, None, None]
+    if kind == "one-class":
+        return np.zeros_like(np.asarray(like))
     if kind == "empty":
         return a.reshape(-1)[:0].reshape(0, *a.shape[1:]) if a.dim() else a.reshape(0)
     return kind
@@ -322,7 +353,296 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "KLIEP.fit": (lambda x_p, x_q: ratio.KLIEP(n_centers=5, folds=2, iterations=5).fit(
             x_p, x_q), {"x_p": A(torch.randn(20, 1, dtype=F64)),
                         "x_q": A(torch.randn(20, 1, dtype=F64))}),
+        **_rest_of_public_api(X, y, L, gp, data, bounds),
     }
+
+
+def _rest_of_public_api(X, y, L, gp, data, bounds):
+    """The remaining public names of every package's ``__all__`` (and of
+    ``bayeskit.validation``), each swept through the arguments a user passes."""
+    from bayeskit import bo, mcmc, plotting, ratio, training, vae, validation
+    from bayeskit import data as data_mod
+    from bayeskit import gp as gp_mod
+    from bayeskit.bo.acquisition import fantasy_normals
+    from bayeskit.cli.reproduce import Context, reproduce
+    from bayeskit.distributions.polyagamma import envelope_acceptance_rate
+
+    A = lambda v: ("array", v)  # noqa: E731
+    N = lambda v: ("number", v)  # noqa: E731
+    O = lambda v: ("object", v)  # noqa: E731
+    B = lambda v: ("batched", v)  # noqa: E731
+    P = lambda v: ("param", v)  # noqa: E731
+    C = lambda v: ("choice", v)  # noqa: E731
+    PATH = lambda v: ("path", v)  # noqa: E731
+    Xnp, labels = X.numpy(), (y > 0).long().numpy()
+    se = gp_mod.SquaredExponential()
+    tmp = tempfile.mkdtemp(prefix="bayeskit-sweep-")
+
+    def tiny_vae():
+        return vae.VAE(vae.GaussianEncoder(4, 2, (8,)), vae.BernoulliDecoder(2, 4, (8,)))
+
+    def linear_module():
+        return torch.nn.Linear(1, 1, dtype=F64)
+
+    def quadratic(module):
+        return lambda: ((module.weight - 1.0) ** 2).sum() + (module.bias ** 2).sum()
+
+    return {
+        # bo
+        "DiscreteKnowledgeGradient": (lambda model, alternatives: bo.DiscreteKnowledgeGradient(
+            model, alternatives), {"model": O(gp), "alternatives": A(X[:3])}),
+        "DiscreteKnowledgeGradient()": (bo.DiscreteKnowledgeGradient(gp, X[:3]),
+                                        {"X": ("batched-empty-ok", X[:2, None])}),
+        "OneShotKnowledgeGradient": (lambda model, bounds_, num_fantasies, q:
+                                     bo.OneShotKnowledgeGradient(model, bounds_,
+                                                                 num_fantasies=num_fantasies,
+                                                                 q=q),
+                                     {"model": O(gp), "bounds_": A(bounds),
+                                      "num_fantasies": N(4), "q": N(1)}),
+        "optimize_discrete_kg": (lambda bounds_, num_alternatives, num_restarts:
+                                 bo.optimize_discrete_kg(gp, bounds_,
+                                                         num_alternatives=num_alternatives,
+                                                         raw_samples=16,
+                                                         num_restarts=num_restarts),
+                                 {"bounds_": A(bounds), "num_alternatives": ("optional", 8),
+                                  "num_restarts": N(1)}),
+        "posterior_minimum": (lambda model, bounds_, num_restarts, raw_samples:
+                              bo.posterior_minimum(model, bounds_, num_restarts=num_restarts,
+                                                   raw_samples=raw_samples),
+                              {"model": O(gp), "bounds_": A(bounds), "num_restarts": N(2),
+                               "raw_samples": N(16)}),
+        "minimize_box": (lambda fun, bounds_, num_restarts: bo.minimize_box(
+            fun, bounds_, num_restarts=num_restarts, raw_samples=16),
+            {"fun": O(lambda x: (x ** 2).sum(-1)), "bounds_": A(bounds), "num_restarts": N(2)}),
+        "optimize_acquisition": (lambda acquisition, bounds_, q, num_restarts, raw_samples,
+                                 max_iter: bo.optimize_acquisition(
+                                     acquisition, bounds_, q=q, num_restarts=num_restarts,
+                                     raw_samples=raw_samples, max_iter=max_iter),
+                                 {"acquisition": O(bo.UpperConfidenceBound(gp)),
+                                  "bounds_": A(bounds), "q": N(1), "num_restarts": N(2),
+                                  "raw_samples": N(16), "max_iter": N(5)}),
+        "fantasy_normals": (fantasy_normals, {"num_fantasies": N(4),
+                                              "kind": C("antithetic")}),
+        # gp: kernels, means, likelihoods, the posterior
+        "as_posterior": (gp_mod.as_posterior, {"model": O(gp)}),
+        "RationalQuadratic": (gp_mod.RationalQuadratic, {"alpha": N(1.0), "lengthscale": P(1.0),
+                                                         "variance": N(1.0)}),
+        "Periodic": (gp_mod.Periodic, {"period": N(1.0), "lengthscale": P(1.0),
+                                       "variance": N(1.0)}),
+        "Linear": (gp_mod.Linear, {"variance": N(1.0), "offset": ("optional", 0.5)}),
+        "Scale": (gp_mod.Scale, {"kernel": O(se), "variance": N(1.0)}),
+        "Sum": (lambda a, b: gp_mod.Sum(a, b), {"a": O(se), "b": O(gp_mod.Linear())}),
+        "Product": (lambda a, b: gp_mod.Product(a, b), {"a": O(se), "b": O(gp_mod.Linear())}),
+        # inputs of any leading shape; an empty set of points gives an empty matrix
+        "Kernel()": (lambda X_, X2: se(X_, X2), {"X_": ("batched-empty-ok", X),
+                                                 "X2": ("optional-batched", X[:3])}),
+        "ZeroMean()": (lambda X_: gp_mod.ZeroMean()(X_), {"X_": ("batched-empty-ok", X)}),
+        "ConstantMean": (gp_mod.ConstantMean, {"value": N(0.0)}),
+        "LinearMean": (gp_mod.LinearMean, {"dim": N(2),
+                                           "weight": ("optional-array", torch.ones(2)),
+                                           "bias": N(0.0)}),
+        "LinearMean()": (lambda X_: gp_mod.LinearMean(2)(X_), {"X_": ("batched-empty-ok", X)}),
+        "Bernoulli": (gp_mod.Bernoulli, {"link": C("logit"), "num_points": N(20)}),
+        "Gaussian": (gp_mod.Gaussian, {"variance": N(0.1)}),
+        "Poisson": (gp_mod.Poisson, {"num_points": N(20)}),
+        "StudentT": (gp_mod.StudentT, {"df": N(3.0), "scale": N(1.0), "num_points": N(20)}),
+        "GPPosterior": (lambda Z, L_, f: gp_mod.GPPosterior(se, gp_mod.ZeroMean(), Z, L_, f),
+                        {"Z": A(X[:4]), "L_": A(L), "f": B(torch.zeros(4, dtype=F64))}),
+        # data
+        "load_mnist": (lambda directory, split: data_mod.load_mnist(directory, split),
+                       {"directory": PATH(tmp), "split": C("train")}),
+        "read_idx": (data_mod.read_idx, {"path": PATH(tmp)}),
+        # distributions
+        "envelope_acceptance_rate": (envelope_acceptance_rate, {"b": N(1.0), "c": N(0.5)}),
+        # mcmc
+        "gibbs_steps": (lambda data_, beta: next(mcmc.gibbs_steps(data_, beta)),
+                        {"data_": O(data), "beta": A(torch.zeros(3, dtype=F64))}),
+        "polynomial_basis": (mcmc.polynomial_basis, {"degree": N(2)}),
+        "PolyaGammaLogisticRegression.fit": (
+            lambda X_, y_, prior_precision, num_samples: mcmc.PolyaGammaLogisticRegression(
+                prior_precision=prior_precision, num_samples=num_samples, burn_in=2,
+                num_chains=1).fit(X_, y_),
+            {"X_": A(Xnp), "y_": ("labels", labels), "prior_precision": P(1.0),
+             "num_samples": N(5)}),
+        "PolyaGammaGPClassifier.fit": (
+            lambda X_, y_, num_samples: mcmc.PolyaGammaGPClassifier(
+                num_samples=num_samples, burn_in=2, num_chains=1).fit(X_, y_),
+            {"X_": A(Xnp), "y_": ("labels", labels), "num_samples": N(5)}),
+        "gp_classification_gibbs": (
+            lambda K, y_, n_trials, num_samples: mcmc.gp_classification_gibbs(
+                K, y_, n_trials=n_trials, num_samples=num_samples, burn_in=2, num_chains=1),
+            {"K": A(L @ L.T), "y_": A(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=F64)),
+             "n_trials": P(1.0), "num_samples": N(5)}),
+        # plotting
+        "evaluate_on_grid": (lambda fn, num, batch_size: plotting.evaluate_on_grid(
+            fn, (0, 1), (0, 1), num=num, batch_size=batch_size),
+            {"fn": O(lambda x: x.sum(-1)), "num": P(4), "batch_size": ("optional", 8)}),
+        # ratio
+        "ClassifierDensityRatio.fit": (
+            lambda x_p, x_q, epochs, lr: ratio.ClassifierDensityRatio(
+                hidden=(4,), epochs=epochs, lr=lr).fit(x_p, x_q),
+            {"x_p": A(torch.randn(20, 1, dtype=F64)), "x_q": A(torch.randn(20, 1, dtype=F64)),
+             "epochs": N(2), "lr": N(0.01)}),
+        "check_samples": (ratio.check_samples, {"x_p": A(X), "x_q": A(X + 0.1),
+                                                "min_samples": N(5)}),
+        "conjugate": (ratio.conjugate, {"name": C("kl_forward")}),
+        "jensen_shannon": (ratio.jensen_shannon, {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "kl_reverse": (ratio.kl_reverse, {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "pearson": (ratio.pearson, {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "squared_hellinger": (ratio.squared_hellinger,
+                              {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "total_variation": (ratio.total_variation,
+                            {"logu": ("values", torch.zeros(3, dtype=F64))}),
+        "adversarial_kl_minimisation": (
+            lambda generator, target_samples, steps, batch_size: (
+                ratio.adversarial_kl_minimisation(
+                    generator, lambda n, g: torch.randn(n, 1, dtype=F64, generator=g),
+                    target_samples, steps=steps, batch_size=batch_size, critic_hidden=(4,))),
+            {"generator": O(linear_module()), "target_samples": A(torch.randn(30, 1, dtype=F64)),
+             "steps": N(2), "batch_size": N(8)}),
+        # training
+        "Checkpoint": (lambda path, kind: training.Checkpoint(path, kind=kind, data=None,
+                                                             settings=None),
+                       {"path": ("optional-path", os.path.join(tmp, "run.pt")),
+                        "kind": ("text", "demo")}),
+        "load_state": (training.load_state, {"path": PATH(os.path.join(tmp, "missing.pt"))}),
+        # any object can be saved: only the path is swept
+        "atomic_save": (lambda path: training.atomic_save(1.0, path),
+                        {"path": PATH(os.path.join(tmp, "a.pt"))}),
+        "atomic_write_text": (training.atomic_write_text,
+                              {"path": PATH(os.path.join(tmp, "a.txt")),
+                               "text": ("text", "hello")}),
+        "atomic_write": (lambda path, write: training.atomic_write(path, write),
+                         {"path": PATH(os.path.join(tmp, "b.txt")),
+                          "write": O(lambda p: open(p, "w").close())}),
+        "allreduce_sum": (lambda value: training.allreduce_sum(value),
+                          {"value": ("value-number", 1.0)}),
+        "allreduce_grads": (training.allreduce_grads, {"params": O([torch.nn.Parameter(
+            torch.zeros(2))])}),
+        "local_rows": (training.local_rows, {"batch": N(8)}),
+        "fit_with_restarts": (lambda module, max_iter, restarts, seed: training.fit_with_restarts(
+            module, quadratic(module), max_iter=max_iter, restarts=restarts, seed=seed),
+            {"module": O(linear_module()), "max_iter": N(5), "restarts": N(0), "seed": N(0)}),
+        "minimise_lbfgs": (lambda max_iter: training.minimise_lbfgs(
+            linear_module().parameters(), lambda: torch.zeros((), requires_grad=True),
+            max_iter=max_iter), {"max_iter": N(5)}),
+        "parameter_values": (training.parameter_values, {"module": O(linear_module())}),
+        "train": (lambda data_, epochs, batch_size, lr: training.train(
+            linear_module(), lambda batch, rows, g: ((batch[0] - batch[1]) ** 2).mean(), data_,
+            epochs=epochs, batch_size=batch_size, lr=lr, progress=False),
+            {"data_": O((torch.ones(8, 1, dtype=F64), torch.ones(8, 1, dtype=F64))),
+             "epochs": N(1), "batch_size": N(4), "lr": N(0.01)}),
+        "set_progress": (training.set_progress, {"enabled": ("optional-object", None)}),
+        "check_executor": (training.check_executor, {"executor": O("serial")}),
+        "executor_for": (_enter_executor, {"executor": O("serial"), "n_tasks": N(2)}),
+        # vae
+        "VAE": (lambda encoder, decoder, kl: vae.VAE(encoder, decoder, kl=kl),
+                {"encoder": O(vae.GaussianEncoder(4, 2, (8,))),
+                 "decoder": O(vae.BernoulliDecoder(2, 4, (8,))), "kl": C("analytic")}),
+        "DensityRatioKL": (lambda input_dim, latent_dim: vae.DensityRatioKL(
+            input_dim, latent_dim, (8,)), {"input_dim": N(4), "latent_dim": N(2)}),
+        "GaussianEncoder": (lambda input_dim, latent_dim, covariance: vae.GaussianEncoder(
+            input_dim, latent_dim, (8,), covariance), {"input_dim": N(4), "latent_dim": N(2),
+                                                      "covariance": C("diagonal")}),
+        "RelaxedCategoricalEncoder": (
+            lambda num_variables, num_categories, temperature: vae.RelaxedCategoricalEncoder(
+                4, num_variables, num_categories, (8,), temperature),
+            {"num_variables": N(2), "num_categories": N(3), "temperature": N(0.5)}),
+        "BernoulliDecoder": (lambda latent_dim, output_dim: vae.BernoulliDecoder(
+            latent_dim, output_dim, (8,)), {"latent_dim": N(2), "output_dim": N(4)}),
+        "GaussianDecoder": (lambda latent_dim, sigma: vae.GaussianDecoder(
+            latent_dim, 4, (8,), sigma), {"latent_dim": N(2), "sigma": ("optional", 0.5)}),
+        "CategoricalDecoder": (lambda output_dim, num_classes: vae.CategoricalDecoder(
+            2, output_dim, num_classes, (8,)), {"output_dim": N(4), "num_classes": N(3)}),
+        "evaluate": (lambda data_, num_samples, iwae_samples, batch_size: vae.evaluate(
+            tiny_vae(), data_, num_samples=num_samples, iwae_samples=iwae_samples,
+            batch_size=batch_size), {"data_": A(torch.rand(6, 4)), "num_samples": N(1),
+                                     "iwae_samples": N(2), "batch_size": N(3)}),
+        "check_data": (lambda x: vae.check_data(tiny_vae(), x), {"x": A(torch.rand(6, 4))}),
+        # the command line's entry point and its context
+        # the cheapest topic, quick: bad values must be refused before anything is computed
+        "reproduce": (lambda topic, out, seed: reproduce([topic], out, seed=seed, quick=True),
+                      {"topic": C("grids"), "out": PATH(tmp), "seed": N(0)}),
+        "Context": (lambda out, seed: Context(out, seed=seed), {"out": PATH(tmp), "seed": N(0)}),
+        # the validation layer itself
+        "as_tensor": (lambda x: validation.as_tensor(x, "x", ndim=2, min_rows=1), {"x": A(X)}),
+        "as_inputs": (validation.as_inputs, {"X": A(X)}),
+        "as_scalar": (lambda x: validation.as_scalar(x, "x"), {"x": N(1.0)}),
+        "as_int": (lambda x: validation.as_int(x, "x"), {"x": N(3)}),
+        "as_bounds": (validation.as_bounds, {"bounds": A(bounds)}),
+        "as_binary_labels": (validation.as_binary_labels, {"y": ("labels", labels)}),
+        "as_param": (lambda x: validation.as_param(x, "x"), {"x": ("param-type", 1.0)}),
+        "check_tensor": (lambda x: validation.check_tensor("x", x, min_dim=2),
+                         {"x": ("batched-empty-ok", X)}),
+        "check_choice": (lambda value: validation.check_choice(value, "kind", ("a", "b")),
+                         {"value": C("a")}),
+        "check_generator": (validation.check_generator,
+                            {"generator": ("optional-object", torch.Generator())}),
+        "check_floating": (lambda x: validation.check_floating("x", x),
+                           {"x": ("tensor-type", X)}),
+        "check_square": (lambda x: validation.check_square("x", x), {"x": ("square", L)}),
+        "check_cholesky_factor": (lambda L_: validation.check_cholesky_factor("L", L_),
+                                  {"L_": A(L)}),
+        "check_finite": (lambda x: validation.check_finite("x", x), {"x": ("finite", X)}),
+        "check_same_rows": (lambda a, b: validation.check_same_rows("a", a, "b", b),
+                            {"a": ("rows", X), "b": ("rows", y)}),
+        "check_factor_dtype": (lambda x: validation.check_factor_dtype("x", x),
+                               {"x": ("tensor-type", L)}),
+        "resolve_dtype": (lambda dtype: validation.resolve_dtype(X, dtype),
+                          {"dtype": ("optional-object", None)}),
+        "check_callable": (lambda fn: validation.check_callable(fn, "fn"), {"fn": O(abs)}),
+        "check_instance": (lambda obj: validation.check_instance(obj, "model", torch.nn.Module),
+                           {"obj": O(linear_module())}),
+        "as_path": (validation.as_path, {"path": PATH(tmp)}),
+        "as_tensor_list": (validation.as_tensor_list,
+                           {"params": O(list(linear_module().parameters()))}),
+        "progress_enabled": (training.progress_enabled, {"progress": ("optional-object", None)}),
+    }
+
+
+#: public names that take no user input the sweep could get wrong, with the reason
+NOT_SWEPT = {
+    "AllStartsFailedError": "an exception class",
+    "TrainingDivergedError": "an exception class",
+    "GibbsResult": "a result container the library returns",
+    "MonteCarloEstimate": "a result container the library returns",
+    "TOPICS": "a constant",
+    "EXECUTOR_NAMES": "a constant",
+    "H_MAX": "a constant",
+    "world": "takes no arguments",
+    "one_thread_worker": "takes no arguments",
+    "fingerprint": "hashes any values: no input is invalid",
+    "first_true_index": "takes the boolean masks the library computes",
+    "raise_if_not_pd": "takes the boolean masks the library computes",
+}
+
+
+def public_names() -> set[str]:
+    """Every name in a bayeskit package's ``__all__`` and in ``bayeskit.validation``'s."""
+    import importlib
+    import pkgutil
+
+    import bayeskit
+
+    names = set(importlib.import_module("bayeskit.validation").__all__)
+    for info in pkgutil.walk_packages(bayeskit.__path__, "bayeskit."):
+        if info.ispkg:
+            names |= set(getattr(importlib.import_module(info.name), "__all__", ()))
+    return names
+
+
+def swept_names() -> set[str]:
+    """The public names the registry's entry points call (``"GPR.fit"`` calls ``GPR``)."""
+    import re
+
+    return {token for key in registry() for token in re.split(r"[.() ,]+", key) if token}
+
+
+def _enter_executor(executor, n_tasks):
+    from bayeskit.training import executor_for
+
+    with executor_for(executor, n_tasks) as (pool, owned):
+        return owned
 
 
 def _call_with_timeout(fn, kwargs, seconds=60):
@@ -355,7 +675,8 @@ def sweep() -> list[tuple[str, str, str, str]]:
         valid = {k: v for k, (_, v) in args.items()}
         for arg, (kind, value) in args.items():
             for label, bad in BAD[kind].items():
-                if label in ("NaN array", "inf array", "complex array", "wrong ndim", "empty"):
+                if label in ("NaN array", "inf array", "complex array", "wrong ndim", "empty",
+                             "one class"):
                     bad = _bad_array(value, bad)
                 kwargs = {**valid, arg: bad}
                 with warnings.catch_warnings():

@@ -15,19 +15,50 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-from bayeskit.errors import ArgumentValueError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, BayeskitError, ShapeError
 from bayeskit.validation import as_binary_labels
 
-__all__ = ["check_features", "binary_labels", "BinaryClassifierMixin"]
+__all__ = ["check_training_data", "check_features", "binary_labels", "BinaryClassifierMixin"]
+
+
+def _in_bayeskit_terms(check, *args, **kwargs):
+    """Run a scikit-learn input check; its ``ValueError``/``TypeError`` become the
+    bayeskit error of the same kind with scikit-learn's message (which the compliance
+    checks match, and which names the argument: "Input X contains NaN.")."""
+    try:
+        return check(*args, **kwargs)
+    except BayeskitError:
+        raise
+    except ValueError as err:
+        raise ArgumentValueError(str(err)) from None
+    except TypeError as err:
+        raise ArgumentTypeError(str(err)) from None
+
+
+def check_training_data(X, y, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """``check_X_y(X, y, **kwargs)`` with bayeskit errors (``ArgumentValueError`` /
+    ``ArgumentTypeError``) in scikit-learn's words.
+
+    Examples:
+        >>> X, y = check_training_data([[0.0], [1.0]], [0, 1], dtype=np.float64)
+        >>> X.shape, y.tolist()
+        ((2, 1), [0, 1])
+        >>> try:
+        ...     check_training_data([[float("nan")]], [0])
+        ... except ArgumentValueError as e:
+        ...     print(e)
+        Input X contains NaN.
+    """
+    return _in_bayeskit_terms(check_X_y, X, y, **kwargs)
 
 
 def check_features(estimator, X, fitted_attribute: str) -> np.ndarray:
     """``X`` as a float64 array after ``check_is_fitted(estimator, fitted_attribute)``;
     a ``ValueError`` in scikit-learn's words when the feature count differs from fit."""
     check_is_fitted(estimator, fitted_attribute)
-    X = check_array(X, dtype=np.float64)
+    X = _in_bayeskit_terms(check_array, X, dtype=np.float64)
     if X.shape[1] != estimator.n_features_in_:
         raise ShapeError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
                          f"expecting {estimator.n_features_in_} features as input")

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,6 +57,10 @@ __all__ = [
     "as_param",
     "check_tensor",
     "check_choice",
+    "check_callable",
+    "as_tensor_list",
+    "check_instance",
+    "as_path",
     "check_generator",
     "check_factor_dtype",
     "check_floating",
@@ -87,6 +93,9 @@ def resolve_dtype(x, dtype: torch.dtype | None = None) -> torch.dtype:
         (torch.float64, torch.float32)
     """
     if dtype is not None:
+        if not isinstance(dtype, torch.dtype):
+            raise ArgumentTypeError(f"dtype must be a torch.dtype such as torch.float64, got "
+                                    f"{_describe(dtype)}")
         return dtype
     if isinstance(x, torch.Tensor) and x.dtype in _FLOATS:
         return x.dtype
@@ -248,6 +257,8 @@ def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) 
         ...     print(type(e).__name__)
         ShapeError
     """
+    check_floating(name_a, a)
+    check_floating(name_b, b)
     if a.shape[0] != b.shape[0]:
         raise ShapeError(f"{name_b} has {b.shape[0]} rows but {name_a} has {a.shape[0]}; "
                          "they must describe the same points")
@@ -352,6 +363,83 @@ def check_choice(value, name: str, choices: Iterable):
                              f"got {value!r}")
 
 
+def check_callable(fn, name: str):
+    """Return ``fn`` if it can be called; else an :class:`ArgumentTypeError`.
+
+    Examples:
+        >>> check_callable(abs, "objective")(-2)
+        2
+        >>> try:
+        ...     check_callable("f", "objective")
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
+    if not callable(fn):
+        raise ArgumentTypeError(f"{name} must be callable (a function), got {_describe(fn)}")
+    return fn
+
+
+def as_tensor_list(params, name: str = "params") -> list[torch.Tensor]:
+    """An iterable of tensors (e.g. ``module.parameters()``) as a list, each checked.
+
+    Examples:
+        >>> len(as_tensor_list(torch.nn.Linear(2, 1).parameters()))  # weight and bias
+        2
+        >>> try:
+        ...     as_tensor_list(None)
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
+    if isinstance(params, (str, bytes, torch.Tensor)) or not isinstance(params, Iterable):
+        raise ArgumentTypeError(f"{name} must be an iterable of tensors (e.g. "
+                                f"module.parameters()), got {_describe(params)}")
+    params = list(params)
+    for i, p in enumerate(params):
+        check_instance(p, f"{name}[{i}]", torch.Tensor, "a torch.Tensor")
+    return params
+
+
+def check_instance(obj, name: str, cls: type | tuple[type, ...], what: str | None = None):
+    """Return ``obj`` if it is an instance of ``cls``; else an :class:`ArgumentTypeError`
+    naming ``what`` it should be (default: the class names).
+
+    Examples:
+        >>> layer = check_instance(torch.nn.Linear(2, 1), "model", torch.nn.Module)
+        >>> try:
+        ...     check_instance(None, "model", torch.nn.Module, "a torch.nn.Module")
+        ... except ArgumentTypeError as e:
+        ...     print(e)
+        model must be a torch.nn.Module, got NoneType
+    """
+    if not isinstance(obj, cls):
+        if what is None:
+            classes = cls if isinstance(cls, tuple) else (cls,)
+            what = " or ".join(f"a {c.__name__}" for c in classes)
+        raise ArgumentTypeError(f"{name} must be {what}, got {_describe(obj)}")
+    return obj
+
+
+def as_path(path, name: str = "path") -> Path:
+    """A file-system path (a ``str`` or ``os.PathLike``) as a ``pathlib.Path``.
+
+    Examples:
+        >>> as_path("runs/a.pt").name
+        'a.pt'
+        >>> try:
+        ...     as_path(None, "checkpoint")
+        ... except ArgumentTypeError as e:
+        ...     print(type(e).__name__)
+        ArgumentTypeError
+    """
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path):
+        raise ArgumentTypeError(f"{name} must be a file path (a non-empty str or "
+                                f"pathlib.Path), got {_describe(path)}"
+                                + (" ''" if path == "" else ""))
+    return Path(path)
+
+
 def check_generator(generator, name: str = "generator") -> torch.Generator | None:
     """``None`` or a ``torch.Generator``.
 
@@ -407,6 +495,8 @@ def as_binary_labels(y, name: str = "y") -> tuple[torch.Tensor, np.ndarray]:
     if y is None or isinstance(y, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of labels, got {_describe(y)}")
     a = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if a.dtype.kind == "c":
+        raise ArgumentTypeError(f"{name} must hold real labels, got complex values")
     if a.ndim != 1 or a.shape[0] == 0:
         raise ShapeError(f"{name} must be a non-empty 1-D array of labels, got shape {a.shape}")
     if a.dtype.kind == "f" and not np.isfinite(a).all():
@@ -465,6 +555,7 @@ def check_factor_dtype(name: str, x: torch.Tensor) -> None:
         ...     print(type(e).__name__)
         ArgumentTypeError
     """
+    check_floating(name, x)
     if x.dtype not in (torch.float32, torch.float64):
         raise ArgumentTypeError(f"{name} must be float32 or float64 (the Cholesky routines "
                                 f"have no {x.dtype} versions), got {x.dtype}; convert with "
@@ -481,6 +572,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         ...     print(type(e).__name__)
         NonFiniteError
     """
+    check_floating(name, x)
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise NonFiniteError(f"{name} contains NaN or infinite values; clean the input first")
 

@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import minimize
 
 from bayeskit.errors import ArgumentValueError
-from bayeskit.validation import as_bounds, as_int, as_tensor
+from bayeskit.validation import as_bounds, as_int, as_tensor, check_callable
 
 __all__ = ["maximize_box", "maximize_box_all", "minimize_box", "evolutionary_search",
            "optimize_acquisition", "refine_lbfgsb", "uniform_in_box"]
@@ -172,6 +172,7 @@ def minimize_box(fun: Callable[[torch.Tensor], torch.Tensor], bounds, **kwargs
         >>> x.tolist(), float(value)
         ([0.3, 0.3], 0.0)
     """
+    check_callable(fun, "fun")
     x, v = maximize_box(lambda x: -fun(x), bounds, **kwargs)
     return x, -v
 
@@ -194,11 +195,13 @@ def optimize_acquisition(acquisition, bounds, *, q: int = 1, num_restarts: int =
         >>> x.shape  # [q, D]
         torch.Size([1, 1])
     """
+    check_callable(acquisition, "acquisition")
+    q = as_int(q, "q", positive=True)
     if hasattr(acquisition, "optimize"):
         return acquisition.optimize(num_restarts=num_restarts, raw_samples=raw_samples,
                                     generator=generator, max_iter=max_iter)
     if raw is not None:
-        raw = torch.as_tensor(raw, dtype=F64).reshape(-1, q, as_bounds(bounds).shape[1])
+        raw = as_tensor(raw, "raw", dtype=F64).reshape(-1, q, as_bounds(bounds).shape[1])
     return maximize_box(acquisition, bounds, shape=(q,), num_restarts=num_restarts,
                         raw_samples=raw_samples, raw=raw, generator=generator,
                         max_iter=max_iter)

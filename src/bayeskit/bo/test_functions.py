@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bayeskit.errors import ArgumentValueError
+
 __all__ = ["TestProblem", "reference_1d", "branin", "hartmann6", "levy"]
 
 F64 = torch.float64
@@ -107,6 +109,6 @@ def levy(dim: int = 10) -> TestProblem:
         True
     """
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
+        raise ArgumentValueError(f"dim must be an integer >= 2, got {dim!r}")
     return TestProblem(f"Levy-{dim}", _levy, torch.tensor([[-10.0] * dim, [10.0] * dim],
                                                           dtype=F64), 0.0)

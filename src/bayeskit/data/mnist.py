@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.validation import as_int, as_tensor, check_choice, check_generator
+from bayeskit.validation import as_int, as_path, as_tensor, check_choice, check_generator
 
 __all__ = ["read_idx", "load_mnist", "dynamic_binarize", "static_binarize", "MAX_IDX_BYTES"]
 
@@ -44,7 +44,7 @@ def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
         array([[0, 1, 2],
                [3, 4, 5]], dtype=uint8)
     """
-    path = Path(path)
+    path = as_path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -114,7 +114,7 @@ def load_mnist(directory: str | Path, split: str = "train", *, binarize: str | N
     """
     check_choice(split, "split", tuple(_FILES))
     check_choice(binarize, "binarize", (None, "static", "dynamic"))
-    directory = Path(directory)
+    directory = as_path(directory, "directory")
     images = read_idx(_find(directory, _FILES[split][0]))
     labels = read_idx(_find(directory, _FILES[split][1]))
     if images.ndim != 3 or labels.shape != (images.shape[0],):

@@ -312,7 +312,8 @@ def sample_linear_gaussian_posterior(
         shift = targets @ Phi + prior_precision @ prior_mean
         return sample_from_precision(P, shift, generator=generator)[1]
     if method != "matheron":
-        raise ValueError(f"method must be 'auto', 'precision' or 'matheron', got {method!r}")
+        raise ArgumentValueError(f"method must be 'auto', 'precision' or 'matheron', got "
+                                 f"{method!r}")
     # Matheron: beta0 ~ prior, e0 ~ N(0, W^-1); beta = beta0 + S^-1 Phi^T (Phi S^-1 Phi^T
     # + W^-1)^-1 (z - Phi beta0 - e0), where z = targets / w.
     batch = weights.shape[:-1]

@@ -31,6 +31,8 @@ import math
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from bayeskit.errors import ArgumentValueError
+
 __all__ = ["spline_parameters", "rational_quadratic_spline", "spline", "packed_spline",
            "MIN_BIN", "MIN_DERIVATIVE"]
 
@@ -41,7 +43,7 @@ MIN_DERIVATIVE = 1e-3   # smallest derivative at an interior knot
 def _packed_parameters(raw: torch.Tensor, bound: float) -> torch.Tensor:
     """``raw`` ``[..., 3K - 1]`` -> ``[..., 3, K + 1]``: knots_x, knots_y, derivatives."""
     if raw.shape[-1] < 2 or (raw.shape[-1] + 1) % 3:
-        raise ValueError(f"spline parameters need 3K - 1 entries, got {raw.shape[-1]}")
+        raise ArgumentValueError(f"spline parameters need 3K - 1 entries, got {raw.shape[-1]}")
     k = (raw.shape[-1] + 1) // 3
     # bin sizes MIN_BIN + (1 - K MIN_BIN) softmax(raw), accumulated into K + 1 increasing knots
     # from -bound to bound. The softmax is written out: torch's last-dimension softmax over a

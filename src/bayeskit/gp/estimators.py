@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_X_y
 
+from bayeskit.errors import ArgumentValueError
 from bayeskit.gp.augmented import PolyaGammaSVGP
 from bayeskit.gp.exact import GPR
 from bayeskit.gp.kernels import Kernel, SquaredExponential
@@ -16,7 +16,12 @@ from bayeskit.gp.model import data_scale
 from bayeskit.gp.multiclass import LogisticSoftmaxSVGP
 from bayeskit.gp.sgpr import SGPR
 from bayeskit.gp.svgp import SVGP
-from bayeskit.sklearn_compat import BinaryClassifierMixin, binary_labels, check_features
+from bayeskit.sklearn_compat import (
+    BinaryClassifierMixin,
+    binary_labels,
+    check_features,
+    check_training_data,
+)
 from bayeskit.validation import as_int, check_choice
 
 __all__ = ["GPRegressor", "SparseGPRegressor", "SVGPClassifier", "PolyaGammaSVGPClassifier"]
@@ -80,7 +85,7 @@ class GPRegressor(_GPRegressorBase):
         self.restarts, self.max_iter = restarts, max_iter
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
+        X, y = check_training_data(X, y, dtype=np.float64, y_numeric=True)
         self.n_features_in_ = X.shape[1]
         self.model_ = GPR(self._fit_input_scaling(X), self._standardise(y),
                           _kernel(self.kernel, X.shape[1]), noise_variance=self.noise_variance)
@@ -101,9 +106,9 @@ class SparseGPRegressor(_GPRegressorBase):
         self.lr, self.random_state = lr, random_state
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True)
+        X, y = check_training_data(X, y, dtype=np.float64, y_numeric=True)
         if self.method not in ("sgpr", "svgp"):
-            raise ValueError(f"method must be 'sgpr' or 'svgp', got {self.method!r}")
+            raise ArgumentValueError(f"method must be 'sgpr' or 'svgp', got {self.method!r}")
         self.n_features_in_ = X.shape[1]
         rng = np.random.default_rng(self.random_state)
         X = self._fit_input_scaling(X)
@@ -152,7 +157,7 @@ class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64)
+        X, y = check_training_data(X, y, dtype=np.float64)
         y, self.classes_ = binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
         rng = np.random.default_rng(self.random_state)
@@ -207,12 +212,12 @@ class PolyaGammaSVGPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state, self.multiclass = random_state, multiclass
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64)
+        X, y = check_training_data(X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"Classifier can't train when only one class is present: "
-                             f"{self.classes_.tolist()}")
+            raise ArgumentValueError(f"Classifier can't train when only one class is present: "
+                                     f"{self.classes_.tolist()}")
         self.n_features_in_ = X.shape[1]
         self.X_loc_, self.X_scale_ = _GPRegressorBase._location_scale(X)
         Xs = torch.as_tensor((X - self.X_loc_) / self.X_scale_)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.validation import as_scalar, as_tensor
+from bayeskit.validation import as_scalar, as_tensor, check_floating, check_instance
 
 __all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
            "Periodic", "Linear", "Scale", "Sum", "Product", "positive", "inverse_positive"]
@@ -56,6 +56,12 @@ class Kernel(nn.Module, abc.ABC):
         >>> White()(torch.zeros(2, 1)).tolist()
         [[1.0, 1.0], [1.0, 1.0]]
     """
+
+    def __call__(self, X, X2=None) -> torch.Tensor:
+        """``K(X, X2)`` after checking the inputs: tensors must be floating and finite (they
+        keep their autograd graph); arrays and lists are converted (float64)."""
+        return super().__call__(_kernel_input(X, "X"),
+                                None if X2 is None else _kernel_input(X2, "X2"))
 
     @abc.abstractmethod
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
@@ -282,7 +288,7 @@ class RationalQuadratic(Stationary):
     def __init__(self, alpha: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
         super().__init__(lengthscale, variance)
-        self.raw_alpha = nn.Parameter(inverse_positive(alpha))
+        self.raw_alpha = nn.Parameter(inverse_positive(as_scalar(alpha, "alpha")))
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -310,7 +316,7 @@ class Periodic(Stationary):
     def __init__(self, period: float = 1.0, lengthscale: float | torch.Tensor = 1.0,
                  variance: float = 1.0):
         super().__init__(lengthscale, variance)
-        self.raw_period = nn.Parameter(inverse_positive(period))
+        self.raw_period = nn.Parameter(inverse_positive(as_scalar(period, "period")))
 
     @property
     def period(self) -> torch.Tensor:
@@ -334,7 +340,8 @@ class Linear(Kernel):
     def __init__(self, variance: float = 1.0, offset: float | None = None):
         super().__init__()
         self.raw_variance = nn.Parameter(inverse_positive(as_scalar(variance, "variance")))
-        self.raw_offset = nn.Parameter(inverse_positive(offset)) if offset is not None else None
+        self.raw_offset = (nn.Parameter(inverse_positive(as_scalar(offset, "offset")))
+                           if offset is not None else None)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -362,7 +369,7 @@ class Scale(Kernel):
 
     def __init__(self, kernel: Kernel, variance: float = 1.0):
         super().__init__()
-        self.kernel = kernel
+        self.kernel = check_instance(kernel, "kernel", Kernel, "a bayeskit.gp Kernel")
         self.raw_variance = nn.Parameter(inverse_positive(as_scalar(variance, "variance")))
 
     @property
@@ -388,7 +395,7 @@ class Sum(Kernel):
 
     def __init__(self, *kernels: Kernel):
         super().__init__()
-        self.kernels = nn.ModuleList(kernels)
+        self.kernels = nn.ModuleList(_check_kernels(kernels, type(self).__name__))
 
     def forward(self, X, X2=None):
         return sum(k(X, X2) for k in self.kernels)
@@ -408,7 +415,7 @@ class Product(Kernel):
 
     def __init__(self, *kernels: Kernel):
         super().__init__()
-        self.kernels = nn.ModuleList(kernels)
+        self.kernels = nn.ModuleList(_check_kernels(kernels, type(self).__name__))
 
     def forward(self, X, X2=None):
         out = self.kernels[0](X, X2)
@@ -439,3 +446,25 @@ def _mul(self: Kernel, other: Kernel) -> Product:
 
 Kernel.__add__ = _add
 Kernel.__mul__ = _mul
+
+
+def _kernel_input(X, name: str) -> torch.Tensor:
+    if not isinstance(X, torch.Tensor):
+        return as_tensor(X, name)
+    check_floating(name, X)
+    try:
+        finite = bool(torch.isfinite(X).all())
+    except RuntimeError:  # under torch.func transforms (vmap): no data-dependent checks
+        return X
+    if not finite:
+        raise NonFiniteError(f"{name} contains NaN or infinite values; clean the inputs first")
+    return X
+
+
+def _check_kernels(kernels: tuple, combination: str) -> tuple:
+    """The parts of a Sum/Product: at least one, each a :class:`Kernel`."""
+    if not kernels:
+        raise ArgumentValueError(f"{combination} needs at least one kernel")
+    for i, k in enumerate(kernels):
+        check_instance(k, f"{combination}'s kernel {i}", Kernel, "a bayeskit.gp Kernel")
+    return kernels

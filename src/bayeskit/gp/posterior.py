@@ -41,8 +41,18 @@ from bayeskit.distributions.gaussian import (
     sample_mvn,
 )
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.gp.kernels import Kernel
 from bayeskit.linalg import cholesky_append, jittered_cholesky
-from bayeskit.validation import as_int, as_scalar, as_tensor, check_choice, check_generator
+from bayeskit.validation import (
+    as_int,
+    as_scalar,
+    as_tensor,
+    check_choice,
+    check_generator,
+    check_instance,
+    check_square,
+    check_tensor,
+)
 
 __all__ = ["GPPosterior", "as_posterior"]
 
@@ -53,6 +63,24 @@ def _detach(t):
 
 def _frozen(module):
     return None if module is None else copy.deepcopy(module).requires_grad_(False)
+
+
+def _check_parts(Z, L, f, q_sqrt) -> None:
+    """The posterior's tensors: ``Z [M, D]``, ``L [M, M]``, ``f [..., M]`` (and ``q_sqrt
+    [..., M, M]``) of matching sizes; ``Z``, ``f`` and the factors' diagonals finite (O(M D):
+    conditioning builds a posterior per call, so the M x M factors are not read in full)."""
+    check_tensor("Z", Z, min_dim=2)
+    check_tensor("f", f, min_dim=1)
+    M = check_square("L", L)
+    check_tensor("L's diagonal", L.diagonal(dim1=-2, dim2=-1))
+    if q_sqrt is not None:
+        check_square("q_sqrt", q_sqrt)
+        check_tensor("q_sqrt's diagonal", q_sqrt.diagonal(dim1=-2, dim2=-1))
+    sizes = {"Z": Z.shape[-2], "L": M, "f": f.shape[-1],
+             **({} if q_sqrt is None else {"q_sqrt": q_sqrt.shape[-1]})}
+    if len(set(sizes.values())) != 1 or Z.shape[-2] == 0:
+        raise ShapeError(f"the posterior's parts must describe the same M > 0 points, got "
+                         f"sizes {sizes}")
 
 
 class GPPosterior:
@@ -83,8 +111,10 @@ class GPPosterior:
     def __init__(self, kernel, mean_function, Z: torch.Tensor, L: torch.Tensor,
                  f: torch.Tensor, *, q_sqrt: torch.Tensor | None = None,
                  noise: torch.Tensor | None = None, train_inputs: torch.Tensor | None = None):
-        self.kernel = kernel
-        self.mean_function = mean_function
+        self.kernel = check_instance(kernel, "kernel", Kernel, "a bayeskit.gp Kernel")
+        self.mean_function = mean_function if mean_function is None else check_instance(
+            mean_function, "mean_function", torch.nn.Module, "a mean function (a torch.nn.Module)")
+        _check_parts(Z, L, f, q_sqrt)
         self.Z, self.L, self.f, self.q_sqrt = Z, L, f, q_sqrt
         self.noise = None if noise is None else noise.detach()
         self.train_inputs = Z if train_inputs is None else train_inputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayeskit.errors import ArgumentValueError
 from bayeskit.sklearn_compat import BinaryClassifierMixin
 
 __all__ = ["PosteriorClassifierMixin", "import_arviz"]
@@ -35,7 +36,7 @@ class PosteriorClassifierMixin(BinaryClassifierMixin):
     def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed credible interval of ``P(y = 1 | x)`` over the posterior draws."""
         if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
+            raise ArgumentValueError(f"level must be in (0, 1), got {level}")
         p = self._prob_draws(X)
         return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
 

@@ -31,7 +31,14 @@ from bayeskit.training import (
     fingerprint,
     progress_bar,
 )
-from bayeskit.validation import as_int, as_param, as_tensor, check_choice, check_generator
+from bayeskit.validation import (
+    as_int,
+    as_param,
+    as_tensor,
+    check_choice,
+    check_generator,
+    check_instance,
+)
 
 __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 
@@ -78,10 +85,10 @@ class BinomialRegressionData:
         if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(n_trials).all()):
             raise NonFiniteError("y or n_trials contain NaN or infinite values")
         if not bool((n_trials > 0).all()):
-            raise ValueError("n_trials must be positive")
+            raise ArgumentValueError("n_trials must be positive")
         if not bool(((y >= 0) & (y <= n_trials) & (y == torch.round(y))).all()):
-            raise ValueError("y must hold whole numbers of successes in [0, n_trials] "
-                             "(labels in {0, 1} for binary data)")
+            raise ArgumentValueError("y must hold whole numbers of successes in [0, n_trials] "
+                                     "(labels in {0, 1} for binary data)")
         m = torch.zeros(d, dtype=dtype) if prior_mean is None else as_param(
             prior_mean, "prior_mean").to(dtype).expand(d).clone()
         S = as_param(prior_precision, "prior_precision").to(dtype)
@@ -132,6 +139,18 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
         >>> beta.shape, omega.shape
         (torch.Size([2, 2]), torch.Size([2, 5]))
     """
+    check_instance(data, "data", BinomialRegressionData,
+                   "a BinomialRegressionData (build it with BinomialRegressionData.create)")
+    beta = as_tensor(beta, "beta", dtype=data.Phi.dtype, ndim=2, min_rows=1)
+    if beta.shape[-1] != data.Phi.shape[-1]:
+        raise ShapeError(f"beta must be [C, {data.Phi.shape[-1]}] (one row of coefficients "
+                         f"per chain), got {tuple(beta.shape)}")
+    check_choice(method, "method", ("auto", "precision", "matheron"))
+    check_generator(generator)
+    return _sweeps(data, beta, generator, method)
+
+
+def _sweeps(data, beta, generator, method):
     kappa = data.kappa
     offset = data.offset
     while True:

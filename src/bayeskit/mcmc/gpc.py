@@ -17,14 +17,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted
 
 from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.linalg import jittered_cholesky
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin, import_arviz
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
-from bayeskit.sklearn_compat import binary_labels, check_features
+from bayeskit.sklearn_compat import binary_labels, check_features, check_training_data
+from bayeskit.validation import as_tensor
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
 
@@ -58,7 +59,8 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
         >>> f.shape, bool((f[..., 3:].mean() > 0) and (f[..., :3].mean() < 0))
         (torch.Size([2, 100, 6]), True)
     """
-    L, jitter = jittered_cholesky(K.to(F64))
+    K = as_tensor(K, "K", dtype=F64, ndim=2, min_rows=1)
+    L, jitter = jittered_cholesky(K)
     data = BinomialRegressionData.create(L, y, n_trials, prior_precision=1.0, offset=mean)
     result = run_gibbs(data, num_samples=num_samples, burn_in=burn_in, num_chains=num_chains,
                        generator=generator, method="precision", **run_kwargs)
@@ -93,7 +95,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
         return self.kernel if self.kernel is not None else SquaredExponential()
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64)
+        X, y = check_training_data(X, y, dtype=np.float64)
         y, self.classes_ = binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
         self.X_train_ = torch.as_tensor(X, dtype=F64)

@@ -7,11 +7,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted
 
+from bayeskit.errors import ArgumentValueError
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin, import_arviz
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
-from bayeskit.sklearn_compat import binary_labels, check_features
+from bayeskit.sklearn_compat import binary_labels, check_features, check_training_data
 from bayeskit.validation import as_int
 
 __all__ = ["PolyaGammaLogisticRegression", "polynomial_basis"]
@@ -29,7 +30,7 @@ def polynomial_basis(degree: int) -> Callable[[np.ndarray], np.ndarray]:
     def basis(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != 1:
-            raise ValueError(f"polynomial_basis expects one feature [N, 1], got {X.shape}")
+            raise ArgumentValueError(f"polynomial_basis expects one feature [N, 1], got {X.shape}")
         return np.power(X, np.arange(degree))
 
     return basis
@@ -76,7 +77,8 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
         if self.basis is not None:
             Phi = np.asarray(self.basis(X), dtype=float)
             if Phi.ndim != 2 or Phi.shape[0] != X.shape[0]:
-                raise ValueError(f"basis must return [N, D] features, got shape {Phi.shape}")
+                raise ArgumentValueError(f"basis must return [N, D] features, got shape "
+                                         f"{Phi.shape}")
             return Phi
         if self.fit_intercept:
             return np.hstack([np.ones((X.shape[0], 1)), X])
@@ -86,7 +88,7 @@ class PolyaGammaLogisticRegression(PosteriorClassifierMixin, ClassifierMixin, Ba
         """Sample the posterior. ``y`` holds labels in {0, 1}, or success counts out of
         ``n_trials`` (binomial regression)."""
         columns = getattr(X, "columns", None)  # a DataFrame: keep its feature names
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=n_trials is not None)
+        X, y = check_training_data(X, y, dtype=np.float64, y_numeric=n_trials is not None)
         if columns is not None and all(isinstance(c, str) for c in columns):
             self.feature_names_in_ = np.asarray(columns, dtype=object)
         elif hasattr(self, "feature_names_in_"):

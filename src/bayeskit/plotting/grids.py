@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
-from bayeskit.validation import as_int
+from bayeskit.validation import as_int, check_callable
 
 __all__ = ["Grid", "mgrid", "ogrid", "evaluate_on_grid"]
 
@@ -187,8 +187,9 @@ def evaluate_on_grid(
     """
     grid = Grid.from_ranges(*ranges, num=num, dtype=dtype, device=device)
     pts = grid.points()
-    if batch_size is not None and batch_size < 1:
-        raise ArgumentValueError(f"batch_size must be positive, got {batch_size}")
+    check_callable(fn, "fn")
+    if batch_size is not None:
+        batch_size = as_int(batch_size, "batch_size", positive=True)
     chunks = [pts] if batch_size is None else list(torch.split(pts, batch_size))
     outs = []
     for chunk in chunks:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bayeskit.nn import mlp
+from bayeskit.validation import as_int, as_scalar, as_tensor, check_callable, check_instance
 
 __all__ = ["adversarial_kl_minimisation"]
 
@@ -54,9 +55,17 @@ def adversarial_kl_minimisation(
         >>> len(history["kl_estimate"]), abs(abs(float(G.weight.detach())) - 2) < 0.3  # |w| -> 2
         (300, True)
     """
-    x_q = torch.as_tensor(target_samples)
-    if x_q.dim() != 2 or x_q.shape[0] < 2 or not bool(torch.isfinite(x_q).all()):
-        raise ValueError(f"target_samples must be finite [N >= 2, D], got {tuple(x_q.shape)}")
+    check_instance(generator, "generator", nn.Module, "a torch.nn.Module (the generator G)")
+    check_callable(noise, "noise")
+    x_q = as_tensor(target_samples, "target_samples", ndim=2, min_rows=2)
+    steps = as_int(steps, "steps", nonnegative=True)
+    batch_size = as_int(batch_size, "batch_size", positive=True)
+    critic_steps = as_int(critic_steps, "critic_steps", positive=True)
+    lr_generator = as_scalar(lr_generator, "lr_generator", positive=True)
+    lr_critic = as_scalar(lr_critic, "lr_critic", positive=True)
+    seed = as_int(seed, "seed", nonnegative=True)
+    if callback is not None:
+        check_callable(callback, "callback")
     g = torch.Generator().manual_seed(seed)
     critic = mlp((x_q.shape[1], *critic_hidden, 1), dtype=x_q.dtype, generator=g)
     opt_c = torch.optim.Adam(critic.parameters(), lr=lr_critic)

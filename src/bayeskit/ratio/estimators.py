@@ -34,6 +34,7 @@ def check_samples(x_p, x_q, min_samples: int = 5) -> tuple[torch.Tensor, torch.T
         >>> x_p.shape, x_q.shape, x_p.dtype
         (torch.Size([5, 1]), torch.Size([5, 1]), torch.float64)
     """
+    min_samples = as_int(min_samples, "min_samples", positive=True)
     out = [as_inputs(x, name, dtype=F64, min_rows=min_samples)
            for name, x in (("x_p", x_p), ("x_q", x_q))]
     if out[0].shape[1] != out[1].shape[1]:
@@ -200,7 +201,7 @@ class ULSIF:
     def __init__(self, sigmas=None, lambdas=(1e-3, 1e-2, 1e-1, 1.0), n_centers: int = 100,
                  folds: int = 5, seed: int = 0, relative_alpha: float = 0.0):
         if not 0 <= relative_alpha < 1:
-            raise ValueError(f"relative_alpha must be in [0, 1), got {relative_alpha}")
+            raise ArgumentValueError(f"relative_alpha must be in [0, 1), got {relative_alpha}")
         self.sigmas, self.lambdas = sigmas, lambdas
         self.n_centers, self.folds, self.seed = n_centers, folds, seed
         self.relative_alpha = relative_alpha
@@ -406,7 +407,7 @@ def estimate_kl(x_p, x_q, method: str = "classifier", *, cross_fit: bool = True,
     x_p, x_q = check_samples(x_p, x_q)
     makers = {"classifier": ClassifierDensityRatio, "ulsif": ULSIF, "kliep": KLIEP}
     if method not in makers:
-        raise ValueError(f"method must be one of {sorted(makers)}, got {method!r}")
+        raise ArgumentValueError(f"method must be one of {sorted(makers)}, got {method!r}")
     make = makers[method]
 
     def fit(a, b):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
-from bayeskit.validation import as_scalar, as_tensor
+from bayeskit.validation import as_scalar, as_tensor, check_choice
 
 __all__ = ["kl_forward", "kl_reverse", "jensen_shannon", "pearson", "squared_hellinger",
            "total_variation", "amari_alpha", "MonteCarloEstimate", "monte_carlo_f_divergence",
@@ -149,8 +149,7 @@ def conjugate(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         "pearson": lambda t: t + t * t / 4,
         "total_variation": lambda t: t,  # domain |t| <= 1/2
     }
-    if name not in table:
-        raise ValueError(f"no conjugate for {name!r}; choose from {sorted(table)}")
+    check_choice(name, "name", sorted(table))
     return table[name]
 
 

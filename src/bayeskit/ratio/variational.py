@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from bayeskit.errors import ArgumentValueError
 from bayeskit.nn import mlp
 from bayeskit.ratio.estimators import check_samples
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, conjugate
@@ -40,7 +41,8 @@ def variational_f_divergence(x_p, x_q, divergence: str = "kl_forward", *,
     """
     x_p, x_q = check_samples(x_p, x_q)
     if divergence not in _ACTIVATION:
-        raise ValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got {divergence!r}")
+        raise ArgumentValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got "
+                                 f"{divergence!r}")
     f_star, act = conjugate(divergence), _ACTIVATION[divergence]
     steps = as_int(steps, "steps", positive=True)
     lr = as_scalar(lr, "lr", positive=True)

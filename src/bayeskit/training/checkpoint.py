@@ -43,7 +43,7 @@ import torch
 
 from bayeskit.errors import CheckpointError
 from bayeskit.training.io import atomic_save, atomic_write_text
-from bayeskit.validation import check_choice
+from bayeskit.validation import as_path, check_choice, check_instance
 
 __all__ = ["Checkpoint", "fingerprint", "load_state"]
 
@@ -99,7 +99,8 @@ def load_state(path: str | Path, *, format: str = "torch") -> dict:
         >>> sorted(load_state(folder / "run.pt"))  # the raw file: state and its provenance
         ['data', 'kind', 'schema', 'settings', 'state']
     """
-    path = Path(path)
+    path = as_path(path)
+    check_choice(format, "format", ("torch", "json"))
     try:
         if format == "json":
             return json.loads(path.read_text(encoding="utf-8"))
@@ -142,7 +143,11 @@ class Checkpoint:
     def __init__(self, path: str | Path | None, *, kind: str, data: str | None,
                  settings: str | None, resume: bool = True, overwrite: bool = False,
                  format: str = "torch"):
-        self.path = Path(path) if path is not None else None
+        self.path = as_path(path) if path is not None else None
+        check_instance(kind, "kind", str, "a str naming the loop")
+        for name, value in (("data", data), ("settings", settings)):
+            if value is not None:
+                check_instance(value, name, str, "a fingerprint (a str) or None")
         self.kind, self.data, self.settings = kind, data, settings
         self.resume, self.overwrite = bool(resume), bool(overwrite)
         self.format = check_choice(format, "format", ("torch", "json"))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from bayeskit.validation import as_path, check_callable, check_instance
+
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "current_umask"]
 
 
@@ -81,7 +83,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         >>> (folder / "a.bin").read_bytes(), sorted(p.name for p in folder.iterdir())
         (b'abc', ['a.bin'])
     """
-    path = Path(path)
+    path = as_path(path)
+    check_callable(write, "write")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
@@ -123,4 +126,5 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         >>> (folder / "out.txt").read_text()
         'done'
     """
+    check_instance(text, "text", str, "a str")
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import BayeskitError
-from bayeskit.validation import as_int
+from bayeskit.validation import as_int, as_tensor_list, check_callable, check_instance
 
 __all__ = ["minimise_lbfgs", "fit_with_restarts", "parameter_values", "AllStartsFailedError"]
 
@@ -39,7 +39,9 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
         >>> round(float(x), 6), round(value, 10)
         (1.0, 0.0)
     """
-    trainable = [p for p in params if p.requires_grad]
+    max_iter = as_int(max_iter, "max_iter", positive=True)
+    check_callable(loss, "loss")
+    trainable = [p for p in as_tensor_list(params) if p.requires_grad]
     opt = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
@@ -65,6 +67,7 @@ def parameter_values(module: nn.Module) -> dict[str, torch.Tensor]:
         >>> sorted(values), values["weight"].requires_grad
         (['bias', 'weight'], False)
     """
+    check_instance(module, "module", nn.Module, "a torch.nn.Module")
     return {k: p.detach().clone() for k, p in module.named_parameters()}
 
 
@@ -109,8 +112,11 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
         >>> round(abs(float(module.raw_x)), 6), round(best, 10)  # either minimum, +-1
         (1.0, 0.0)
     """
+    check_instance(module, "module", nn.Module, "a torch.nn.Module")
+    check_callable(objective, "objective")
     max_iter = as_int(max_iter, "max_iter", positive=True)
     restarts = as_int(restarts, "restarts", nonnegative=True)
+    seed = as_int(seed, "seed", nonnegative=True)
     starts = [parameter_values(module)] if starts is None else list(starts)
     best_value, best_state = math.inf, None
     for start in starts:

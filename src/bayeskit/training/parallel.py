@@ -9,10 +9,14 @@ matches a single process on the whole batch up to summation order. Without
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from bayeskit.validation import as_int
+from bayeskit.errors import ArgumentTypeError
+from bayeskit.validation import as_int, as_tensor_list
 
 __all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "epoch_generator"]
 
@@ -50,6 +54,7 @@ def local_rows(batch: int) -> torch.Tensor:
         >>> local_rows(5)  # this process's share of a batch of 5 (all of it in one process)
         tensor([0, 1, 2, 3, 4])
     """
+    batch = as_int(batch, "batch", nonnegative=True)
     rank, size = world()
     return torch.arange(batch).tensor_split(size)[rank]
 
@@ -64,6 +69,7 @@ def allreduce_grads(params) -> None:
         >>> p.grad
         tensor([3., 3.])
     """
+    params = as_tensor_list(params)
     if world()[1] == 1:
         return
     for p in params:
@@ -78,6 +84,10 @@ def allreduce_sum(*values: float) -> list[float]:
         >>> allreduce_sum(1.5, 2.0)  # summed over processes (one process: unchanged)
         [1.5, 2.0]
     """
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise ArgumentTypeError(f"values[{i}] must be a real number, got "
+                                    f"{type(v).__name__}")
     if world()[1] == 1:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64)

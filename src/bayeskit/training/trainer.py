@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from bayeskit.errors import BayeskitError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, BayeskitError, ShapeError
 from bayeskit.training.checkpoint import Checkpoint
 from bayeskit.training.parallel import (
     allreduce_grads,
@@ -34,7 +34,13 @@ from bayeskit.training.parallel import (
     world,
 )
 from bayeskit.training.progress import progress_bar
-from bayeskit.validation import as_int, as_scalar, check_choice
+from bayeskit.validation import (
+    as_int,
+    as_scalar,
+    check_callable,
+    check_choice,
+    check_instance,
+)
 
 __all__ = ["train", "make_optimizer", "TrainingDivergedError"]
 
@@ -60,6 +66,24 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     check_choice(name, "optimizer", ("adam", "rmsprop"))
     lr = as_scalar(lr, "lr", nonnegative=True)
     return (torch.optim.Adam if name == "adam" else torch.optim.RMSprop)(params, lr=lr)
+
+
+def _check_data(data) -> None:
+    """``data``: a tuple/list of tensors with the same number of rows, or an iterable of
+    batches (e.g. a ``DataLoader``)."""
+    if isinstance(data, (tuple, list)):
+        if not data:
+            raise ArgumentValueError("data must hold at least one tensor")
+        for i, t in enumerate(data):
+            check_instance(t, f"data[{i}]", torch.Tensor, "a torch.Tensor with one row per "
+                           "example")
+            if t.dim() == 0 or t.shape[0] != data[0].shape[0]:
+                raise ShapeError(f"data's tensors must share their number of rows; data[{i}] "
+                                 f"has shape {tuple(t.shape)}, data[0] {tuple(data[0].shape)}")
+    elif isinstance(data, (str, bytes, torch.Tensor)) or not isinstance(data, Iterable):
+        raise ArgumentTypeError(f"data must be a tuple of tensors (rows are examples) or an "
+                                f"iterable of batches such as a DataLoader, got "
+                                f"{type(data).__name__}")
 
 
 def _batches(data, batch_size: int, g: torch.Generator):
@@ -117,6 +141,9 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
         >>> round(float(model.weight), 2), history["train_loss"][-1] < 1e-4
         (2.0, True)
     """
+    check_instance(model, "model", nn.Module, "a torch.nn.Module")
+    check_callable(loss_fn, "loss_fn")
+    _check_data(data)
     epochs = as_int(epochs, "epochs", nonnegative=True)
     batch_size = as_int(batch_size, "batch_size", positive=True)
     seed = as_int(seed, "seed", nonnegative=True, high=2**40)

@@ -63,8 +63,9 @@ class GaussianEncoder(nn.Module):
     def __init__(self, input_dim: int, latent_dim: int, hidden: tuple[int, ...] = (256,),
                  covariance: str = "diagonal"):
         super().__init__()
-        if covariance not in ("diagonal", "full"):
-            raise ValueError(f"covariance must be 'diagonal' or 'full', got {covariance!r}")
+        check_choice(covariance, "covariance", ("diagonal", "full"))
+        input_dim = as_int(input_dim, "input_dim", positive=True)
+        latent_dim = as_int(latent_dim, "latent_dim", positive=True)
         self.input_dim, self.latent_dim, self.covariance = input_dim, latent_dim, covariance
         n_out = 2 * latent_dim if covariance == "diagonal" else \
             latent_dim + latent_dim * (latent_dim + 1) // 2
@@ -203,8 +204,10 @@ class RelaxedCategoricalEncoder(nn.Module):
     def __init__(self, input_dim: int, num_variables: int, num_categories: int,
                  hidden: tuple[int, ...] = (256,), temperature: float = 0.5):
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        temperature = as_scalar(temperature, "temperature", positive=True)
+        input_dim = as_int(input_dim, "input_dim", positive=True)
+        num_variables = as_int(num_variables, "num_variables", positive=True)
+        num_categories = as_int(num_categories, "num_categories", low=2)
         self.input_dim = input_dim
         self.num_variables, self.num_categories = num_variables, num_categories
         self.latent_dim = num_variables * num_categories
@@ -248,6 +251,8 @@ class BernoulliDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, output_dim: int, hidden: tuple[int, ...] = (256,)):
         super().__init__()
+        latent_dim = as_int(latent_dim, "latent_dim", positive=True)
+        output_dim = as_int(output_dim, "output_dim", positive=True)
         self.output_dim = output_dim
         self.net = mlp((latent_dim, *hidden, output_dim))
 
@@ -268,6 +273,8 @@ class GaussianDecoder(nn.Module):
     def __init__(self, latent_dim: int, output_dim: int, hidden: tuple[int, ...] = (256,),
                  sigma: float | None = None):
         super().__init__()
+        latent_dim = as_int(latent_dim, "latent_dim", positive=True)
+        output_dim = as_int(output_dim, "output_dim", positive=True)
         self.output_dim = output_dim
         self.net = mlp((latent_dim, *hidden, output_dim))
         if sigma is None:
@@ -294,6 +301,9 @@ class CategoricalDecoder(nn.Module):
     def __init__(self, latent_dim: int, output_dim: int, num_classes: int,
                  hidden: tuple[int, ...] = (256,)):
         super().__init__()
+        latent_dim = as_int(latent_dim, "latent_dim", positive=True)
+        output_dim = as_int(output_dim, "output_dim", positive=True)
+        num_classes = as_int(num_classes, "num_classes", low=2)
         self.output_dim, self.num_classes = output_dim, num_classes
         self.net = mlp((latent_dim, *hidden, output_dim * num_classes))
 

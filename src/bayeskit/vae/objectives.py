@@ -30,10 +30,10 @@ from torch.distributions import (
 )
 from torch.nn import functional as F
 
-from bayeskit.errors import ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
-from bayeskit.validation import as_tensor
+from bayeskit.validation import as_int, as_tensor, check_choice, check_instance
 
 __all__ = ["VAE", "DensityRatioKL", "check_data"]
 
@@ -49,6 +49,8 @@ class DensityRatioKL(nn.Module):
 
     def __init__(self, input_dim: int, latent_dim: int, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
+        input_dim = as_int(input_dim, "input_dim", positive=True)
+        latent_dim = as_int(latent_dim, "latent_dim", positive=True)
         self.critic = mlp((input_dim + latent_dim, *hidden, 1))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -77,8 +79,8 @@ def check_data(model: VAE, x) -> torch.Tensor:
         raise ShapeError(f"data have {x.shape[1]} features, the encoder expects "
                          f"{model.encoder.input_dim}")
     if isinstance(model.decoder, BernoulliDecoder) and bool(((x < 0) | (x > 1)).any()):
-        raise ValueError(f"a Bernoulli decoder needs data in [0, 1], got values in "
-                         f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data")
+        raise ArgumentValueError(f"a Bernoulli decoder needs data in [0, 1], got values in "
+                                 f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data")
     return x.to(next(model.parameters()).dtype)  # float64 data for a float32 model, etc.
 
 
@@ -103,12 +105,16 @@ class VAE(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Distribution | None = None,
                  kl: str | DensityRatioKL = "analytic"):
         super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-        if isinstance(kl, str) and kl not in ("analytic", "mc"):
-            raise ValueError(f"kl must be 'analytic', 'mc' or a DensityRatioKL, got {kl!r}")
+        check_instance(encoder, "encoder", nn.Module, "an encoder (a torch.nn.Module)")
+        check_instance(decoder, "decoder", nn.Module, "a decoder (a torch.nn.Module)")
+        if prior is not None:
+            check_instance(prior, "prior", Distribution, "a torch.distributions.Distribution")
+        if not isinstance(kl, DensityRatioKL):
+            check_choice(kl, "kl", ("analytic", "mc"))
         if kl == "analytic" and not hasattr(encoder, "distribution"):
-            raise ValueError(f"{type(encoder).__name__} has no closed-form q(z|x): use kl='mc' "
-                             "or a DensityRatioKL")
+            raise ArgumentValueError(f"{type(encoder).__name__} has no closed-form q(z|x): use "
+                                     "kl='mc' or a DensityRatioKL")
+        self.encoder, self.decoder = encoder, decoder
         self.kl = kl
         self._prior = prior
 
@@ -204,8 +210,8 @@ def _analytic_kl(q: Distribution, p: Distribution) -> torch.Tensor:
 
 def _log_q_detached(encoder, x, z):
     if not isinstance(encoder, GaussianEncoder):
-        raise TypeError("doubly-reparameterised gradients need a GaussianEncoder (log q must "
-                        "be evaluable at z with the encoder's outputs detached)")
+        raise ArgumentTypeError("doubly-reparameterised gradients need a GaussianEncoder (log q "
+                                "must be evaluable at z with the encoder's outputs detached)")
     mu, p = encoder.params(x)
     mu, p = mu.detach(), p.detach()
     if encoder.covariance == "diagonal":

@@ -41,6 +41,10 @@ def evaluate(model: VAE, data: torch.Tensor, *, num_samples: int = 1, iwae_sampl
         (['elbo', 'iwae'], True)
     """
     data = check_data(model, data)
+    num_samples = as_int(num_samples, "num_samples", positive=True)
+    iwae_samples = as_int(iwae_samples, "iwae_samples", nonnegative=True)
+    batch_size = as_int(batch_size, "batch_size", positive=True)
+    seed = as_int(seed, "seed", nonnegative=True)
     g = torch.Generator().manual_seed(seed)
     elbo, iwae = 0.0, 0.0
     for batch in data.split(batch_size):

@@ -28,7 +28,7 @@ from bayeskit.bo.optim import (
     uniform_in_box,
 )
 from bayeskit.distributions.gaussian import fantasy_sigma, gauss_hermite
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.gp.posterior import as_posterior
 from bayeskit.validation import as_bounds, as_int, as_tensor, check_choice
 
@@ -79,14 +79,14 @@ def fantasy_normals(num_fantasies: int, kind: str = "antithetic",
         return gauss_hermite(num_fantasies)
     if kind == "antithetic":
         if num_fantasies % 2:
-            raise ValueError("antithetic fantasies need an even num_fantasies")
+            raise ArgumentValueError("antithetic fantasies need an even num_fantasies")
         half = torch.randn(num_fantasies // 2, dtype=F64, generator=generator)
         z = torch.cat([half, -half])
     elif kind == "random":
         z = torch.randn(num_fantasies, dtype=F64, generator=generator)
     else:
-        raise ValueError(f"unknown fantasy kind {kind!r}; use 'antithetic', 'gauss-hermite' "
-                         "or 'random'")
+        raise ArgumentValueError(f"unknown fantasy kind {kind!r}; use 'antithetic', "
+                                 "'gauss-hermite' or 'random'")
     return z, torch.full((num_fantasies,), 1.0 / num_fantasies, dtype=F64)
 
 
@@ -228,7 +228,7 @@ class DiscreteKnowledgeGradient:
 
     def __init__(self, model, alternatives, *, include_candidate: bool = True):
         self.post = as_posterior(model)
-        alt = torch.as_tensor(alternatives, dtype=self.post.dtype)
+        alt = as_tensor(alternatives, "alternatives", dtype=self.post.dtype)
         if alt.dim() != 2 or alt.shape[-1] != self.post.dim or alt.shape[0] == 0:
             raise ShapeError(f"alternatives must be [A, {self.post.dim}], got {tuple(alt.shape)}")
         self.alternatives = self.post.check_inputs(alt, "alternatives")
@@ -276,8 +276,7 @@ class OneShotKnowledgeGradient:
     def __init__(self, model, bounds, *, num_fantasies: int = 16, q: int = 1,
                  fantasies: str = "antithetic", generator: torch.Generator | None = None,
                  tau: tuple[torch.Tensor, float] | None = None):
-        if q < 1:
-            raise ValueError(f"q must be >= 1, got {q}")
+        q = as_int(q, "q", positive=True)
         self.post = as_posterior(model)
         self.bounds = as_bounds(bounds)
         if self.bounds.shape[1] != self.post.dim:
@@ -289,10 +288,10 @@ class OneShotKnowledgeGradient:
             self.z = self.z[:, None]
         else:  # antithetic pairs of q-vectors
             if fantasies == "antithetic" and num_fantasies % 2:
-                raise ValueError("antithetic fantasies need an even num_fantasies")
+                raise ArgumentValueError("antithetic fantasies need an even num_fantasies")
             if fantasies not in ("antithetic", "random"):
-                raise ValueError(f"fantasies for q > 1 must be 'antithetic' or 'random', got "
-                                 f"{fantasies!r}")
+                raise ArgumentValueError(f"fantasies for q > 1 must be 'antithetic' or "
+                                         f"'random', got {fantasies!r}")
             half = torch.randn(num_fantasies // 2, q, dtype=F64, generator=generator)
             self.z = torch.cat([half, -half]) if fantasies == "antithetic" else \
                 torch.randn(num_fantasies, q, dtype=F64, generator=generator)
@@ -364,6 +363,10 @@ def optimize_discrete_kg(model, bounds, *, num_alternatives: int | None = None,
     """
     post = as_posterior(model)
     bounds = as_bounds(bounds)
+    if num_alternatives is not None:
+        num_alternatives = as_int(num_alternatives, "num_alternatives", positive=True)
+    if raw_samples is not None:
+        raw_samples = as_int(raw_samples, "raw_samples", positive=True)
     lo, hi = bounds[0], bounds[1]
     if post.dim == 1:
         alt = torch.linspace(0, 1, num_alternatives or 401, dtype=F64)[:, None] * (hi - lo) + lo

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from bayeskit.cli.reproduce.report import TopicResult, provenance, write_report
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError
+from bayeskit.validation import as_int, as_path, check_callable, check_instance
 
 __all__ = ["TOPICS", "Context", "reproduce"]
 
@@ -48,6 +50,13 @@ class Context:
     seed: int = 0
     on_step: Callable[[str], None] | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "out", as_path(self.out, "out"))
+        object.__setattr__(self, "seed", as_int(self.seed, "seed", nonnegative=True))
+        check_instance(self.quick, "quick", bool, "True or False")
+        if self.on_step is not None:
+            check_callable(self.on_step, "on_step")
+
     def path(self, filename: str) -> Path:
         return self.out / filename
 
@@ -61,16 +70,16 @@ class Context:
 def check_out(out: str | Path) -> Path:
     """The output folder, created and checked writable *before* anything is computed; a
     ``ValueError`` with a one-line reason otherwise."""
-    out = Path(out)
+    out = as_path(out, "out")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; pass a folder")
+        raise ArgumentValueError(f"--out {out} is a file, not a folder; pass a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".bayeskit-write-probe"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write into --out {out}: {err.strerror or err}") from None
+        raise ArgumentValueError(f"cannot write into --out {out}: {err.strerror or err}") from None
     return out
 
 
@@ -81,10 +90,13 @@ def reproduce(topics: list[str], out: str | Path, *, quick: bool = False,
     (each section with its provenance: versions, date, CPU, seed, ``command``);
     ``on_topic(result)`` is called as each topic finishes and ``on_step(topic, message)``
     at each stage inside one (progress)."""
-    names = list(TOPICS) if (not topics or "all" in topics) else list(dict.fromkeys(topics))
-    unknown = [n for n in names if n not in TOPICS]
+    if isinstance(topics, (str, bytes)) or not isinstance(topics, (list, tuple)):
+        raise ArgumentTypeError(f"topics must be a list of topic names (e.g. ['all']), got "
+                                f"{type(topics).__name__}")
+    unknown = [n for n in topics if not isinstance(n, str) or n not in ("all", *TOPICS)]
     if unknown:
-        raise ValueError(f"unknown topic(s) {unknown}; choose from {['all', *TOPICS]}")
+        raise ArgumentValueError(f"unknown topic(s) {unknown}; choose from {['all', *TOPICS]}")
+    names = list(TOPICS) if (not topics or "all" in topics) else list(dict.fromkeys(topics))
     ctx = Context(check_out(out), quick=quick, seed=seed)
     run_info = provenance(seed=seed, quick=quick, command=command)
     results = []

@@ -10,6 +10,7 @@ import torch
 
 from bayeskit.distributions.polyagamma.series import (
     F64,
+    H_MAX,
     LOG2,
     LOG_PI_2,
     PI2_8,
@@ -19,6 +20,7 @@ from bayeskit.distributions.polyagamma.series import (
     log_cosh,
     log_kernel_right,
 )
+from bayeskit.validation import as_scalar
 
 __all__ = ["truncation_point", "take", "constants_for", "shape_constants", "left_probability",
            "envelope_acceptance_rate"]
@@ -111,8 +113,10 @@ def envelope_acceptance_rate(b: float, c: float = 0.0) -> float:
     ``cosh(z)^-b`` (the target's normaliser relative to ``f``) over the envelope mass; the
     expected number of proposals per draw is its inverse. For ``b <= H_MAX``.
     """
-    h = torch.tensor(float(b), dtype=F64)
-    z = torch.tensor(abs(float(c)) / 2, dtype=F64)
+    b = as_scalar(b, "b", positive=True, high=H_MAX)
+    c = as_scalar(c, "c")
+    h = torch.tensor(b, dtype=F64)
+    z = torch.tensor(abs(c) / 2, dtype=F64)
     _, t, log_c, _ = shape_constants(h.reshape(1))
     sqrt_t = torch.sqrt(t)
     log_left = h * LOG2 + torch.logaddexp(
