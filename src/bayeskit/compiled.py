@@ -1,8 +1,9 @@
 """Compiled CPU kernels (numba), with the eager torch code as the fallback.
 
 The hot scalar loops of the library (Pólya-gamma rejection sampling, batched rank-1
-Cholesky updates) are branchy per element: in eager torch every branch becomes a masked
-pass over the whole array. numba compiles them to plain loops, parallel over blocks.
+Cholesky updates, the flows' spline and its backward pass) are branchy per element: in eager
+torch every branch becomes a masked pass over the whole array (and each small operation
+costs microseconds). numba compiles them to plain loops, parallel over blocks.
 
 One policy for every kernel:
 

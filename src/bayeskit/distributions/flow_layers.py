@@ -31,7 +31,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
-from bayeskit.distributions.splines import spline
+from bayeskit.distributions.splines import affine_spline, bounded_log_scale, spline
 from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.validation import as_int, as_scalar, as_tensor
@@ -49,7 +49,7 @@ def _sizes(dim, context_dim) -> tuple[int, int]:
 
 
 def _bounded(log_scale: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(log_scale / MAX_LOG_SCALE) * MAX_LOG_SCALE
+    return bounded_log_scale(log_scale, MAX_LOG_SCALE)
 
 
 class _MaskedLinear(nn.Linear):
@@ -246,24 +246,18 @@ class _SplineMap:
         self.affine = bool(affine)
         self.params_per_dim = 3 * self.bins - 1 + (2 if self.affine else 0)
 
-    def split(self, raw):
-        if self.affine:
-            return raw[..., 0], _bounded(raw[..., 1]), raw[..., 2:]
-        zero = torch.zeros_like(raw[..., 0])
-        return zero, zero, raw
-
     def forward(self, z, raw):
         """noise -> data: ``(x, log|dx/dz|)`` elementwise."""
-        shift, log_scale, raw_spline = self.split(raw)
-        u, log_d = spline(z, raw_spline, self.bound)
-        return shift + u * log_scale.exp(), log_d + log_scale
+        if self.affine:
+            return affine_spline(z, raw, self.bound, max_log_scale=MAX_LOG_SCALE)
+        return spline(z, raw, self.bound)
 
     def inverse(self, x, raw):
         """data -> noise: ``(z, log|dx/dz|)`` elementwise (the forward map's log-slope)."""
-        shift, log_scale, raw_spline = self.split(raw)
-        u = (x - shift) * torch.exp(-log_scale)
-        z, log_d_inv = spline(u, raw_spline, self.bound, inverse=True)
-        return z, log_scale - log_d_inv
+        if self.affine:
+            return affine_spline(x, raw, self.bound, inverse=True, max_log_scale=MAX_LOG_SCALE)
+        z, log_d_inv = spline(x, raw, self.bound, inverse=True)
+        return z, -log_d_inv
 
 
 class MaskedAutoregressiveSpline(ConditionalTransform):
