@@ -94,14 +94,7 @@ def left_probability(h, z, t, log_c) -> torch.Tensor:
     risky = ~(hz < 600) | ~torch.isfinite(p)
     if bool(risky.any()):
         idx = torch.nonzero(risky).squeeze(-1)
-        hh, zz, tt, cc = (take(v, idx) for v in (h, z, t, log_c))
-        st = torch.sqrt(tt)
-        log_left = hh * LOG2 + torch.logaddexp(
-            -hh * zz + torch.special.log_ndtr(zz * st - hh / st),
-            hh * zz + torch.special.log_ndtr(-zz * st - hh / st))
-        ll = PI2_8 + 0.5 * zz * zz
-        log_right = (cc + hh * LOG_PI_2 - hh * torch.log(ll)
-                     + torch.log(torch.special.gammaincc(hh, ll * tt)))
+        log_left, log_right = _log_masses(*(take(v, idx) for v in (h, z, t, log_c)))
         p = p.clone()
         p[idx] = torch.sigmoid(log_left - log_right)
     return p
@@ -118,6 +111,13 @@ def envelope_acceptance_rate(b: float, c: float = 0.0) -> float:
     h = torch.tensor(b, dtype=F64)
     z = torch.tensor(abs(c) / 2, dtype=F64)
     _, t, log_c, _ = shape_constants(h.reshape(1))
+    log_left, log_right = _log_masses(h, z, t, log_c)
+    return float(torch.exp(-h * log_cosh(z) - torch.logaddexp(log_left, log_right)))
+
+
+def _log_masses(h, z, t, log_c):
+    """Log of the envelope's left mass (times ``2^h``) and right mass, in log space
+    throughout (see :func:`left_probability` for the linear-space form)."""
     sqrt_t = torch.sqrt(t)
     log_left = h * LOG2 + torch.logaddexp(
         -h * z + torch.special.log_ndtr(z * sqrt_t - h / sqrt_t),
@@ -125,5 +125,5 @@ def envelope_acceptance_rate(b: float, c: float = 0.0) -> float:
     lam = PI2_8 + 0.5 * z * z
     log_right = (log_c + h * LOG_PI_2 - h * torch.log(lam)
                  + torch.log(torch.special.gammaincc(h, lam * t)))
-    return float(torch.exp(-h * log_cosh(z) - torch.logaddexp(log_left, log_right)))
+    return log_left, log_right
 
