@@ -436,7 +436,7 @@ def as_path(path, name: str = "path") -> Path:
     if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path):
         raise ArgumentTypeError(f"{name} must be a file path (a non-empty str or "
                                 f"pathlib.Path), got {_describe(path)}"
-                                + (" ''" if path == "" else ""))
+                                + (" ''" if isinstance(path, str) else ""))
     return Path(path)
 
 
