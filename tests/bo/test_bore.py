@@ -37,10 +37,14 @@ def test_class_probability_tracks_the_exact_relative_density_ratio():
     concordant = float((d_learned[clear] > 0).to(F64).mean())
     assert concordant > 0.95, concordant  # measured 0.98: the MLP wiggles near the peak
     assert float((learned - exact).abs().mean()) < 0.08
-    # the maximiser sits where sin(6x) is smallest (x = pi/4)
-    x, value = acq.optimize(torch.tensor([[0.0], [1.0]], dtype=F64),
-                            generator=torch.Generator().manual_seed(2))
-    assert abs(float(x[0]) - math.pi / 4) < 0.1 and float(value) > 0.5
+    # the maximiser sits where sin(6x) is smallest (x = pi/4): uniform candidates (default)
+    # and L-BFGS-B refinement find it
+    for method in ("random", "lbfgs"):
+        x, value = acq.optimize(torch.tensor([[0.0], [1.0]], dtype=F64), method=method,
+                                generator=torch.Generator().manual_seed(2))
+        assert abs(float(x[0]) - math.pi / 4) < 0.1 and float(value) > 0.5, method
+    with pytest.raises(ValueError, match="method"):
+        acq.optimize(torch.tensor([[0.0], [1.0]], dtype=F64), method="newton")
 
 
 def test_bore_proposes_better_points_than_random_search_on_branin():
