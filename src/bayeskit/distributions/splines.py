@@ -100,16 +100,27 @@ def spline(x: torch.Tensor, raw: torch.Tensor, bound: float, *, inverse: bool = 
     compiled kernel forward and one backward (first derivatives; the same numbers as the
     eager code to rounding); elsewhere the eager torch code.
     """
-    if (compiled.enabled(x, raw) and x.dtype == raw.dtype
-            and x.dtype in (torch.float32, torch.float64)):
-        if raw.shape[-1] < 2 or (raw.shape[-1] + 1) % 3:
-            raise ArgumentValueError(f"spline parameters need 3K - 1 entries, got "
-                                     f"{raw.shape[-1]}")
-        if x.shape != raw.shape[:-1]:
-            shape = torch.broadcast_shapes(x.shape, raw.shape[:-1])
-            x, raw = x.expand(shape), raw.expand(*shape, raw.shape[-1])
-        return _CompiledSpline.apply(x, raw, float(bound), bool(inverse), False, 0.0)
+    if _use_kernel(x, raw):
+        return _compiled(x, raw, bound, inverse, False, 0.0)
     return packed_spline(x, _packed_parameters(raw, bound), inverse=inverse)
+
+
+def _use_kernel(x: torch.Tensor, raw: torch.Tensor) -> bool:
+    return (compiled.enabled(x, raw) and x.dtype == raw.dtype
+            and x.dtype in (torch.float32, torch.float64))
+
+
+def _compiled(x, raw, bound, inverse, affine, max_log_scale):
+    """The compiled spline on ``x`` ``[...]`` and ``raw`` ``[..., (2 +) 3K - 1]``."""
+    extra = 2 if affine else 0
+    if raw.shape[-1] < 2 + extra or (raw.shape[-1] - extra + 1) % 3:
+        raise ArgumentValueError(f"spline parameters need {'2 + ' if affine else ''}3K - 1 "
+                                 f"entries, got {raw.shape[-1]}")
+    if x.shape != raw.shape[:-1]:
+        shape = torch.broadcast_shapes(x.shape, raw.shape[:-1])
+        x, raw = x.expand(shape), raw.expand(*shape, raw.shape[-1])
+    return _CompiledSpline.apply(x, raw, float(bound), bool(inverse), affine,
+                                 float(max_log_scale))
 
 
 def bounded_log_scale(raw: torch.Tensor, limit: float) -> torch.Tensor:
@@ -132,16 +143,8 @@ def affine_spline(x: torch.Tensor, raw: torch.Tensor, bound: float, *, inverse: 
         >>> affine_spline(torch.zeros(3, dtype=torch.float64), raw, 3.0)[0]
         tensor([1., 1., 1.], dtype=torch.float64)
     """
-    if (compiled.enabled(x, raw) and x.dtype == raw.dtype
-            and x.dtype in (torch.float32, torch.float64)):
-        if raw.shape[-1] < 4 or (raw.shape[-1] - 1) % 3:
-            raise ArgumentValueError(f"affine spline parameters need 2 + 3K - 1 entries, got "
-                                     f"{raw.shape[-1]}")
-        if x.shape != raw.shape[:-1]:
-            shape = torch.broadcast_shapes(x.shape, raw.shape[:-1])
-            x, raw = x.expand(shape), raw.expand(*shape, raw.shape[-1])
-        return _CompiledSpline.apply(x, raw, float(bound), bool(inverse), True,
-                                     float(max_log_scale))
+    if _use_kernel(x, raw):
+        return _compiled(x, raw, bound, inverse, True, max_log_scale)
     shift, log_scale = raw[..., 0], bounded_log_scale(raw[..., 1], max_log_scale)
     if inverse:
         z, log_d_inv = spline((x - shift) * torch.exp(-log_scale), raw[..., 2:], bound,
