@@ -75,8 +75,8 @@ BAD = {
     "path": {"None": None, "number": 1.5, "empty string": ""},
     "optional-path": {"number": 1.5, "empty string": ""},
     "text": {"None": None, "number": 1.5},
-    # a number whose NaN/inf are passed on (sums of losses)
-    "value-number": {k: v for k, v in NUMBER_BAD.items() if k not in ("NaN", "inf")},
+    # a number whose infinity is passed on (sums of losses)
+    "value-number": {k: v for k, v in NUMBER_BAD.items() if k != "inf"},
     # a parameter whose range the caller checks (NaN/inf passed on)
     "param-type": {k: v for k, v in NUMBER_BAD.items() if k in ("None", "string", "boolean")},
     # layer-1 checks of one property of a tensor the library already converted
@@ -256,6 +256,11 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "BayesianOptimizer.tell": (lambda X_, y_: BayesianOptimizer(
             lambda x: 0.0, bounds, progress=False).tell(X_, y_),
             {"X_": A(X[:2]), "y_": ("values", y[:2])}),
+        "ULSIF(relative_alpha).fit": (lambda relative_alpha: ULSIF(
+            n_centers=5, folds=2, relative_alpha=relative_alpha).fit(X, X + 0.1),
+            {"relative_alpha": N(0.5)}),
+        "estimate_kl(method)": (lambda method: estimate_kl(X, X + 0.1, method=method),
+                                {"method": ("choice", "ulsif")}),
         "ULSIF.fit": (lambda x_p, x_q: ULSIF(n_centers=5, folds=2).fit(x_p, x_q),
                       {"x_p": A(X), "x_q": A(X + 0.1)}),
         "estimate_kl": (lambda x_p, x_q: estimate_kl(x_p, x_q, method="ulsif"),
@@ -364,6 +369,7 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
     from bayeskit import data as data_mod
     from bayeskit import gp as gp_mod
     from bayeskit.bo.acquisition import fantasy_normals
+    from bayeskit.bo.test_functions import levy
     from bayeskit.cli.reproduce import Context, reproduce
     from bayeskit.distributions.polyagamma import envelope_acceptance_rate
 
@@ -393,6 +399,10 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
             model, alternatives), {"model": O(gp), "alternatives": A(X[:3])}),
         "DiscreteKnowledgeGradient()": (bo.DiscreteKnowledgeGradient(gp, X[:3]),
                                         {"X": ("batched-empty-ok", X[:2, None])}),
+        "OneShotKnowledgeGradient(q=2)": (
+            lambda num_fantasies, fantasies: bo.OneShotKnowledgeGradient(
+                gp, bounds, num_fantasies=num_fantasies, q=2, fantasies=fantasies),
+            {"num_fantasies": N(4), "fantasies": C("antithetic")}),
         "OneShotKnowledgeGradient": (lambda model, bounds_, num_fantasies, q:
                                      bo.OneShotKnowledgeGradient(model, bounds_,
                                                                  num_fantasies=num_fantasies,
@@ -458,6 +468,10 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
         "gibbs_steps": (lambda data_, beta: next(mcmc.gibbs_steps(data_, beta)),
                         {"data_": O(data), "beta": A(torch.zeros(3, dtype=F64))}),
         "polynomial_basis": (mcmc.polynomial_basis, {"degree": N(2)}),
+        "PolyaGammaLogisticRegression.predict_interval": (
+            lambda level: _fitted_logistic(Xnp, labels).predict_interval(Xnp[:3], level),
+            {"level": N(0.9)}),
+        "levy": (levy, {"dim": N(10)}),
         "PolyaGammaLogisticRegression.fit": (
             lambda X_, y_, prior_precision, num_samples: mcmc.PolyaGammaLogisticRegression(
                 prior_precision=prior_precision, num_samples=num_samples, burn_in=2,
@@ -636,6 +650,13 @@ def swept_names() -> set[str]:
     import re
 
     return {token for key in registry() for token in re.split(r"[.() ,]+", key) if token}
+
+
+def _fitted_logistic(X, y):
+    from bayeskit.mcmc import PolyaGammaLogisticRegression
+
+    return PolyaGammaLogisticRegression(num_samples=5, burn_in=2, num_chains=1,
+                                        random_state=0).fit(X, y)
 
 
 def _enter_executor(executor, n_tasks):

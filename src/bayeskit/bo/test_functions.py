@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bayeskit.errors import ArgumentValueError
+from bayeskit.validation import as_int
 
 __all__ = ["TestProblem", "reference_1d", "branin", "hartmann6", "levy"]
 
@@ -108,7 +108,6 @@ def levy(dim: int = 10) -> TestProblem:
         >>> float(levy(10)(torch.ones(1, 10, dtype=torch.float64))) < 1e-30
         True
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ArgumentValueError(f"dim must be an integer >= 2, got {dim!r}")
+    dim = as_int(dim, "dim", low=2)
     return TestProblem(f"Levy-{dim}", _levy, torch.tensor([[-10.0] * dim, [10.0] * dim],
                                                           dtype=F64), 0.0)

@@ -107,8 +107,7 @@ class SparseGPRegressor(_GPRegressorBase):
 
     def fit(self, X, y):
         X, y = check_training_data(X, y, dtype=np.float64, y_numeric=True)
-        if self.method not in ("sgpr", "svgp"):
-            raise ArgumentValueError(f"method must be 'sgpr' or 'svgp', got {self.method!r}")
+        check_choice(self.method, "method", ("sgpr", "svgp"))
         self.n_features_in_ = X.shape[1]
         rng = np.random.default_rng(self.random_state)
         X = self._fit_input_scaling(X)

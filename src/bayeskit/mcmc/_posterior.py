@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayeskit.errors import ArgumentValueError
 from bayeskit.sklearn_compat import BinaryClassifierMixin
+from bayeskit.validation import as_scalar
 
 __all__ = ["PosteriorClassifierMixin", "import_arviz"]
 
@@ -35,8 +35,7 @@ class PosteriorClassifierMixin(BinaryClassifierMixin):
 
     def predict_interval(self, X, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed credible interval of ``P(y = 1 | x)`` over the posterior draws."""
-        if not 0 < level < 1:
-            raise ArgumentValueError(f"level must be in (0, 1), got {level}")
+        level = as_scalar(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
         p = self._prob_draws(X)
         return np.quantile(p, (1 - level) / 2, axis=0), np.quantile(p, (1 + level) / 2, axis=0)
 

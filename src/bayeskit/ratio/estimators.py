@@ -18,7 +18,7 @@ from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
 from bayeskit.training.trainer import train
-from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
+from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor, check_choice
 
 __all__ = ["ClassifierDensityRatio", "ULSIF", "KLIEP", "estimate_kl", "estimate_js",
            "nwj_lower_bound", "check_samples"]
@@ -200,8 +200,8 @@ class ULSIF:
 
     def __init__(self, sigmas=None, lambdas=(1e-3, 1e-2, 1e-1, 1.0), n_centers: int = 100,
                  folds: int = 5, seed: int = 0, relative_alpha: float = 0.0):
-        if not 0 <= relative_alpha < 1:
-            raise ArgumentValueError(f"relative_alpha must be in [0, 1), got {relative_alpha}")
+        relative_alpha = as_scalar(relative_alpha, "relative_alpha", low=0.0, high=1.0,
+                                   high_open=True)
         self.sigmas, self.lambdas = sigmas, lambdas
         self.n_centers, self.folds, self.seed = n_centers, folds, seed
         self.relative_alpha = relative_alpha
@@ -406,8 +406,7 @@ def estimate_kl(x_p, x_q, method: str = "classifier", *, cross_fit: bool = True,
     """
     x_p, x_q = check_samples(x_p, x_q)
     makers = {"classifier": ClassifierDensityRatio, "ulsif": ULSIF, "kliep": KLIEP}
-    if method not in makers:
-        raise ArgumentValueError(f"method must be one of {sorted(makers)}, got {method!r}")
+    check_choice(method, "method", sorted(makers))
     make = makers[method]
 
     def fit(a, b):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.errors import ArgumentValueError
 from bayeskit.nn import mlp
 from bayeskit.ratio.estimators import check_samples
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, conjugate
-from bayeskit.validation import as_int, as_scalar
+from bayeskit.validation import as_int, as_scalar, check_choice
 
 __all__ = ["variational_f_divergence"]
 
@@ -40,9 +39,7 @@ def variational_f_divergence(x_p, x_q, divergence: str = "kl_forward", *,
         True
     """
     x_p, x_q = check_samples(x_p, x_q)
-    if divergence not in _ACTIVATION:
-        raise ArgumentValueError(f"divergence must be one of {sorted(_ACTIVATION)}, got "
-                                 f"{divergence!r}")
+    check_choice(divergence, "divergence", sorted(_ACTIVATION))
     f_star, act = conjugate(divergence), _ACTIVATION[divergence]
     steps = as_int(steps, "steps", positive=True)
     lr = as_scalar(lr, "lr", positive=True)

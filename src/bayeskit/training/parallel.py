@@ -9,14 +9,10 @@ matches a single process on the whole batch up to summation order. Without
 
 from __future__ import annotations
 
-import numbers
-
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from bayeskit.errors import ArgumentTypeError
-from bayeskit.validation import as_int, as_tensor_list
+from bayeskit.validation import as_int, as_scalar, as_tensor_list
 
 __all__ = ["world", "local_rows", "allreduce_grads", "allreduce_sum", "epoch_generator"]
 
@@ -84,10 +80,7 @@ def allreduce_sum(*values: float) -> list[float]:
         >>> allreduce_sum(1.5, 2.0)  # summed over processes (one process: unchanged)
         [1.5, 2.0]
     """
-    for i, v in enumerate(values):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-            raise ArgumentTypeError(f"values[{i}] must be a real number, got "
-                                    f"{type(v).__name__}")
+    values = tuple(as_scalar(v, f"values[{i}]", finite=False) for i, v in enumerate(values))
     if world()[1] == 1:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64)

@@ -277,6 +277,7 @@ class OneShotKnowledgeGradient:
                  fantasies: str = "antithetic", generator: torch.Generator | None = None,
                  tau: tuple[torch.Tensor, float] | None = None):
         q = as_int(q, "q", positive=True)
+        num_fantasies = as_int(num_fantasies, "num_fantasies", positive=True)
         self.post = as_posterior(model)
         self.bounds = as_bounds(bounds)
         if self.bounds.shape[1] != self.post.dim:
@@ -289,9 +290,7 @@ class OneShotKnowledgeGradient:
         else:  # antithetic pairs of q-vectors
             if fantasies == "antithetic" and num_fantasies % 2:
                 raise ArgumentValueError("antithetic fantasies need an even num_fantasies")
-            if fantasies not in ("antithetic", "random"):
-                raise ArgumentValueError(f"fantasies for q > 1 must be 'antithetic' or "
-                                         f"'random', got {fantasies!r}")
+            check_choice(fantasies, "fantasies (for q > 1)", ("antithetic", "random"))
             half = torch.randn(num_fantasies // 2, q, dtype=F64, generator=generator)
             self.z = torch.cat([half, -half]) if fantasies == "antithetic" else \
                 torch.randn(num_fantasies, q, dtype=F64, generator=generator)
