@@ -12,13 +12,14 @@ density) and the final test NLL.
 Our flows standardise with the training data's mean and sd exactly as :func:`fit_flow` does
 on its own (``flow.standardise``); zuko's get raw data ("defaults") or data we standardise.
 
-    .venv-bench/bin/python benchmarks/bench_flows.py [--seconds 20] [--only banana|ring]
+    .venv-bench/bin/python benchmarks/bench_flows.py [--seconds 20] [--only banana|ring|steps]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -90,13 +91,50 @@ def ring(seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--only", choices=("banana", "ring"))
+    parser.add_argument("--only", choices=("banana", "ring", "steps"))
     args = parser.parse_args()
     header()
+    if args.only == "steps":
+        steps()
+        return
     if args.only != "ring":
         banana(args.seconds)
     if args.only != "banana":
         ring(args.seconds)
+
+
+def steps(rounds: int = 3, per_round: int = 200) -> None:
+    """One NSF training step (3 autoregressive spline layers, 64x64, batch 256, float32,
+    Adam) with the compiled spline kernels and with the eager torch code, interleaved in
+    rounds of ``per_round`` steps after a warm-up; median ms per step."""
+    from bayeskit import compiled
+
+    p = banana_distribution(0.95, dtype=torch.float32)
+    torch.manual_seed(0)
+    xtr = p.sample((20_000,))
+    times = {True: [], False: []}
+    for _ in range(rounds):
+        for on in (True, False):
+            with compiled.use_compiled(on):
+                torch.manual_seed(1)
+                flow = Flow(2, kind="nsf", num_layers=3, hidden=(64, 64))
+                flow.standardise(xtr)
+                opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+                g = torch.Generator().manual_seed(0)
+                for i in range(per_round + 5):
+                    if i == 5:
+                        t0 = time.perf_counter()
+                    idx = torch.randint(0, xtr.shape[0], (256,), generator=g)
+                    loss = -flow.log_prob(xtr[idx]).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                times[on].append((time.perf_counter() - t0) / per_round * 1e3)
+    fast, slow = statistics.median(times[True]), statistics.median(times[False])
+    print(f"NSF training step, median of {rounds} interleaved rounds of {per_round}: "
+          f"compiled spline {fast:.2f} ms, eager {slow:.2f} ms ({slow / fast:.2f}x); "
+          f"rounds: compiled {[round(t, 2) for t in times[True]]}, "
+          f"eager {[round(t, 2) for t in times[False]]}")
 
 
 def banana(seconds: float) -> None:

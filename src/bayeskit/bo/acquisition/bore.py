@@ -94,27 +94,30 @@ class BORE:
             return torch.sigmoid(self.logit(x))
 
     def optimize(self, bounds: torch.Tensor, *, generator: torch.Generator | None = None,
-                 method: str = "random", num_restarts: int = 4, raw_samples: int = 2048,
+                 method: str = "random", num_restarts: int = 4, raw_samples: int | None = None,
                  max_iter: int = 50, exclude: torch.Tensor | None = None,
                  min_distance: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x [D], pi(x) [])``: the best point in the box (by the logit: the same order
         as ``pi``, without the sigmoid's flat tails).
 
-        ``method="random"`` (default): the best of ``raw_samples`` uniform candidates.
-        ``"lbfgs"``: multi-start L-BFGS-B on the MLP's logit (``num_restarts`` starts from
-        the best candidates). Measured (``benchmarks/bench_bore.py``, RESULTS.md): the
-        refined maximiser of a small-sample classifier sits on the box's boundary in
-        97-100 % of the Hartmann-6 proposals (the logit keeps rising along directions the
-        few good points do not pin down), and the loop stalls there: median simple regret
-        after 200 evaluations 0.52 against 0.30 with random candidates (5 seeds; random
-        search 0.55), at 4.6x the time. Classifiers without gradients always use
-        random and evolutionary search.
+        ``method="random"`` (default): the best of ``raw_samples`` (default 2048) uniform
+        candidates. ``"lbfgs"``: multi-start L-BFGS-B on the MLP's logit (``num_restarts``
+        starts from the best of ``raw_samples``, default 512, uniform points). Measured
+        (``benchmarks/bench_bore.py --bore-method lbfgs``, RESULTS.md): the refined
+        maximiser of a small-sample classifier sits on the box's boundary in 97-100 % of
+        the Hartmann-6 proposals (the logit keeps rising along directions the few good
+        points do not pin down), and the loop stalls there: median simple regret after 200
+        evaluations 0.52 against 0.30 with random candidates (5 seeds; random search 0.55),
+        at 4.6x the time. Classifiers without gradients always use random (512 points)
+        and evolutionary search.
 
         Points within ``min_distance`` (max norm) of a row of ``exclude`` (e.g. the
         evaluated inputs) are skipped for the next best, or a uniform draw when every
         candidate is excluded: a classifier is constant near its maximiser, and
         re-evaluating a point teaches it nothing."""
         check_choice(method, "method", ("random", "lbfgs"))
+        if raw_samples is None:
+            raw_samples = 2048 if method == "random" and self.ratio.differentiable else 512
         if self.ratio.differentiable and method == "lbfgs":
             xs, vs = maximize_box_all(self.logit, bounds, num_restarts=num_restarts,
                                       raw_samples=raw_samples, generator=generator,
