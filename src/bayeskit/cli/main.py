@@ -39,24 +39,34 @@ def _parser() -> argparse.ArgumentParser:
         "check-report",
         help="check a written report: images load, links land, every figure is shown",
         description="Check --out/index.html as a reader meets it; with a headless Chromium "
-                    "installed, also render it to --out/report-screenshot.png to look at.")
+                    "installed, also open it there and capture it as "
+                    "--out/report-screenshot-NN.png to look at.")
     chk.add_argument("--out", default="results", help="report folder (default: results)")
     return parser
 
 
 def _check_report(out: str) -> int:
-    from bayeskit.cli.reproduce.check import check_report, render_screenshot
+    from bayeskit.cli.reproduce.check import check_in_browser, check_report, render_screenshot
 
     problems = check_report(out)
+    browser = check_in_browser(out) if not problems else None
+    if browser is not None:
+        problems += browser[0]
     for problem in problems:
         print(f"check-report: {problem}", file=sys.stderr)
-    shot = render_screenshot(out, Path(out) / "report-screenshot.png") if not problems else None
-    if not problems:
-        print(f"check-report: {out}/index.html: every image loads, every link lands"
-              + (f"; rendered to {shot}: look at it" if shot else
-                 "; no Chromium on this machine, so the rendered page was not captured "
-                 "(Debian: apt install chromium)"))
-    return 1 if problems else 0
+    if problems:
+        return 1
+    if browser is None:
+        print(f"check-report: {out}/index.html: every image loads, every link lands; no "
+              "Chromium on this machine, so the page was not opened in a browser nor "
+              "captured (Debian: apt install chromium)")
+        return 0
+    tiles = render_screenshot(out, Path(out) / "report-screenshot.png",
+                              height=browser[1] + 40)
+    print(f"check-report: {out}/index.html: every image loads, every link lands, also in "
+          f"headless Chromium; the page is captured in {len(tiles)} screenshots, "
+          f"{tiles[0].name} .. {tiles[-1].name}: look at them")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
