@@ -78,10 +78,13 @@ def main() -> None:
                     edge.append(float(((u < 1e-6) | (u > 1 - 1e-6)).any(-1).double().mean()))
                 secs.append(time.perf_counter() - t0)
                 regrets.append(best - f.minimum)
+                print(f"    {method} seed {seed}: regret {regrets[-1]:.4f}, {secs[-1]:.1f} s",
+                      flush=True)
             q = np.quantile(regrets, [0.25, 0.5, 0.75])
             print(f"  {method:7s} median simple regret {q[1]:9.4f} (IQR {q[0]:.4f}-{q[2]:.4f})"
                   f"   wall {statistics.median(secs):7.1f} s per run"
-                  + (f"   proposals on the boundary {np.mean(edge):.0%}" if edge else ""))
+                  + (f"   proposals on the boundary {np.mean(edge):.0%}" if edge else ""),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,22 @@ def test_save_refuses_panels_without_axis_labels(tmp_path):
     assert unlabelled_axes(fig) == ["panel 1"]
     ax.figure.axes[1].set_ylabel("density")
     assert save(fig, tmp_path / "g.png").exists()
+
+
+def test_save_refuses_text_that_runs_off_the_figure(tmp_path):
+    """The report once showed a clipped title (the adversarial-KL panel): save refuses it."""
+    import pytest
+
+    from bayeskit.plotting.figures import clipped_text, pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.set(xlabel="x", ylabel="y", title="a title far too long for a figure three inches wide")
+    fig.tight_layout()
+    assert clipped_text(fig) == ["a title far too long for a figure three inches wide"]
+    with pytest.raises(ValueError, match="runs off the figure"):
+        save(fig, tmp_path / "f.png")
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.set(xlabel="x", ylabel="y", title="short")
+    fig.suptitle("a figure title")
+    assert save(fig, tmp_path / "g.png").exists()

@@ -201,7 +201,9 @@ class PolyaGammaSVGP(SVGP):
         natural-gradient step on ``q(u)`` (size ``rho_t = (t + tau)^-decay``, or 1 when a
         batch holds all the data, which makes each epoch one coordinate-ascent sweep), then
         an Adam step (``lr``) on the kernel, mean function and inducing points against the
-        augmented ELBO. Returns the per-epoch mean minibatch augmented ELBO.
+        augmented ELBO. Returns the per-epoch mean minibatch augmented ELBO, each batch's
+        taken after its natural step (optimistic by that step's fit to the batch while
+        ``rho_t`` is large; :meth:`elbo` on the data is the unbiased figure).
 
         Checkpoint/resume and ``torchrun`` as :meth:`SVGP.fit` (the step counter is saved
         with the model, so a resumed run takes the same steps).

@@ -292,7 +292,8 @@ class LogisticSoftmaxSVGP(GPModel):
         the local step, natural-gradient steps on ``q(u_c)`` (Robbins-Monro size
         ``(t + tau)^-decay``, or 1 when a batch holds all the data), then Adam (``lr``) on
         the kernel and inducing inputs against the augmented ELBO. Returns the per-epoch
-        mean minibatch augmented ELBO; checkpoint/resume as the other trainers."""
+        mean minibatch augmented ELBO, each batch's after its natural steps (optimistic
+        while the step size is large); checkpoint/resume as the other trainers."""
         X, Y = self.check_data(X, y)
         batch_size = as_int(batch_size, "batch_size", positive=True)
         tau = as_scalar(tau, "tau", low=0.0, low_open=True)

@@ -330,9 +330,10 @@ class SVGP(GPModel):
         unless ``overwrite=True`` (see :class:`bayeskit.training.Checkpoint`).
         ``natural_gradient=gamma`` (Gaussian likelihood): each minibatch first takes a
         natural-gradient step of size ``gamma`` on ``q(u)``, and Adam trains only the
-        hyperparameters and ``Z``. Under ``torchrun`` each process takes its slice of every
-        global batch and gradients are summed across processes; rank 0 writes the
-        checkpoint.
+        hyperparameters and ``Z``; the returned history then holds each batch's ELBO
+        before its step (after the step it would be optimistic). Under ``torchrun`` each
+        process takes its slice of every global batch and gradients are summed across
+        processes; rank 0 writes the checkpoint.
         """
         if y is not None:
             X, y = self._check_xy(X, y)
@@ -361,10 +362,16 @@ class SVGP(GPModel):
             Xb, yb = Xb[rows], yb[rows]
             if y is None:
                 Xb, yb = self._check_xy(Xb, yb)
-            if natural_gradient is not None:
-                with torch.no_grad():
-                    self._natural_step(Xb, yb, natural_gradient, B)
-            return -self._elbo(Xb, yb, batch_size=B, kl_weight=Xb.shape[0] / B)
+            if natural_gradient is None:
+                return -self._elbo(Xb, yb, batch_size=B, kl_weight=Xb.shape[0] / B)
+            # The ELBO after the step is evaluated on the batch q(u) just moved towards,
+            # an optimistic estimate: report the ELBO before the step (an unbiased
+            # estimate at the current parameters), differentiate the one after it.
+            with torch.no_grad():
+                before = self._elbo(Xb, yb, batch_size=B, kl_weight=Xb.shape[0] / B)
+                self._natural_step(Xb, yb, natural_gradient, B)
+            after = self._elbo(Xb, yb, batch_size=B, kl_weight=Xb.shape[0] / B)
+            return -(after + (before - after).detach())
 
         history = train(self, loss_fn, data, epochs=epochs, batch_size=batch_size, lr=lr,
                         params=params, seed=seed, checkpoint=ckpt, progress=progress,

@@ -170,7 +170,7 @@ def _figures(res, ctx, x, y, xs, truth, result, pi_draws, pi_mean, ref_pi, data,
         ax.scatter(x, omega[k], s=3, alpha=0.3, color="C2")
     ax.set_xlabel("x")
     ax.set_ylabel("omega")
-    ax.set_title("Pólya-gamma auxiliary draws omega_n at each x_n (40 sweeps)")
+    ax.set_title("Pólya-gamma auxiliary draws omega_n at each x_n\n(40 sweeps)")
     save(fig, ctx.path("polyagamma_omega.png"))
     res.figures.append(Figure("polyagamma_omega.png", "omega_n ~ PG(1, beta^T phi(x_n)) "
                               "against x_n: small where |f(x_n)| is large."))

@@ -165,7 +165,7 @@ def _adversarial(res: TopicResult, ctx: Context) -> None:
     ax.set_xlabel("generator step")
     ax.set_ylabel("KL (nats)")
     ax.legend()
-    ax.set_title("Adversarial KL minimisation: G(z) = mu + sigma z towards N(0, 2²)")
+    ax.set_title("Adversarial KL minimisation:\nG(z) = mu + sigma z towards N(0, 2²)")
     save(fig, ctx.path("ratio_adversarial.png"))
     res.figures.append(Figure("ratio_adversarial.png", "An implicit generator trained against a "
                               "classifier critic: its exact KL to the target falls towards 0."))

@@ -67,7 +67,9 @@ class Number:
     """A reproduced number next to its reference value.
 
     ``tolerance`` is absolute; ``None`` marks a number that is reported, not checked
-    (timings, which depend on the machine).
+    (timings, which depend on the machine). ``bound`` makes the check one-sided:
+    ``"at most"`` passes when value <= reference + tolerance, ``"at least"`` when
+    value >= reference - tolerance (a lower bound below the quantity it bounds, say).
     """
 
     name: str
@@ -78,16 +80,21 @@ class Number:
     abs_diff: float | None = None
     rel_diff: float | None = None
     within_tolerance: bool | None = None
+    bound: str | None = None
 
     def __post_init__(self) -> None:
         self.value = float(self.value)
+        if self.bound not in (None, "at most", "at least"):
+            raise ValueError(f"bound must be None, 'at most' or 'at least', not {self.bound!r}")
         if self.reference is not None:
             self.reference = float(self.reference)
             self.abs_diff = abs(self.value - self.reference)
             scale = abs(self.reference)
             self.rel_diff = self.abs_diff / scale if scale > 0 else None
             if self.tolerance is not None:  # a NaN is never within tolerance
-                self.within_tolerance = bool(self.abs_diff <= self.tolerance)
+                excess = {None: self.abs_diff, "at most": self.value - self.reference,
+                          "at least": self.reference - self.value}[self.bound]
+                self.within_tolerance = bool(excess <= self.tolerance)
         elif self.tolerance is not None and not math.isfinite(self.value):
             self.within_tolerance = False
 
@@ -115,6 +122,19 @@ class TopicResult:
         self.numbers.append(number)
         return number
 
+    def add_bound(self, name: str, value: float, *, at_most: float | None = None,
+                  at_least: float | None = None, source: str = "",
+                  slack: float = 0.0) -> Number:
+        """A one-sided check: ``value <= at_most + slack`` or ``value >= at_least - slack``
+        (exactly one of the two bounds)."""
+        if (at_most is None) == (at_least is None):
+            raise ValueError("give exactly one of at_most and at_least")
+        bound, reference = ("at most", at_most) if at_most is not None else ("at least",
+                                                                              at_least)
+        number = Number(name, value, reference, source, slack, bound=bound)
+        self.numbers.append(number)
+        return number
+
     @property
     def failures(self) -> list[Number]:
         return [n for n in self.numbers if n.within_tolerance is False]
@@ -131,15 +151,31 @@ def _json_safe(value):
 
 
 def _fmt(x) -> str:
-    """A number for the table; ``None`` is blank, non-numbers (``"nan"`` as stored in
-    ``results.json``) are shown as they are."""
+    """A number for the table, one rule for every column: whole numbers as they are, the
+    rest to five significant digits, in scientific notation outside [0.001, 1e5), with
+    trailing zeros only where the value was rounded (1.0000 is not exactly 1); ``None`` is
+    blank, non-numbers (``"nan"`` as stored in ``results.json``) as they are.
+
+    >>> [_fmt(v) for v in (3, 2.0, 0.16, 0.0025989, 3714.5912, 1.000012, 1.5e-6, 5.51e-15)]
+    ['3', '2', '0.16', '0.0025989', '3714.6', '1.0000', '1.5e-06', '5.51e-15']
+    >>> _fmt(None), _fmt("nan")
+    ('', 'nan')
+    """
     if x is None:
         return ""
     if not isinstance(x, (int, float)) or not math.isfinite(x):
         return str(x)
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
-        return f"{x:.6g}"
-    return f"{x:.3e}"
+    if float(x).is_integer() and abs(x) < 1e5:
+        return str(int(x))
+    fixed = 1e-3 <= abs(x) < 1e5
+    if fixed:
+        short = f"{x:.5g}"
+    else:
+        mantissa, exponent = f"{x:.4e}".split("e")
+        short = mantissa.rstrip("0").rstrip(".") + "e" + exponent
+    if float(short) == x:
+        return short
+    return f"{x:#.5g}".rstrip(".") if fixed else f"{x:.4e}"
 
 
 def write_report(results: list[TopicResult], out: Path, *, quick: bool,
@@ -214,6 +250,8 @@ def _html(merged: dict[str, dict]) -> str:
             mark = "" if ok is None else ("<span class='ok'>yes</span>" if ok
                                           else "<span class='bad'>NO</span>")
             cells = [_fmt(n.get(k)) for k in ("value", "reference")]
+            if n.get("bound") and cells[1]:  # a one-sided check: the bound's direction
+                cells[1] = {"at most": "\u2264 ", "at least": "\u2265 "}[n["bound"]] + cells[1]
             parts.append(
                 f"<tr><td>{esc(n['name'])}</td><td class='n'>{esc(cells[0])}</td>"
                 f"<td class='n'>{esc(cells[1])}</td><td>{esc(n.get('source', ''))}</td>"
