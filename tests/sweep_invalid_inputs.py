@@ -232,9 +232,11 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "BinomialRegressionData.create": (BinomialRegressionData.create,
                                           {"Phi": A(X), "y": A((y > 0).double()),
                                            "prior_precision": P(1.0)}),
-        "run_gibbs": (lambda num_samples, burn_in, num_chains: run_gibbs(
-            data, num_samples=num_samples, burn_in=burn_in, num_chains=num_chains),
-            {"num_samples": N(5), "burn_in": N(2), "num_chains": N(2)}),
+        "run_gibbs": (lambda num_samples, burn_in, num_chains, metropolis_steps: run_gibbs(
+            data, num_samples=num_samples, burn_in=burn_in, num_chains=num_chains,
+            metropolis_steps=metropolis_steps),
+            {"num_samples": N(5), "burn_in": N(2), "num_chains": N(2),
+             "metropolis_steps": N(1)}),
         "knowledge_gradient_discrete": (knowledge_gradient_discrete,
                                         {"mean": B(torch.zeros(3, dtype=F64)),
                                          "sigma_tilde": B(torch.ones(3, dtype=F64))}),
@@ -467,6 +469,17 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
         # mcmc
         "gibbs_steps": (lambda data_, beta: next(mcmc.gibbs_steps(data_, beta)),
                         {"data_": O(data), "beta": A(torch.zeros(3, dtype=F64))}),
+        "binomial_log_posterior": (mcmc.binomial_log_posterior, {
+            "data": O(data), "beta": ("batched-empty-ok", torch.zeros(2, 3, dtype=F64))}),
+        "laplace_approximation": (lambda data_, tol, max_iter: mcmc.laplace_approximation(
+            data_, tol=tol, max_iter=max_iter),
+            {"data_": O(data), "tol": N(1e-20), "max_iter": N(50)}),
+        "independence_metropolis": (
+            lambda data_, beta, log_post, mode, L_, steps: mcmc.independence_metropolis(
+                data_, beta, log_post, mode, L_, steps),
+            {"data_": O(data), "beta": ("batched-empty-ok", torch.zeros(2, 3, dtype=F64)),
+             "log_post": A(torch.zeros(2, dtype=F64)), "mode": A(torch.zeros(3, dtype=F64)),
+             "L_": A(torch.eye(3, dtype=F64)), "steps": N(1)}),
         "polynomial_basis": (mcmc.polynomial_basis, {"degree": N(2)}),
         "PolyaGammaLogisticRegression.predict_interval": (
             lambda level: _fitted_logistic(Xnp, labels).predict_interval(Xnp[:3], level),

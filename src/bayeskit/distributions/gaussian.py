@@ -45,6 +45,7 @@ __all__ = [
     "sample_mvn",
     "sample_from_precision",
     "sample_linear_gaussian_posterior",
+    "outer_products",
     "gauss_hermite",
     "gauss_hermite_expectation",
     "append_observations",
@@ -283,10 +284,26 @@ def sample_from_precision(
     return mean, sample_mvn(mean, precision_tril=L, generator=generator)
 
 
+def outer_products(Phi: torch.Tensor) -> torch.Tensor:
+    """``[N, D * D]``: row ``n`` is ``phi_n phi_n^T`` flattened, so that ``w @ result`` is
+    ``Phi^T diag(w) Phi`` flattened, for any batch of weights ``w: [..., N]``.
+
+    Examples:
+        >>> Phi = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+        >>> w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+        >>> bool(torch.equal((w @ outer_products(Phi)).view(2, 2), Phi.T @ (w[:, None] * Phi)))
+        True
+    """
+    check_tensor("Phi", Phi, min_dim=2)
+    if Phi.dim() != 2:
+        raise ShapeError(f"Phi must be [N, D], got {tuple(Phi.shape)}")
+    return (Phi.unsqueeze(-1) * Phi.unsqueeze(-2)).flatten(-2)
+
+
 def sample_linear_gaussian_posterior(
     Phi: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, prior_mean: torch.Tensor,
     prior_precision: torch.Tensor, *, method: str = "auto",
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, outer_products: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One exact draw of ``beta`` given weighted pseudo-observations.
 
@@ -300,6 +317,10 @@ def sample_linear_gaussian_posterior(
             the quantity ``Phi^T diag(w) z`` is built from, passed as ``w * z``.
         prior_mean: ``[D]``. prior_precision: ``[D, D]``.
         method: ``"precision"`` (D x D), ``"matheron"`` (N x N) or ``"auto"`` (the smaller).
+        outer_products: optional ``[N, D * D]``, the rows' ``phi_n phi_n^T`` flattened
+            (:func:`outer_products`): the precision form then builds ``Phi^T diag(w) Phi``
+            for a whole batch of weights as one matrix product (worth it for small D and
+            many draws from one design, as in a Gibbs sampler).
 
     Returns:
         ``[..., D]``.
@@ -308,7 +329,10 @@ def sample_linear_gaussian_posterior(
     if method == "auto":
         method = "precision" if d <= n else "matheron"
     if method == "precision":
-        P = Phi.mT @ (weights.unsqueeze(-1) * Phi) + prior_precision
+        if outer_products is None:
+            P = Phi.mT @ (weights.unsqueeze(-1) * Phi) + prior_precision
+        else:
+            P = (weights @ outer_products).unflatten(-1, (d, d)) + prior_precision
         shift = targets @ Phi + prior_precision @ prior_mean
         return sample_from_precision(P, shift, generator=generator)[1]
     if method != "matheron":
