@@ -187,6 +187,8 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "cholesky_delete": (linalg.cholesky_delete, {"chol": A(L), "indices": ("indices", [1])}),
         "cholesky_solve": (linalg.cholesky_solve, {"chol": A(L), "B": A(U)}),
         "cholesky_logdet": (linalg.cholesky_logdet, {"chol": A(L)}),
+        "cholesky_plus_diagonal": (linalg.cholesky_plus_diagonal,
+                                   {"K": A(L @ L.T), "diagonal": B(torch.ones(4, dtype=F64))}),
         "jittered_cholesky": (linalg.jittered_cholesky, {"A": A(L @ L.T)}),
         "stabilised_cholesky": (linalg.stabilised_cholesky,
                                 {"K": A(L @ L.T), "relative_jitter": N(1e-6)}),

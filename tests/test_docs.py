@@ -6,7 +6,7 @@ import inspect
 
 PACKAGES = ["linalg", "distributions", "gp", "mcmc", "bo", "ratio", "vae", "training",
             "plotting", "data", "errors", "validation"]
-MIN_EXAMPLES = 161  # public objects with a >>> example (of 162: the other is a constant)
+MIN_EXAMPLES = 162  # public objects with a >>> example (of 163: the other is a constant)
 
 
 def _public():

@@ -105,7 +105,8 @@ def _lag1(draws):
 
 def test_metropolis_steps_cut_the_autocorrelation_on_nearly_separable_data():
     """Where the augmented chain is sticky (large coefficients), the independence steps
-    decorrelate it: lag-1 autocorrelation of the slowest coefficient falls from > 0.6 (0.71 with this seed) by more than half."""
+    decorrelate it: lag-1 autocorrelation of the slowest coefficient falls from > 0.6
+    (0.71 with this seed) by more than half."""
     _, _, _, data = _problem(n=80, separable=True)
     plain, mixed = (run_gibbs(data, num_samples=400, burn_in=100, num_chains=4,
                               metropolis_steps=k, generator=torch.Generator().manual_seed(2))

@@ -26,7 +26,12 @@ import numpy as np
 import torch
 
 from bayeskit.errors import ArgumentValueError, ShapeError
-from bayeskit.linalg import cholesky_append, cholesky_update_lowrank, jittered_cholesky
+from bayeskit.linalg import (
+    cholesky_append,
+    cholesky_plus_diagonal,
+    cholesky_update_lowrank,
+    jittered_cholesky,
+)
 from bayeskit.validation import (
     as_scalar,
     check_finite,
@@ -46,6 +51,7 @@ __all__ = [
     "sample_from_precision",
     "sample_linear_gaussian_posterior",
     "outer_products",
+    "matheron_parts",
     "gauss_hermite",
     "gauss_hermite_expectation",
     "append_observations",
@@ -258,6 +264,10 @@ def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
                       generator=generator).unsqueeze(-1)
     if scale_tril is not None:
         noise = (scale_tril @ eps).squeeze(-1)
+    elif precision_tril.dim() == 2:  # one factor: every draw a column of one solve
+        flat = eps.reshape(-1, n).mT
+        noise = torch.linalg.solve_triangular(precision_tril.mT, flat, upper=True).mT
+        noise = noise.reshape(eps.shape[:-1])
     else:
         U = precision_tril.mT.expand(*eps.shape[:-2], *precision_tril.shape[-2:])
         noise = torch.linalg.solve_triangular(U, eps, upper=True).squeeze(-1)
@@ -300,10 +310,39 @@ def outer_products(Phi: torch.Tensor) -> torch.Tensor:
     return (Phi.unsqueeze(-1) * Phi.unsqueeze(-2)).flatten(-2)
 
 
+def matheron_parts(Phi: torch.Tensor, prior_precision: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the Matheron form of :func:`sample_linear_gaussian_posterior` needs of the
+    design and prior alone: the Cholesky factor ``Ls`` of ``S`` ``[D, D]``, ``S^-1 Phi^T``
+    ``[D, N]`` and the prior Gram matrix ``Phi S^-1 Phi^T`` ``[N, N]``; compute once for
+    many draws.
+
+    Examples:
+        >>> Phi = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+        >>> Ls, cov_PhiT, gram = matheron_parts(Phi, 2 * torch.eye(2, dtype=torch.float64))
+        >>> bool(torch.allclose(gram, Phi @ Phi.T / 2))
+        True
+    """
+    check_tensor("Phi", Phi, min_dim=2)
+    check_tensor("prior_precision", prior_precision, min_dim=2)
+    if Phi.dim() != 2 or prior_precision.shape != (Phi.shape[1],) * 2:
+        raise ShapeError(f"Phi must be [N, D] and prior_precision [D, D]; got "
+                         f"{tuple(Phi.shape)} and {tuple(prior_precision.shape)}")
+    return _matheron_parts(Phi, prior_precision)
+
+
+def _matheron_parts(Phi, prior_precision):
+    Ls, info = torch.linalg.cholesky_ex(prior_precision)
+    raise_if_not_pd(info > 0, "the prior precision")
+    prior_cov_PhiT = torch.cholesky_solve(Phi.mT, Ls)  # S^-1 Phi^T: [D, N]
+    return Ls, prior_cov_PhiT, Phi @ prior_cov_PhiT
+
+
 def sample_linear_gaussian_posterior(
     Phi: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, prior_mean: torch.Tensor,
     prior_precision: torch.Tensor, *, method: str = "auto",
     generator: torch.Generator | None = None, outer_products: torch.Tensor | None = None,
+    matheron_parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One exact draw of ``beta`` given weighted pseudo-observations.
 
@@ -321,6 +360,10 @@ def sample_linear_gaussian_posterior(
             (:func:`outer_products`): the precision form then builds ``Phi^T diag(w) Phi``
             for a whole batch of weights as one matrix product (worth it for small D and
             many draws from one design, as in a Gibbs sampler).
+        matheron_parts: optional :func:`matheron_parts` of ``(Phi, prior_precision)``: the
+            Matheron form then costs one N x N Cholesky factorisation per draw (the prior
+            Gram matrix ``Phi S^-1 Phi^T`` is not rebuilt; GP classification in function
+            space, where D = N).
 
     Returns:
         ``[..., D]``.
@@ -341,14 +384,13 @@ def sample_linear_gaussian_posterior(
     # Matheron: beta0 ~ prior, e0 ~ N(0, W^-1); beta = beta0 + S^-1 Phi^T (Phi S^-1 Phi^T
     # + W^-1)^-1 (z - Phi beta0 - e0), where z = targets / w.
     batch = weights.shape[:-1]
-    Ls = torch.linalg.cholesky(prior_precision)
+    Ls, prior_cov_PhiT, gram = (matheron_parts if matheron_parts is not None
+                                else _matheron_parts(Phi, prior_precision))
     beta0 = sample_mvn(prior_mean.expand(*batch, d), precision_tril=Ls, generator=generator)
     e0 = torch.randn(*batch, n, dtype=Phi.dtype, device=Phi.device,
                      generator=generator) / weights.sqrt()
-    prior_cov_PhiT = torch.cholesky_solve(Phi.mT, Ls)  # S^-1 Phi^T: [D, N]
-    K = Phi @ prior_cov_PhiT + torch.diag_embed(1.0 / weights)
     resid = targets / weights - (beta0 @ Phi.mT) - e0
-    Lk, info = torch.linalg.cholesky_ex(K)
+    Lk, info = cholesky_plus_diagonal(gram, 1.0 / weights)
     raise_if_not_pd(info > 0, "Phi S^-1 Phi^T + W^-1")
     alpha = torch.cholesky_solve(resid.unsqueeze(-1), Lk).squeeze(-1)
     return beta0 + alpha @ prior_cov_PhiT.mT

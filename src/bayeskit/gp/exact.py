@@ -18,11 +18,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bayeskit.errors import ArgumentTypeError, ShapeError
+from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.gp.model import GPRegressionModel
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.linalg import jittered_cholesky
+from bayeskit.linalg import cholesky_plus_diagonal, jittered_cholesky
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
     as_inputs,
@@ -69,17 +69,15 @@ def check_mean_function(mean_function):
 
 def _factor_with_noise(K: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of ``K + noise I`` for a symmetric ``[N, N]`` ``K``, in one new
-    buffer: ``K`` is copied, the noise added to its diagonal and LAPACK factorises the copy in
-    place (column-major view of the symmetric copy, so no transposed copy). Falls back to
+    buffer (:func:`bayeskit.linalg.cholesky_plus_diagonal`). Falls back to
     :func:`jittered_cholesky` (with its jitter and clear errors) if that fails."""
-    buf = K.detach().clone(memory_format=torch.contiguous_format)
-    A = buf.mT  # column-major; equal to K + noise I because K is symmetric
-    A.diagonal().add_(noise)
-    info = torch.empty((), dtype=torch.int32, device=K.device)
-    torch.linalg.cholesky_ex(A, out=(A, info))
-    if int(info) == 0 and bool(torch.isfinite(A.diagonal()).all()):
-        return A
     n = K.shape[-1]
+    try:
+        A, info = cholesky_plus_diagonal(K, noise.detach().expand(n))
+        if int(info) == 0:
+            return A
+    except NonFiniteError:
+        pass  # the fallback below names the problem
     C = K.detach() + noise.detach() * torch.eye(n, dtype=K.dtype, device=K.device)
     return jittered_cholesky(C)[0]
 

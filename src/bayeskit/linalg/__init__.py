@@ -1,12 +1,15 @@
 """Cholesky factorisations and their low-rank modifications (layer 1: functions on tensors).
 
-All functions work on batches ``[..., N, N]``, on float32 and float64, on CPU and CUDA, and
-are differentiable. Depends on nothing else in bayeskit except :mod:`bayeskit.errors`.
+All functions work on batches ``[..., N, N]``, on float32 and float64, on CPU and CUDA,
+and are differentiable (but :func:`cholesky_plus_diagonal`, an in-place factorisation
+for samplers and hand-written gradients). Depends on nothing else in bayeskit except
+:mod:`bayeskit.errors` and :mod:`bayeskit.validation`.
 """
 
 from bayeskit.linalg.append import cholesky_append, cholesky_delete
 from bayeskit.linalg.cholesky import (
     cholesky_logdet,
+    cholesky_plus_diagonal,
     cholesky_solve,
     jittered_cholesky,
     stabilised_cholesky,
@@ -17,6 +20,7 @@ __all__ = [
     "cholesky_append",
     "cholesky_delete",
     "cholesky_logdet",
+    "cholesky_plus_diagonal",
     "cholesky_solve",
     "cholesky_update",
     "cholesky_update_lowrank",

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from bayeskit.distributions.gaussian import (
+    matheron_parts,
     outer_products,
     sample_linear_gaussian_posterior,
     sample_mvn,
@@ -174,12 +175,15 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
     # outer products (one GEMM instead of C small ones; ~2x faster at D = 31, C = 16)
     outer = outer_products(data.Phi) if (
         method != "matheron" and d <= n and d <= 64 and beta.shape[0] > 1) else None
+    # the Matheron form: the prior Gram matrix once, then one N x N factorisation per draw
+    parts = matheron_parts(data.Phi, data.prior_precision) if (
+        method == "matheron" or (method == "auto" and d > n)) else None
     while True:
         omega = sample_polya_gamma(data.n_trials, offset + beta @ data.Phi.mT,
                                    generator=generator)
         beta = sample_linear_gaussian_posterior(
             data.Phi, omega, kappa - omega * offset, data.prior_mean, data.prior_precision,
-            method=method, generator=generator, outer_products=outer)
+            method=method, generator=generator, outer_products=outer, matheron_parts=parts)
         if metropolis_steps:
             beta = _independence_metropolis(data, beta, _log_posterior(data, beta), mode,
                                             precision_tril, metropolis_steps, generator)[0]
