@@ -71,6 +71,7 @@ bench: bench-env
 	$(BENCH_BIN)/python benchmarks/bench_cholesky.py
 	$(BENCH_BIN)/python benchmarks/bench_polyagamma.py
 	$(BENCH_BIN)/python benchmarks/bench_gibbs.py
+	$(BENCH_BIN)/python benchmarks/bench_gpc_gibbs.py
 	$(BENCH_BIN)/python benchmarks/bench_flows.py
 	$(BENCH_BIN)/python benchmarks/bench_ratio.py
 	$(BENCH_BIN)/python benchmarks/bench_gp.py
