@@ -38,12 +38,14 @@ def _is_reference(K, y, n_draws=400_000, seed=0):
     return mean, np.sqrt(wt @ (draws - mean) ** 2)
 
 
-def test_latent_posterior_matches_importance_sampling():
+@pytest.mark.parametrize("metropolis_steps", [0, 2])
+def test_latent_posterior_matches_importance_sampling(metropolis_steps):
     X = torch.linspace(-2, 2, 8, dtype=torch.float64)[:, None]
     y = np.array([0, 0, 1, 0, 1, 1, 1, 0], dtype=float)
     K = SquaredExponential(lengthscale=1.0, variance=2.0)(X).detach()
     L, v, _ = gp_classification_gibbs(K, torch.as_tensor(y), num_samples=1500, burn_in=100,
-                                      num_chains=8, generator=torch.Generator().manual_seed(2))
+                                      num_chains=8, metropolis_steps=metropolis_steps,
+                                      generator=torch.Generator().manual_seed(2))
     f = (v @ L.mT).reshape(-1, 8).numpy()
     mean, sd = _is_reference(K.numpy() + 1e-10 * np.eye(8), y)
     assert np.all(np.abs(f.mean(0) - mean) < 0.1 * sd), (f.mean(0), mean, sd)
