@@ -23,6 +23,7 @@ from sklearn.datasets import load_breast_cancer
 
 from bayeskit import compiled
 from bayeskit.mcmc import BinomialRegressionData, run_gibbs
+from bayeskit.mcmc import gibbs as gibbs_module
 
 
 def dataset():
@@ -36,6 +37,21 @@ def ess_summary(draws: np.ndarray) -> tuple[float, float]:
     ess = float(az.ess(idata, method="bulk")["beta"].min())
     rhat = float(az.rhat(idata)["beta"].max())
     return ess, rhat
+
+
+def print_table(rows: dict, of_interest=lambda draws: draws) -> None:
+    """One line per sampler: wall time, min bulk ESS, ESS/s, max R-hat and the largest
+    difference of posterior means from NUTS's (or the first row's) in sd units, of the
+    quantity ``of_interest(draws [C, S, D]) -> [C * S, K]`` (the draws themselves)."""
+    ref = rows.get("NumPyro NUTS (vectorized)", next(iter(rows.values())))[1]
+    ref = of_interest(ref.reshape(-1, ref.shape[-1]))
+    mu, sd = ref.mean(0), ref.std(0)
+    print(f"{'sampler':42s} {'wall s':>8s} {'min ESS':>9s} {'ESS/s':>8s} {'max R-hat':>10s} "
+          f"{'max |mean diff| / sd':>22s}")
+    for name, (t, draws) in rows.items():
+        ess, rhat = ess_summary(draws)
+        diff = np.abs(of_interest(draws.reshape(-1, draws.shape[-1])).mean(0) - mu) / sd
+        print(f"{name:42s} {t:8.2f} {ess:9.0f} {ess / t:8.1f} {rhat:10.4f} {diff.max():22.3f}")
 
 
 def run_ours(Phi, y, chains, warmup, draws, seed=0, metropolis_steps=0):
@@ -94,6 +110,10 @@ def main() -> None:
         rows["bayeskit (eager PG)"] = run_ours(Phi, y, args.chains, args.warmup, args.draws)
     for chains in args.our_chains:  # chains as a batch: ESS/s at other chain counts
         rows[f"bayeskit, {chains} chains"] = run_ours(Phi, y, chains, args.warmup, args.draws)
+    gibbs_module._OUTER_PRODUCTS = False  # the sweep before the batched-precision product
+    rows["bayeskit, 16 chains, per-chain precisions"] = run_ours(Phi, y, 16, args.warmup,
+                                                                args.draws)
+    gibbs_module._OUTER_PRODUCTS = True
     for k in args.metropolis_steps:
         rows[f"bayeskit, 16 chains, MH x{k}"] = run_ours(Phi, y, 16, args.warmup, args.draws,
                                                         metropolis_steps=k)
@@ -103,17 +123,9 @@ def main() -> None:
                                                         args.draws, method)
     except ImportError as err:
         print(f"# numpyro not available: {err}")
-    ref_mean = rows.get("NumPyro NUTS (vectorized)", rows["bayeskit PG Gibbs"])[1]
-    ref_mean = ref_mean.reshape(-1, Phi.shape[1])
-    mu, sd = ref_mean.mean(0), ref_mean.std(0)
     print(f"\nN = {Phi.shape[0]}, D = {Phi.shape[1]}, {args.chains} chains x "
           f"({args.warmup} warm-up + {args.draws} draws)")
-    print(f"{'sampler':30s} {'wall s':>8s} {'min ESS':>9s} {'ESS/s':>8s} {'max R-hat':>10s} "
-          f"{'max |mean diff| / sd':>22s}")
-    for name, (t, draws) in rows.items():
-        ess, rhat = ess_summary(draws)
-        diff = np.abs(draws.reshape(-1, Phi.shape[1]).mean(0) - mu) / sd
-        print(f"{name:30s} {t:8.2f} {ess:9.0f} {ess / t:8.0f} {rhat:10.4f} {diff.max():22.3f}")
+    print_table(rows)
     ours = rows["bayeskit PG Gibbs"][1].reshape(-1, Phi.shape[1])
     print(f"posterior means (ours): intercept {ours[:, 0].mean():.4f}, "
           f"beta1..4 {np.round(ours[:, 1:5].mean(0), 4)}")

@@ -83,6 +83,23 @@ def test_outer_products_build_the_same_precision():
     torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
 
 
+def test_matheron_draw_stays_differentiable():
+    """With gradients on, the Matheron form does not take the in-place (detaching)
+    factorisation: the draw, a fixed function of the design given the seed, matches finite
+    differences (it silently lost d/dPhi through the factor before this test)."""
+    g = torch.Generator().manual_seed(1)
+    Phi = torch.randn(3, 5, dtype=F64, generator=g, requires_grad=True)
+    w = torch.rand(2, 3, dtype=F64, generator=g) + 0.5
+    z = torch.randn(2, 3, dtype=F64, generator=g)
+
+    def draw(P):
+        return sample_linear_gaussian_posterior(
+            P, w, w * z, torch.zeros(5, dtype=F64), torch.eye(5, dtype=F64),
+            method="matheron", generator=torch.Generator().manual_seed(0))
+
+    assert torch.autograd.gradcheck(draw, (Phi,))
+
+
 def test_generator_interface_with_islice():
     data = BinomialRegressionData.create(np.ones((5, 1)), [1, 0, 1, 1, 0])
     steps = list(itertools.islice(

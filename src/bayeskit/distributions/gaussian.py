@@ -390,7 +390,12 @@ def sample_linear_gaussian_posterior(
     e0 = torch.randn(*batch, n, dtype=Phi.dtype, device=Phi.device,
                      generator=generator) / weights.sqrt()
     resid = targets / weights - (beta0 @ Phi.mT) - e0
-    Lk, info = cholesky_plus_diagonal(gram, 1.0 / weights)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (Phi, weights, targets,
+                                                                 prior_mean, gram)):
+        # the differentiable route (cholesky_plus_diagonal detaches its inputs)
+        Lk, info = torch.linalg.cholesky_ex(gram + torch.diag_embed(1.0 / weights))
+    else:  # samplers: one buffer, factorised in place
+        Lk, info = cholesky_plus_diagonal(gram, 1.0 / weights)
     raise_if_not_pd(info > 0, "Phi S^-1 Phi^T + W^-1")
     alpha = torch.cholesky_solve(resid.unsqueeze(-1), Lk).squeeze(-1)
     return beta0 + alpha @ prior_cov_PhiT.mT

@@ -54,6 +54,8 @@ __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 
 log = logging.getLogger(__name__)
 
+_OUTER_PRODUCTS = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
+
 
 @dataclass(frozen=True)
 class BinomialRegressionData:
@@ -172,9 +174,11 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
     if metropolis_steps:
         mode, precision_tril = laplace_approximation(data)
     # small D, several chains: each sweep's C precisions as one product with the rows'
-    # outer products (one GEMM instead of C small ones; ~2x faster at D = 31, C = 16)
+    # outer products (one GEMM instead of C small ones; bench_gibbs's "per-chain
+    # precisions" row times the difference), while the N x D^2 table stays small (<= 2^24 entries)
     outer = outer_products(data.Phi) if (
-        method != "matheron" and d <= n and d <= 64 and beta.shape[0] > 1) else None
+        method != "matheron" and d <= n and d <= 64 and beta.shape[0] > 1
+        and _OUTER_PRODUCTS and n * d * d <= 2**24) else None
     # the Matheron form: the prior Gram matrix once, then one N x N factorisation per draw
     parts = matheron_parts(data.Phi, data.prior_precision) if (
         method == "matheron" or (method == "auto" and d > n)) else None

@@ -21,6 +21,7 @@ from bayeskit.errors import ArgumentTypeError, ShapeError
 from bayeskit.validation import (
     as_int,
     as_scalar,
+    check_cholesky_factor,
     check_generator,
     check_instance,
     check_tensor,
@@ -145,11 +146,14 @@ def independence_metropolis(data, beta: torch.Tensor, log_post: torch.Tensor,
     beta = _checked(data, beta, ndim=(2,))
     mode = _checked(data, mode, "mode", ndim=(1,))
     check_tensor("log_post", log_post, min_dim=1)
-    check_tensor("precision_tril", precision_tril, min_dim=2)
+    check_cholesky_factor("precision_tril", precision_tril)
     if precision_tril.shape != beta.shape[-1:] * 2 or log_post.shape != beta.shape[:1]:
         raise ShapeError(f"for beta [C, D] = {tuple(beta.shape)}, precision_tril must be "
                          f"[D, D] and log_post [C]; got {tuple(precision_tril.shape)} and "
                          f"{tuple(log_post.shape)}")
+    if not precision_tril.dtype == log_post.dtype == beta.dtype:
+        raise ArgumentTypeError(f"precision_tril ({precision_tril.dtype}) and log_post "
+                                f"({log_post.dtype}) must have the data's dtype {beta.dtype}")
     steps = as_int(steps, "steps", nonnegative=True)
     check_generator(generator)
 
