@@ -309,6 +309,8 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
             lambda X_, y_, gamma: PolyaGammaSVGP(X[:4], num_data=12).natural_gradient_step(
                 X_, y_, gamma=gamma), {"X_": A(X), "y_": A((y > 0).double()),
                                         "gamma": N(0.5)}),
+        "PolyaGammaSVGP.hybrid_step": (_pg_hybrid_step, {"X_": A(X), "y_": A((y > 0).double()),
+                                                          "gamma": N(0.5)}),
         "BORE": (lambda X_, y_, gamma, epochs: BORE(X_, y_, gamma=gamma, epochs=epochs),
                  {"X_": A(X), "y_": A(y), "gamma": N(0.25), "epochs": N(5)}),
         "evolutionary_search": (lambda bounds_, raw_samples, generations: evolutionary_search(
@@ -672,6 +674,15 @@ def _fitted_logistic(X, y):
 
     return PolyaGammaLogisticRegression(num_samples=5, burn_in=2, num_chains=1,
                                         random_state=0).fit(X, y)
+
+
+def _pg_hybrid_step(X_, y_, gamma):
+    from bayeskit.gp import PolyaGammaSVGP
+
+    Z = torch.linspace(0, 1, 8, dtype=torch.float64).reshape(4, 2)
+    model = PolyaGammaSVGP(Z, num_data=12)
+    return model.hybrid_step(X_, y_, optimizer=torch.optim.Adam(model.hyperparameters()),
+                             gamma=gamma)
 
 
 def _enter_executor(executor, n_tasks):

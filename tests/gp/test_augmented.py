@@ -211,3 +211,33 @@ def test_whitened_and_unwhitened_reach_the_same_posterior():
         e1, e2 = (float(m.augmented_elbo(X, y)) for m in models)
     assert torch.allclose(m1, m2, atol=1e-8) and torch.allclose(v1, v2, atol=1e-8)
     assert e1 == pytest.approx(e2, abs=1e-8)
+
+
+def test_hybrid_step_equals_its_public_pieces_and_guards_q_u():
+    """One hybrid step = the gradient of the augmented bound at the current q(u), the
+    natural step, then the optimiser step (computed separately through the public API):
+    sharing the batch's kernel work and marginals changes nothing."""
+    X, y = _data(n=60, seed=7)
+    a, b = (PolyaGammaSVGP(X[::6].clone(), num_data=60) for _ in range(2))
+    opt_a = torch.optim.Adam(a.hyperparameters(), lr=0.05)
+    opt_b = torch.optim.Adam(b.hyperparameters(), lr=0.05)
+    for t in range(6):
+        rows = slice(t % 3 * 20, t % 3 * 20 + 20)
+        gamma = a.step_size(t, 1.0, 0.6)
+        bound = a.hybrid_step(X[rows], y[rows], optimizer=opt_a, gamma=gamma)
+        opt_b.zero_grad()
+        loss = -b.augmented_elbo(X[rows], y[rows])
+        loss.backward()
+        b.natural_gradient_step(X[rows], y[rows], gamma=gamma)
+        opt_b.step()
+        assert bound == pytest.approx(-float(loss), rel=1e-12)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        if name != "natural_steps":  # counted by hybrid_step (and fit) only
+            assert torch.allclose(pa, pb, atol=1e-12, rtol=0), name
+    assert int(a.natural_steps) == 6
+    assert {id(p) for p in a.hyperparameters()} == {
+        id(p) for p in a.parameters()} - {id(a.q_mu), id(a.raw_q_sqrt)}
+    with pytest.raises(ValueError, match="q_mu"):
+        a.hybrid_step(X, y, optimizer=torch.optim.Adam(a.parameters()), gamma=0.5)
+    with pytest.raises(TypeError, match="optimizer"):
+        a.hybrid_step(X, y, optimizer="adam", gamma=0.5)

@@ -38,7 +38,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bayeskit.distributions.gaussian import conditional, gauss_hermite_expectation
+from bayeskit.distributions.gaussian import (
+    conditional,
+    gauss_hermite_expectation,
+    gauss_kl,
+)
 from bayeskit.distributions.polyagamma import polya_gamma_mean
 from bayeskit.distributions.polyagamma.series import log_cosh
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
@@ -48,7 +52,7 @@ from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.svgp import SVGP, robbins_monro
 from bayeskit.training import Checkpoint, fingerprint
 from bayeskit.training.trainer import train
-from bayeskit.validation import as_int, as_scalar, as_tensor
+from bayeskit.validation import as_int, as_scalar, as_tensor, check_instance
 
 __all__ = ["PolyaGammaSVGP"]
 
@@ -111,12 +115,14 @@ class PolyaGammaSVGP(SVGP):
             raise ArgumentValueError("y must hold whole success counts with 0 <= y <= trials")
         return X, y, n
 
-    def _marginals(self, X, shared=None):
+    def _marginals(self, X, shared=None, q=None):
         """Mean (with the prior mean) and variance of ``q(f(X))``: ``[B]`` each (``shared``:
-        the batch's :meth:`_projection`, reused)."""
+        the batch's :meth:`_projection`, reused; ``q``: ``(q_mu, q_sqrt)`` to use instead of
+        the parameters, e.g. detached)."""
         L, Kzx, A, kxx = self._projection(X) if shared is None else shared
-        mean, var = conditional(Kzx, L, kxx, self.q_mu, q_sqrt=self.q_sqrt,
-                                white=self.whiten, projection=A)
+        q_mu, q_sqrt = (self.q_mu, self.q_sqrt) if q is None else q
+        mean, var = conditional(Kzx, L, kxx, q_mu, q_sqrt=q_sqrt, white=self.whiten,
+                                projection=A)
         return self._prior_mean(X) + mean, var.clamp_min(0), L
 
     def local_parameters(self, X, y, trials=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,10 +135,11 @@ class PolyaGammaSVGP(SVGP):
             return c, polya_gamma_mean(n, c)
 
     # ------------------------------------------------------------------------- bounds
-    def _augmented_sum(self, X, y, n, c=None, shared=None):
-        """``sum_n`` of the augmented per-point terms; ``c=None``: at the optimal ``c``
-        (the theta terms cancel)."""
-        mean, var, L = self._marginals(X, shared)
+    def _augmented_sum(self, X, y, n, c=None, shared=None, q=None):
+        """``sum_n`` of the augmented per-point terms, the factor of ``K_uu`` and
+        ``E_q[f^2] [B]``; ``c=None``: at the optimal ``c`` (the theta terms cancel).
+        ``shared``, ``q``: as :meth:`_marginals`."""
+        mean, var, L = self._marginals(X, shared, q)
         second = mean * mean + var
         kappa = y - n / 2
         const = _log_binomial(n, y) - n * math.log(2.0)
@@ -142,14 +149,14 @@ class PolyaGammaSVGP(SVGP):
             theta = polya_gamma_mean(n, c)
             terms = (const + kappa * mean - theta * second / 2 - n * _log_cosh_half(c)
                      + c * c * theta / 2)
-        return terms.sum(), L
+        return terms.sum(), L, second
 
     def augmented_elbo(self, X, y, trials=None, *, c: torch.Tensor | None = None,
                        batch_size: int | None = None) -> torch.Tensor:
         """The augmented ELBO (``N/B`` times the minibatch sum, minus the KL); with
         ``c=None`` at the optimal ``q(omega)``, else at ``q(omega_n) = PG(b_n, c_n)``."""
         X, y, n = self.check_data(X, y, trials)
-        total, L = self._augmented_sum(X, y, n, c)
+        total, L, _ = self._augmented_sum(X, y, n, c)
         B = X.shape[0] if batch_size is None else batch_size
         return self.num_data / B * total - self.kl(L)
 
@@ -178,15 +185,81 @@ class PolyaGammaSVGP(SVGP):
         sweep of coordinate ascent."""
         gamma = as_scalar(gamma, "gamma", low=0.0, low_open=True, high=1.0)
         X, y, n = self.check_data(X, y, trials)
-        self._augmented_step(X, y, n, gamma, batch_size)
+        mean, var, _ = self._marginals(X)
+        self._natural_step(X, y, n, mean * mean + var, gamma, batch_size)
 
-    def _augmented_step(self, X, y, n, gamma, batch_size, shared=None):
-        if shared is not None:
-            shared = tuple(t.detach() for t in shared)
-        mean, var, _ = self._marginals(X, shared)
-        theta = polya_gamma_mean(n, torch.sqrt(mean * mean + var))
+    def _natural_step(self, X, y, n, second, gamma, batch_size, shared=None):
+        """The local step from ``E_q[f^2]`` (``second [B]``), then the natural-gradient step
+        of size ``gamma`` on ``q(u)`` (``shared``: the batch's :meth:`_projection`)."""
+        theta = polya_gamma_mean(n, torch.sqrt(second))
         self._conjugate_step(X, theta, (y - n / 2) - theta * self._prior_mean(X), gamma,
                              batch_size, shared=shared)
+
+    def hybrid_step(self, X, y, trials=None, *, optimizer: torch.optim.Optimizer,
+                    gamma: float) -> float:
+        """One minibatch step of the hybrid scheme, for a training loop of your own: one
+        forward and backward pass of the augmented ELBO at the current ``q(u)`` gives the
+        gradient for ``optimizer`` and the local parameters; then the natural-gradient
+        step of size ``gamma`` on ``q(u)`` (on the same batch's kernel work) and the
+        ``optimizer`` step. ``optimizer`` holds the hyperparameters and inducing points,
+        never ``q_mu``/``raw_q_sqrt`` (the natural steps own those). Returns the minibatch
+        estimate of the augmented ELBO before the step (one process; ``fit`` for
+        ``torchrun``).
+
+        Examples:
+            >>> X = torch.linspace(-3, 3, 60, dtype=torch.float64)[:, None]
+            >>> y = (X[:, 0] > 0).double()
+            >>> model = PolyaGammaSVGP(X[::6], num_data=60)
+            >>> opt = torch.optim.Adam(model.hyperparameters(), lr=0.01)
+            >>> for t in range(20):
+            ...     rows = slice(t % 3 * 20, t % 3 * 20 + 20)
+            ...     bound = model.hybrid_step(X[rows], y[rows], optimizer=opt,
+            ...                               gamma=model.step_size(t, 1.0, 0.6))
+            >>> bool(model.predict_y(torch.tensor([[2.0]], dtype=torch.float64))[0] > 0.8)
+            True
+        """
+        check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch optimizer")
+        owned = {id(self.q_mu), id(self.raw_q_sqrt)}
+        if any(id(p) in owned for group in optimizer.param_groups for p in group["params"]):
+            raise ArgumentValueError("optimizer must not hold q_mu or raw_q_sqrt: the "
+                                     "natural-gradient steps update q(u); pass "
+                                     "model.hyperparameters()")
+        gamma = as_scalar(gamma, "gamma", low=0.0, low_open=True, high=1.0)
+        X, y, n = self.check_data(X, y, trials)
+        optimizer.zero_grad()
+        loss = self._hybrid_backward(X, y, n, gamma, X.shape[0])
+        optimizer.step()
+        return -float(loss)
+
+    def hyperparameters(self) -> list[nn.Parameter]:
+        """Every parameter but ``q(u)``'s: kernel, mean function and inducing points (what
+        Adam trains between the natural-gradient steps).
+
+        Examples:
+            >>> model = PolyaGammaSVGP(torch.zeros(3, 1, dtype=torch.float64), num_data=10)
+            >>> sum(p.numel() for p in model.hyperparameters())  # Z, lengthscale, variance
+            5
+        """
+        owned = {id(self.q_mu), id(self.raw_q_sqrt)}
+        return [p for p in self.parameters() if id(p) not in owned]
+
+    def _hybrid_backward(self, X, y, n, gamma, batch_size) -> torch.Tensor:
+        """Minus the augmented bound at the current ``q(u)`` (this process's share), its
+        gradient in the hyperparameters (``backward``), then the natural step of size
+        ``gamma`` on ``q(u)`` from the same pass: the batch's kernel work (K_uu's factor,
+        K_uX, L^-1 K_uX) and the marginals of ``q(f)`` are computed once. Both updates are
+        taken at the same point, as GPyTorch's NGD + Adam takes them. Returns the loss
+        (detached)."""
+        q = (self.q_mu.detach(), self.q_sqrt.detach())  # constants here: the step owns q(u)
+        shared = self._projection(X)
+        total, L, second = self._augmented_sum(X, y, n, shared=shared, q=q)
+        kl = gauss_kl(*q, None if self.whiten else L)
+        loss = -(self.num_data / batch_size * total - X.shape[0] / batch_size * kl)
+        loss.backward()
+        with torch.no_grad():
+            self._natural_step(X, y, n, second.detach(), gamma, batch_size, shared)
+            self.natural_steps += 1
+        return loss.detach()
 
     def step_size(self, t: int, tau: float, decay: float) -> float:
         """Robbins-Monro step ``(t + tau)^-decay`` capped at 1 (:func:`robbins_monro`)."""
@@ -197,13 +270,13 @@ class PolyaGammaSVGP(SVGP):
             progress: bool | None = None, checkpoint: str | Path | None = None,
             resume: bool = True, overwrite: bool = False,
             natural_gradient: float | None = None) -> list[float]:
-        """Hybrid training on shuffled minibatches: for each batch the local step, a
-        natural-gradient step on ``q(u)`` (size ``rho_t = (t + tau)^-decay``, or 1 when a
-        batch holds all the data, which makes each epoch one coordinate-ascent sweep), then
-        an Adam step (``lr``) on the kernel, mean function and inducing points against the
-        augmented ELBO. Returns the per-epoch mean minibatch augmented ELBO, each batch's
-        taken after its natural step (optimistic by that step's fit to the batch while
-        ``rho_t`` is large; :meth:`elbo` on the data is the unbiased figure).
+        """Hybrid training on shuffled minibatches (:meth:`hybrid_step`): for each batch
+        one pass of the augmented ELBO at the current ``q(u)`` gives the local step and the
+        gradient of the kernel, mean function and inducing points; then a natural-gradient
+        step on ``q(u)`` (size ``rho_t = (t + tau)^-decay``, or 1 when a batch holds all the
+        data, which makes each epoch one coordinate-ascent sweep) and an Adam step (``lr``)
+        on the rest. Returns the per-epoch mean minibatch augmented ELBO, each batch's taken
+        before its steps (an unbiased estimate of the bound at that point).
 
         Checkpoint/resume and ``torchrun`` as :meth:`SVGP.fit` (the step counter is saved
         with the model, so a resumed run takes the same steps).
@@ -218,8 +291,7 @@ class PolyaGammaSVGP(SVGP):
         tau = as_scalar(tau, "tau", low=0.0, low_open=True)
         decay = as_scalar(decay, "decay", low=0.5, high=1.0)
         full_batch = batch_size >= X.shape[0]
-        variational = {id(self.q_mu), id(self.raw_q_sqrt)}
-        params = [p for p in self.parameters() if id(p) not in variational]
+        params = self.hyperparameters()
         ckpt = None if checkpoint is None else Checkpoint(
             checkpoint, kind="pg-svgp", data=fingerprint(X, y, n), resume=resume,
             overwrite=overwrite, settings=fingerprint(batch_size=batch_size, lr=lr, seed=seed,
@@ -228,19 +300,10 @@ class PolyaGammaSVGP(SVGP):
         def loss_fn(batch, rows, _generator):
             Xb, yb, nb = batch
             B = Xb.shape[0]
-            Xb, yb, nb = Xb[rows], yb[rows], nb[rows]
-            # the kernel work (K_uu's factor, K_uX, L^-1 K_uX) once per batch, shared by the
-            # closed-form step (detached) and the bound (with its graph, for Adam)
-            shared = self._projection(Xb)
-            with torch.no_grad():
-                t = int(self.natural_steps)
-                rho = 1.0 if full_batch else self.step_size(t, tau, decay)
-                self._augmented_step(Xb, yb, nb, rho, B, shared)
-                self.natural_steps += 1
-            total, L = self._augmented_sum(Xb, yb, nb, shared=shared)
-            return -(self.num_data / B * total - Xb.shape[0] / B * self.kl(L))
+            rho = 1.0 if full_batch else self.step_size(int(self.natural_steps), tau, decay)
+            return self._hybrid_backward(Xb[rows], yb[rows], nb[rows], rho, B)
 
         history = train(self, loss_fn, (X, y, n), epochs=epochs, batch_size=batch_size, lr=lr,
                         params=params, seed=seed, checkpoint=ckpt, progress=progress,
-                        desc="PG-SVGP")
+                        desc="PG-SVGP", backward=False)
         return [-v for v in history["train_loss"]]

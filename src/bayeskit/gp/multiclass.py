@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bayeskit.distributions.gaussian import conditional
+from bayeskit.distributions.gaussian import conditional, gauss_kl
 from bayeskit.distributions.polyagamma import polya_gamma_mean
 from bayeskit.distributions.polyagamma.series import LOG2, log_cosh
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
@@ -149,14 +149,18 @@ class LogisticSoftmaxSVGP(GPModel):
             raise ArgumentValueError(f"y must hold class labels 0 .. {self.num_classes - 1}")
         return X, nn.functional.one_hot(y.long(), self.num_classes).to(self.dtype)
 
-    def _marginals(self, X, shared=None):
+    def _marginals(self, X, shared=None, detach_q: bool = False):
         """Means and variances of ``q(f_c(X))``: ``[K, B]`` each, and the shared factor
-        (``shared``: the batch's kernel work, :meth:`SVGP._projection`, reused)."""
+        (``shared``: the batch's kernel work, :meth:`SVGP._projection`, reused;
+        ``detach_q``: ``q(u_c)`` as constants)."""
         L, Kzx, A, kxx = self.latents[0]._projection(X) if shared is None else shared
         means, variances = [], []
         for latent in self.latents:
-            mean, var = conditional(Kzx, L, kxx, latent.q_mu, q_sqrt=latent.q_sqrt,
-                                    white=latent.whiten, projection=A)
+            q_mu, q_sqrt = latent.q_mu, latent.q_sqrt
+            if detach_q:
+                q_mu, q_sqrt = q_mu.detach(), q_sqrt.detach()
+            mean, var = conditional(Kzx, L, kxx, q_mu, q_sqrt=q_sqrt, white=latent.whiten,
+                                    projection=A)
             means.append(mean)
             variances.append(var.clamp_min(0))
         return torch.stack(means), torch.stack(variances), L
@@ -261,12 +265,14 @@ class LogisticSoftmaxSVGP(GPModel):
                             for latent in self.latents], -1)
 
     # ----------------------------------------------------------------- natural gradients
-    def _step(self, X, Y, gamma_step, batch_size, shared=None):
+    def _step(self, X, Y, gamma_step, batch_size):
         """Local step on the batch, then a natural-gradient step on every ``q(u_c)``."""
-        shared = self.latents[0]._projection(X) if shared is None else tuple(
-            t.detach() for t in shared)
-        mean, var, _ = self._marginals(X, shared)
-        local = self.local_parameters(mean, var)
+        mean, var, _ = self._marginals(X)
+        self._natural_steps(X, Y, self.local_parameters(mean, var), gamma_step, batch_size)
+
+    def _natural_steps(self, X, Y, local, gamma_step, batch_size, shared=None):
+        """A natural-gradient step on every ``q(u_c)`` under the local parameters ``local``
+        (``shared``: the batch's kernel work)."""
         y = Y.mT
         theta = polya_gamma_mean(y + local["gamma"], local["c"])
         targets = (y - local["gamma"]) / 2
@@ -291,9 +297,9 @@ class LogisticSoftmaxSVGP(GPModel):
         """Hybrid training on shuffled minibatches, as :meth:`PolyaGammaSVGP.fit`: per batch
         the local step, natural-gradient steps on ``q(u_c)`` (Robbins-Monro size
         ``(t + tau)^-decay``, or 1 when a batch holds all the data), then Adam (``lr``) on
-        the kernel and inducing inputs against the augmented ELBO. Returns the per-epoch
-        mean minibatch augmented ELBO, each batch's after its natural steps (optimistic
-        while the step size is large); checkpoint/resume as the other trainers."""
+        the kernel and inducing inputs against the augmented ELBO, both from one pass at the
+        current ``q(u_c)``. Returns the per-epoch mean minibatch augmented ELBO, each
+        batch's before its steps; checkpoint/resume as the other trainers."""
         X, Y = self.check_data(X, y)
         batch_size = as_int(batch_size, "batch_size", positive=True)
         tau = as_scalar(tau, "tau", low=0.0, low_open=True)
@@ -308,22 +314,28 @@ class LogisticSoftmaxSVGP(GPModel):
                                                       tau=tau, decay=decay))
 
         def loss_fn(batch, rows, _generator):
+            # one pass at the current q(u_c) gives the gradient of the hyperparameters and
+            # the local parameters of the natural steps (as PolyaGammaSVGP.hybrid_step)
             Xb, Yb = batch
             B = Xb.shape[0]
             Xb, Yb = Xb[rows], Yb[rows]
             shared = self.latents[0]._projection(Xb)  # once per batch, for every latent
-            with torch.no_grad():
-                rho = 1.0 if full_batch else robbins_monro(int(self.natural_steps), tau,
-                                                           decay)
-                self._step(Xb, Yb, rho, B, shared)
-                self.natural_steps += 1
-            mean, var, L = self._marginals(Xb, shared)
+            mean, var, L = self._marginals(Xb, shared, detach_q=True)
             with torch.no_grad():
                 local = self.local_parameters(mean, var)
             total = self._augmented_sum(Yb, mean, var, local)
-            return -(self.num_data / B * total - Xb.shape[0] / B * self._kl(L))
+            kl = sum(gauss_kl(latent.q_mu.detach(), latent.q_sqrt.detach(),
+                              None if latent.whiten else L) for latent in self.latents)
+            loss = -(self.num_data / B * total - Xb.shape[0] / B * kl)
+            loss.backward()
+            with torch.no_grad():
+                rho = 1.0 if full_batch else robbins_monro(int(self.natural_steps), tau,
+                                                           decay)
+                self._natural_steps(Xb, Yb, local, rho, B, shared)
+                self.natural_steps += 1
+            return loss.detach()
 
         history = train(self, loss_fn, (X, Y), epochs=epochs, batch_size=batch_size, lr=lr,
                         params=params, seed=seed, checkpoint=ckpt, progress=progress,
-                        desc="logistic-softmax SVGP")
+                        desc="logistic-softmax SVGP", backward=False)
         return [-v for v in history["train_loss"]]
