@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--methods", default="bore,ei,random")
     parser.add_argument("--evals", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     parser.add_argument("--bore-method", choices=("random", "lbfgs"), default="random",
                         help="how BORE picks its next point (BORE.optimize's method)")
     parser.add_argument("--bore-classifier", choices=("mlp", "forest"), default="mlp")
@@ -67,7 +69,7 @@ def main() -> None:
               f"{args.seeds} seeds")
         for method in args.methods.split(","):
             regrets, secs, edge = [], [], []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 t0 = time.perf_counter()
                 if method == "random":
                     best = random_search(f, args.evals, seed)

@@ -186,9 +186,9 @@ class PolyaGammaSVGP(SVGP):
         gamma = as_scalar(gamma, "gamma", low=0.0, low_open=True, high=1.0)
         X, y, n = self.check_data(X, y, trials)
         mean, var, _ = self._marginals(X)
-        self._natural_step(X, y, n, mean * mean + var, gamma, batch_size)
+        self._closed_form_step(X, y, n, mean * mean + var, gamma, batch_size)
 
-    def _natural_step(self, X, y, n, second, gamma, batch_size, shared=None):
+    def _closed_form_step(self, X, y, n, second, gamma, batch_size, shared=None):
         """The local step from ``E_q[f^2]`` (``second [B]``), then the natural-gradient step
         of size ``gamma`` on ``q(u)`` (``shared``: the batch's :meth:`_projection`)."""
         theta = polya_gamma_mean(n, torch.sqrt(second))
@@ -257,7 +257,7 @@ class PolyaGammaSVGP(SVGP):
         loss = -(self.num_data / batch_size * total - X.shape[0] / batch_size * kl)
         loss.backward()
         with torch.no_grad():
-            self._natural_step(X, y, n, second.detach(), gamma, batch_size, shared)
+            self._closed_form_step(X, y, n, second.detach(), gamma, batch_size, shared)
             self.natural_steps += 1
         return loss.detach()
 

@@ -268,9 +268,9 @@ class LogisticSoftmaxSVGP(GPModel):
     def _step(self, X, Y, gamma_step, batch_size):
         """Local step on the batch, then a natural-gradient step on every ``q(u_c)``."""
         mean, var, _ = self._marginals(X)
-        self._natural_steps(X, Y, self.local_parameters(mean, var), gamma_step, batch_size)
+        self._conjugate_steps(X, Y, self.local_parameters(mean, var), gamma_step, batch_size)
 
-    def _natural_steps(self, X, Y, local, gamma_step, batch_size, shared=None):
+    def _conjugate_steps(self, X, Y, local, gamma_step, batch_size, shared=None):
         """A natural-gradient step on every ``q(u_c)`` under the local parameters ``local``
         (``shared``: the batch's kernel work)."""
         y = Y.mT
@@ -331,7 +331,7 @@ class LogisticSoftmaxSVGP(GPModel):
             with torch.no_grad():
                 rho = 1.0 if full_batch else robbins_monro(int(self.natural_steps), tau,
                                                            decay)
-                self._natural_steps(Xb, Yb, local, rho, B, shared)
+                self._conjugate_steps(Xb, Yb, local, rho, B, shared)
                 self.natural_steps += 1
             return loss.detach()
 
