@@ -241,3 +241,17 @@ def test_hybrid_step_equals_its_public_pieces_and_guards_q_u():
         a.hybrid_step(X, y, optimizer=torch.optim.Adam(a.parameters()), gamma=0.5)
     with pytest.raises(TypeError, match="optimizer"):
         a.hybrid_step(X, y, optimizer="adam", gamma=0.5)
+
+
+def test_hybrid_step_refuses_a_non_finite_bound_and_takes_no_step():
+    X, y = _data(n=30, seed=8)
+    m = PolyaGammaSVGP(X[::5].clone(), num_data=30)
+    opt = torch.optim.Adam(m.hyperparameters(), lr=0.01)
+    m.hybrid_step(X, y, optimizer=opt, gamma=0.5)
+    with torch.no_grad():
+        m.q_mu[0] = 1e300  # a hand-set q(u) gone bad: E f^2 overflows
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match="non-finite"):
+        m.hybrid_step(X, y, optimizer=opt, gamma=0.5)
+    for k, v in m.state_dict().items():  # neither the natural nor the Adam step was taken
+        assert torch.equal(v, before[k]), k

@@ -51,7 +51,7 @@ from bayeskit.gp.kernels import Kernel
 from bayeskit.gp.likelihoods import Bernoulli
 from bayeskit.gp.svgp import SVGP, robbins_monro
 from bayeskit.training import Checkpoint, fingerprint
-from bayeskit.training.trainer import train
+from bayeskit.training.trainer import TrainingDivergedError, train
 from bayeskit.validation import as_int, as_scalar, as_tensor, check_instance
 
 __all__ = ["PolyaGammaSVGP"]
@@ -219,8 +219,8 @@ class PolyaGammaSVGP(SVGP):
             True
         """
         check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch optimizer")
-        owned = {id(self.q_mu), id(self.raw_q_sqrt)}
-        if any(id(p) in owned for group in optimizer.param_groups for p in group["params"]):
+        if any(p is self.q_mu or p is self.raw_q_sqrt
+               for group in optimizer.param_groups for p in group["params"]):
             raise ArgumentValueError("optimizer must not hold q_mu or raw_q_sqrt: the "
                                      "natural-gradient steps update q(u); pass "
                                      "model.hyperparameters()")
@@ -240,8 +240,7 @@ class PolyaGammaSVGP(SVGP):
             >>> sum(p.numel() for p in model.hyperparameters())  # Z, lengthscale, variance
             5
         """
-        owned = {id(self.q_mu), id(self.raw_q_sqrt)}
-        return [p for p in self.parameters() if id(p) not in owned]
+        return [p for p in self.parameters() if p is not self.q_mu and p is not self.raw_q_sqrt]
 
     def _hybrid_backward(self, X, y, n, gamma, batch_size) -> torch.Tensor:
         """Minus the augmented bound at the current ``q(u)`` (this process's share), its
@@ -255,6 +254,9 @@ class PolyaGammaSVGP(SVGP):
         total, L, second = self._augmented_sum(X, y, n, shared=shared, q=q)
         kl = gauss_kl(*q, None if self.whiten else L)
         loss = -(self.num_data / batch_size * total - X.shape[0] / batch_size * kl)
+        if not bool(torch.isfinite(loss)):  # before either step: q(u) is left as it was
+            raise TrainingDivergedError("the augmented ELBO became non-finite; lower the "
+                                        "learning rate or check the hyperparameters")
         loss.backward()
         with torch.no_grad():
             self._closed_form_step(X, y, n, second.detach(), gamma, batch_size, shared)
