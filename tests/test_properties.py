@@ -32,6 +32,7 @@ from bayeskit.linalg import (
     cholesky_update,
     cholesky_update_lowrank,
     jittered_cholesky,
+    solve_lower,
 )
 
 SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -1.0, 1e300, -1e300, 1e-300]
@@ -109,9 +110,23 @@ def test_cholesky_append_delete_solve_logdet(shape, dtype, value, where, k, seed
     out = finite_or_bayeskit_error(cholesky_solve, L2, cross)
     if out is not None:
         assert out.shape == cross.shape
+    out = finite_or_bayeskit_error(solve_lower, L2, cross)
+    if out is not None:
+        assert out.shape == cross.shape and out.is_contiguous()
     out = finite_or_bayeskit_error(cholesky_logdet, L2)
     if out is not None:
         assert out.shape == L.shape[:-2]
+
+
+@given(st.integers(0, 40), st.sampled_from([torch.float16, torch.float32, torch.float64]),
+       st.lists(st.tuples(st.integers(0, 1000), values), max_size=3))
+def test_all_finite_agrees_with_the_elementwise_test(n, dtype, corruptions):
+    """The one-pass check says what ``isfinite(x).all()`` says, also where finite entries
+    overflow the sum (huge values in float16/float32)."""
+    x = torch.full((n,), 6e4 if dtype == torch.float16 else 3e38, dtype=dtype)
+    for where, value in corruptions:
+        x = corrupt(x, value, where)
+    assert validation.all_finite(x) == bool(torch.isfinite(x).all())
 
 
 @given(st.integers(0, 5), dtypes, values, st.integers(0, 100))
@@ -135,8 +150,9 @@ def test_gaussian_floor(M, N, dtype, value, where, white, full_cov):
         mean, var = conditional(Kmn, Lm, Knn, f, q_sqrt=S, white=white, full_cov=full_cov)
     except BayeskitError:
         return
-    if bool(torch.isfinite(Kmn).all()):
-        assert mean.shape == (N,) and bool(torch.isfinite(mean).all())
+    assert bool(torch.isfinite(Kmn).all())  # a NaN/inf anywhere in Kmn is refused
+    assert mean.shape == (N,) and bool(torch.isfinite(mean).all())
+    assert bool(torch.isfinite(var).all())
     kl = gauss_kl(f, S, None if white else Lm)
     assert kl.shape == () and bool(torch.isfinite(kl))
     x = sample_mvn(f, scale_tril=S, sample_shape=(3,), generator=g)

@@ -50,6 +50,71 @@ def test_conditional_matches_the_joint_gaussian(white, batch):
     torch.testing.assert_close(var, ref_cov.diagonal(dim1=-2, dim2=-1), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("white", [True, False])
+@pytest.mark.parametrize("batched", [False, True])
+def test_conditional_gradients_match_autograd_through_the_plain_formula(white, batched):
+    """The marginals' hand-written backward (dA elementwise from the saved D A) against
+    autograd through ``Knn - |A|^2 + |S^T P|^2`` in float64, every input at once, with the
+    factor and q(u) shared across a batch of point sets (the gradients summed over it)."""
+    g = torch.Generator().manual_seed(5)
+    M, N = 5, 7
+    batch = (3,) if batched else ()
+    Lm = torch.linalg.cholesky(spd(M, g)).requires_grad_()
+    Kmn = torch.randn(*batch, M, N, dtype=F64, generator=g, requires_grad=True)
+    Knn = (10 + torch.rand(*batch, N, dtype=F64, generator=g)).requires_grad_()
+    f = torch.randn(M, dtype=F64, generator=g, requires_grad=True)
+    S = (0.3 * torch.tril(torch.randn(M, M, dtype=F64, generator=g))).requires_grad_()
+    w = torch.randn(*batch, N, dtype=F64, generator=g)
+
+    def plain():
+        A = torch.linalg.solve_triangular(Lm, Kmn, upper=False)
+        P = A if white else torch.linalg.solve_triangular(Lm.mT, A, upper=True)
+        mean = (f.unsqueeze(-2) @ P).squeeze(-2)
+        var = Knn - (A * A).sum(-2) + ((S.mT @ P) ** 2).sum(-2)
+        return mean, var
+
+    inputs = (Lm, Kmn, Knn, f, S)
+    for outputs in (conditional(Kmn, Lm, Knn, f, q_sqrt=S, white=white), plain()):
+        torch.testing.assert_close(outputs[0], plain()[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(outputs[1], plain()[1], rtol=1e-12, atol=1e-12)
+    ours = torch.autograd.grad((conditional(Kmn, Lm, Knn, f, q_sqrt=S, white=white)[0] * w
+                                + conditional(Kmn, Lm, Knn, f, q_sqrt=S, white=white)[1]
+                                * w * w).sum(), inputs)
+    mean, var = plain()
+    ref = torch.autograd.grad((mean * w + var * w * w).sum(), inputs)
+    for name, a, b in zip(("Lm", "Kmn", "Knn", "f", "q_sqrt"), ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    # only the mean used, only the variance used (one output's gradient is None)
+    for pick in (0, 1):
+        ours = torch.autograd.grad(
+            (conditional(Kmn, Lm, Knn, f, q_sqrt=S, white=white)[pick] * w).sum(), inputs,
+            allow_unused=True)
+        ref = torch.autograd.grad((plain()[pick] * w).sum(), inputs, allow_unused=True)
+        for a, b in zip(ours, ref, strict=True):  # None and a zero gradient both mean 0
+            a = torch.zeros(()) if a is None else a
+            b = torch.zeros(()) if b is None else b
+            torch.testing.assert_close(a.expand_as(b) if a.dim() == 0 else a,
+                                       b.expand_as(a) if b.dim() == 0 else b,
+                                       rtol=1e-10, atol=1e-12, check_dtype=False)
+
+
+def test_conditional_names_a_non_finite_kmn_and_refuses_an_overflow():
+    """Kmn's finiteness is read off the results: a NaN still names Kmn; finite inputs whose
+    moments overflow raise too, never return inf."""
+    from bayeskit.errors import NonFiniteError
+
+    g = torch.Generator().manual_seed(6)
+    Lm = torch.linalg.cholesky(spd(3, g))
+    Kmn = torch.randn(3, 4, dtype=F64, generator=g)
+    f, S = torch.ones(3, dtype=F64), torch.eye(3, dtype=F64)
+    bad = Kmn.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="Kmn"):
+        conditional(bad, Lm, torch.ones(4, dtype=F64), f, q_sqrt=S, white=True)
+    with pytest.raises(NonFiniteError, match="overflow"):
+        conditional(Kmn * 1e200, Lm, torch.ones(4, dtype=F64), f, q_sqrt=2 * S, white=True)
+
+
 @pytest.mark.parametrize("whitened", [True, False])
 def test_gauss_kl_matches_torch_distributions(whitened):
     g = torch.Generator().manual_seed(1)
@@ -74,6 +139,23 @@ def test_natural_parameters_round_trip():
     m2, L2 = natural_to_moments(eta, prec)
     torch.testing.assert_close(m2, mean, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(L2 @ L2.mT, cov, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_natural_to_moments_gives_the_cholesky_factor_of_the_inverse(dtype):
+    """The reverse-Cholesky route returns the unique lower factor (positive diagonal) of
+    Lambda^-1 and Lambda^-1 eta, batched, in both dtypes."""
+    g = torch.Generator().manual_seed(3)
+    prec = spd(6, g, (2,))
+    eta = torch.randn(2, 6, dtype=F64, generator=g)
+    mean, L = natural_to_moments(eta.to(dtype), prec.to(dtype))
+    cov = torch.linalg.inv(prec)
+    tol = 1e-12 if dtype == F64 else 1e-5
+    assert mean.dtype == dtype and L.dtype == dtype
+    assert torch.equal(L, torch.tril(L)) and bool((L.diagonal(dim1=-2, dim2=-1) > 0).all())
+    torch.testing.assert_close(L.double(), torch.linalg.cholesky(cov), rtol=tol, atol=tol)
+    torch.testing.assert_close(mean.double(), (cov @ eta[..., None])[..., 0], rtol=tol,
+                               atol=tol)
 
 
 @pytest.mark.parametrize("kind", ["scale", "precision"])

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bayeskit.errors import NonFiniteError, NotPositiveDefiniteError
-from bayeskit.linalg import cholesky_logdet, cholesky_solve, jittered_cholesky
+from bayeskit.errors import NonFiniteError, NotPositiveDefiniteError, ShapeError
+from bayeskit.linalg import cholesky_logdet, cholesky_solve, jittered_cholesky, solve_lower
 from tests.conftest import random_spd
 
 
@@ -51,3 +51,33 @@ def test_solve_and_logdet(gen):
     L = torch.linalg.cholesky(A)
     torch.testing.assert_close(cholesky_solve(L, b), torch.linalg.solve(A, b))
     torch.testing.assert_close(cholesky_logdet(L), torch.logdet(A))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_solve_lower_is_the_triangular_solve_row_major_and_broadcast(gen, dtype):
+    L = torch.linalg.cholesky(random_spd(5, generator=gen)).to(dtype)
+    B = torch.randn(3, 5, 7, dtype=torch.float64, generator=gen).to(dtype)
+    X = solve_lower(L, B)  # one factor for a batch of right-hand sides
+    assert X.shape == B.shape and X.is_contiguous() and X.dtype == dtype
+    ref = torch.linalg.solve_triangular(L.double(), B.double(), upper=False)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(X.double(), ref, rtol=tol, atol=tol)
+    # differentiable: the gradient of <X, W> in B is L^-T W
+    Bg = B[0].clone().requires_grad_()
+    W = torch.ones_like(Bg)
+    (solve_lower(L, Bg) * W).sum().backward()
+    torch.testing.assert_close(Bg.grad.double(), torch.linalg.solve_triangular(
+        L.double().mT, W.double(), upper=True), rtol=tol, atol=tol)
+
+
+def test_solve_lower_refuses_bad_arguments(gen):
+    L = torch.linalg.cholesky(random_spd(4, generator=gen))
+    B = torch.ones(4, 2, dtype=torch.float64)
+    with pytest.raises(ShapeError, match="B must be"):
+        solve_lower(L, torch.ones(3, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="dtype"):
+        solve_lower(L, B.float())
+    with pytest.raises(NonFiniteError, match="B contains"):
+        solve_lower(L, B.index_fill(0, torch.tensor([2]), float("nan")))
+    with pytest.raises(ValueError, match="positive diagonal"):
+        solve_lower(L * torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64), B)

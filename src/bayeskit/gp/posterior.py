@@ -42,7 +42,7 @@ from bayeskit.distributions.gaussian import (
 )
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.gp.kernels import Kernel
-from bayeskit.linalg import cholesky_append, jittered_cholesky
+from bayeskit.linalg import cholesky_append, jittered_cholesky, solve_lower
 from bayeskit.validation import (
     as_int,
     as_scalar,
@@ -165,13 +165,10 @@ class GPPosterior:
         return cross_covariance(Kzx, self.kernel(self.Z, X2), self.L, self.kernel(X, X2),
                                 q_sqrt=self.q_sqrt)
 
-    def _expand_L(self, K: torch.Tensor) -> torch.Tensor:
-        return self.L.expand(*K.shape[:-2], *self.L.shape) if K.dim() > 2 else self.L
-
     def _shift(self, X: torch.Tensor) -> torch.Tensor:
         """``A(X)^T f``: ``[..., Q]``, or ``[S, ..., Q]`` with a fantasy dimension."""
         Kzx = self.kernel(self.Z, X)
-        A = torch.linalg.solve_triangular(self._expand_L(Kzx), Kzx, upper=False)
+        A = solve_lower(self.L, Kzx)
         if self.f.dim() == 1:
             return (A * self.f[:, None]).sum(-2)
         return torch.einsum("sm,...mq->s...q", self.f, A)

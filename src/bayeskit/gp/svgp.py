@@ -34,7 +34,7 @@ from bayeskit.gp.kernels import Kernel, inverse_positive, positive
 from bayeskit.gp.likelihoods import Gaussian, Likelihood
 from bayeskit.gp.model import GPModel
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.linalg import stabilised_cholesky
+from bayeskit.linalg import solve_lower, stabilised_cholesky
 from bayeskit.training import Checkpoint, fingerprint, world
 from bayeskit.training.trainer import train
 from bayeskit.validation import as_inputs, as_int, as_scalar
@@ -153,7 +153,7 @@ class SVGP(GPModel):
         step and the bound's marginals on the same batch can share (with its graph)."""
         L = self._prior_factor()
         Kzx = self.kernel(self.Z, X)
-        return L, Kzx, torch.linalg.solve_triangular(L, Kzx, upper=False), self.kernel.diag(X)
+        return L, Kzx, solve_lower(L, Kzx), self.kernel.diag(X)
 
     def kl(self, L: torch.Tensor | None = None, S: torch.Tensor | None = None) -> torch.Tensor:
         """``KL[q(u) || p(u)]`` (whitened: against ``N(0, I)``)."""
@@ -287,7 +287,7 @@ class SVGP(GPModel):
         eye = torch.eye(m, dtype=self.dtype, device=self.Z.device)
         if shared is None:
             L = self._prior_factor()
-            A = torch.linalg.solve_triangular(L, self.kernel(self.Z, X), upper=False)
+            A = solve_lower(L, self.kernel(self.Z, X))
         else:  # (L, K_uX, A = L^-1 K_uX, k_XX) already computed for this batch
             L, _, A, _ = (t.detach() for t in shared)
         B = X.shape[0] if batch_size is None else batch_size

@@ -12,6 +12,7 @@ from bayeskit.linalg.cholesky import (
     cholesky_plus_diagonal,
     cholesky_solve,
     jittered_cholesky,
+    solve_lower,
     stabilised_cholesky,
 )
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
@@ -25,5 +26,6 @@ __all__ = [
     "cholesky_update",
     "cholesky_update_lowrank",
     "jittered_cholesky",
+    "solve_lower",
     "stabilised_cholesky",
 ]
