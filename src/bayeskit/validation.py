@@ -171,7 +171,7 @@ def as_tensor(x, name: str, *, dtype: torch.dtype | None = None,
         got = 0 if t.dim() == 0 else t.shape[0]
         raise ShapeError(f"{name} must have at least {min_rows} row(s), got {got} "
                          f"(shape {tuple(t.shape)}); pass non-empty data")
-    if finite and not all_finite(t):
+    if finite and t.is_floating_point() and not all_finite(t):
         why = ""
         if source_max > torch.finfo(target).max:
             why = f" (values beyond {torch.finfo(target).max:.3g} overflow {target})"
