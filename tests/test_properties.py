@@ -112,7 +112,7 @@ def test_cholesky_append_delete_solve_logdet(shape, dtype, value, where, k, seed
         assert out.shape == cross.shape
     out = finite_or_bayeskit_error(solve_lower, L2, cross)
     if out is not None:
-        assert out.shape == cross.shape and out.is_contiguous()
+        assert out.shape == cross.shape
     out = finite_or_bayeskit_error(cholesky_logdet, L2)
     if out is not None:
         assert out.shape == L.shape[:-2]

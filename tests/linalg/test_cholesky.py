@@ -56,12 +56,14 @@ def test_solve_and_logdet(gen):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_solve_lower_is_the_triangular_solve_row_major_and_broadcast(gen, dtype):
     L = torch.linalg.cholesky(random_spd(5, generator=gen)).to(dtype)
-    B = torch.randn(3, 5, 7, dtype=torch.float64, generator=gen).to(dtype)
-    X = solve_lower(L, B)  # one factor for a batch of right-hand sides
-    assert X.shape == B.shape and X.is_contiguous() and X.dtype == dtype
-    ref = torch.linalg.solve_triangular(L.double(), B.double(), upper=False)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(X.double(), ref, rtol=tol, atol=tol)
+    for width in (7, 1024, 1500):  # the plain solve; the transposed one (wide B)
+        B = torch.randn(3, 5, width, dtype=torch.float64, generator=gen).to(dtype)
+        X = solve_lower(L, B)  # one factor for a batch of right-hand sides
+        assert X.shape == B.shape and X.dtype == dtype
+        assert X.is_contiguous() or width < 1024
+        ref = torch.linalg.solve_triangular(L.double(), B.double(), upper=False)
+        torch.testing.assert_close(X.double(), ref, rtol=tol, atol=tol)
     # differentiable: the gradient of <X, W> in B is L^-T W
     Bg = B[0].clone().requires_grad_()
     W = torch.ones_like(Bg)
@@ -79,5 +81,8 @@ def test_solve_lower_refuses_bad_arguments(gen):
         solve_lower(L, B.float())
     with pytest.raises(NonFiniteError, match="B contains"):
         solve_lower(L, B.index_fill(0, torch.tensor([2]), float("nan")))
+    wide = torch.ones(4, 1024, dtype=torch.float64)
+    with pytest.raises(NonFiniteError, match="Kmn contains"):
+        solve_lower(L, wide.index_fill(1, torch.tensor([9]), float("inf")), names=("Lm", "Kmn"))
     with pytest.raises(ValueError, match="positive diagonal"):
         solve_lower(L * torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64), B)

@@ -31,6 +31,7 @@ from bayeskit.linalg import (
     cholesky_plus_diagonal,
     cholesky_update_lowrank,
     jittered_cholesky,
+    solve_lower,
 )
 from bayeskit.validation import (
     all_finite,
@@ -62,9 +63,8 @@ __all__ = [
 
 
 def _solve_lower(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``L^-1 B``, row-major (see :func:`bayeskit.linalg.solve_lower`; unchecked here)."""
     L = L.expand(*B.shape[:-2], *L.shape[-2:]) if L.dim() < B.dim() else L
-    return torch.linalg.solve_triangular(L.mT, B.mT, upper=True, left=False).mT
+    return torch.linalg.solve_triangular(L, B, upper=False)
 
 
 def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch.Tensor, *,
@@ -120,7 +120,7 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         check_tensor("q_sqrt", q_sqrt, min_dim=2)
         if q_sqrt.shape[-2:] != (m, m):
             raise ShapeError(f"q_sqrt must be [..., {m}, {m}], got {tuple(q_sqrt.shape)}")
-    A = _solve_lower(Lm, Kmn) if projection is None else projection
+    A = solve_lower(Lm, Kmn, names=("Lm", "Kmn")) if projection is None else projection
     if A.shape != Kmn.shape:
         raise ShapeError(f"projection must have Kmn's shape {tuple(Kmn.shape)}, got "
                          f"{tuple(A.shape)}")
