@@ -283,7 +283,7 @@ def natural_to_moments(eta: torch.Tensor, precision: torch.Tensor
     # Reverse Cholesky: factor the precision with rows and columns flipped, J P J = F F^T,
     # so P = R R^T with R = J F J upper triangular, and Sigma = R^-T R^-1 has the lower
     # factor R^-T: one factorisation and one triangular inverse (no Cholesky of a computed
-    # covariance; 110 against 340 us at M = 100 in float64).
+    # covariance; 190 against 340 us at M = 100 in float64 on 2 AMD EPYC cores).
     flipped = (0.5 * (precision + precision.mT)).flip(-1, -2)
     F, _ = jittered_cholesky(flipped)
     R = F.flip(-1, -2)
