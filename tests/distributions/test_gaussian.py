@@ -113,6 +113,14 @@ def test_conditional_names_a_non_finite_kmn_and_refuses_an_overflow():
         conditional(bad, Lm, torch.ones(4, dtype=F64), f, q_sqrt=S, white=True)
     with pytest.raises(NonFiniteError, match="overflow"):
         conditional(Kmn * 1e200, Lm, torch.ones(4, dtype=F64), f, q_sqrt=2 * S, white=True)
+    # not whitened, with the projection passed in: a factor that is not a Cholesky factor
+    # is named (before: its solve of f gave inf and the message blamed Kmn's scale)
+    A = torch.linalg.solve_triangular(Lm, Kmn, upper=False)
+    bad_L = Lm.clone()
+    bad_L[1, 1] = 0.0
+    with pytest.raises(ValueError, match="Lm must be a lower Cholesky factor"):
+        conditional(Kmn, bad_L, torch.ones(4, dtype=F64), f, q_sqrt=S, white=False,
+                    projection=A)
 
 
 @pytest.mark.parametrize("whitened", [True, False])

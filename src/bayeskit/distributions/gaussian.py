@@ -62,11 +62,6 @@ __all__ = [
 ]
 
 
-def _solve_lower(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    L = L.expand(*B.shape[:-2], *L.shape[-2:]) if L.dim() < B.dim() else L
-    return torch.linalg.solve_triangular(L, B, upper=False)
-
-
 def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch.Tensor, *,
                 q_sqrt: torch.Tensor | None = None, full_cov: bool = False,
                 white: bool = False, projection: torch.Tensor | None = None
@@ -136,8 +131,8 @@ def conditional(Kmn: torch.Tensor, Lm: torch.Tensor, Knn: torch.Tensor, f: torch
         _check_moments(Kmn, A, mean, cov)
         return mean, cov
     if not white:  # B = Lm^-T A enters only as B^T f = A^T (Lm^-1 f) and S^T B = (Lm^-1 S)^T A
-        f = _solve_lower(Lm, f.unsqueeze(-1)).squeeze(-1)
-        q_sqrt = None if q_sqrt is None else _solve_lower(Lm, q_sqrt)
+        f = solve_lower(Lm, f.unsqueeze(-1), names=("Lm", "f")).squeeze(-1)
+        q_sqrt = None if q_sqrt is None else solve_lower(Lm, q_sqrt, names=("Lm", "q_sqrt"))
     if q_sqrt is None:
         mean, var = (f.unsqueeze(-2) @ A).squeeze(-2), Knn - (A * A).sum(-2)
     else:
@@ -165,7 +160,8 @@ class _ProjectedMoments(torch.autograd.Function):
     The backward pass reuses ``D A`` from the forward pass: ``dA = f g_m^T + 2 (D A)
     diag(g_q)`` (``g_q``: the gradient of the second output) is elementwise over ``[M, N]``,
     where autograd through ``S^T A`` runs another ``M x M x N`` product (with a transposed
-    output) and an outer product; ``dD = A diag(g_q) A^T`` only when ``D`` needs it.
+    output) and an outer product; ``dD = A diag(g_q) A^T`` only when ``D`` needs it
+    (forward + backward at M = 100, N = 1024: 708 against 974 us, ``bench_floor.py``).
     First derivatives only."""
 
     @staticmethod
@@ -215,7 +211,8 @@ def cross_covariance(Kmx: torch.Tensor, Kmx2: torch.Tensor, Lm: torch.Tensor,
         >>> float(cross_covariance(K, K, Lm, torch.full((1, 1), 3.0, dtype=torch.float64)))
         1.0
     """
-    A1, A2 = _solve_lower(Lm, Kmx), _solve_lower(Lm, Kmx2)
+    A1, A2 = (solve_lower(Lm, K, names=("Lm", name))
+              for K, name in ((Kmx, "Kmx"), (Kmx2, "Kmx2")))
     cov = Kxx2 - A1.mT @ A2
     if q_sqrt is not None:
         cov = cov + (q_sqrt.mT @ A1).mT @ (q_sqrt.mT @ A2)
@@ -253,8 +250,8 @@ def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor 
     logdet_S = 2 * q_sqrt.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     if K_cholesky is None:
         return 0.5 * ((q_sqrt * q_sqrt).sum((-2, -1)) + (q_mu * q_mu).sum(-1) - m - logdet_S)
-    LiS = _solve_lower(K_cholesky, q_sqrt)
-    Lim = _solve_lower(K_cholesky, q_mu.unsqueeze(-1)).squeeze(-1)
+    LiS = solve_lower(K_cholesky, q_sqrt, names=("K_cholesky", "q_sqrt"))
+    Lim = solve_lower(K_cholesky, q_mu.unsqueeze(-1), names=("K_cholesky", "q_mu")).squeeze(-1)
     logdet_K = 2 * K_cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return 0.5 * ((LiS * LiS).sum((-2, -1)) + (Lim * Lim).sum(-1) - m + logdet_K - logdet_S)
 
@@ -283,7 +280,7 @@ def natural_to_moments(eta: torch.Tensor, precision: torch.Tensor
     # Reverse Cholesky: factor the precision with rows and columns flipped, J P J = F F^T,
     # so P = R R^T with R = J F J upper triangular, and Sigma = R^-T R^-1 has the lower
     # factor R^-T: one factorisation and one triangular inverse (no Cholesky of a computed
-    # covariance; 190 against 340 us at M = 100 in float64 on 2 AMD EPYC cores).
+    # covariance; 194 against 334 us at M = 100, float64, 2 AMD cores: bench_floor.py).
     flipped = (0.5 * (precision + precision.mT)).flip(-1, -2)
     F, _ = jittered_cholesky(flipped)
     R = F.flip(-1, -2)

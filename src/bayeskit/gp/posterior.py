@@ -168,7 +168,7 @@ class GPPosterior:
     def _shift(self, X: torch.Tensor) -> torch.Tensor:
         """``A(X)^T f``: ``[..., Q]``, or ``[S, ..., Q]`` with a fantasy dimension."""
         Kzx = self.kernel(self.Z, X)
-        A = solve_lower(self.L, Kzx)
+        A = solve_lower(self.L, Kzx, names=("the posterior's factor", "K(Z, X)"))
         if self.f.dim() == 1:
             return (A * self.f[:, None]).sum(-2)
         return torch.einsum("sm,...mq->s...q", self.f, A)
