@@ -205,10 +205,12 @@ def solve_lower(chol: torch.Tensor, B: torch.Tensor, *,
     ``B`` and returns a column-major result, which every later elementwise pass then reads
     across strides. For wide ``B`` (``K >= 1024`` on the CPU) this solves the transposed
     system ``X L^T = B^T`` (``left=False``) instead, which reads ``B^T``'s memory as it is
-    and returns ``X^T`` row-major: float64, 2 AMD EPYC cores, ``L^-1 B`` in us, plain /
-    transposed: N = 100: 498 / 314 at K = 1024, 1942 / 1193 at K = 4096, but 149 / 437 at
-    K = 256; N = 256: 1943 / 1310 at K = 1024, 470 / 1469 at K = 256; N = 16: 35 / 22 at K =
-    1024. Narrower ``B`` (and CUDA tensors) take the plain solve. The same arithmetic (one
+    and returns ``X^T`` row-major. ``benchmarks/bench_floor.py`` (float64, 2 AMD EPYC cores,
+    plain ``solve_triangular`` / this function with its checks, us): N = 100: 493 / 369 at
+    K = 1024, 1974 / 1420 at K = 4096; N = 256: 1937 / 1427 at K = 1024. Narrower ``B`` (and
+    CUDA tensors) take the plain solve, because there the transposed one is several times
+    slower (same script: 488 vs 3984 us at N = K = 256, 57 vs 495 at N = K = 100). The
+    checks (factor, result's finiteness) cost ~25 us per call. The same arithmetic (one
     triangular solve) either way; differentiable.
 
     ``names``: the two arguments' names in error messages (for a caller passing its own
