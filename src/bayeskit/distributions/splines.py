@@ -166,8 +166,9 @@ class _CompiledSpline(torch.autograd.Function):
         rs = raw.detach().reshape(-1, raw.shape[-1]).contiguous()
         a0 = 2 if affine else 0
         k = (rs.shape[-1] - a0 + 1) // 3
-        # the bins' exponentials in one vectorised call (see spline_kernels)
-        exps = torch.exp(rs[:, a0:a0 + 2 * k].clamp(-40.0, 40.0)).contiguous()
+        # the bins' exponentials in one vectorised call (see spline_kernels); clamp copies
+        # the slice, the exponential then runs in place
+        exps = rs[:, a0:a0 + 2 * k].clamp(-40.0, 40.0).exp_()
         out, logdet = torch.empty_like(xs), torch.empty_like(xs)
         ctx.args = (bound, inverse, affine, max_log_scale, MIN_BIN, MIN_DERIVATIVE, _OFFSET)
         spline_kernels.run("forward", xs.shape[0], xs.numpy(), rs.numpy(), exps.numpy(),
@@ -180,8 +181,8 @@ class _CompiledSpline(torch.autograd.Function):
     def backward(ctx, g_out, g_log):
         xs, rs, exps, out = ctx.saved_tensors
         shape = g_out.shape
-        go = g_out.reshape(-1).to(xs.dtype).contiguous()
-        gl = g_log.reshape(-1).to(xs.dtype).contiguous()
+        go = g_out.to(xs.dtype).reshape(-1).contiguous()
+        gl = g_log.to(xs.dtype).reshape(-1).contiguous()
         g_in, g_raw = torch.empty_like(xs), torch.empty_like(rs)
         spline_kernels.run("backward", xs.shape[0], xs.numpy(), out.numpy(), rs.numpy(),
                            exps.numpy(), *ctx.args, go.numpy(), gl.numpy(), g_in.numpy(),
