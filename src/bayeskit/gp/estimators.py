@@ -128,9 +128,9 @@ class SparseGPRegressor(_GPRegressorBase):
             # a noise that SGPR drove to the softplus floor (1e-6) starts just above it
             noise = max(float(start.noise_variance.detach()), 2e-6)
             self.model_ = SVGP(Z, start.kernel, noise_variance=noise, num_data=X.shape[0])
-            self.model_.natural_gradient_step(torch.as_tensor(X[init]),
-                                              torch.as_tensor(ys[init]), 1.0)
-            self.model_.fit(torch.as_tensor(X), torch.as_tensor(ys), epochs=self.epochs,
+            self.model_.natural_gradient_step(torch.tensor(X[init]),
+                                              torch.tensor(ys[init]), 1.0)
+            self.model_.fit(torch.tensor(X), torch.tensor(ys), epochs=self.epochs,
                             batch_size=self.batch_size, lr=self.lr,
                             seed=0 if self.random_state is None else int(self.random_state))
             self.n_iter_ = self.epochs
@@ -164,7 +164,7 @@ class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):
         Z = X[rng.choice(X.shape[0], m, replace=False)]
         self.model_ = SVGP(Z, _kernel(self.kernel, X.shape[1]), num_data=X.shape[0],
                            likelihood=Bernoulli(self.link))
-        self.model_.fit(torch.as_tensor(X), y, epochs=self.epochs,
+        self.model_.fit(torch.tensor(X), y, epochs=self.epochs,
                         batch_size=self.batch_size, lr=self.lr,
                         seed=0 if self.random_state is None else int(self.random_state))
         return self
@@ -172,7 +172,7 @@ class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         X = check_features(self, X, "model_")
         with torch.no_grad():
-            p1 = self.model_.predict_y(torch.as_tensor(X))[0].numpy()
+            p1 = self.model_.predict_y(torch.tensor(X))[0].numpy()
         return np.stack([1 - p1, p1], axis=1)
 
     def predict(self, X) -> np.ndarray:
