@@ -11,6 +11,8 @@ density) and the final test NLL.
 
 Our flows standardise with the training data's mean and sd exactly as :func:`fit_flow` does
 on its own (``flow.standardise``); zuko's get raw data ("defaults") or data we standardise.
+Every model is initialised from torch's seed 1 and draws minibatches from seed 0; with
+``--repeats R``, run ``r`` uses seeds ``1 + r`` and ``r`` (initialisation varies too).
 
     .venv-bench/bin/python benchmarks/bench_flows.py [--seconds 20] [--only banana|ring|steps]
         [--models nsf,zuko-maf] [--repeats 7]
@@ -169,9 +171,9 @@ BANANA_MODELS = ("nsf", "nsf-coupling", "maf", "realnvp", "zuko-maf", "zuko-nsf"
 _OURS = {"nsf": 3, "nsf-coupling": 4, "maf": 3, "realnvp": 6}  # layers of each kind
 
 
-def _banana_model(name: str, xtr: torch.Tensor):
-    """``(label, log_prob, parameters)`` of one contender, built with torch's seed 1."""
-    torch.manual_seed(1)
+def _banana_model(name: str, xtr: torch.Tensor, seed: int = 1):
+    """``(label, log_prob, parameters)`` of one contender, built with torch's seed ``seed``."""
+    torch.manual_seed(seed)
     if name in _OURS:
         flow = Flow(2, kind=name, num_layers=_OURS[name], hidden=(64, 64))
         flow.standardise(xtr)
@@ -211,11 +213,12 @@ def banana(seconds: float, models: tuple[str, ...] = BANANA_MODELS, repeats: int
         models = tuple(m for m in models if not m.startswith("zuko"))
     reached: dict[str, list[float | None]] = {m: [] for m in models}
     for r in range(repeats):
-        if repeats > 1:
-            print(f" run {r + 1} of {repeats}")
+        if repeats > 1:  # run r: every model initialised from seed 1 + r, minibatches seed r
+            print(f" run {r + 1} of {repeats} (seeds {1 + r}, {r})")
         for name in models:
-            label, log_prob, params = _banana_model(name, xtr)
-            reached[name].append(train(label, log_prob, params, xtr, xte, exact, seconds))
+            label, log_prob, params = _banana_model(name, xtr, seed=1 + r)
+            reached[name].append(train(label, log_prob, params, xtr, xte, exact, seconds,
+                                       seed=r))
     if repeats == 1:
         return
     print(f" time to within 0.05 nats over {repeats} runs (median; runs in order):")

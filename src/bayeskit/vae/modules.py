@@ -97,7 +97,9 @@ class GaussianEncoder(nn.Module):
         return mu, L.tril(-1) + torch.diag_embed(diag)
 
     def distribution(self, x: torch.Tensor) -> Distribution:
-        mu, p = self.params(x)
+        return self._distribution(*self.params(x))
+
+    def _distribution(self, mu: torch.Tensor, p: torch.Tensor) -> Distribution:
         if self.covariance == "diagonal":
             return Independent(Normal(mu, torch.exp(0.5 * p)), 1)
         return MultivariateNormal(mu, scale_tril=p)
@@ -109,7 +111,17 @@ class GaussianEncoder(nn.Module):
 
     def sample(self, x: torch.Tensor, noise: torch.Tensor,
                features: torch.Tensor | None = None):
-        mu, p = self.params(x, features)
+        """``(z [K, B, L], log q(z | x) [K, B])`` from ``noise`` ``[K, B, L]``."""
+        return self._sample(*self.params(x, features), noise)
+
+    def sample_and_posterior(self, x: torch.Tensor, noise: torch.Tensor):
+        """``(z, log q(z | x), q(. | x))`` from one pass of the network: what an ELBO with
+        the analytic KL needs (calling :meth:`sample` and :meth:`distribution` would run
+        the encoder twice)."""
+        mu, p = self.params(x)
+        return (*self._sample(mu, p, noise), self._distribution(mu, p))
+
+    def _sample(self, mu: torch.Tensor, p: torch.Tensor, noise: torch.Tensor):
         if self.covariance == "diagonal":
             sd = torch.exp(0.5 * p)
             z = mu + sd * noise

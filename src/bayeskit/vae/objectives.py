@@ -152,10 +152,16 @@ class VAE(nn.Module):
         """Per-datum ELBO ``[B]`` (``beta`` weights the KL term)."""
         if noise is None:
             noise = self.noise(num_samples, x.shape[0], generator)
-        z, log_q, log_lik = self._terms(x, noise)
         if self.kl == "analytic":
-            kl = _analytic_kl(self.encoder.distribution(x), self.prior())
-        elif self.kl == "mc":
+            if hasattr(self.encoder, "sample_and_posterior"):  # one pass of the encoder
+                z, log_q, q = self.encoder.sample_and_posterior(x, noise)
+            else:
+                z, log_q = self.encoder.sample(x, noise)
+                q = self.encoder.distribution(x)
+            log_lik = self.decoder(z).log_prob(x)
+            return log_lik.mean(0) - beta * _analytic_kl(q, self.prior())
+        z, log_q, log_lik = self._terms(x, noise)
+        if self.kl == "mc":
             kl = (log_q - self.prior().log_prob(z)).mean(0)
         else:
             kl = self.kl(x, z).mean(0)
