@@ -231,7 +231,9 @@ TARGETS = [
     ("rank-16 update, N=2000", "recompute", "bayeskit", 3.0, ">= 3x faster than recompute"),
     ("batch of 256 rank-1 updates, N=100", "recompute", "bayeskit", 5.0,
      ">= 5x faster than batched recompute"),
-    ("append 1 row, N=2000", "recompute", "bayeskit", 20.0, ">= 20x faster than recompute"),
+    # the target is the append into a preallocated buffer (the growing-buffer use)
+    ("append 1 row, N=2000", "recompute", "bayeskit (preallocated out=)", 20.0,
+     ">= 20x faster than recompute, into a preallocated buffer"),
 ]
 
 
@@ -274,7 +276,7 @@ def main() -> None:
             continue
         ratio = by_case[case][num] / by_case[case][den]
         ok = ratio >= bound
-        print(f"  {case:38s} {meaning:38s} ratio {ratio:6.2f}  {'MET' if ok else 'MISSED'}")
+        print(f"  {case:38s} {meaning:58s} ratio {ratio:6.2f}  {'MET' if ok else 'MISSED'}")
     if not args.no_memory:
         print("\n## peak extra memory of one update, output included (N x N matrices)")
         for n, m in ((2000, 1), (2000, 16), (4000, 1), (4000, 16)):

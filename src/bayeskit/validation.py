@@ -605,7 +605,8 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     the diagonal (a full matrix ``A`` passed by mistake is caught here) and a positive
     diagonal. Returns ``N``. ``full=True`` reads the whole matrix; ``full=False`` (for
     O(N^2) routines that read the lower triangle anyway and check their own results)
-    probes the upper triangle of the first and middle rows and the diagonal only.
+    probes five rows' (or, for a column-major ``L``, five columns') entries above the
+    diagonal and checks that the diagonal is positive and finite.
 
     Examples:
         >>> check_cholesky_factor("L", torch.eye(3))
@@ -621,10 +622,8 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     if full:
         check_finite(name, L)
         upper = torch.triu(L, 1) if n > 1 else L.new_zeros(())
-    else:
-        rows = sorted({*range(min(n, 4)), n // 2})
-        upper = torch.stack([L[..., r, r + 1:].abs().sum(-1) for r in rows], -1) \
-            if n > 1 else L.new_zeros(())
+    elif n > 1:
+        upper = _upper_probe(L, n)
     if n > 1 and bool(upper.ne(0).any()):
         raise ArgumentValueError(
             f"{name} has nonzeros above the diagonal: pass the lower Cholesky factor "
@@ -633,7 +632,22 @@ def check_cholesky_factor(name: str, L, *, full: bool = True) -> int:
     if d.numel() and not bool((d > 0).all()):
         raise ArgumentValueError(f"{name} must have a positive diagonal (a Cholesky factor); "
                                  f"its smallest diagonal entry is {float(d.min()):.4g}")
+    if not full and d.numel() and not bool((d < math.inf).all()):
+        raise NonFiniteError(f"{name} has an infinite diagonal entry: not a Cholesky factor")
     return n
+
+
+def _upper_probe(L: torch.Tensor, n: int) -> torch.Tensor:
+    """``|.|``-sums of some of ``L``'s above-diagonal entries ``[..., 5]``: the first four
+    rows and the middle one, or for a column-major ``L`` (``torch.linalg.cholesky``'s) the
+    last four columns and the middle one, which lie contiguous in memory (a row of a
+    column-major batch touches one cache line per entry: ~70 us for 256 factors of 100 x 100,
+    ad hoc)."""
+    if L.stride(-2) == 1:
+        cols = sorted({*range(max(1, n - 4), n), n // 2} - {0})
+        return torch.stack([L[..., :c, c].abs().sum(-1) for c in cols], -1)
+    rows = sorted({*range(min(n, 4)), n // 2} - {n - 1})
+    return torch.stack([L[..., r, r + 1:].abs().sum(-1) for r in rows], -1)
 
 
 def first_true_index(mask: torch.Tensor) -> tuple[int, ...] | None:

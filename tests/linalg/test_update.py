@@ -225,3 +225,44 @@ def test_batched_rank1_kernel_matches_the_eager_path(dtype, gen):
     torch.testing.assert_close(ours, ref, atol=TOL[dtype], rtol=TOL[dtype])
     torch.testing.assert_close(ours, eager, atol=TOL[dtype], rtol=TOL[dtype])
     assert ours.mT.is_contiguous()  # column-major, like torch.linalg.cholesky
+
+
+def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(gen):
+    """A rank-1 update and downdate of one 1200 x 1200 factor (the compiled sweep's range
+    reaches 2048): both routes agree with each other and with recomputation."""
+    from bayeskit import compiled
+
+    A = random_spd(1200, (), torch.float64, gen)
+    u = torch.randn(1200, dtype=torch.float64, generator=gen) / 40
+    L = torch.linalg.cholesky(A)
+    for mult in (1.0, -0.5):
+        with compiled.use_compiled(True):
+            ours = cholesky_update(L, u, mult)
+        with compiled.use_compiled(False):
+            blocked = cholesky_update(L, u, mult)
+        ref = torch.linalg.cholesky(A + mult * torch.outer(u, u))
+        torch.testing.assert_close(ours, ref, atol=1e-11, rtol=1e-11)
+        torch.testing.assert_close(ours, blocked, atol=1e-12, rtol=1e-12)
+        assert bool((torch.triu(ours, diagonal=1) == 0).all())
+
+
+@pytest.mark.parametrize("layout", ["column-major", "row-major"])
+def test_factor_checks_probe_either_layout(layout, gen):
+    """The cheap factor check reads rows of a row-major factor and columns of a column-major
+    one: an upper factor, a full matrix or a stray entry in a probed row/column is refused
+    either way, and an infinite diagonal names the problem."""
+    L = torch.linalg.cholesky(random_spd(6, (2,), torch.float64, gen))
+    L = L if layout == "column-major" else L.contiguous()
+    u = torch.ones(6, dtype=torch.float64)
+    for bad in (L.mT, L @ L.mT):
+        bad = bad.contiguous() if layout == "row-major" else bad.mT.contiguous().mT
+        with pytest.raises(ValueError, match="above the diagonal"):
+            cholesky_update(bad, u)
+    stray = L.clone()
+    stray[1, 0, 5] = 0.5  # row 0 (row-major probe) and column 5 (column-major probe)
+    with pytest.raises(ValueError, match="above the diagonal"):
+        cholesky_update(stray, u)
+    inf_diag = L.clone()
+    inf_diag[0, 3, 3] = float("inf")
+    with pytest.raises(NonFiniteError, match="infinite diagonal"):
+        cholesky_update(inf_diag, u)

@@ -225,11 +225,6 @@ def cholesky_update_lowrank(
     if not bool(torch.isfinite((U * U).sum(-2) * alpha.abs().unsqueeze(-1)).all()):
         raise NonFiniteError(f"multiplier * U U^T overflows {U.dtype} (entries up to "
                              f"{float(U.abs().max()):.3g}); rescale the update")
-    diag = chol.diagonal(dim1=-2, dim2=-1)
-    if not bool(((diag > 0) & (diag < float("inf"))).all()):
-        raise NonFiniteError(
-            "chol must be a lower Cholesky factor with a positive, finite diagonal"
-        )
     if m == 0 or n == 0:
         return chol.expand(*batch, n, n).clone()
 
@@ -242,7 +237,7 @@ def cholesky_update_lowrank(
     Uf = U.expand(*batch, n, m).reshape(-1, n, m) if batch else U.unsqueeze(0)
     a = alpha.expand(batch).reshape(-1) if batch else alpha.reshape(1)
     grad = torch.is_grad_enabled() and (L.requires_grad or Uf.requires_grad or a.requires_grad)
-    if m == 1 and n <= _SMALL_N and not grad and compiled.enabled(L, Uf, a):
+    if m == 1 and n <= _KERNEL_N and not grad and compiled.enabled(L, Uf, a):
         out, failed = kernels.rank1_update_batch(L, Uf[..., 0], a)
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
@@ -270,11 +265,16 @@ def cholesky_update_lowrank(
 
 
 # Up to this size a rank-1 update is faster with elementwise ops and one cumsum than with
-# blocked products (a cumsum down the rows of a larger matrix is cache-unfriendly). In the
-# same range the compiled column sweep (linalg.kernels) replaces both when it can run: 256
-# rank-1 updates of 100 x 100 factors measured 2-3x faster than the cumsum form
-# (bench_cholesky.py); the bound itself was not tuned for the kernel.
+# blocked products (a cumsum down the rows of a larger matrix is cache-unfriendly).
 _SMALL_N = 256
+# Up to this size the compiled column sweep (linalg.kernels) replaces both when it can run
+# (one thread per factor): 256 rank-1 updates of 100 x 100 factors measured 2-3x faster
+# than the cumsum form (bench_cholesky.py), and one factor on 2 threads (ad hoc, AMD EPYC,
+# kernel / blocked ms) N = 256: 0.10 / 0.41, 1000: 1.06 / 2.65, 1500: 3.3 / 6.0, 2000:
+# 5.7 / 7.8, 2048: 24.2 / 23.4, 2500: 36.5 / 31.2, 3000: 70 / 53 (from 2048 float64 rows
+# an output of 32 MiB or more comes fresh from the OS, page faults included, on either
+# route). With many cores the blocked route's products scale and the sweep does not.
+_KERNEL_N = 2048
 
 
 def _raise_downdate(failed: torch.Tensor, batch: torch.Size) -> None:
