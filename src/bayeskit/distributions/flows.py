@@ -168,8 +168,9 @@ class Flow(nn.Module):
         undo the standardisation, run each layer's data -> noise pass (its networks once)
         with the coordinate reversal between layers, add the standard-normal base. Torch's
         ``TransformedDistribution.log_prob`` rebuilds every transform's domain and codomain
-        constraints and their event dimensions on each call: about 0.5 ms of a 3.5 ms MAF
-        training step at batch 256 (benchmarks/bench_flows.py ``--only steps``)."""
+        constraints and their event dimensions on each call (with the layers' cheaper
+        parameter layout, a MAF training step at batch 256 went from 3.42 to 2.86 ms: an ad
+        hoc A/B recorded in benchmarks/RESULTS.md)."""
         c = self._context(context)
         z = (x - self.loc) / self.scale
         log_det = torch.log(self.scale).sum()  # the standardisation's log|dx/dz|
