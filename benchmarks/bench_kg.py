@@ -12,6 +12,8 @@ candidate is then judged by one referee on our model:
   time, ours (acquisition="kg") vs a BoTorch loop (fit_gpytorch_mll + optimize_acqf(qKG)).
 
     .venv-bench/bin/python benchmarks/bench_kg.py [--part 1d hartmann loop scale] [--seeds 10]
+    .venv-bench/bin/python benchmarks/bench_kg.py --part scale --scale-n 1000 5000 \
+        --scale-surrogates sgpr --scale-acquisitions kg --scale-botorch 1000 5000
 """
 
 from __future__ import annotations
@@ -59,13 +61,14 @@ def botorch_twin(model: GPR, kind: str):
     return twin.eval()
 
 
-def botorch_kg(twin, bounds, num_restarts=10, raw_samples=256, num_fantasies=64):
+def botorch_kg(twin, bounds, num_restarts=10, raw_samples=256, num_fantasies=64,
+               options=None):
     from botorch.acquisition import qKnowledgeGradient
     from botorch.optim import optimize_acqf
 
     acq = qKnowledgeGradient(twin, num_fantasies=num_fantasies)
     x, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=num_restarts,
-                         raw_samples=raw_samples)
+                         raw_samples=raw_samples, options=options)
     return x.detach()
 
 
@@ -213,7 +216,44 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
         print(summary, flush=True)
 
 
-def part_scale(sizes, surrogates, acquisitions, num_inducing: int, batch: int = 1) -> None:
+def botorch_scale(X, y, bounds, num_inducing: int, num_fantasies: int = 8) -> str:
+    """One BoTorch iteration at the loop's scale: SingleTaskGP (Normalize/Standardize, as in
+    :func:`botorch_loop`) fitted by ``fit_gpytorch_mll`` and ``optimize_acqf`` on
+    ``qKnowledgeGradient`` (``num_fantasies`` as ours, 10 restarts, 256 raw samples, scored
+    16 at a time and optimised 5 restarts at a time: with its defaults, all 256 raw samples
+    at once, n = 1 000 exceeded 24 GiB and was killed); then
+    the variational contender: SingleTaskVariationalGP with ``num_inducing`` points and the
+    same qKG, which needs the model's ``fantasize`` (GPyTorch's online variational
+    conditioning). Returns the table cells."""
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP, SingleTaskVariationalGP
+    from botorch.models.transforms import Normalize, Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood, VariationalELBO
+
+    d = X.shape[1]
+    Y = -y[:, None]
+    t0 = time.perf_counter()
+    model = SingleTaskGP(X, Y, input_transform=Normalize(d), outcome_transform=Standardize(1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    limits = {"init_batch_limit": 16, "batch_limit": 5}
+    botorch_kg(model, bounds, num_fantasies=num_fantasies, options=limits)
+    cells = f"exact: fit {t_fit:.1f} s + qKG {time.perf_counter() - t0:.1f} s"
+    try:
+        vgp = SingleTaskVariationalGP(X, Y, inducing_points=num_inducing,
+                                      outcome_transform=Standardize(1)).to(F64)
+        fit_gpytorch_mll(VariationalELBO(vgp.likelihood, vgp.model, num_data=len(X)))
+        t0 = time.perf_counter()
+        botorch_kg(vgp.eval(), bounds, num_fantasies=num_fantasies, options=limits)
+        cells += f"; variational: qKG {time.perf_counter() - t0:.1f} s"
+    except Exception as err:  # noqa: BLE001 - record why the contender does not run
+        cells += f"; variational: does not run ({type(err).__name__}: {str(err)[:80]})"
+    return cells
+
+
+def part_scale(sizes, surrogates, acquisitions, num_inducing: int, batch: int = 1,
+               botorch_sizes=()) -> None:
     """Per-iteration wall time of the loop at n observations (issue #17): Hartmann-6 at n
     uniform points told to a BayesianOptimizer, then two iterations timed (surrogate refit
     warm-started from the previous fit, inducing points by greedy variance, acquisition
@@ -251,6 +291,9 @@ def part_scale(sizes, surrogates, acquisitions, num_inducing: int, batch: int = 
                     bo.tell(x, f(torch.as_tensor(x)))
                 print(f"| {n} | {surrogate} | {acq} | {asks[0]:.1f} | {asks[1]:.1f} | "
                       f"{t_fit:.1f} |", flush=True)
+        if n in botorch_sizes:
+            print(f"| {n} | BoTorch | qKG | {botorch_scale(X, y, f.bounds, num_inducing)} |",
+                  flush=True)
 
 
 def main() -> None:
@@ -273,6 +316,9 @@ def main() -> None:
     parser.add_argument("--scale-acquisitions", nargs="*", default=["ei", "kg"])
     parser.add_argument("--scale-inducing", type=int, default=128)
     parser.add_argument("--scale-batch", type=int, default=1)
+    parser.add_argument("--scale-botorch", type=int, nargs="*", default=[],
+                        help="n values at which to also time one BoTorch qKG iteration "
+                             "(exact SingleTaskGP, and SingleTaskVariationalGP where it runs)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as fh:
@@ -295,7 +341,7 @@ def main() -> None:
                   num_inducing=args.loop_inducing, first_seed=args.loop_first_seed)
     if "scale" in args.part:
         part_scale(args.scale_n, args.scale_surrogates, args.scale_acquisitions,
-                   args.scale_inducing, args.scale_batch)
+                   args.scale_inducing, args.scale_batch, tuple(args.scale_botorch))
 
 
 if __name__ == "__main__":
