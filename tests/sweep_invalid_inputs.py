@@ -134,6 +134,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         conditional,
         gauss_kl,
         sample_mvn,
+        whitened_variance_reduction,
     )
     from bayeskit.gp import (
         GPR,
@@ -197,6 +198,8 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
                                       "Knn": B(torch.ones(2, dtype=F64)),
                                       "f": B(torch.zeros(4, dtype=F64))}),
         "gauss_kl": (gauss_kl, {"q_mu": B(torch.zeros(4, dtype=F64)), "q_sqrt": B(L)}),
+        "whitened_variance_reduction": (whitened_variance_reduction,
+                                        {"gram": A(L @ L.T), "Lm": A(L), "q_sqrt": A(L)}),
         "sample_mvn": (sample_mvn, {"mean": B(torch.zeros(4, dtype=F64)), "scale_tril": B(L)}),
         "sample_polya_gamma": (dists.sample_polya_gamma, {"b": P(1.0), "c": P(0.5)}),
         "polya_gamma_mean": (dists.polya_gamma_mean, {"b": P(1.0), "c": P(0.5)}),

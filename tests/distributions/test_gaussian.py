@@ -15,7 +15,9 @@ from bayeskit.distributions.gaussian import (
     moments_to_natural,
     natural_to_moments,
     sample_mvn,
+    whitened_variance_reduction,
 )
+from bayeskit.errors import NonFiniteError, ShapeError
 
 F64 = torch.float64
 
@@ -249,3 +251,62 @@ def test_conditioning_noise_is_validated():
     for bad in ("0.1", -1.0, float("nan")):
         with pytest.raises(BayeskitError):
             post.condition_on_observations(X[:1], torch.zeros(1, dtype=F64), noise=bad)
+
+
+def test_whitened_variance_reduction_gradients_match_autograd():
+    """<L^-1 P L^-T, I - S S^T> with its hand-written backward: value and gradients in P,
+    L, S against autograd of the plain formula, and torch's gradcheck."""
+
+    g = torch.Generator().manual_seed(4)
+    K = torch.randn(7, 30, dtype=F64, generator=g)
+    P = (K @ K.mT).requires_grad_()
+    L = torch.linalg.cholesky(P.detach() / 30 + torch.eye(7, dtype=F64)).requires_grad_()
+    S = torch.tril(0.3 * torch.randn(7, 7, dtype=F64, generator=g)).requires_grad_()
+
+    def plain(P, L, S):
+        C = torch.linalg.solve_triangular(L, torch.linalg.solve_triangular(
+            L, P, upper=False).mT, upper=False)
+        return C.diagonal().sum() - (S * (C @ S)).sum()
+
+    ours, ref = whitened_variance_reduction(P, L, S), plain(P, L, S)
+    torch.testing.assert_close(ours, ref, rtol=1e-13, atol=0)
+    # gradients of the symmetric input P and of the lower triangles of L and S
+    for a, b, mask in zip(torch.autograd.grad(ours, (P, L, S)),
+                          torch.autograd.grad(ref, (P, L, S)),
+                          (None, torch.ones(7, 7).tril().bool(), torch.ones(7, 7).tril().bool()),
+                          strict=True):
+        if mask is None:
+            a, b = a + a.mT, b + b.mT  # only P's symmetric part is defined
+        else:
+            a, b = a[mask], b[mask]
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    sym = lambda p, low, s: whitened_variance_reduction(p + p.mT, torch.tril(low), torch.tril(s))  # noqa: E731
+    assert torch.autograd.gradcheck(sym, (P.detach().clone().requires_grad_(),
+                                          L.detach().clone().requires_grad_(),
+                                          S.detach().clone().requires_grad_()))
+
+
+def test_whitened_variance_reduction_equals_the_per_point_variances_and_checks_inputs():
+    g = torch.Generator().manual_seed(5)
+    Kmn = torch.randn(6, 40, dtype=F64, generator=g)
+    Lm = torch.linalg.cholesky(Kmn @ Kmn.mT / 40 + torch.eye(6, dtype=F64))
+    S = torch.tril(0.4 * torch.randn(6, 6, dtype=F64, generator=g))
+    S.diagonal().abs_()
+    Knn = torch.full((40,), 100.0, dtype=F64)  # no variance reaches conditional's floor at 0
+    _, var = conditional(Kmn, Lm, Knn, torch.zeros(6, dtype=F64), q_sqrt=S, white=True)
+    assert bool((var > 0).all())
+    reduction = whitened_variance_reduction(Kmn @ Kmn.mT, Lm, S)
+    torch.testing.assert_close(reduction, (Knn - var).sum(), rtol=1e-12, atol=1e-12)
+    P = Kmn @ Kmn.mT
+    bad_P = P.clone()
+    bad_P[1, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="gram"):
+        whitened_variance_reduction(bad_P, Lm, S)
+    with pytest.raises(ShapeError, match="q_sqrt"):
+        whitened_variance_reduction(P, Lm, S[:5, :5])
+    with pytest.raises(ValueError, match="above the diagonal"):
+        whitened_variance_reduction(P, Lm.mT.contiguous(), S)
+    with pytest.raises(ShapeError, match="one"):
+        whitened_variance_reduction(P.expand(2, 6, 6), Lm.expand(2, 6, 6), S.expand(2, 6, 6))
+    with pytest.raises(TypeError):
+        whitened_variance_reduction("P", Lm, S)

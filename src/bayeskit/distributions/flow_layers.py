@@ -367,7 +367,8 @@ class Permute(Transform):
     def __hash__(self):
         return hash(tuple(self.perm.tolist()))
 
-    # index_select rather than x[..., perm]: the same values, ~4x cheaper on small batches
+    # index_select rather than x[..., perm]: the same values, cheaper on small batches
+    # (ad hoc, [256, 2] float32 on AMD EPYC: 2.1 vs 6.2 us forward)
     def _call(self, x):
         return torch.index_select(x, -1, self.perm.to(x.device))
 

@@ -36,6 +36,7 @@ from bayeskit.linalg import (
 from bayeskit.validation import (
     all_finite,
     as_scalar,
+    check_cholesky_factor,
     check_finite,
     check_generator,
     check_square,
@@ -47,6 +48,7 @@ __all__ = [
     "conditional",
     "cross_covariance",
     "gauss_kl",
+    "whitened_variance_reduction",
     "moments_to_natural",
     "natural_to_moments",
     "sample_mvn",
@@ -189,6 +191,73 @@ class _ProjectedMoments(torch.autograd.Function):
         if need_D and g_quad is not None:
             d_D = ((A * g_quad.unsqueeze(-2)) @ A.mT).sum_to_size(D.shape)
         return d_A, d_f, d_D
+
+
+def whitened_variance_reduction(gram: torch.Tensor, Lm: torch.Tensor,
+                                q_sqrt: torch.Tensor) -> torch.Tensor:
+    """``sum_n (Knn_n - var_n)`` of the whitened ``q(f)`` over ``N`` points, from their Gram
+    matrix ``gram = K_mn K_nm`` alone: with ``A = Lm^-1 K_mn`` each point's variance is
+    ``Knn_n - |A_n|^2 + |S^T A_n|^2``, and the sum of the reductions is
+
+        <C, I - S S^T>,   C = Lm^-1 gram Lm^-T          ([M, M]: no M x N solve)
+
+    (what an SVGP with a Gaussian likelihood needs: ``sum_n var_n`` for its bound).
+
+    Args:
+        gram: ``[M, M]`` symmetric, ``K_mn K_nm``. Lm: ``[M, M]`` lower Cholesky factor of
+            ``K_mm``. q_sqrt: ``[M, M]`` lower triangular ``S``.
+
+    Returns:
+        a scalar, differentiable in all three (first derivatives by a written-out backward
+        pass: 4 instead of 6 ``M x M x M`` operations against autograd through the solves).
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> Kmn = torch.randn(3, 5, dtype=torch.float64, generator=g)
+        >>> Lm = torch.linalg.cholesky(Kmn @ Kmn.mT + torch.eye(3, dtype=torch.float64))
+        >>> S = 0.5 * torch.eye(3, dtype=torch.float64)
+        >>> Knn = torch.full((5,), 10.0, dtype=torch.float64)
+        >>> _, var = conditional(Kmn, Lm, Knn, torch.zeros(3, dtype=torch.float64),
+        ...                      q_sqrt=S, white=True)
+        >>> torch.allclose(whitened_variance_reduction(Kmn @ Kmn.mT, Lm, S), (Knn - var).sum())
+        True
+    """
+    for name, t in (("gram", gram), ("Lm", Lm), ("q_sqrt", q_sqrt)):
+        check_tensor(name, t, min_dim=2)
+    m = check_square("Lm", Lm)
+    for name, t in (("gram", gram), ("q_sqrt", q_sqrt)):
+        if t.shape != Lm.shape:
+            raise ShapeError(f"{name} must be [{m}, {m}] like Lm, got {tuple(t.shape)}")
+    if Lm.dim() != 2:
+        raise ShapeError(f"Lm must be one [M, M] factor, got {tuple(Lm.shape)}")
+    check_cholesky_factor("Lm", Lm, full=False)
+    return _ProjectedTrace.apply(gram, Lm, q_sqrt)
+
+
+class _ProjectedTrace(torch.autograd.Function):
+    """``<C, I - S S^T>`` with ``C = L^-1 P L^-T`` for symmetric ``P`` and lower ``L``, ``S``.
+
+    Forward: two triangular solves and one product. Backward, with ``D = I - S S^T``,
+    ``E = L^-T D`` and ``G = L^-T E^T = L^-T D L^-1``: ``dP = G``, ``dS = -2 C S`` (kept from
+    the forward pass), ``dL = -2 tril(E C)``: two solves and two products, where autograd
+    through the solves and the product runs two solves and four products.
+    """
+
+    @staticmethod
+    def forward(ctx, P, L, S):
+        W = torch.linalg.solve_triangular(L, P, upper=False)
+        C = torch.linalg.solve_triangular(L, W.mT, upper=False)  # symmetric up to rounding
+        CS = C @ S
+        ctx.save_for_backward(L, S, C, CS)
+        return C.diagonal().sum() - (S * CS).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        L, S, C, CS = ctx.saved_tensors
+        D = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device) - S @ S.mT
+        E = torch.linalg.solve_triangular(L.mT, D, upper=True)
+        G = torch.linalg.solve_triangular(L.mT, E.mT, upper=True)
+        return g * G, -2 * g * torch.tril(E @ C), -2 * g * CS
 
 
 def cross_covariance(Kmx: torch.Tensor, Kmx2: torch.Tensor, Lm: torch.Tensor,

@@ -27,6 +27,7 @@ from bayeskit.distributions.gaussian import (
     gauss_kl,
     moments_to_natural,
     natural_to_moments,
+    whitened_variance_reduction,
 )
 from bayeskit.errors import ArgumentTypeError
 from bayeskit.gp.exact import check_data, check_kernel, check_mean_function
@@ -61,34 +62,6 @@ class _GramAndProjection(torch.autograd.Function):
             d_K = torch.outer(w, g_v) if d_K is None else d_K.addr_(w, g_v)
         d_w = K @ g_v if g_v is not None else None
         return d_K, d_w
-
-
-class _ProjectedTrace(torch.autograd.Function):
-    """``tr(C) - sum(S * (C S)) = <C, I - S S^T>`` with ``C = L^-1 P L^-T`` for symmetric
-    ``P`` and lower ``L``, ``S`` (all ``[M, M]``): the Gram route's variance term.
-
-    Forward: two triangular solves and one product. Backward, with ``D = I - S S^T``,
-    ``E = L^-T D`` and ``G = L^-T E^T = L^-T D L^-1``: ``dP = G``, ``dS = -2 C S`` (kept from
-    the forward pass), ``dL = -2 tril(E C)``: two solves and two products, where autograd
-    through the solves and the product runs two solves and four products (at M = 256 each
-    M x M x M operation costs ~0.7 ms of a ~19 ms SVGP step; benchmarks/bench_gp.py).
-    """
-
-    @staticmethod
-    def forward(ctx, P, L, S):
-        W = torch.linalg.solve_triangular(L, P, upper=False)
-        C = torch.linalg.solve_triangular(L, W.mT, upper=False)  # symmetric up to rounding
-        CS = C @ S
-        ctx.save_for_backward(L, S, C, CS)
-        return C.diagonal().sum() - (S * CS).sum()
-
-    @staticmethod
-    def backward(ctx, g):
-        L, S, C, CS = ctx.saved_tensors
-        D = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device) - S @ S.mT
-        E = torch.linalg.solve_triangular(L.mT, D, upper=True)
-        G = torch.linalg.solve_triangular(L.mT, E.mT, upper=True)
-        return g * G, -2 * g * torch.tril(E @ C), -2 * g * CS
 
 
 def robbins_monro(t: int, tau: float, decay: float) -> float:
@@ -268,7 +241,7 @@ class SVGP(GPModel):
         w = torch.linalg.solve_triangular(L.mT, self.q_mu.unsqueeze(-1), upper=True)
         P, Knm_w = _GramAndProjection.apply(self.kernel(self.Z, X), w.squeeze(-1))
         mean = self._prior_mean(X) + Knm_w
-        var_sum = self.kernel.diag(X).sum() - _ProjectedTrace.apply(P, L, S)
+        var_sum = self.kernel.diag(X).sum() - whitened_variance_reduction(P, L, S)
         s2 = self.likelihood.variance.to(X.dtype)
         return (-0.5 * X.shape[0] * torch.log(2 * math.pi * s2)
                 - 0.5 * (((y - mean) ** 2).sum() + var_sum) / s2)
