@@ -154,6 +154,13 @@ def case_update(n: int, m: int, repeats: int, tfp, nb) -> dict:
     errors = {"bayeskit": float((ours() - ref).abs().max())}
     if m == 1:
         contenders["bayeskit (rank-1 api)"] = functools.partial(cholesky_update, L, U[:, 0])
+        if compiled.available():
+            # the eager blocked route the compiled sweep replaces up to N = 2048
+            # (linalg.update._KERNEL_N): where the two cross
+            def blocked(L=L, U=U):
+                with compiled.use_compiled(False):
+                    return cholesky_update_lowrank(L, U)
+            contenders["bayeskit blocked route (compiled off)"] = blocked
     if tfp is not None and n <= 2000:
         Lj, Uj = L.numpy(), U.numpy()
         contenders["TFP-on-JAX (jit)"] = functools.partial(tfp, Lj, Uj)

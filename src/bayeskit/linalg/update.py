@@ -269,10 +269,9 @@ def cholesky_update_lowrank(
 _SMALL_N = 256
 # Up to this size the compiled column sweep (linalg.kernels) replaces both when it can run
 # (one thread per factor): 256 rank-1 updates of 100 x 100 factors measured 2-3x faster
-# than the cumsum form (bench_cholesky.py), and one factor on 2 threads (ad hoc, AMD EPYC,
-# kernel / blocked ms) N = 256: 0.10 / 0.41, 1000: 1.06 / 2.65, 1500: 3.3 / 6.0, 2000:
-# 5.7 / 7.8, 2048: 24.2 / 23.4, 2500: 36.5 / 31.2, 3000: 70 / 53 (from 2048 float64 rows
-# an output of 32 MiB or more comes fresh from the OS, page faults included, on either
+# than the cumsum form (bench_cholesky.py), and so is one factor on 2 threads up to about
+# N = 2000 (`bench_cholesky.py --sizes 1000 2000 2500` prints both routes; from 2048 float64
+# rows an output of 32 MiB or more comes fresh from the OS, page faults included, on either
 # route). With many cores the blocked route's products scale and the sweep does not.
 _KERNEL_N = 2048
 
