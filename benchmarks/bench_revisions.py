@@ -3,8 +3,8 @@
 A refactor must not slow the library down. This script times the operations behind every
 benchmark's headline ratio (exact GP -MLL + gradient, SGPR bound, SVGP step, Pólya-gamma
 draws, Gibbs sweeps, Cholesky updates, discrete and Monte Carlo KG, a BO loop, flow and VAE
-epochs, predictions) through the public API that both trees share, so the competitors'
-side of each ratio (the same code in both runs) cancels out.
+epochs, flow training steps, predictions) through the public API that both trees share, so
+the competitors' side of each ratio (the same code in both runs) cancels out.
 
 Usage (from the repository root; the script re-runs itself per tree, interleaved)::
 
@@ -110,6 +110,13 @@ def child(repeats: int) -> dict[str, float]:
     U = torch.randn(2000, 16, dtype=f64, generator=g) * 0.1
     out["Cholesky rank-16 update N=2000"] = _median_time(
         lambda: cholesky_update_lowrank(L, U), repeats)
+    out["Cholesky rank-1 update N=2000"] = _median_time(
+        lambda: cholesky_update_lowrank(L, U[:, :1]), repeats * 3)
+    Ab = torch.randn(256, 100, 100, dtype=f64, generator=g)
+    Lb = torch.linalg.cholesky(Ab @ Ab.mT / 100 + torch.eye(100, dtype=f64))
+    ub = torch.randn(256, 100, 1, dtype=f64, generator=g) * 0.1
+    out["Cholesky 256 rank-1 updates N=100"] = _median_time(
+        lambda: cholesky_update_lowrank(Lb, ub), repeats * 3)
     cross = torch.randn(2000, 1, dtype=f64, generator=g) * 0.01
     corner = torch.ones(1, 1, dtype=f64) * 2
     out["Cholesky append 1 row N=2000"] = _median_time(
@@ -137,6 +144,25 @@ def child(repeats: int) -> dict[str, float]:
     out["flow MAF 3 epochs banana 20k"] = _median_time(
         lambda: fit_flow(Flow(2, hidden=(32, 32)), train, epochs=3, batch_size=256),
         max(3, repeats // 2))
+
+    def flow_steps(kind):
+        torch.manual_seed(1)
+        flow = Flow(2, kind=kind, num_layers=3, hidden=(64, 64))
+        flow.standardise(train)
+        opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(0)
+
+        def run():  # 25 steps of bench_flows.py's loop (batch 256)
+            for _ in range(25):
+                idx = torch.randint(0, train.shape[0], (256,), generator=gen)
+                loss = -flow.log_prob(train[idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return run
+
+    out["flow NSF 25 steps batch 256"] = _median_time(flow_steps("nsf"), repeats * 2)
+    out["flow MAF 25 steps batch 256"] = _median_time(flow_steps("maf"), repeats * 2)
 
     from bayeskit.data import load_digits_split
     from bayeskit.vae import BernoulliDecoder, GaussianEncoder
