@@ -5,6 +5,7 @@ contenders in each repetition) so that machine noise hits all of them alike; che
 they agree; prints medians and ratios, and the issue's targets.
 
     .venv-bench/bin/python benchmarks/bench_cholesky.py [--quick] [--repeats 15]
+    .venv-bench/bin/python benchmarks/bench_cholesky.py --routes 1 16 64 --sizes 500 2000
 
 Competitors are optional: TFP needs ``jax==0.4.35`` (``make bench-env``), numba any version.
 """
@@ -154,13 +155,10 @@ def case_update(n: int, m: int, repeats: int, tfp, nb) -> dict:
     errors = {"bayeskit": float((ours() - ref).abs().max())}
     if m == 1:
         contenders["bayeskit (rank-1 api)"] = functools.partial(cholesky_update, L, U[:, 0])
-        if compiled.available():
-            # the eager blocked route the compiled sweep replaces up to N = 2048
-            # (linalg.update._KERNEL_N): where the two cross
-            def blocked(L=L, U=U):
-                with compiled.use_compiled(False):
-                    return cholesky_update_lowrank(L, U)
-            contenders["bayeskit blocked route (compiled off)"] = blocked
+    if compiled.available():
+        # the eager blocked route, which the compiled sweep replaces up to rank
+        # linalg.update._KERNEL_M (see --routes for where the two cross)
+        contenders["bayeskit blocked route (compiled off)"] = functools.partial(blocked, L, U)
     if tfp is not None and n <= 2000:
         Lj, Uj = L.numpy(), U.numpy()
         contenders["TFP-on-JAX (jit)"] = functools.partial(tfp, Lj, Uj)
@@ -171,6 +169,33 @@ def case_update(n: int, m: int, repeats: int, tfp, nb) -> dict:
         errors["numba Givens loop"] = float(np.abs(nb(Ln, Un) - ref.numpy()).max())
     times = interleaved(contenders, repeats)
     return {"case": f"rank-{m} update, N={n}", "times_ms": times, "max_abs_err": errors}
+
+
+def blocked(L: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """Our update on the eager blocked route (batched products, compiled sweep off)."""
+    with compiled.use_compiled(False):
+        return cholesky_update_lowrank(L, U)
+
+
+def routes(sizes, ranks, repeats: int) -> None:
+    """The compiled column sweep against the eager blocked route, one factor, every
+    (N, rank): where the sweep stops paying (``linalg.update._KERNEL_M``)."""
+    print("\n## compiled sweep vs blocked route (ms, median of interleaved rounds)")
+    print("| N | rank | sweep | blocked | blocked / sweep |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        L = torch.linalg.cholesky(spd(n))
+        for m in ranks:
+            U = torch.randn(n, m, dtype=DT, generator=torch.Generator().manual_seed(1))
+            U /= (n * m) ** 0.5
+
+            def sweep(L=L, U=U):
+                return kernels.lowrank_update_batch(L[None], U[None],
+                                                    torch.ones(1, dtype=DT))[0]
+            t = interleaved({"sweep": sweep, "blocked": functools.partial(blocked, L, U)},
+                            repeats)
+            print(f"| {n} | {m} | {t['sweep']:.2f} | {t['blocked']:.2f} | "
+                  f"{t['blocked'] / t['sweep']:.2f} |", flush=True)
 
 
 def case_batch(b: int, n: int, repeats: int) -> dict:
@@ -188,7 +213,7 @@ def case_batch(b: int, n: int, repeats: int) -> dict:
         # the compiled sweep without the public function's input checks: the gap to the
         # first row is the cost of validation
         contenders["kernel alone (no validation)"] = functools.partial(
-            kernels.rank1_update_batch, L, u, torch.ones(b, dtype=DT))
+            kernels.lowrank_update_batch, L, u[..., None], torch.ones(b, dtype=DT))
     times = interleaved(contenders, repeats)
     err = float((cholesky_update(L, u) - ref).abs().max())
     return {"case": f"batch of {b} rank-1 updates, N={n}", "times_ms": times,
@@ -253,15 +278,21 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="N values (default 500..4000)")
     parser.add_argument("--no-competitors", action="store_true",
                         help="skip TFP-on-JAX and numba (their runtimes load the machine)")
+    parser.add_argument("--routes", type=int, nargs="*", metavar="RANK",
+                        help="only time the compiled sweep against the blocked route at "
+                             "these ranks (and --sizes)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     with open("/proc/loadavg") as f:
         load = f.read().strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, loadavg {load}")
-    tfp, nb = (None, None) if args.no_competitors else (tfp_update(), numba_update())
     reps = 3 if args.quick else args.repeats
     sizes = args.sizes or ([200, 400] if args.quick else [500, 1000, 2000, 4000])
+    if args.routes:
+        routes(sizes, args.routes, reps)
+        return
+    tfp, nb = (None, None) if args.no_competitors else (tfp_update(), numba_update())
     results = []
     for n in sizes:
         for m in (1, 16):

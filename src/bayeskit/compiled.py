@@ -1,9 +1,10 @@
 """Compiled CPU kernels (numba), with the eager torch code as the fallback.
 
-The hot scalar loops of the library (Pólya-gamma rejection sampling, batched rank-1
-Cholesky updates, the flows' spline and its backward pass) are branchy per element: in eager
-torch every branch becomes a masked pass over the whole array (and each small operation
-costs microseconds). numba compiles them to plain loops, parallel over blocks.
+The hot scalar loops of the library (Pólya-gamma rejection sampling, low-rank Cholesky
+updates, the flows' spline and its backward pass) are branchy or sequential per element: in
+eager torch every branch becomes a masked pass over the whole array, a sequential sweep a
+chain of small operations (each costing microseconds). numba compiles them to plain loops,
+parallel over blocks.
 
 One policy for every kernel:
 

@@ -200,50 +200,75 @@ def test_empty_update_returns_a_copy(gen):
     assert torch.equal(out, L) and out.data_ptr() != L.data_ptr()
 
 
+@pytest.mark.parametrize("rank", [1, 5])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_batched_rank1_kernel_matches_the_eager_path(dtype, gen):
-    """256 rank-1 updates and downdates of 100 x 100 factors: the compiled sweep and the
-    eager blocked formula agree with each other and with recomputation."""
+def test_batched_kernel_matches_the_eager_path(dtype, rank, gen):
+    """256 rank-1 and rank-5 updates and downdates of 100 x 100 factors: the compiled sweep
+    (parallel over the batch, and serial) and the eager blocked formula agree with each
+    other and with recomputation."""
     from bayeskit import compiled
 
     A = random_spd(100, (256,), dtype, gen)
-    u = torch.randn(256, 100, dtype=dtype, generator=gen) / 10
+    U = torch.randn(256, 100, rank, dtype=dtype, generator=gen) / (10 * rank**0.5)
     L = torch.linalg.cholesky(A)
     alpha = torch.where(torch.arange(256) % 2 == 0, 1.0, -0.1).to(dtype)
     with compiled.use_compiled(True):
-        ours = cholesky_update(L, u, alpha)
+        ours = cholesky_update_lowrank(L, U, alpha)
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(1)  # the serial kernel (no OpenMP region)
-            serial = cholesky_update(L, u, alpha)
+            serial = cholesky_update_lowrank(L, U, alpha)
         finally:
             torch.set_num_threads(threads)
     assert torch.equal(ours, serial)
     with compiled.use_compiled(False):
-        eager = cholesky_update(L, u, alpha)
-    ref = torch.linalg.cholesky(A + alpha[:, None, None] * u.unsqueeze(-1) * u.unsqueeze(-2))
+        eager = cholesky_update_lowrank(L, U, alpha)
+    ref = torch.linalg.cholesky(A + alpha[:, None, None] * U @ U.mT)
     torch.testing.assert_close(ours, ref, atol=TOL[dtype], rtol=TOL[dtype])
     torch.testing.assert_close(ours, eager, atol=TOL[dtype], rtol=TOL[dtype])
     assert ours.mT.is_contiguous()  # column-major, like torch.linalg.cholesky
 
 
-def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(gen):
-    """A rank-1 update and downdate of one 1200 x 1200 factor (the compiled sweep's range
-    reaches 2048): both routes agree with each other and with recomputation."""
+@pytest.mark.parametrize("rank", [1, 16])
+def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(rank, gen):
+    """A rank-1 and a rank-16 update and downdate of one 1203 x 1203 factor (not a multiple
+    of the kernel's panel or chunk): the parallel sweep equals the serial one exactly, and
+    both routes agree with each other and with recomputation."""
     from bayeskit import compiled
 
-    A = random_spd(1200, (), torch.float64, gen)
-    u = torch.randn(1200, dtype=torch.float64, generator=gen) / 40
+    A = random_spd(1203, (), torch.float64, gen)
+    U = torch.randn(1203, rank, dtype=torch.float64, generator=gen) / (40 * rank**0.5)
     L = torch.linalg.cholesky(A)
     for mult in (1.0, -0.5):
         with compiled.use_compiled(True):
-            ours = cholesky_update(L, u, mult)
+            ours = cholesky_update_lowrank(L, U, mult)
+            threads = torch.get_num_threads()
+            try:
+                torch.set_num_threads(1)
+                serial = cholesky_update_lowrank(L, U, mult)
+            finally:
+                torch.set_num_threads(threads)
         with compiled.use_compiled(False):
-            blocked = cholesky_update(L, u, mult)
-        ref = torch.linalg.cholesky(A + mult * torch.outer(u, u))
+            blocked = cholesky_update_lowrank(L, U, mult)
+        ref = torch.linalg.cholesky(A + mult * U @ U.mT)
+        assert torch.equal(ours, serial)
         torch.testing.assert_close(ours, ref, atol=1e-11, rtol=1e-11)
         torch.testing.assert_close(ours, blocked, atol=1e-12, rtol=1e-12)
         assert bool((torch.triu(ours, diagonal=1) == 0).all())
+
+
+def test_kernel_downdate_that_loses_definiteness_names_the_batch_index(gen):
+    """A rank-3 downdate that is not positive definite in one factor of a batch: the
+    compiled sweep reports it and the error names that factor, as on the eager route."""
+    from bayeskit import compiled
+
+    A = random_spd(30, (4,), torch.float64, gen)
+    U = torch.randn(4, 30, 3, dtype=torch.float64, generator=gen) * 0.01
+    U[2] = torch.linalg.cholesky(A[2])[:, :3] * 3  # removes more than A[2] has
+    for on in (True, False):
+        with compiled.use_compiled(on), pytest.raises(NotPositiveDefiniteError,
+                                                    match=r"batch index \(2,\)"):
+            cholesky_update_lowrank(torch.linalg.cholesky(A), U, -1.0)
 
 
 @pytest.mark.parametrize("layout", ["column-major", "row-major"])

@@ -177,9 +177,10 @@ def cholesky_update_lowrank(
     """Lower Cholesky factor of ``chol @ chol.mT + multiplier * U @ U.mT`` in O(N^2 M).
 
     Equivalent to ``M`` successive rank-1 updates (TFP's ``cholesky_update`` applied to each
-    column) but computed in one blocked pass with batched matrix products, so it is
-    loop-free in ``N`` and fast for any ``M``. Differentiable with respect to ``chol``,
-    ``U`` and ``multiplier``.
+    column). Up to rank 64 on the CPU without gradients, a compiled column sweep
+    (:mod:`bayeskit.linalg.kernels`) applies the ``M`` rotations per column in cache;
+    otherwise one blocked pass with batched matrix products, loop-free in ``N``.
+    Differentiable with respect to ``chol``, ``U`` and ``multiplier``.
 
     Args:
         chol: ``[..., N, N]`` lower-triangular factor with a positive diagonal and zeros
@@ -237,8 +238,9 @@ def cholesky_update_lowrank(
     Uf = U.expand(*batch, n, m).reshape(-1, n, m) if batch else U.unsqueeze(0)
     a = alpha.expand(batch).reshape(-1) if batch else alpha.reshape(1)
     grad = torch.is_grad_enabled() and (L.requires_grad or Uf.requires_grad or a.requires_grad)
-    if m == 1 and n <= _KERNEL_N and not grad and compiled.enabled(L, Uf, a):
-        out, failed = kernels.rank1_update_batch(L, Uf[..., 0], a)
+    if (m <= _KERNEL_M and (m > 1 or n <= _KERNEL_RANK1_N) and not grad
+            and compiled.enabled(L, Uf, a)):
+        out, failed = kernels.lowrank_update_batch(L, Uf, a)
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
 
@@ -267,13 +269,17 @@ def cholesky_update_lowrank(
 # Up to this size a rank-1 update is faster with elementwise ops and one cumsum than with
 # blocked products (a cumsum down the rows of a larger matrix is cache-unfriendly).
 _SMALL_N = 256
-# Up to this size the compiled column sweep (linalg.kernels) replaces both when it can run
-# (one thread per factor): 256 rank-1 updates of 100 x 100 factors measured 2-3x faster
-# than the cumsum form (bench_cholesky.py), and so is one factor on 2 threads up to about
-# N = 2000 (`bench_cholesky.py --sizes 1000 2000 2500` prints both routes; from 2048 float64
-# rows an output of 32 MiB or more comes fresh from the OS, page faults included, on either
-# route). With many cores the blocked route's products scale and the sweep does not.
-_KERNEL_N = 2048
+# Up to this rank the compiled column sweep (linalg.kernels) replaces both when it can run
+# (no gradient, CPU): it touches each entry once per rotation, in cache, where the blocked
+# route makes several passes of small products. One factor, 2 threads, AMD EPYC
+# (`bench_cholesky.py --routes 1 4 16 32 64 128 --sizes 200 500 1000 2000 4000`, RESULTS.md):
+# the blocked route takes 1.5-2.2x the sweep's time at N = 2000 up to rank 64 and 1.3x at
+# rank 128; at N = 4000 1.1-1.4x from rank 2. A rank-1 sweep runs on one thread per factor:
+# above N = 2048 it only ties with the blocked route (0.99-1.04x; both are bound by the
+# fresh 32+ MiB output's page faults), and with more cores the blocked route's products
+# scale, so it stays there.
+_KERNEL_M = 64
+_KERNEL_RANK1_N = 2048
 
 
 def _raise_downdate(failed: torch.Tensor, batch: torch.Size) -> None:
