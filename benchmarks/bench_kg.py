@@ -178,10 +178,12 @@ def botorch_loop(problem, n_init, n_total, seed):
 
 def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
               acquisition: str = "kg", num_fantasies: int = 16, surrogate: str = "gpr",
-              num_inducing: int = 128, first_seed: int = 0) -> None:
+              num_inducing: int = 128, first_seed: int = 0,
+              inducing_selection: str = "variance") -> None:
     print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum); "
           f"ours: {acquisition} on {surrogate}"
-          + (f" (M = {num_inducing} once n > M)" if surrogate != "gpr" else ""))
+          + (f" (M = {num_inducing} once n > M, {inducing_selection} selection)"
+             if surrogate != "gpr" else ""))
     print("| problem | seed | ours regret | ours s | BoTorch regret | BoTorch s |")
     print("|---|---|---|---|---|---|")
     for problem in problems:
@@ -192,7 +194,8 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
             bo = BayesianOptimizer(problem, problem.bounds, acquisition=acquisition,
                                    n_init=n_init, num_fantasies=num_fantasies, seed=seed,
                                    progress=False, executor="serial", surrogate=surrogate,
-                                   num_inducing=num_inducing)
+                                   num_inducing=num_inducing,
+                                   inducing_selection=inducing_selection)
             bo.run(n_total - n_init)
             ours_t.append(time.perf_counter() - start)
             ours_r.append(bo.best_value - problem.minimum)
@@ -311,6 +314,8 @@ def main() -> None:
     parser.add_argument("--loop-surrogate", default="gpr", help="ours: gpr, sgpr or svgp")
     parser.add_argument("--loop-inducing", type=int, default=128)
     parser.add_argument("--loop-first-seed", type=int, default=0)
+    parser.add_argument("--loop-inducing-selection", default="variance",
+                        help="ours, sparse surrogates: variance or improvement")
     parser.add_argument("--scale-n", type=int, nargs="*", default=[1000, 5000, 20000])
     parser.add_argument("--scale-surrogates", nargs="*", default=["gpr", "sgpr"])
     parser.add_argument("--scale-acquisitions", nargs="*", default=["ei", "kg"])
@@ -338,7 +343,8 @@ def main() -> None:
         part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals,
                   competitor=not args.ours_only, acquisition=args.loop_acquisition,
                   num_fantasies=args.loop_fantasies, surrogate=args.loop_surrogate,
-                  num_inducing=args.loop_inducing, first_seed=args.loop_first_seed)
+                  num_inducing=args.loop_inducing, first_seed=args.loop_first_seed,
+                  inducing_selection=args.loop_inducing_selection)
     if "scale" in args.part:
         part_scale(args.scale_n, args.scale_surrogates, args.scale_acquisitions,
                    args.scale_inducing, args.scale_batch, tuple(args.scale_botorch))

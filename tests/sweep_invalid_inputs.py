@@ -232,8 +232,9 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
             {"X_": A(X), "y_": A(y), "epochs": N(1), "batch_size": N(6)}),
         "SquaredExponential": (SquaredExponential, {"lengthscale": P(1.0), "variance": N(1.0)}),
         "Matern": (Matern, {"nu": N(2.5), "lengthscale": P(1.0)}),
-        "inducing.greedy_variance": (lambda X_, M: inducing.greedy_variance(
-            X_, M, SquaredExponential()), {"X_": A(X), "M": N(3)}),
+        "inducing.greedy_variance": (lambda X_, M, quality: inducing.greedy_variance(
+            X_, M, SquaredExponential(), quality=quality),
+            {"X_": A(X), "M": N(3), "quality": ("optional-array", torch.ones(12, dtype=F64))}),
         "inducing.kmeans": (inducing.kmeans, {"X": A(X), "M": N(3)}),
         "BinomialRegressionData.create": (BinomialRegressionData.create,
                                           {"Phi": A(X), "y": A((y > 0).double()),
@@ -258,9 +259,11 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "maximize_box": (lambda bounds_, num_restarts: maximize_box(
             lambda x: -(x ** 2).sum(-1), bounds_, num_restarts=num_restarts, raw_samples=16),
             {"bounds_": A(bounds), "num_restarts": N(2)}),
-        "BayesianOptimizer": (lambda bounds_, n_init: BayesianOptimizer(
-            lambda x: float(np.sum(x ** 2)), bounds_, n_init=n_init, progress=False),
-            {"bounds_": A(bounds), "n_init": ("optional", 3)}),
+        "BayesianOptimizer": (lambda bounds_, n_init, inducing_selection: BayesianOptimizer(
+            lambda x: float(np.sum(x ** 2)), bounds_, n_init=n_init, progress=False,
+            inducing_selection=inducing_selection),
+            {"bounds_": A(bounds), "n_init": ("optional", 3),
+             "inducing_selection": ("choice", "variance")}),
         "BayesianOptimizer.tell": (lambda X_, y_: BayesianOptimizer(
             lambda x: 0.0, bounds, progress=False).tell(X_, y_),
             {"X_": A(X[:2]), "y_": ("values", y[:2])}),

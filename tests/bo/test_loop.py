@@ -221,6 +221,31 @@ def test_the_loop_runs_on_sparse_surrogates(surrogate):
     assert len(kg.y) == 10
 
 
+def test_improvement_weighted_inducing_points_favour_low_values_and_resume_exactly(tmp_path):
+    """inducing_selection="improvement": the sparse surrogate's inducing inputs sit at lower
+    observed values than greedy variance's, and a resumed loop asks the same points."""
+    f = reference_1d()
+    kw = dict(acquisition="ei", n_init=10, seed=3, progress=False, executor="serial",
+              surrogate="sgpr", num_inducing=5)
+    runs = {sel: BayesianOptimizer(f, f.bounds, inducing_selection=sel, **kw).run(1)
+            for sel in ("variance", "improvement")}
+    for bo in runs.values():
+        assert bo.model.Z.shape == (5, 1)
+
+    def value_at_z(bo):
+        return float(f(bo._from_unit(bo.model.Z.detach())).mean())
+    assert value_at_z(runs["improvement"]) < value_at_z(runs["variance"])
+    straight = BayesianOptimizer(f, f.bounds, inducing_selection="improvement", **kw).run(3)
+    path = tmp_path / "bo.json"
+    BayesianOptimizer(f, f.bounds, checkpoint=path, inducing_selection="improvement",
+                      **kw).run(1)
+    resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial").run(2)
+    assert resumed.inducing_selection == "improvement"
+    assert resumed.X == straight.X and resumed.y == straight.y
+    with pytest.raises(ValueError, match="inducing_selection"):
+        BayesianOptimizer(f, f.bounds, inducing_selection="kmeans")
+
+
 def test_one_evaluation_record_per_evaluation_in_order():
     f = reference_1d()
 

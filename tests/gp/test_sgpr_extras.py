@@ -1,5 +1,7 @@
 """Titsias's upper bound, inducing-point initialisers, SGPR with a mean function."""
 
+import math
+
 import pytest
 import torch
 
@@ -73,6 +75,33 @@ def test_inducing_initialisers():
         inducing.kmeans(X[:5], 10)
     with pytest.raises(ValueError, match="NaN"):
         inducing.random_subset(torch.tensor([[0.0], [float("nan")]]), 1)
+
+
+def test_quality_weighted_greedy_selection_is_the_greedy_dpp_map():
+    """With quality q, each step picks the point that maximises det(L_S) for the DPP kernel
+    L = diag(q) K diag(q) (brute force over determinants, float64); q = 1 is plain greedy
+    variance; bad quality vectors are refused."""
+    g = torch.Generator().manual_seed(4)
+    X = torch.rand(20, 2, dtype=F64, generator=g)
+    kern = SquaredExponential(0.3, 1.7)
+    q = torch.rand(20, dtype=F64, generator=g) + 0.05
+    with torch.no_grad():
+        Lk = q[:, None] * kern(X) * q[None, :]
+    chosen = []
+    for _ in range(6):
+        dets = [float(torch.linalg.det(Lk[chosen + [i]][:, chosen + [i]]))
+                if i not in chosen else -1.0 for i in range(20)]
+        chosen.append(int(torch.tensor(dets).argmax()))
+    Z = inducing.greedy_variance(X, 6, kern, quality=q)
+    assert torch.equal(Z, X[chosen])
+    assert torch.equal(inducing.greedy_variance(X, 6, kern, quality=torch.ones(20)),
+                       inducing.greedy_variance(X, 6, kern))
+    with pytest.raises(ValueError, match="one entry per row"):
+        inducing.greedy_variance(X, 6, kern, quality=q[:5])
+    with pytest.raises(ValueError, match="quality"):
+        inducing.greedy_variance(X, 6, kern, quality=-q)
+    with pytest.raises(ValueError, match="NaN"):
+        inducing.greedy_variance(X, 6, kern, quality=q * math.nan)
 
 
 def test_chunked_fast_and_stable_routes_agree_with_gradients():

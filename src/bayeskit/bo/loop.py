@@ -26,6 +26,7 @@ from bayeskit.bo.acquisition import (
     optimize_discrete_kg,
     posterior_minimum,
 )
+from bayeskit.bo.acquisition.analytic import log_h
 from bayeskit.bo.optim import optimize_acquisition
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, Matern, inducing
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 F64 = torch.float64
 ACQUISITIONS = ("kg", "kg-discrete", "kg-oneshot", "ei", "ucb", "bore")
 SURROGATES = ("gpr", "sgpr", "svgp")
+INDUCING_SELECTIONS = ("variance", "improvement")
+_NOISE_INIT = 1e-3  # every surrogate fit starts from this noise variance (standardised y)
 
 
 def _objective_value(value) -> float:
@@ -89,6 +92,12 @@ class BayesianOptimizer:
             :meth:`resume` continues from it.
         on_error: ``"record"`` keeps going after a failed evaluation, ``"raise"`` stops.
         seed: seeds the design and every random choice of the loop.
+        surrogate: ``"gpr"`` (exact), ``"sgpr"`` or ``"svgp"``; a sparse surrogate takes
+            over once more than ``num_inducing`` points are observed, with inducing inputs
+            chosen among them on every refit by ``inducing_selection``: ``"variance"``
+            (greedy conditional variance, Burt et al. 2019) or ``"improvement"`` (the same,
+            weighted towards low values: Moss, Ober & Picheny 2023; see
+            :func:`bayeskit.gp.inducing.greedy_variance`).
 
     Attributes:
         X, y: the successful evaluations (lists of ``[D]`` points and values) in the order
@@ -117,6 +126,7 @@ class BayesianOptimizer:
                  checkpoint: str | Path | None = None, on_error: str = "record",
                  seed: int = 0, progress: bool | None = None, fit_restarts: int = 2,
                  surrogate: str = "gpr", num_inducing: int = 128,
+                 inducing_selection: str = "variance",
                  timeout: float | None = None, resume: bool = True, overwrite: bool = False,
                  gamma: float = 0.25, classifier=None):
         if not callable(objective):
@@ -128,6 +138,8 @@ class BayesianOptimizer:
         self.on_error = check_choice(on_error, "on_error", ("record", "raise"))
         self.surrogate = check_choice(surrogate, "surrogate", SURROGATES)
         self.num_inducing = as_int(num_inducing, "num_inducing", positive=True)
+        self.inducing_selection = check_choice(inducing_selection, "inducing_selection",
+                                               INDUCING_SELECTIONS)
         self.gamma = as_scalar(gamma, "gamma", low=0.0, high=1.0, low_open=True,
                                high_open=True)
         if classifier is not None and not (hasattr(classifier, "fit")
@@ -161,7 +173,9 @@ class BayesianOptimizer:
                 bounds=self.bounds.tolist(), acquisition=acquisition, n_init=self.n_init,
                 seed=self.seed, num_fantasies=self.num_fantasies, surrogate=self.surrogate,
                 num_inducing=self.num_inducing,
-                **({"gamma": self.gamma} if acquisition == "bore" else {})))
+                **({"gamma": self.gamma} if acquisition == "bore" else {}),
+                **({"inducing_selection": self.inducing_selection}
+                   if self.inducing_selection != "variance" else {})))
         saved = self.checkpoint.load() if self.checkpoint is not None else None
         if saved is not None:
             self._restore(saved)
@@ -205,17 +219,18 @@ class BayesianOptimizer:
         seed = self.seed + len(self.y)
         sparse = self.surrogate != "gpr" and len(X) > self.num_inducing
         if self.surrogate == "gpr" or not sparse:
-            model = GPR(X, ys, kernel=kernel, noise_variance=1e-3)
+            model = GPR(X, ys, kernel=kernel, noise_variance=_NOISE_INIT)
         else:
             if self._warm is not None:  # choose Z with the previous fit's kernel
                 with torch.no_grad():
                     for name, p in kernel.named_parameters():
                         p.copy_(self._warm["kernel." + name])
-            Z = inducing.greedy_variance(X, self.num_inducing, kernel)
+            Z = inducing.greedy_variance(X, self.num_inducing, kernel,
+                                         quality=self._inducing_quality(ys))
             if self.surrogate == "sgpr":
-                model = SGPR(X, ys, Z, kernel, noise_variance=1e-3, train_inducing=False)
+                model = SGPR(X, ys, Z, kernel, noise_variance=_NOISE_INIT, train_inducing=False)
             else:
-                model = SVGP(Z, kernel, noise_variance=1e-3, num_data=len(X))
+                model = SVGP(Z, kernel, noise_variance=_NOISE_INIT, num_data=len(X))
         starts = [parameter_values(model)]
         max_iter = 200
         if self._warm is not None:
@@ -242,6 +257,18 @@ class BayesianOptimizer:
                       if k.startswith("kernel.") or k in ("raw_noise", "raw_mean",
                                                           "likelihood.raw_variance")}
         return model
+
+    def _inducing_quality(self, ys: torch.Tensor) -> torch.Tensor | None:
+        """Weights for choosing the inducing inputs (``None``: plain greedy variance).
+
+        ``"improvement"``: the quality of Moss, Ober & Picheny (2023), each point's expected
+        improvement over the worst value, ``E[max(0, max(y) - f_i)]``, here with
+        ``f_i ~ N(y_i, sigma^2)`` at the fits' initial noise (standardised units), so it
+        depends on the data alone and a resumed loop chooses the same points."""
+        if self.inducing_selection == "variance":
+            return None
+        sd = math.sqrt(_NOISE_INIT)
+        return sd * log_h((ys.max() - ys) / sd).exp()
 
     @staticmethod
     def _fit_svgp(model: SVGP, X: torch.Tensor, y: torch.Tensor, starts) -> None:
@@ -442,7 +469,8 @@ class BayesianOptimizer:
         return {"version": 2, "dim": self.dim, "bounds": self.bounds.tolist(),
                 "acquisition": self.acquisition, "n_init": self.n_init, "seed": self.seed,
                 "num_fantasies": self.num_fantasies, "surrogate": self.surrogate,
-                "num_inducing": self.num_inducing, "gamma": self.gamma, "X": self.X,
+                "num_inducing": self.num_inducing,
+                "inducing_selection": self.inducing_selection, "gamma": self.gamma, "X": self.X,
                 "y": self.y,
                 "failures": self.failures, "evaluations": self.evaluations,
                 "history": self.history,
@@ -481,6 +509,7 @@ class BayesianOptimizer:
             opts = {"acquisition": state["acquisition"], "n_init": state["n_init"],
                     "seed": state["seed"], "num_fantasies": state["num_fantasies"],
                     "surrogate": state["surrogate"], "num_inducing": state["num_inducing"],
+                    "inducing_selection": state.get("inducing_selection", "variance"),
                     "gamma": state.get("gamma", 0.25), "checkpoint": path, "resume": True,
                     **kwargs}
             bounds = state["bounds"]

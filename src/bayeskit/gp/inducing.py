@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bayeskit.errors import ArgumentValueError
+from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.gp.kernels import Kernel
-from bayeskit.validation import as_inputs, as_int
+from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
 
 __all__ = ["random_subset", "kmeans", "greedy_variance"]
 
@@ -38,20 +38,58 @@ def kmeans(X, M: int, *, seed: int = 0) -> torch.Tensor:
     return torch.as_tensor(km.cluster_centers_, dtype=F64)
 
 
-def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0) -> torch.Tensor:
+def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
+                    quality=None) -> torch.Tensor:
     """Greedy conditional-variance selection (Burt, Rasmussen & van der Wilk 2019): repeatedly
     add the input whose prior variance given the points chosen so far is largest, i.e. a
     pivoted partial Cholesky factorisation of ``K_XX`` in O(N M^2). Stops early when the
     largest remaining variance falls to ``threshold`` (then fewer than ``M`` rows return).
+
+    With ``quality`` ``[N]`` (nonnegative) the score is ``quality_i^2`` times the
+    conditional variance: the greedy MAP of a determinantal point process with the
+    quality-diversity kernel ``q_i k(x_i, x_j) q_j`` (Chen, Zhang & Zhou 2018), which Moss,
+    Ober & Picheny (2023, "Inducing point allocation for sparse Gaussian processes in
+    high-throughput Bayesian optimisation") use to spend the inducing points on promising
+    regions; a point's conditional variance must still exceed ``threshold`` (and
+    ``1e-12`` of the largest prior variance, so a near-duplicate is never chosen).
+
+    Args:
+        X: ``[N, D]`` candidate inputs; M: how many to choose (at most N).
+        kernel: the covariance whose conditional variances drive the choice.
+        threshold: stop when no candidate's conditional variance exceeds this.
+        quality: optional ``[N]`` nonnegative weights (default: all equal).
+
+    Returns:
+        ``[M', D]`` chosen rows of ``X`` (a copy), ``M' <= M``, in the order chosen.
+
+    Examples:
+        >>> from bayeskit.gp import SquaredExponential
+        >>> X = torch.linspace(0, 1, 50, dtype=torch.float64)[:, None]
+        >>> Z = greedy_variance(X, 5, SquaredExponential(0.2))
+        >>> Z.shape
+        torch.Size([5, 1])
+        >>> q = torch.exp(-10 * X[:, 0])        # favour small x
+        >>> bool(greedy_variance(X, 5, SquaredExponential(0.2), quality=q).mean()
+        ...      < Z.mean())
+        True
     """
     X = _check(X, M)
+    threshold = as_scalar(threshold, "threshold", nonnegative=True)
+    if quality is not None:
+        quality = as_tensor(quality, "quality", dtype=F64, ndim=1, nonnegative=True)
+        if quality.shape[0] != X.shape[0]:
+            raise ShapeError(f"quality must have one entry per row of X ({X.shape[0]}), got "
+                             f"{quality.shape[0]}")
     with torch.no_grad():
         var = kernel.diag(X).clone().to(F64)
+        floor = max(threshold, 1e-12 * float(var.max()))
+        weight = None if quality is None else quality * quality
         rows = torch.zeros(M, X.shape[0], dtype=F64)  # partial Cholesky factor, row by row
         chosen = []
         for m in range(M):
-            i = int(torch.argmax(var))
-            if float(var[i]) <= threshold:
+            score = var if weight is None else torch.where(var > floor, var * weight, -1.0)
+            i = int(torch.argmax(score))
+            if float(var[i]) <= floor or float(score[i]) < 0:
                 break
             chosen.append(i)
             k_i = kernel(X[i:i + 1], X)[0].to(F64)
