@@ -273,11 +273,11 @@ _SMALL_N = 256
 # (no gradient, CPU): it touches each entry once per rotation, in cache, where the blocked
 # route makes several passes of small products. One factor, 2 threads, AMD EPYC
 # (`bench_cholesky.py --routes 1 4 16 32 64 128 --sizes 200 500 1000 2000 4000`, RESULTS.md):
-# the blocked route takes 1.5-2.2x the sweep's time at N = 2000 up to rank 64 and 1.3x at
-# rank 128; at N = 4000 1.1-1.4x from rank 2. A rank-1 sweep runs on one thread per factor:
-# above N = 2048 it only ties with the blocked route (0.99-1.04x; both are bound by the
-# fresh 32+ MiB output's page faults), and with more cores the blocked route's products
-# scale, so it stays there.
+# the blocked route takes 1.7-2.7x the sweep's time at N = 2000 up to rank 64 and 1.5x at
+# rank 128; at N = 4000 it ties at ranks 2-4 (0.99-1.05x) and takes 1.1-1.3x from rank 16.
+# A rank-1 sweep runs on one thread per factor: above N = 2048 it is no faster than the
+# blocked route (0.86-1.04x; both are bound by the fresh 32+ MiB output's page faults), and
+# with more cores the blocked route's products scale, so rank 1 stays there.
 _KERNEL_M = 64
 _KERNEL_RANK1_N = 2048
 
