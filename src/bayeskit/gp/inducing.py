@@ -42,16 +42,16 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
                     quality=None) -> torch.Tensor:
     """Greedy conditional-variance selection (Burt, Rasmussen & van der Wilk 2019): repeatedly
     add the input whose prior variance given the points chosen so far is largest, i.e. a
-    pivoted partial Cholesky factorisation of ``K_XX`` in O(N M^2). Stops early when the
-    largest remaining variance falls to ``threshold`` (then fewer than ``M`` rows return).
+    pivoted partial Cholesky factorisation of ``K_XX`` in O(N M^2). Stops early when no
+    remaining conditional variance exceeds ``threshold`` or ``1e-12`` of the largest prior
+    variance (a numerical duplicate); then fewer than ``M`` rows return.
 
     With ``quality`` ``[N]`` (nonnegative) the score is ``quality_i^2`` times the
     conditional variance: the greedy MAP of a determinantal point process with the
     quality-diversity kernel ``q_i k(x_i, x_j) q_j`` (Chen, Zhang & Zhou 2018), which Moss,
     Ober & Picheny (2023, "Inducing point allocation for sparse Gaussian processes in
     high-throughput Bayesian optimisation") use to spend the inducing points on promising
-    regions; a point's conditional variance must still exceed ``threshold`` (and
-    ``1e-12`` of the largest prior variance, so a near-duplicate is never chosen).
+    regions; a point's conditional variance must still exceed that floor.
 
     Args:
         X: ``[N, D]`` candidate inputs; M: how many to choose (at most N).
