@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -198,6 +199,35 @@ def routes(sizes, ranks, repeats: int) -> None:
                   f"{t['blocked'] / t['sweep']:.2f} |", flush=True)
 
 
+def accuracy(n: int = 40, seeds: int = 3) -> None:
+    """Relative error ``|L' L'^T - A| / |A|`` of both routes for a factor with one tiny
+    diagonal entry (an ill-conditioned kernel matrix's factor looks like this)."""
+    print(f"\n## accuracy: {n} x {n} O(1) factor, one diagonal entry d; worst of {seeds} seeds")
+    print("| d | rank | compiled sweep | blocked route |")
+    print("|---|---|---|---|")
+    for d in (1e-2, 1e-4, 1e-8, 1e-100):
+        for m in (1, 4):
+            worst = {"sweep": 0.0, "blocked": 0.0}
+            for seed in range(seeds):
+                g = torch.Generator().manual_seed(seed)
+                L = torch.tril(torch.randn(n, n, dtype=DT, generator=g))
+                L.diagonal().abs_().add_(0.5)
+                L[n // 5, n // 5] = d
+                U = torch.randn(n, m, dtype=DT, generator=g)
+                A = L @ L.mT + U @ U.mT
+                for route, on in (("sweep", True), ("blocked", False)):
+                    with compiled.use_compiled(on):
+                        try:
+                            out = cholesky_update_lowrank(L, U)
+                            err = float((out @ out.mT - A).abs().max() / A.abs().max())
+                        except ValueError:  # the blocked route refuses what overflows
+                            err = math.inf
+                    worst[route] = max(worst[route], err)
+            blocked_err = worst["blocked"]
+            blocked_cell = "refused" if blocked_err == math.inf else f"{blocked_err:.1e}"
+            print(f"| {d:.0e} | {m} | {worst['sweep']:.1e} | {blocked_cell} |")
+
+
 def case_batch(b: int, n: int, repeats: int) -> dict:
     A = spd(n, (b,))
     L = torch.linalg.cholesky(A)
@@ -278,6 +308,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="N values (default 500..4000)")
     parser.add_argument("--no-competitors", action="store_true",
                         help="skip TFP-on-JAX and numba (their runtimes load the machine)")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="only print both routes' error on ill-conditioned factors")
     parser.add_argument("--routes", type=int, nargs="*", metavar="RANK",
                         help="only time the compiled sweep against the blocked route at "
                              "these ranks (and --sizes)")
@@ -289,6 +321,9 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, loadavg {load}")
     reps = 3 if args.quick else args.repeats
     sizes = args.sizes or ([200, 400] if args.quick else [500, 1000, 2000, 4000])
+    if args.accuracy:
+        accuracy()
+        return
     if args.routes:
         routes(sizes, args.routes, reps)
         return

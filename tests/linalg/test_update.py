@@ -257,6 +257,28 @@ def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(rank, g
         assert bool((torch.triu(ours, diagonal=1) == 0).all())
 
 
+@pytest.mark.parametrize("tiny", [1e-8, 1e-100])
+@pytest.mark.parametrize("rank", [1, 4])
+def test_updates_of_a_nearly_singular_factor(tiny, rank):
+    """One diagonal entry of 1e-8 or 1e-100 in an O(1) factor: the compiled sweep (orthogonal
+    rotations) stays accurate to rounding; the blocked route, which solves with the factor,
+    refuses a result that lost its digits instead of returning it."""
+    from bayeskit import compiled
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.tril(torch.randn(40, 40, dtype=torch.float64, generator=g))
+    L.diagonal().abs_().add_(0.5)
+    L[8, 8] = tiny
+    U = torch.randn(40, rank, dtype=torch.float64, generator=g)
+    A = L @ L.mT + U @ U.mT
+    with compiled.use_compiled(True):
+        out = cholesky_update_lowrank(L, U)
+    assert float((out @ out.mT - A).abs().max() / A.abs().max()) < 1e-14
+    if tiny == 1e-100:  # the blocked route returned |L'L'^T - A| ~ 1e174 |A| here
+        with compiled.use_compiled(False), pytest.raises(ValueError, match="ill-conditioned"):
+            cholesky_update_lowrank(L, U)
+
+
 def test_kernel_downdate_that_loses_definiteness_names_the_batch_index(gen):
     """A rank-3 downdate that is not positive definite in one factor of a batch: the
     compiled sweep reports it and the error names that factor, as on the eager route."""

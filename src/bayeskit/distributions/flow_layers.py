@@ -368,7 +368,7 @@ class Permute(Transform):
         return hash(tuple(self.perm.tolist()))
 
     # index_select rather than x[..., perm]: the same values, cheaper on small batches
-    # (ad hoc, [256, 2] float32 on AMD EPYC: 2.1 vs 6.2 us forward)
+    # (part of the flows' step gain in benchmarks/bench_revisions.py, RESULTS.md)
     def _call(self, x):
         return torch.index_select(x, -1, self.perm.to(x.device))
 

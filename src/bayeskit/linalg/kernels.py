@@ -1,28 +1,36 @@
 """Compiled (numba) low-rank Cholesky update: the column sweep, for any rank and batch.
 
-The classic rank-1 column sweep (LINPACK ``dchud``; Gill, Golub, Murray & Saunders 1974):
-for ``k = 0..N-1`` rotate column ``k`` of ``L`` against the running vector ``x``,
+The classic rank-1 column sweep (LINPACK ``dchud``/``dchdd``; Gill, Golub, Murray & Saunders
+1974): for ``k = 0..N-1`` rotate column ``k`` of ``L`` against the running vector ``x``
+(``x = sqrt(|a|) u`` for ``L L^T + a u u^T``). With ``r = sqrt(L_kk^2 + s x_k^2)`` (``s``
+the sign of ``a``; ``r^2 <= 0`` means a downdate left a matrix that is not positive
+definite), ``a_k = L_kk / r`` and ``b_k = s x_k / r``, for ``i > k``:
 
-    r = sqrt(L_kk^2 + s x_k^2),  c = r / L_kk,  t = x_k / L_kk,
-    L_ik <- (L_ik + s t x_i) / c,  x_i <- c x_i - t L_ik   (i > k),
+    L_ik <- a_k L_ik + b_k x_i                       (both signs)
+    x_i  <- a_k x_i - b_k L_ik          (update: an orthogonal rotation, old L_ik)
+    x_i  <- (r x_i - x_k L_ik) / L_kk   (downdate: hyperbolic, new L_ik)
 
-with ``x = sqrt(|a|) u`` and ``s = sign(a)`` for ``L L^T + a u u^T`` (``s = -1`` downdates;
-``r^2 <= 0`` means the result is not positive definite). A rank-``M`` update is ``M`` such
-rotations per column, one per column ``x_j`` of ``sqrt(|a|) U``, each starting from the
-diagonal the previous one left. Column ``k``'s rotations depend only on ``L_kk`` and on the
-entries ``x_jk`` left by the earlier columns, so they can be applied to the rows below in
-any order. Rank 1 sweeps one column at a time (the copy into the output fused in); higher
-ranks sweep in panels of ``_PANEL`` columns: first the panel's own triangle, one column
-after the other (which fixes every rotation of the panel), then the rows below in chunks of
-``_CHUNK``, each chunk taking all the panel's rotations while it sits in cache; chunks are
-independent, so one large factor runs them in parallel. Every entry goes through the same
-operations in the same order whatever the chunking and the thread count, so the result does
-not depend on either. No triangular solve; ``O(N^2 M)`` flops.
+An update rotates by an orthogonal matrix and stays accurate for a nearly singular ``L``;
+the downdate's form is the usual stable one for hyperbolic rotations. (The hyperbolic form,
+used for updates too until this was found, divides by a tiny ``L_kk`` and cancels
+catastrophically for a nearly singular factor; tests/linalg/test_update.py keeps one with a
+diagonal entry of 1e-100.) A rank-``M`` update is ``M`` such rotations per column, one per
+column ``x_j`` of ``sqrt(|a|) U``, each starting from the diagonal the previous one left.
+Column ``k``'s rotations depend only on ``L_kk`` and on the entries ``x_jk`` left by the
+earlier columns, so they can be applied to the rows below in any order. Rank 1 sweeps one
+column at a time (the copy into the output fused in); higher ranks sweep in panels of
+``_PANEL`` columns: first the panel's own triangle, one column after the other (which fixes
+every rotation of the panel), then the rows below in chunks of ``_CHUNK``, each chunk taking
+all the panel's rotations while it sits in cache; chunks are independent, so one large
+factor runs them in parallel. Every entry goes through the same operations in the same order
+whatever the chunking and the thread count, so the result does not depend on either. No
+triangular solve; ``O(N^2 M)`` flops.
 
 We work on ``R = L^T``, where column ``k`` of ``L`` is a contiguous row. Loops run over
 slices from index 0: numba compiles an index that might be negative with a wraparound
-branch, which stops LLVM from vectorising the loop (the rotation loop alone ran 2.2x
-slower that way, ad hoc).
+branch, which stops LLVM from vectorising the loop (with that fix the rank-1 sweep takes
+0.63x and 256 small rank-1 updates 0.78x the time of commit 91b99d4's kernel:
+``benchmarks/bench_revisions.py``, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -59,49 +67,49 @@ def _sweep_rank1(R, out, x, sign):
         if not (r2 > 0.0 and r2 < math.inf):
             return False
         r = math.sqrt(r2)
-        c = r / rkk
-        t = x[k] / rkk
-        inv_c = 1.0 / c
-        st = sign * t
+        a, b = rkk / r, sign * x[k] / r
+        c, t = r / rkk, x[k] / rkk
         out[k, k] = r
-        src = R[k, k + 1:]
-        row = out[k, k + 1:]
-        xs = x[k + 1:]
-        for i in range(xs.size):
-            v = (src[i] + st * xs[i]) * inv_c
-            row[i] = v
-            xs[i] = c * xs[i] - t * v
+        _rotate_entries(R[k, k + 1:], out[k, k + 1:], x[k + 1:], sign, a, b, c, t)
     return True
 
 
 @jit(inline="always", fastmath=_FAST)
-def _rotate(R, out, X, k0, p, C, T, IC, ST, i0, i1):
-    """Apply columns ``k0 .. k0+p-1``'s rotations to entries ``i0 .. i1-1`` (``i0`` past
-    the panel's columns): ``out[k, i]`` starts from ``R[k, i]`` (read by the first
-    rotation, so the copy costs no pass of its own); ``X[:, i]`` is updated."""
+def _rotate_entries(src, row, x, sign, a, b, c, t):
+    """One rotation of the entries ``src`` of a column (into ``row``, which may be
+    ``src`` itself) against ``x`` (updated): the module docstring's formulas."""
+    if sign > 0:
+        for i in range(row.size):
+            v, xi = src[i], x[i]
+            row[i] = a * v + b * xi
+            x[i] = a * xi - b * v
+    else:
+        for i in range(row.size):
+            v = a * src[i] + b * x[i]
+            row[i] = v
+            x[i] = c * x[i] - t * v
+
+
+@jit(inline="always", fastmath=_FAST)
+def _rotate(R, out, X, sign, k0, p, A, B, C, T, i0, i1):
+    """Apply columns ``k0 .. k0+p-1``'s rotations (``A, B, C, T``: ``a, b, 1/a, x_k/L_kk``
+    of the module docstring, ``[p, M]``) to entries ``i0 .. i1-1`` (past the panel's
+    columns): ``out[k, i]`` starts as a copy of ``R[k, i]`` (one pass, shared by the
+    panel's ``M >= 2`` rotations); ``X[:, i]`` is updated."""
     m = X.shape[0]
     for q in range(p):
         k = k0 + q
         row = out[k, i0:i1]
         src = R[k, i0:i1]
-        x = X[0, i0:i1]
-        c, t, ic, st = C[q, 0], T[q, 0], IC[q, 0], ST[q, 0]
         for i in range(row.size):
-            v = (src[i] + st * x[i]) * ic
-            row[i] = v
-            x[i] = c * x[i] - t * v
-        for j in range(1, m):
-            x = X[j, i0:i1]
-            c, t, ic, st = C[q, j], T[q, j], IC[q, j], ST[q, j]
-            for i in range(row.size):
-                v = (row[i] + st * x[i]) * ic
-                row[i] = v
-                x[i] = c * x[i] - t * v
+            row[i] = src[i]
+        for j in range(m):
+            _rotate_entries(row, row, X[j, i0:i1], sign, A[q, j], B[q, j], C[q, j], T[q, j])
 
 
 @jit(inline="always", fastmath=_FAST)
-def _panel(R, out, X, sign, k0, p, C, T, IC, ST):
-    """Fix the rotations of columns ``k0 .. k0+p-1`` (into ``C, T, IC, ST``, ``[p, M]``)
+def _panel(R, out, X, sign, k0, p, A, B, C, T):
+    """Fix the rotations of columns ``k0 .. k0+p-1`` (into ``A, B, C, T``, ``[p, M]``)
     and apply them inside the panel. False when the update is not positive definite."""
     m = X.shape[0]
     for q in range(p):
@@ -116,13 +124,13 @@ def _panel(R, out, X, sign, k0, p, C, T, IC, ST):
             if not (r2 > 0.0 and r2 < math.inf):
                 return False
             rn = math.sqrt(r2)
+            A[q, j] = r / rn
+            B[q, j] = sign * xk / rn
             C[q, j] = rn / r
             T[q, j] = xk / r
-            IC[q, j] = r / rn
-            ST[q, j] = sign * (xk / r)
             r = rn
         out[k, k] = r
-        _rotate(R, out, X, k, 1, C[q:], T[q:], IC[q:], ST[q:], k + 1, k0 + p)
+        _rotate(R, out, X, sign, k, 1, A[q:], B[q:], C[q:], T[q:], k + 1, k0 + p)
     return True
 
 
@@ -139,7 +147,7 @@ def _scaled_columns(U, a):
 
 @jit(inline="always")
 def _rotation_buffers(m, dtype):
-    """``c, t, 1/c, s t`` of one panel's rotations, ``[_PANEL, M]`` each."""
+    """``a, b, 1/a, x_k/L_kk`` of one panel's rotations, ``[_PANEL, M]`` each."""
     return (np.empty((_PANEL, m), dtype=dtype), np.empty((_PANEL, m), dtype=dtype),
             np.empty((_PANEL, m), dtype=dtype), np.empty((_PANEL, m), dtype=dtype))
 
@@ -150,15 +158,15 @@ def _sweep_panels(R, U, a, out):
     Inlined into a ``parallel=True`` kernel, each panel's row chunks run in parallel."""
     n, m = R.shape[0], U.shape[1]
     X, sign = _scaled_columns(U, a)
-    C, T, IC, ST = _rotation_buffers(m, R.dtype)
+    A, B, C, T = _rotation_buffers(m, R.dtype)
     for k0 in range(0, n, _PANEL):
         p = min(_PANEL, n - k0)
-        if not _panel(R, out, X, sign, k0, p, C, T, IC, ST):
+        if not _panel(R, out, X, sign, k0, p, A, B, C, T):
             return False
         start = k0 + p
-        for c in prange((n - start + _CHUNK - 1) // _CHUNK):
-            i0 = start + c * _CHUNK
-            _rotate(R, out, X, k0, p, C, T, IC, ST, i0, min(i0 + _CHUNK, n))
+        for ch in prange((n - start + _CHUNK - 1) // _CHUNK):
+            i0 = start + ch * _CHUNK
+            _rotate(R, out, X, sign, k0, p, A, B, C, T, i0, min(i0 + _CHUNK, n))
     return True
 
 
