@@ -66,6 +66,8 @@ BAD = {
     "point": {k: v for k, v in NUMBER_BAD.items() if k not in ("list", "inf")},
     "optional": {k: v for k, v in NUMBER_BAD.items() if k != "None"},
     "optional-array": {k: v for k, v in ARRAY_BAD.items() if k != "None"},
+    # optional row indices, where an empty list is a valid "none"
+    "optional-rows": {k: v for k, v in ARRAY_BAD.items() if k not in ("None", "empty")},
     # a model, kernel, module or callable argument; "optional-object" also takes None
     "object": {"None": None, "string": "abc", "number": 1.5},
     "optional-object": {"string": "abc", "number": 1.5},
@@ -232,9 +234,10 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
             {"X_": A(X), "y_": A(y), "epochs": N(1), "batch_size": N(6)}),
         "SquaredExponential": (SquaredExponential, {"lengthscale": P(1.0), "variance": N(1.0)}),
         "Matern": (Matern, {"nu": N(2.5), "lengthscale": P(1.0)}),
-        "inducing.greedy_variance": (lambda X_, M, quality: inducing.greedy_variance(
-            X_, M, SquaredExponential(), quality=quality),
-            {"X_": A(X), "M": N(3), "quality": ("optional-array", torch.ones(12, dtype=F64))}),
+        "inducing.greedy_variance": (lambda X_, M, quality, first: inducing.greedy_variance(
+            X_, M, SquaredExponential(), quality=quality, first=first),
+            {"X_": A(X), "M": N(3), "quality": ("optional-array", torch.ones(12, dtype=F64)),
+             "first": ("optional-rows", torch.tensor([0, 1]))}),
         "inducing.kmeans": (inducing.kmeans, {"X": A(X), "M": N(3)}),
         "BinomialRegressionData.create": (BinomialRegressionData.create,
                                           {"Phi": A(X), "y": A((y > 0).double()),

@@ -235,15 +235,30 @@ def test_improvement_weighted_inducing_points_favour_low_values_and_resume_exact
     def value_at_z(bo):
         return float(f(bo._from_unit(bo.model.Z.detach())).mean())
     assert value_at_z(runs["improvement"]) < value_at_z(runs["variance"])
-    straight = BayesianOptimizer(f, f.bounds, inducing_selection="improvement", **kw).run(3)
-    path = tmp_path / "bo.json"
-    BayesianOptimizer(f, f.bounds, checkpoint=path, inducing_selection="improvement",
-                      **kw).run(1)
-    resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial").run(2)
-    assert resumed.inducing_selection == "improvement"
-    assert resumed.X == straight.X and resumed.y == straight.y
+    for selection in ("improvement", "local"):
+        straight = BayesianOptimizer(f, f.bounds, inducing_selection=selection, **kw).run(3)
+        path = tmp_path / f"bo-{selection}.json"
+        BayesianOptimizer(f, f.bounds, checkpoint=path, inducing_selection=selection,
+                          **kw).run(1)
+        resumed = BayesianOptimizer.resume(path, f, progress=False, executor="serial").run(2)
+        assert resumed.inducing_selection == selection
+        assert resumed.X == straight.X and resumed.y == straight.y
     with pytest.raises(ValueError, match="inducing_selection"):
         BayesianOptimizer(f, f.bounds, inducing_selection="kmeans")
+
+
+def test_local_inducing_points_keep_the_incumbent_and_its_neighbours():
+    """inducing_selection="local": a quarter of Z are the observations nearest the best one
+    (the incumbent first), which greedy variance alone would drop as near-duplicates."""
+    f = reference_1d()
+    kw = dict(acquisition="ei", n_init=24, seed=5, progress=False, executor="serial",
+              surrogate="sgpr", num_inducing=8)
+    bo = BayesianOptimizer(f, f.bounds, inducing_selection="local", **kw).run(1)
+    X = bo._to_unit(torch.tensor(bo.X[:-1], dtype=torch.float64))  # what the last fit saw
+    y = torch.tensor(bo.y[:-1])
+    order = torch.argsort((X[:, 0] - X[int(torch.argmin(y)), 0]).abs(), stable=True)
+    Z = bo.model.Z.detach()
+    torch.testing.assert_close(Z[:2], X[order[:2]])
 
 
 def test_one_evaluation_record_per_evaluation_in_order():

@@ -104,6 +104,33 @@ def test_quality_weighted_greedy_selection_is_the_greedy_dpp_map():
         inducing.greedy_variance(X, 6, kern, quality=q * math.nan)
 
 
+def test_greedy_variance_takes_given_rows_first_then_maximises_the_determinant():
+    """first=[...]: those rows in that order, then each further choice maximises the
+    determinant of K over the chosen set (brute force), as if the first had been greedy."""
+    g = torch.Generator().manual_seed(2)
+    X = torch.rand(20, 2, dtype=F64, generator=g)
+    kern = SquaredExponential(0.3, 1.7)
+    with torch.no_grad():
+        K = kern(X)
+    chosen = [7, 3]
+    for _ in range(4):
+        dets = [float(torch.linalg.det(K[chosen + [i]][:, chosen + [i]]))
+                if i not in chosen else -1.0 for i in range(20)]
+        chosen.append(int(torch.tensor(dets).argmax()))
+    assert torch.equal(inducing.greedy_variance(X, 6, kern, first=[7, 3]), X[chosen])
+    assert torch.equal(inducing.greedy_variance(X, 6, kern, first=torch.tensor([7, 3])),
+                       X[chosen])
+    # a duplicate of a forced row has no variance left and is skipped, never chosen twice
+    Xd = torch.cat([X, X[7:8]])
+    Zd = inducing.greedy_variance(Xd, 6, kern, first=[7, 20])
+    assert Zd.shape == (6, 2) and torch.equal(Zd[0], X[7])
+    assert int((Zd == X[7]).all(-1).sum()) == 1
+    for bad, match in (([1, 1], "repeat"), ([0, 20 + 5], "row indices"), ([0.5], "row indices"),
+                       (list(range(7)), "more than M"), ([-1], "row indices")):
+        with pytest.raises(ValueError, match=match):
+            inducing.greedy_variance(X, 6, kern, first=bad)
+
+
 def test_chunked_fast_and_stable_routes_agree_with_gradients():
     X, y = data(500)
     Z = X[::25].clone() + 0.01

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayeskit.errors import NonFiniteError, NotPositiveDefiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, NotPositiveDefiniteError, ShapeError
 from bayeskit.linalg import cholesky_update, cholesky_update_lowrank
 from tests.conftest import random_spd
 
@@ -257,26 +257,67 @@ def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(rank, g
         assert bool((torch.triu(ours, diagonal=1) == 0).all())
 
 
-@pytest.mark.parametrize("tiny", [1e-8, 1e-100])
-@pytest.mark.parametrize("rank", [1, 4])
-def test_updates_of_a_nearly_singular_factor(tiny, rank):
-    """One diagonal entry of 1e-8 or 1e-100 in an O(1) factor: the compiled sweep (orthogonal
-    rotations) stays accurate to rounding; the blocked route, which solves with the factor,
-    refuses a result that lost its digits instead of returning it."""
-    from bayeskit import compiled
-
+def _nearly_singular_factor(tiny: float, rank: int):
     g = torch.Generator().manual_seed(0)
     L = torch.tril(torch.randn(40, 40, dtype=torch.float64, generator=g))
     L.diagonal().abs_().add_(0.5)
     L[8, 8] = tiny
-    U = torch.randn(40, rank, dtype=torch.float64, generator=g)
-    A = L @ L.mT + U @ U.mT
-    with compiled.use_compiled(True):
-        out = cholesky_update_lowrank(L, U)
-    assert float((out @ out.mT - A).abs().max() / A.abs().max()) < 1e-14
-    if tiny == 1e-100:  # the blocked route returned |L'L'^T - A| ~ 1e174 |A| here
-        with compiled.use_compiled(False), pytest.raises(ValueError, match="ill-conditioned"):
-            cholesky_update_lowrank(L, U)
+    return L, torch.randn(40, rank, dtype=torch.float64, generator=g)
+
+
+@pytest.mark.parametrize("dtype, tiny", [(torch.float64, 1e-8), (torch.float64, 1e-100),
+                                         (torch.float32, 1e-20)])
+@pytest.mark.parametrize("rank", [1, 4])
+def test_updates_of_a_nearly_singular_factor(dtype, tiny, rank):
+    """One diagonal entry of 1e-8 or 1e-100 in an O(1) factor: the compiled sweep (orthogonal
+    rotations) stays accurate to rounding, and so do the eager route and the gradient route,
+    which redo an update whose blocked result lost digits (|L'L'^T - A| ~ 1e174 |A| at
+    1e-100) by a blocked QR of [L^T; U^T]."""
+    from bayeskit import compiled
+
+    L, U = _nearly_singular_factor(tiny, rank)
+    A = L @ L.mT + U @ U.mT  # float64
+    L, U = L.to(dtype), U.to(dtype)
+    tol = 1e-14 if dtype == torch.float64 else 1e-6
+
+    def rel_error(out):
+        out = out.detach().double()
+        return float((out @ out.mT - A).abs().max() / A.abs().max())
+    for on in (True, False):
+        with compiled.use_compiled(on):
+            out = cholesky_update_lowrank(L, U)
+        assert rel_error(out) < tol
+        assert bool((torch.triu(out, diagonal=1) == 0).all())
+        assert bool((out.diagonal() > 0).all())
+    assert rel_error(cholesky_update_lowrank(L.clone().requires_grad_(True), U)) < tol
+    if dtype == torch.float32:
+        return
+    # downdating back to L L^T, singular to working precision: either refused or a factor
+    # that reproduces it to rounding (rank 1: pivot 6e-8 for 1e-100), never a wrong one
+    for on in (True, False):
+        with compiled.use_compiled(on):
+            try:
+                back = cholesky_update_lowrank(out.detach(), U, -1.0)
+            except (NotPositiveDefiniteError, ArgumentValueError):
+                continue
+        A0 = L @ L.mT
+        assert float((back @ back.mT - A0).abs().max() / A0.abs().max()) < 1e-10
+
+
+def test_gradients_of_the_orthogonal_route_match_recomputation():
+    """The QR route (taken here because L^-1 U overflows) differentiates like autograd
+    through recomputing the factor, for chol, U and the multiplier."""
+    L0, U0 = _nearly_singular_factor(1e-200, 3)
+    W = torch.randn(40, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn in (lambda L, U, a: cholesky_update_lowrank(L, U, a),
+               lambda L, U, a: torch.linalg.cholesky(L @ L.mT + a * U @ U.mT)):
+        L, U = L0.clone().requires_grad_(True), U0.clone().requires_grad_(True)
+        a = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+        (fn(L, U, a) * W).sum().backward()
+        grads.append((torch.tril(L.grad), U.grad, a.grad))
+    for ours, ref in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, ref, atol=1e-9, rtol=1e-9)
 
 
 def test_kernel_downdate_that_loses_definiteness_names_the_batch_index(gen):

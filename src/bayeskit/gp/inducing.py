@@ -39,7 +39,7 @@ def kmeans(X, M: int, *, seed: int = 0) -> torch.Tensor:
 
 
 def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
-                    quality=None) -> torch.Tensor:
+                    quality=None, first=None) -> torch.Tensor:
     """Greedy conditional-variance selection (Burt, Rasmussen & van der Wilk 2019): repeatedly
     add the input whose prior variance given the points chosen so far is largest, i.e. a
     pivoted partial Cholesky factorisation of ``K_XX`` in O(N M^2). Stops early when no
@@ -53,11 +53,17 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
     high-throughput Bayesian optimisation") use to spend the inducing points on promising
     regions; a point's conditional variance must still exceed that floor.
 
+    With ``first`` (row indices) those rows are taken first, in that order (each only if
+    its conditional variance exceeds the floor), and the greedy choice fills the rest given
+    them: e.g. the observations nearest a BO incumbent, which a variance criterion would
+    drop as near-duplicates although they resolve the optimum.
+
     Args:
         X: ``[N, D]`` candidate inputs; M: how many to choose (at most N).
         kernel: the covariance whose conditional variances drive the choice.
         threshold: stop when no candidate's conditional variance exceeds this.
         quality: optional ``[N]`` nonnegative weights (default: all equal).
+        first: optional sequence of at most ``M`` distinct row indices to take first.
 
     Returns:
         ``[M', D]`` chosen rows of ``X`` (a copy), ``M' <= M``, in the order chosen.
@@ -72,6 +78,9 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
         >>> bool(greedy_variance(X, 5, SquaredExponential(0.2), quality=q).mean()
         ...      < Z.mean())
         True
+        >>> Z = greedy_variance(X, 3, SquaredExponential(0.2), first=[10, 11])
+        >>> [round(z, 3) for z in Z[:, 0].tolist()]     # rows 10 and 11, then the far end
+        [0.204, 0.224, 1.0]
     """
     X = _check(X, M)
     threshold = as_scalar(threshold, "threshold", nonnegative=True)
@@ -80,17 +89,25 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
         if quality.shape[0] != X.shape[0]:
             raise ShapeError(f"quality must have one entry per row of X ({X.shape[0]}), got "
                              f"{quality.shape[0]}")
+    first = [] if first is None else _check_first(first, X.shape[0], M)
     with torch.no_grad():
         var = kernel.diag(X).clone().to(F64)
         floor = max(threshold, 1e-12 * float(var.max()))
         weight = None if quality is None else quality * quality
         rows = torch.zeros(M, X.shape[0], dtype=F64)  # partial Cholesky factor, row by row
         chosen = []
-        for m in range(M):
-            score = var if weight is None else torch.where(var > floor, var * weight, -1.0)
-            i = int(torch.argmax(score))
-            if float(var[i]) <= floor or float(score[i]) < 0:
-                break
+        forced = list(first)
+        while len(chosen) < M:
+            if forced:
+                i = forced.pop(0)
+                if float(var[i]) <= floor:
+                    continue
+            else:
+                score = var if weight is None else torch.where(var > floor, var * weight, -1.0)
+                i = int(torch.argmax(score))
+                if float(var[i]) <= floor or float(score[i]) < 0:
+                    break
+            m = len(chosen)
             chosen.append(i)
             k_i = kernel(X[i:i + 1], X)[0].to(F64)
             row = (k_i - rows[:m, i] @ rows[:m]) / var[i].sqrt()
@@ -98,3 +115,18 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
             var = (var - row * row).clamp_min(0)
             var[chosen] = -1.0
     return X[chosen].clone()
+
+
+def _check_first(first, n: int, M: int) -> list[int]:
+    """Validated ``first`` indices of :func:`greedy_variance` as a list of ints."""
+    idx = as_tensor(first, "first", dtype=F64, ndim=1)
+    if idx.numel() > M:
+        raise ArgumentValueError(f"first names {idx.numel()} rows, more than M = {M}")
+    if not bool((idx == idx.round()).all()) or (idx.numel() and not (
+            0 <= float(idx.min()) and float(idx.max()) < n)):
+        raise ArgumentValueError(f"first must hold row indices of X in [0, {n}), got "
+                                 f"{idx.tolist()}")
+    out = [int(i) for i in idx.tolist()]
+    if len(set(out)) != len(out):
+        raise ArgumentValueError(f"first must not repeat a row, got {out}")
+    return out

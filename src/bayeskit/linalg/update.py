@@ -185,12 +185,14 @@ def cholesky_update_lowrank(
 
     Accuracy: the sweep's updates are orthogonal rotations, accurate to rounding for any
     factor. The blocked route works through ``chol^-1 U``, so its error grows with the
-    factor's conditioning: with one diagonal entry of ``1e-2`` in an O(1) 40 x 40 factor
-    ``|L' L'^T - A| / |A|`` is 3e-12 at rank 1 and 6e-8 at rank 4, with ``1e-8`` 2e-6 at
-    rank 1, against 6e-16 from the sweep (``benchmarks/bench_cholesky.py --accuracy``). A
-    blocked result whose updated diagonal is off by more than ``eps^(1/3)`` is refused
-    (ArgumentValueError); with gradients, on CUDA or above rank 64, recompute an
-    ill-conditioned factor instead.
+    factor's conditioning (with one diagonal entry of ``1e-2`` in an O(1) 40 x 40 factor
+    ``|L' L'^T - A| / |A|`` is 3e-12 at rank 1 and 6e-8 at rank 4, against 6e-16 from the
+    sweep: ``benchmarks/bench_cholesky.py --accuracy``). It checks its updated diagonal on
+    8 rows: an update (every multiplier > 0) off by more than ``64 eps`` there, or
+    whose ``chol^-1 U`` overflows, is redone by a blocked QR of ``[chol^T; U^T]``
+    (orthogonal, accurate to rounding, differentiable, a few times slower); such a downdate
+    is refused when it lost more than ``eps^(1/3)`` (ArgumentValueError), since a downdate
+    is only as well-conditioned as the solve with ``chol``.
 
     Args:
         chol: ``[..., N, N]`` lower-triangular factor with a positive diagonal and zeros
@@ -207,7 +209,8 @@ def cholesky_update_lowrank(
     Raises:
         NotPositiveDefiniteError: a downdate leaves a matrix that is not positive definite
             (the message names the batch index).
-        ArgumentValueError: on the blocked route, ``chol`` too ill-conditioned (above).
+        ArgumentValueError: a downdate on the blocked route with ``chol`` too
+            ill-conditioned (above).
         ShapeError: shapes do not fit. NonFiniteError: NaN/inf in the inputs.
         TypeError: non-floating inputs or mismatched dtypes.
 
@@ -255,28 +258,85 @@ def cholesky_update_lowrank(
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
 
-    P = torch.linalg.solve_triangular(L, Uf, upper=False)  # [B, N, M]
-    if not bool(torch.isfinite(P).all()):  # NaN/inf in U, or in chol's lower triangle
-        raise NonFiniteError(
-            "U or chol contains NaN/inf, or chol is numerically singular "
-            "(L^{-1} U is not finite)"
-        )
+    out = _blocked_update(L, Uf, a, b, batch, grad)
+    return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
+
+
+def _blocked_update(L: torch.Tensor, U: torch.Tensor, a: torch.Tensor, b: int,
+                    batch: torch.Size, grad: bool) -> torch.Tensor:
+    """``R1 = (L L1)^T`` through ``P = L^-1 U`` (the module docstring), falling back to the
+    orthogonal route for an update (every multiplier > 0) whose factor is too
+    ill-conditioned for it; a downdate of such a factor is refused."""
+    n, m = U.shape[-2:]
+    update = bool((a > 0).all())
+    if not bool(torch.isfinite(L.diagonal(dim1=-2, dim2=-1)).all()):
+        raise NonFiniteError("chol contains NaN/inf on its diagonal")
+    P = torch.linalg.solve_triangular(L, U, upper=False)  # [B, N, M]
+    if not bool(torch.isfinite(P).all()):
+        if not bool(torch.isfinite(torch.tril(L)).all()):
+            raise NonFiniteError("chol contains NaN/inf in its lower triangle")
+        if update:  # chol is numerically singular: L^-1 U overflows
+            return _orthogonal_update(L.mT, (U * a.sqrt()[:, None, None]).mT)
+        raise NonFiniteError("chol is numerically singular (L^{-1} U is not finite): "
+                             "recompute the factor of the downdated matrix")
     if m == 1 and n <= _SMALL_N and not grad:
         out, failed = _rank1_small(L.mT, P[..., 0], a)
-        _raise_not_pd(failed, batch, a)
-        _check_digits(L, Uf, a, out, batch)
-        return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
-    nb = -(-n // b)
-    pad = nb * b - n
-    P_pad = torch.nn.functional.pad(P, (0, 0, pad, 0)) if pad else P
-    if m == 1:
-        T, G, failed = _rank1_blocks(P_pad[..., 0], a, b)
     else:
-        T, G, failed = _block_generators(P_pad, a, b)
+        nb = -(-n // b)
+        pad = nb * b - n
+        P_pad = torch.nn.functional.pad(P, (0, 0, pad, 0)) if pad else P
+        if m == 1:
+            T, G, failed = _rank1_blocks(P_pad[..., 0], a, b)
+        else:
+            T, G, failed = _block_generators(P_pad, a, b)
+        if not (update and bool(failed.any())):
+            out = _apply_blocks(L.mT, P_pad, T, G, b, pad)
+    if update and (bool(failed.any())
+                   or _digits_lost(L, U, a, out, 64 * torch.finfo(L.dtype).eps).any()):
+        return _orthogonal_update(L.mT, (U * a.sqrt()[:, None, None]).mT)
     _raise_not_pd(failed, batch, a)
-    out = _apply_blocks(L.mT, P_pad, T, G, b, pad)
-    _check_digits(L, Uf, a, out, batch)
-    return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
+    _check_digits(L, U, a, out, batch)
+    return out
+
+
+def _orthogonal_update(R: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """``R1`` with ``R1^T R1 = R^T R + V^T V`` for upper ``R = L^T: [B, N, N]`` and
+    ``V: [B, M, N]``, by a blocked QR of the stacked ``[R; V]`` (orthogonal, so accurate to
+    rounding whatever ``R``'s conditioning; differentiable; any device).
+
+    Block by block of ``w`` columns: the QR ``Q1 T`` of ``[R_JJ; V_J]`` gives the new
+    diagonal block ``T`` and the new block row ``Q1^T [R_J,rest; V_rest]``; an orthonormal
+    complement ``C`` of ``Q1`` carries the rest of the update on, ``V <- C^T (I - Q1 Q1^T)
+    [R_J,rest; V_rest]``. The result depends on ``C`` only through ``C C^T = I - Q1 Q1^T``,
+    whose derivative ``C C^T`` alone reproduces to first order (a projector's ``dP = dP P +
+    P dP``), so ``C`` is taken without gradient. The flops are ``N^2 (w + M)^2 / (2 w)``
+    with ``w = max(32, 4 M)``, a few times the blocked route's, so this runs only where that
+    route cannot keep its digits (CPU, 1 thread, ad hoc: rank 16 at N = 2000 about 2.5x the
+    blocked route's time).
+    """
+    B, n, _ = R.shape
+    M = V.shape[1]
+    grad = torch.is_grad_enabled() and (R.requires_grad or V.requires_grad)
+    w_max = min(n, max(32, 4 * M), 256)
+    rows = []
+    for j0 in range(0, n, w_max):
+        j1 = min(j0 + w_max, n)
+        w = j1 - j0
+        lead = torch.cat([R[:, j0:j1, j0:j1], V[:, :, :w]], dim=1)  # [B, w + M, w]
+        Q1, T = torch.linalg.qr(lead)  # T exactly upper triangular
+        sign = torch.sign(T.diagonal(dim1=-2, dim2=-1)).unsqueeze(-1)
+        block = T
+        if j1 < n:
+            with torch.no_grad():
+                C = torch.linalg.qr(lead, mode="complete")[0][..., w:]  # [B, w + M, M]
+            trailing = torch.cat([R[:, j0:j1, j1:], V[:, :, w:]], dim=1)
+            block_row = Q1.mT @ trailing
+            V = C.mT @ trailing
+            if grad:
+                V = V - (C.mT @ Q1) @ block_row  # zero in value, carries dP
+            block = torch.cat([block, block_row], dim=2)
+        rows.append(torch.nn.functional.pad(block * sign, (j0, 0)))
+    return torch.cat(rows, dim=1)
 
 
 # Up to this size a rank-1 update is faster with elementwise ops and one cumsum than with
@@ -319,16 +379,8 @@ def _check_digits(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: tor
     updated diagonal) to ``eps^(1/3)`` of ``|L_i|^2 + |alpha| |U_i|^2`` (6e-6 in float64).
     Checked on 8 evenly spaced rows, the last included: a tiny pivot spoils every row
     from its own to the last (every row would cost two passes over N x N temporaries)."""
-    n = L.shape[-1]
-    rows = torch.linspace(0, n - 1, min(n, 8), device=L.device).round().long().unique()
-    with torch.no_grad():
-        Li, Ui = L[:, rows, :], U[:, rows, :]
-        old, add = (Li * Li).sum(-1), (Ui * Ui).sum(-1) * alpha.unsqueeze(-1)
-        Ri = R1[:, :, rows]
-        err = ((Ri * Ri).sum(-2) - old - add).abs() / (old + add.abs())
-        worst = err.amax(-1)
-    tol = torch.finfo(L.dtype).eps ** (1 / 3)
-    lost = ~(worst <= tol)
+    lost, worst = _digits_lost(L, U, alpha, R1, torch.finfo(L.dtype).eps ** (1 / 3),
+                               with_error=True)
     if bool(lost.any()):
         index = first_true_index(lost.reshape(batch) if batch else lost[0])
         where = f" at batch index {index}" if batch else ""
@@ -337,6 +389,25 @@ def _check_digits(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: tor
             f"lost most of its digits (relative error {float(worst.max()):.1e} on the "
             "updated diagonal). Recompute the factor of the updated matrix, or update on the "
             "CPU without gradients, where the compiled sweep (orthogonal rotations) runs")
+
+
+def _digits_lost(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: torch.Tensor,
+                 tol: float, with_error: bool = False):
+    """``[B]`` mask of :func:`_check_digits`' test at relative tolerance ``tol`` (and the
+    worst relative errors). An update is redone by the orthogonal route above ``64 eps``:
+    the blocked route's error on these rows stays below ``3 eps`` for well-conditioned
+    factors (N = 100-2000, ranks 1-16, float32 and float64, ad hoc), and a redo costs time,
+    never accuracy, so that test is much tighter than the refusal of a downdate."""
+    n = L.shape[-1]
+    rows = torch.linspace(0, n - 1, min(n, 8), device=L.device).round().long().unique()
+    with torch.no_grad():
+        Li, Ui = L[:, rows, :], U[:, rows, :]
+        old, add = (Li * Li).sum(-1), (Ui * Ui).sum(-1) * alpha.unsqueeze(-1)
+        Ri = R1[:, :, rows]
+        err = ((Ri * Ri).sum(-2) - old - add).abs() / (old + add.abs())
+        worst = err.amax(-1)
+    lost = ~(worst <= tol)
+    return (lost, worst) if with_error else lost
 
 
 def _apply_blocks(R: torch.Tensor, P_pad: torch.Tensor, T: torch.Tensor, G: torch.Tensor,
