@@ -27,6 +27,17 @@ def eager():
         yield
 
 
+def on_one_thread(fn, *args):
+    """``fn(*args)`` with one torch thread (compiled kernels then run serially, without an
+    OpenMP region), restoring the thread count afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        return fn(*args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def random_spd(n, batch=(), dtype=torch.float64, generator=None, cond_shift=0.5):
     """A well-conditioned SPD matrix ``X X^T / n + cond_shift * I`` of shape ``batch + (n, n)``."""
     X = torch.randn(*batch, n, n + 3, dtype=dtype, generator=generator)

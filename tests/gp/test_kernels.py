@@ -58,16 +58,23 @@ def test_squared_exponential_function_derivatives_all_modes():
     from bayeskit.gp.kernels import _SquaredExponentialMatrix as SE
 
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(2, 5, 3, dtype=torch.float64, generator=g).requires_grad_()
-    b = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, generator=g).requires_grad_()
+    x2 = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_()
     lv = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(SE.apply(a, b, lv), _se_reference(a, b, lv), rtol=1e-13, atol=0)
-    torch.testing.assert_close(SE.apply(a, None, lv), _se_reference(a, a, lv), rtol=1e-13,
-                               atol=1e-15)
-    for fn, inputs in ((lambda a, b, lv: SE.apply(a, b, lv), (a, b, lv)),
-                       (lambda a, lv: SE.apply(a, None, lv), (a, lv))):
-        assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True)
-        assert torch.autograd.gradgradcheck(fn, inputs)
+    x2_fixed = x2.detach()  # training inputs: the lengthscale term without W^T a
+    for ls in (torch.tensor([0.7, 1.3, 2.0], dtype=torch.float64, requires_grad=True),
+               torch.tensor(0.8, dtype=torch.float64, requires_grad=True)):
+        torch.testing.assert_close(SE.apply(x, x2, ls, lv), _se_reference(x / ls, x2 / ls, lv),
+                                   rtol=1e-13, atol=0)
+        torch.testing.assert_close(SE.apply(x, None, ls, lv), _se_reference(x / ls, x / ls, lv),
+                                   rtol=1e-13, atol=1e-15)
+        for fn, inputs in ((lambda x, x2, ls, lv: SE.apply(x, x2, ls, lv), (x, x2, ls, lv)),
+                           (lambda x, ls, lv: SE.apply(x, x2_fixed, ls, lv), (x, ls, lv)),
+                           (lambda ls, lv: SE.apply(x.detach(), x2_fixed, ls, lv), (ls, lv)),
+                           (lambda x, ls, lv: SE.apply(x, None, ls, lv), (x, ls, lv)),
+                           (lambda ls, lv: SE.apply(x.detach(), None, ls, lv), (ls, lv))):
+            assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True)
+            assert torch.autograd.gradgradcheck(fn, inputs)
 
 
 def test_squared_exponential_under_torch_func_transforms():

@@ -5,7 +5,7 @@ import torch
 
 from bayeskit.errors import ArgumentValueError, NonFiniteError, NotPositiveDefiniteError, ShapeError
 from bayeskit.linalg import cholesky_update, cholesky_update_lowrank
-from tests.conftest import random_spd
+from tests.conftest import on_one_thread, random_spd
 
 TOL = {torch.float64: 1e-11, torch.float32: 2e-4}
 
@@ -214,12 +214,7 @@ def test_batched_kernel_matches_the_eager_path(dtype, rank, gen):
     alpha = torch.where(torch.arange(256) % 2 == 0, 1.0, -0.1).to(dtype)
     with compiled.use_compiled(True):
         ours = cholesky_update_lowrank(L, U, alpha)
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)  # the serial kernel (no OpenMP region)
-            serial = cholesky_update_lowrank(L, U, alpha)
-        finally:
-            torch.set_num_threads(threads)
+        serial = on_one_thread(cholesky_update_lowrank, L, U, alpha)
     assert torch.equal(ours, serial)
     with compiled.use_compiled(False):
         eager = cholesky_update_lowrank(L, U, alpha)
@@ -242,12 +237,7 @@ def test_one_large_factor_takes_the_kernel_and_matches_the_blocked_route(rank, g
     for mult in (1.0, -0.5):
         with compiled.use_compiled(True):
             ours = cholesky_update_lowrank(L, U, mult)
-            threads = torch.get_num_threads()
-            try:
-                torch.set_num_threads(1)
-                serial = cholesky_update_lowrank(L, U, mult)
-            finally:
-                torch.set_num_threads(threads)
+            serial = on_one_thread(cholesky_update_lowrank, L, U, mult)
         with compiled.use_compiled(False):
             blocked = cholesky_update_lowrank(L, U, mult)
         ref = torch.linalg.cholesky(A + mult * U @ U.mT)

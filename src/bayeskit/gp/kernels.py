@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.gp import compiled_products
 from bayeskit.validation import as_scalar, as_tensor, check_floating, check_instance
 
 __all__ = ["Kernel", "Stationary", "SquaredExponential", "Matern", "RationalQuadratic",
@@ -160,12 +161,9 @@ class SquaredExponential(Stationary):
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
         log_variance = torch.log(self.variance.to(X.dtype))
-        if X2 is None:
-            self._check(X, None)
-            return _SquaredExponentialMatrix.apply(X / self.lengthscale.to(X.dtype), None,
-                                                   log_variance)
-        a, b = self._scaled(X, X2)
-        return _SquaredExponentialMatrix.apply(a, b, log_variance)
+        self._check(X, X2)
+        return _SquaredExponentialMatrix.apply(X, X2, self.lengthscale.to(X.dtype),
+                                               log_variance)
 
 
 def _augmented(a: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
@@ -174,27 +172,34 @@ def _augmented(a: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.T
 
 
 class _SquaredExponentialMatrix(torch.autograd.Function):
-    """``exp(log_variance - |a_i - b_j|^2 / 2)`` for scaled inputs ``a: [..., N, D]``,
-    ``b: [..., M, D]`` (``b=None``: ``b = a``), with a hand-written backward.
+    """``exp(log_variance - |a_i - b_j|^2 / 2)`` for inputs ``x: [..., N, D]``,
+    ``x2: [..., M, D]`` (``x2=None``: ``x2 = x``) scaled by ``lengthscale`` (``()`` or
+    ``[D]``), ``a = x / lengthscale``, ``b = x2 / lengthscale``, with a hand-written backward.
 
     Forward: one matrix product of the inputs augmented by ``-|a|^2/2`` and
     ``log_variance - |b|^2/2`` columns gives the exponent, which is clamped (rounding can push
     it above ``log_variance`` near the diagonal) and exponentiated in place: 3 passes over
     ``[N, M]``. Backward, with ``W = G * K``: ``d a = W b - rowsum(W) a``,
-    ``d b = W^T a - colsum(W) b``, ``d log_variance = sum(W)``: one elementwise pass and two
-    thin matrix products instead of autograd's chain of elementwise passes. The backward is
-    itself differentiable (out-of-place torch operations).
+    ``d b = W^T a - colsum(W) b``, ``d log_variance = sum(W)``, ``d lengthscale =
+    -(sum_i a_i d a_i + sum_j b_j d b_j) / lengthscale``. When ``x2`` needs no gradient
+    (training inputs), its lengthscale term ``sum_j b_j d b_j = sum_i a_i (W b)_i -
+    sum_i (W b^2)_i`` comes from the same thin product ``W [b, 1, b^2]`` as ``d a``, so the
+    backward reads ``W`` once instead of twice (autograd would chain elementwise passes), and
+    on the CPU never forms it (:mod:`bayeskit.gp.compiled_products`). With ``create_graph``
+    the backward is itself differentiable (out-of-place torch operations).
     """
 
     generate_vmap_rule = True  # usable under torch.func.vmap / jacrev
 
     @staticmethod
-    def forward(a, b, log_variance):
+    def forward(x, x2, lengthscale, log_variance):
+        a = x / lengthscale
         half_a = -0.5 * (a * a).sum(-1)
         ones_a = torch.ones_like(half_a)
-        if b is None:
+        if x2 is None:
             b_aug = _augmented(a, ones_a, half_a + log_variance)
         else:
+            b = x2 / lengthscale
             half_b = -0.5 * (b * b).sum(-1)
             b_aug = _augmented(b, torch.ones_like(half_b), half_b + log_variance)
         K = _augmented(a, half_a, ones_a) @ b_aug.mT
@@ -202,19 +207,27 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        a, b, log_variance = inputs
-        ctx.symmetric = b is None
+        x, x2, lengthscale, log_variance = inputs
+        ctx.symmetric = x2 is None
         ctx.log_variance_shape = log_variance.shape
-        ctx.save_for_backward(a, b if b is not None else a, output)
-        ctx.save_for_forward(a, b if b is not None else a, output)
+        saved = (x, x2 if x2 is not None else x, lengthscale, output)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
 
     @staticmethod
-    def jvp(ctx, d_a, d_b, d_logvar):
+    def jvp(ctx, d_x, d_x2, d_ls, d_logvar):
         """Forward mode (``torch.func.hessian``, ``jvp``): ``dK = K * dE`` with
-        ``dE = da b^T + a db^T - (a . da) 1^T - 1 (b . db)^T + d log_variance``."""
-        a, b, K = ctx.saved_tensors
+        ``dE = da b^T + a db^T - (a . da) 1^T - 1 (b . db)^T + d log_variance`` and
+        ``da = (dx - a d_lengthscale) / lengthscale`` (likewise ``db``)."""
+        x, x2, ls, K = ctx.saved_tensors
+        a, b = x / ls, x2 / ls
         if ctx.symmetric:
-            d_b = d_a
+            d_x2 = d_x
+        d_a = None if d_x is None else d_x / ls
+        d_b = None if d_x2 is None else d_x2 / ls
+        if d_ls is not None:
+            d_a = (0 if d_a is None else d_a) - a * (d_ls / ls)
+            d_b = (0 if d_b is None else d_b) - b * (d_ls / ls)
         dE = torch.zeros_like(K)
         if d_a is not None:
             dE = dE + d_a @ b.mT - (a * d_a).sum(-1).unsqueeze(-1)
@@ -226,18 +239,44 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b, K = ctx.saved_tensors
-        W = grad * K
-        ones_a = torch.ones(a.shape[:-1] + (1,), dtype=a.dtype, device=a.device)
+        x, x2, ls, K = ctx.saved_tensors
+        need_x, need_x2, need_ls, _ = ctx.needs_input_grad
+        a, b = x / ls, x2 / ls
+        dim = a.shape[-1]
+        # W^T a is needed for x2's own gradient (or x's, in the symmetric case); otherwise
+        # the lengthscale's b-term comes from W b^2 in the same product as d a
+        full_b = need_x2 or (ctx.symmetric and need_x)
         ones_b = torch.ones(b.shape[:-1] + (1,), dtype=b.dtype, device=b.device)
-        Wb = W @ torch.cat([b, ones_b], dim=-1)        # [W b, rowsum(W)]
-        WTa = W.mT @ torch.cat([a, ones_a], dim=-1)    # [W^T a, colsum(W)]
-        d_a = Wb[..., :-1] - Wb[..., -1:] * a
-        d_b = WTa[..., :-1] - WTa[..., -1:] * b
-        d_logvar = Wb[..., -1].sum().reshape(ctx.log_variance_shape)
+        cols = torch.cat([b, ones_b] + ([b * b] if need_ls and not full_b else []), dim=-1)
+        if not full_b and compiled_products.can_run(grad, K):
+            W = None  # never formed: one compiled pass over grad and K
+            Wb = compiled_products.weighted_product(grad, K, cols)
+        else:
+            W = grad * K
+            Wb = W @ cols  # [W b, rowsum(W), (W b^2)]
+        Wb_b, rowsum = Wb[..., :dim], Wb[..., dim:dim + 1]
+        d_a = Wb_b - rowsum * a
+        d_logvar = rowsum.sum().reshape(ctx.log_variance_shape)
+        d_b = b_term = None
+        if full_b:
+            ones_a = torch.ones(a.shape[:-1] + (1,), dtype=a.dtype, device=a.device)
+            WTa = W.mT @ torch.cat([a, ones_a], dim=-1)  # [W^T a, colsum(W)]
+            d_b = WTa[..., :dim] - WTa[..., dim:] * b
+            b_term = (b * d_b).sum(-2)
+        elif need_ls:
+            b_term = (a * Wb_b - Wb[..., dim + 1:]).sum(-2)
+        d_x = d_x2 = d_ls = None
         if ctx.symmetric:
-            return (d_a + d_b).sum_to_size(a.shape), None, d_logvar
-        return d_a.sum_to_size(a.shape), d_b.sum_to_size(b.shape), d_logvar
+            if need_x:
+                d_x = ((d_a + d_b) / ls).sum_to_size(x.shape)
+        else:
+            if need_x:
+                d_x = (d_a / ls).sum_to_size(x.shape)
+            if need_x2:
+                d_x2 = (d_b / ls).sum_to_size(x2.shape)
+        if need_ls:
+            d_ls = (-((a * d_a).sum(-2) + b_term) / ls).sum_to_size(ls.shape)
+        return d_x, d_x2, d_ls, d_logvar
 
 
 class Matern(Stationary):
