@@ -42,6 +42,13 @@ def test_falls_back_where_it_cannot_run():
     weighted_product(Gg, K, B).sum().backward()
     torch.testing.assert_close(Gg.grad, (B.sum(-1)[None] * K))
 
+    def under_vmap(g):  # vmap's batched tensors have no storage numba could read
+        with torch.no_grad():
+            assert not can_run(g, K)
+            return weighted_product(g, K, B)
+    Gs = torch.randn(3, 6, 4, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(under_vmap)(Gs), (Gs * K) @ B)
+
 
 def test_gp_gradients_with_and_without_the_compiled_product():
     """The exact GP's -MLL gradients (lengthscales, variance, noise) agree either way."""

@@ -61,14 +61,28 @@ def _serial(G, K, BT, out):
     _rows(G, K, BT, out, 0, G.shape[0], np.empty(G.shape[1], G.dtype))
 
 
+def _has_storage(t: torch.Tensor) -> bool:
+    """False for the wrappers of ``torch.func`` transforms (vmap's batched tensors, grad's
+    tracking tensors), whose memory numba cannot see."""
+    if type(t) is not torch.Tensor:
+        return False
+    try:
+        t.data_ptr()
+    except RuntimeError:
+        return False
+    return True
+
+
 def can_run(G: torch.Tensor, K: torch.Tensor) -> bool:
     """Whether :func:`weighted_product` applies: compiled kernels on, CPU, one contiguous
-    ``[N, M]`` float32/float64 matrix each of the same shape and dtype, no graph to build
-    (the eager product is differentiable, this is not)."""
+    ``[N, M]`` float32/float64 matrix each of the same shape and dtype, plain tensors (not
+    inside ``torch.func.vmap``/``grad``), no graph to build (the eager product is
+    differentiable, this is not)."""
     return (not torch.is_grad_enabled() and compiled.enabled(G, K) and G.dim() == 2
             and G.shape == K.shape and G.dtype == K.dtype
             and G.dtype in (torch.float32, torch.float64)
-            and G.is_contiguous() and K.is_contiguous())
+            and G.is_contiguous() and K.is_contiguous()
+            and _has_storage(G) and _has_storage(K))
 
 
 def weighted_product(G: torch.Tensor, K: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
