@@ -3,8 +3,9 @@
 The hot scalar loops of the library (Pólya-gamma rejection sampling, low-rank Cholesky
 updates, the flows' spline and its backward pass) are branchy or sequential per element: in
 eager torch every branch becomes a masked pass over the whole array, a sequential sweep a
-chain of small operations (each costing microseconds). numba compiles them to plain loops,
-parallel over blocks.
+chain of small operations (each costing microseconds). The SE kernel's backward product
+needs an ``N x N`` temporary in eager torch. numba compiles them to plain loops, parallel
+over blocks.
 
 One policy for every kernel:
 
