@@ -136,6 +136,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         conditional,
         gauss_kl,
         sample_mvn,
+        whitened_sparse_terms,
         whitened_variance_reduction,
     )
     from bayeskit.gp import (
@@ -202,6 +203,10 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "gauss_kl": (gauss_kl, {"q_mu": B(torch.zeros(4, dtype=F64)), "q_sqrt": B(L)}),
         "whitened_variance_reduction": (whitened_variance_reduction,
                                         {"gram": A(L @ L.T), "Lm": A(L), "q_sqrt": A(L)}),
+        "whitened_sparse_terms": (whitened_sparse_terms,
+                                  {"Kmm": A(L @ L.T), "Lm": A(L), "gram": A(L @ L.T),
+                                   "cross": A(torch.ones(4, dtype=F64)),
+                                   "q_mu": A(torch.zeros(4, dtype=F64)), "q_sqrt": A(L)}),
         "sample_mvn": (sample_mvn, {"mean": B(torch.zeros(4, dtype=F64)), "scale_tril": B(L)}),
         "sample_polya_gamma": (dists.sample_polya_gamma, {"b": P(1.0), "c": P(0.5)}),
         "polya_gamma_mean": (dists.polya_gamma_mean, {"b": P(1.0), "c": P(0.5)}),

@@ -15,6 +15,7 @@ from bayeskit.distributions.gaussian import (
     moments_to_natural,
     natural_to_moments,
     sample_mvn,
+    whitened_sparse_terms,
     whitened_variance_reduction,
 )
 from bayeskit.errors import NonFiniteError, ShapeError
@@ -310,3 +311,70 @@ def test_whitened_variance_reduction_equals_the_per_point_variances_and_checks_i
         whitened_variance_reduction(P.expand(2, 6, 6), Lm.expand(2, 6, 6), S.expand(2, 6, 6))
     with pytest.raises(TypeError):
         whitened_variance_reduction("P", Lm, S)
+
+
+def test_whitened_sparse_terms_match_autograd_through_the_factorisation():
+    """quad and reduction with the Cholesky adjoint written in: values and the gradients of
+    Kmm (through L = chol(Kmm + jitter I)), gram, cross, q_mu and S against autograd of the
+    plain formulas, for either output alone and for both."""
+    g = torch.Generator().manual_seed(6)
+    Kmn = torch.randn(7, 30, dtype=F64, generator=g)
+    r = torch.randn(30, dtype=F64, generator=g)
+    A = torch.randn(7, 7, dtype=F64, generator=g)
+    jitter = 1e-3
+
+    def leaves():
+        return [(A @ A.mT + 7 * torch.eye(7, dtype=F64)).requires_grad_(),
+                (Kmn @ Kmn.mT).requires_grad_(), (Kmn @ r).requires_grad_(),
+                torch.randn(7, dtype=F64, generator=torch.Generator().manual_seed(1)
+                            ).requires_grad_(),
+                torch.tril(0.3 * torch.randn(7, 7, dtype=F64,
+                                             generator=torch.Generator().manual_seed(2))
+                           ).requires_grad_()]
+
+    def plain(Kmm, P, c, q, S):
+        L = torch.linalg.cholesky(Kmm + jitter * torch.eye(7, dtype=F64))
+        w = torch.linalg.solve_triangular(L.mT, q[:, None], upper=True)[:, 0]
+        C = torch.linalg.solve_triangular(L, torch.linalg.solve_triangular(
+            L, P, upper=False).mT, upper=False)
+        return w @ P @ w - 2 * c @ w, C.diagonal().sum() - (S * (C @ S)).sum()
+
+    def ours(Kmm, P, c, q, S):
+        with torch.no_grad():
+            L = torch.linalg.cholesky(Kmm + jitter * torch.eye(7, dtype=F64))
+        return whitened_sparse_terms(Kmm, L, P, c, q, S)
+
+    for weights in ((1.0, 0.0), (0.0, 1.0), (0.7, -1.3)):
+        grads, values = [], []
+        for fn in (ours, plain):
+            xs = leaves()
+            quad, red = fn(*xs)
+            values.append((quad, red))
+            total = sum(wt * v for wt, v in zip(weights, (quad, red), strict=True) if wt)
+            grads.append([torch.zeros_like(x) if d is None else d
+                          for x, d in zip(xs, torch.autograd.grad(total, xs, allow_unused=True),
+                                          strict=True)])
+        for a, b in zip(*values, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        for k, (a, b) in enumerate(zip(*grads, strict=True)):
+            if k in (0, 1):  # symmetric inputs: only the symmetric part is defined
+                a, b = a + a.mT, b + b.mT
+            if k == 4:  # S is lower triangular
+                a, b = torch.tril(a), torch.tril(b)
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
+
+
+def test_whitened_sparse_terms_check_their_inputs():
+    Lm = torch.linalg.cholesky(2 * torch.eye(4, dtype=F64))
+    ok = dict(Kmm=Lm @ Lm.mT, Lm=Lm, gram=torch.eye(4, dtype=F64),
+              cross=torch.ones(4, dtype=F64), q_mu=torch.zeros(4, dtype=F64), q_sqrt=Lm)
+    whitened_sparse_terms(**ok)
+    with pytest.raises(ShapeError, match="cross"):
+        whitened_sparse_terms(**{**ok, "cross": torch.ones(3, dtype=F64)})
+    with pytest.raises(ShapeError, match="Kmm"):
+        whitened_sparse_terms(**{**ok, "Kmm": torch.eye(3, dtype=F64)})
+    with pytest.raises(NonFiniteError, match="q_mu"):
+        whitened_sparse_terms(**{**ok, "q_mu": torch.full((4,), float("nan"), dtype=F64)})
+    with pytest.raises(ValueError, match="above the diagonal"):
+        whitened_sparse_terms(**{**ok, "Lm": Lm.mT.contiguous() + torch.triu(
+            torch.ones(4, 4, dtype=F64), 1)})
