@@ -314,63 +314,61 @@ def test_whitened_variance_reduction_equals_the_per_point_variances_and_checks_i
 
 
 def test_whitened_sparse_terms_match_autograd_through_the_factorisation():
-    """quad and reduction with the Cholesky adjoint written in: values and the gradients of
-    Kmm (through L = chol(Kmm + jitter I)), gram, cross, q_mu and S against autograd of the
-    plain formulas, for either output alone and for both."""
+    """Means and variance reduction with the Cholesky adjoint written in: values and the
+    gradients of Kmm (through L = chol(Kmm + jitter I)), Kmn, q_mu and S against autograd
+    of the plain formulas, for either output alone and for both."""
     g = torch.Generator().manual_seed(6)
-    Kmn = torch.randn(7, 30, dtype=F64, generator=g)
-    r = torch.randn(30, dtype=F64, generator=g)
     A = torch.randn(7, 7, dtype=F64, generator=g)
+    Kmn0 = torch.randn(7, 30, dtype=F64, generator=g)
+    q0 = torch.randn(7, dtype=F64, generator=g)
+    S0 = torch.tril(0.3 * torch.randn(7, 7, dtype=F64, generator=g))
+    g_mean = torch.randn(30, dtype=F64, generator=g)
     jitter = 1e-3
 
     def leaves():
         return [(A @ A.mT + 7 * torch.eye(7, dtype=F64)).requires_grad_(),
-                (Kmn @ Kmn.mT).requires_grad_(), (Kmn @ r).requires_grad_(),
-                torch.randn(7, dtype=F64, generator=torch.Generator().manual_seed(1)
-                            ).requires_grad_(),
-                torch.tril(0.3 * torch.randn(7, 7, dtype=F64,
-                                             generator=torch.Generator().manual_seed(2))
-                           ).requires_grad_()]
+                Kmn0.clone().requires_grad_(), q0.clone().requires_grad_(),
+                S0.clone().requires_grad_()]
 
-    def plain(Kmm, P, c, q, S):
+    def plain(Kmm, Kmn, q, S):
         L = torch.linalg.cholesky(Kmm + jitter * torch.eye(7, dtype=F64))
         w = torch.linalg.solve_triangular(L.mT, q[:, None], upper=True)[:, 0]
         C = torch.linalg.solve_triangular(L, torch.linalg.solve_triangular(
-            L, P, upper=False).mT, upper=False)
-        return w @ P @ w - 2 * c @ w, C.diagonal().sum() - (S * (C @ S)).sum()
+            L, Kmn @ Kmn.mT, upper=False).mT, upper=False)
+        return Kmn.mT @ w, C.diagonal().sum() - (S * (C @ S)).sum()
 
-    def ours(Kmm, P, c, q, S):
+    def ours(Kmm, Kmn, q, S):
         with torch.no_grad():
             L = torch.linalg.cholesky(Kmm + jitter * torch.eye(7, dtype=F64))
-        return whitened_sparse_terms(Kmm, L, P, c, q, S)
+        return whitened_sparse_terms(Kmm, L, Kmn, q, S)
 
     for weights in ((1.0, 0.0), (0.0, 1.0), (0.7, -1.3)):
         grads, values = [], []
         for fn in (ours, plain):
             xs = leaves()
-            quad, red = fn(*xs)
-            values.append((quad, red))
-            total = sum(wt * v for wt, v in zip(weights, (quad, red), strict=True) if wt)
+            mean, red = fn(*xs)
+            values.append((mean, red))
+            total = weights[0] * (mean * g_mean).sum() + weights[1] * red
             grads.append([torch.zeros_like(x) if d is None else d
                           for x, d in zip(xs, torch.autograd.grad(total, xs, allow_unused=True),
                                           strict=True)])
         for a, b in zip(*values, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
         for k, (a, b) in enumerate(zip(*grads, strict=True)):
-            if k in (0, 1):  # symmetric inputs: only the symmetric part is defined
+            if k == 0:  # symmetric input: only the symmetric part is defined
                 a, b = a + a.mT, b + b.mT
-            if k == 4:  # S is lower triangular
+            if k == 3:  # S is lower triangular
                 a, b = torch.tril(a), torch.tril(b)
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
 
 
 def test_whitened_sparse_terms_check_their_inputs():
     Lm = torch.linalg.cholesky(2 * torch.eye(4, dtype=F64))
-    ok = dict(Kmm=Lm @ Lm.mT, Lm=Lm, gram=torch.eye(4, dtype=F64),
-              cross=torch.ones(4, dtype=F64), q_mu=torch.zeros(4, dtype=F64), q_sqrt=Lm)
+    ok = dict(Kmm=Lm @ Lm.mT, Lm=Lm, Kmn=torch.ones(4, 6, dtype=F64),
+              q_mu=torch.zeros(4, dtype=F64), q_sqrt=Lm)
     whitened_sparse_terms(**ok)
-    with pytest.raises(ShapeError, match="cross"):
-        whitened_sparse_terms(**{**ok, "cross": torch.ones(3, dtype=F64)})
+    with pytest.raises(ShapeError, match="Kmn"):
+        whitened_sparse_terms(**{**ok, "Kmn": torch.ones(3, 6, dtype=F64)})
     with pytest.raises(ShapeError, match="Kmm"):
         whitened_sparse_terms(**{**ok, "Kmm": torch.eye(3, dtype=F64)})
     with pytest.raises(NonFiniteError, match="q_mu"):

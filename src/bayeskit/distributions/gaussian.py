@@ -261,88 +261,90 @@ class _ProjectedTrace(torch.autograd.Function):
         return g * G, -2 * g * torch.tril(E @ C), -2 * g * CS
 
 
-def whitened_sparse_terms(Kmm: torch.Tensor, Lm: torch.Tensor, gram: torch.Tensor,
-                          cross: torch.Tensor, q_mu: torch.Tensor, q_sqrt: torch.Tensor
+def whitened_sparse_terms(Kmm: torch.Tensor, Lm: torch.Tensor, Kmn: torch.Tensor,
+                          q_mu: torch.Tensor, q_sqrt: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``q(u)``-dependent parts of a whitened sparse GP's expected squared error over a
-    batch, from its ``M x M`` statistics alone (``gram = K_mn K_nm``, ``cross = K_mn r``):
+    """The whitened ``q(f)``'s means at a batch and its summed variance reduction, from the
+    batch's cross-covariances and ``M x M`` work only (no ``M x N`` solve):
 
-        quad      = w^T gram w - 2 cross^T w,     w = Lm^-T q_mu
-        reduction = <Lm^-1 gram Lm^-T, I - S S^T>
+        mean      = K_nm w,                               w = Lm^-T q_mu      ([N])
+        reduction = sum_n (Knn_n - var_n) = <Lm^-1 P Lm^-T, I - S S^T>,  P = K_mn K_nm
 
-    so ``sum_n (r_n - mean_n)^2 = |r|^2 + quad`` and ``sum_n var_n = sum_n Knn_n -
-    reduction`` (see :func:`whitened_variance_reduction`), with ``mean = K_nm w``.
+    (what an SVGP with a Gaussian likelihood needs; see :func:`whitened_variance_reduction`
+    for the reduction alone).
 
     ``Lm`` is ``Kmm``'s lower Cholesky factor (with any constant jitter, computed without a
     graph); the gradient reaches ``Kmm`` as if ``Lm = chol(Kmm + jitter I)`` were
-    differentiated, written out in one pass: with ``D = I - S S^T``, ``C = Lm^-1 gram
-    Lm^-T`` and ``u = Lm^-1 w_bar``, ``Kmm_bar = sym(Lm^-T Phi(-2 g D C - q_mu u^T) Lm^-1)``
+    differentiated, written out in one pass: with ``D = I - S S^T``, ``C = Lm^-1 P Lm^-T``
+    and ``u = Lm^-1 w_bar``, ``Kmm_bar = sym(Lm^-T Phi(-2 g D C - q_mu u^T) Lm^-1)``
     (``Phi``: the lower triangle with the diagonal halved; Murray 2016's Cholesky adjoint,
-    using that ``Lm^T tril(X)`` and ``Lm^T X`` share their lower triangle). Against autograd
-    through the factorisation this saves one ``M^3`` product and torch's elementwise passes.
+    using that ``Lm^T tril(X)`` and ``Lm^T X`` share their lower triangle), and
+    ``Kmn_bar = 2 g Lm^-T D Lm^-1 K_mn + w mean_bar^T`` in one ``M x M x N`` product.
+    Against autograd through the factorisation this saves one ``M^3`` product and torch's
+    elementwise passes.
 
     Args:
         Kmm: ``[M, M]`` prior covariance of the inducing values (carries the gradient).
         Lm: ``[M, M]`` its lower Cholesky factor (not differentiated).
-        gram: ``[M, M]`` symmetric. cross: ``[M]``. q_mu: ``[M]``. q_sqrt: ``[M, M]`` lower.
+        Kmn: ``[M, N]``. q_mu: ``[M]``. q_sqrt: ``[M, M]`` lower triangular ``S``.
 
     Returns:
-        ``(quad, reduction)``, scalars; first derivatives only.
+        ``(mean [N], reduction)``; first derivatives only.
 
     Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> Kmn = torch.randn(3, 5, dtype=torch.float64, generator=g)
         >>> Kmm = Kmn @ Kmn.mT + torch.eye(3, dtype=torch.float64)
-        >>> Lm, r = torch.linalg.cholesky(Kmm), torch.randn(5, dtype=torch.float64, generator=g)
+        >>> Lm = torch.linalg.cholesky(Kmm)
         >>> q_mu, S = torch.ones(3, dtype=torch.float64), 0.5 * torch.eye(3, dtype=torch.float64)
-        >>> quad, red = whitened_sparse_terms(Kmm, Lm, Kmn @ Kmn.mT, Kmn @ r, q_mu, S)
-        >>> mean = Kmn.mT @ torch.linalg.solve_triangular(Lm.mT, q_mu[:, None], upper=True)[:, 0]
-        >>> torch.allclose(((r - mean) ** 2).sum(), (r * r).sum() + quad)
-        True
-        >>> torch.allclose(red, whitened_variance_reduction(Kmn @ Kmn.mT, Lm, S))
-        True
+        >>> mean, red = whitened_sparse_terms(Kmm, Lm, Kmn, q_mu, S)
+        >>> Knn = torch.full((5,), 10.0, dtype=torch.float64)
+        >>> m_ref, var = conditional(Kmn, Lm, Knn, q_mu, q_sqrt=S, white=True)
+        >>> torch.allclose(mean, m_ref), torch.allclose(red, (Knn - var).sum())
+        (True, True)
     """
     m = check_square("Lm", Lm)
-    for name, t in (("Kmm", Kmm), ("gram", gram), ("q_sqrt", q_sqrt)):
+    for name, t in (("Kmm", Kmm), ("q_sqrt", q_sqrt)):
         check_tensor(name, t, min_dim=2)
         if t.shape != Lm.shape:
             raise ShapeError(f"{name} must be [{m}, {m}] like Lm, got {tuple(t.shape)}")
-    for name, t in (("cross", cross), ("q_mu", q_mu)):
-        check_tensor(name, t, min_dim=1)
-        if t.shape != (m,):
-            raise ShapeError(f"{name} must be [{m}], got {tuple(t.shape)}")
+    check_tensor("Kmn", Kmn, min_dim=2)
+    check_tensor("q_mu", q_mu, min_dim=1)
+    if Kmn.dim() != 2 or Kmn.shape[0] != m or q_mu.shape != (m,):
+        raise ShapeError(f"Kmn must be [{m}, N] and q_mu [{m}], got {tuple(Kmn.shape)} and "
+                         f"{tuple(q_mu.shape)}")
     if Lm.dim() != 2:
         raise ShapeError(f"Lm must be one [M, M] factor, got {tuple(Lm.shape)}")
     check_cholesky_factor("Lm", Lm, full=False)
-    return _WhitenedSparseTerms.apply(Kmm, Lm.detach(), gram, cross, q_mu, q_sqrt)
+    return _WhitenedSparseTerms.apply(Kmm, Lm.detach(), Kmn, q_mu, q_sqrt)
 
 
 class _WhitenedSparseTerms(torch.autograd.Function):
-    """See :func:`whitened_sparse_terms`. Forward: a vector solve, two triangular solves and
-    one product; backward: two products and two triangular solves with ``2M`` right-hand
-    sides (``G = Lm^-T D Lm^-1`` for ``gram`` and ``Kmm_bar`` share them)."""
+    """See :func:`whitened_sparse_terms`. Forward: a vector solve, the ``M x M x N`` Gram
+    product, two triangular solves and one ``M x M`` product; backward: two ``M x M``
+    products, two triangular solves with ``2M`` right-hand sides (``G = Lm^-T D Lm^-1`` and
+    ``Kmm_bar`` share them) and one ``M x M x N`` product."""
 
     @staticmethod
-    def forward(ctx, Kmm, L, P, cross, q_mu, S):
+    def forward(ctx, Kmm, L, Kmn, q_mu, S):
         w = torch.linalg.solve_triangular(L.mT, q_mu.unsqueeze(-1), upper=True).squeeze(-1)
-        Pw = P @ w
-        quad = w @ Pw - 2 * (cross @ w)
+        P = Kmn @ Kmn.mT
         X = torch.linalg.solve_triangular(L, P, upper=False)
         C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
         CS = C @ S
-        ctx.save_for_backward(L, P, cross, q_mu, S, w, Pw, C, CS)
-        return quad, C.diagonal().sum() - (S * CS).sum()
+        ctx.save_for_backward(L, Kmn, q_mu, S, w, C, CS)
+        return Kmn.mT @ w, C.diagonal().sum() - (S * CS).sum()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_quad, g_red):
-        L, P, cross, q_mu, S, w, Pw, C, CS = ctx.saved_tensors
+    def backward(ctx, g_mean, g_red):
+        L, Kmn, q_mu, S, w, C, CS = ctx.saved_tensors
         m = L.shape[-1]
-        eye = torch.eye(m, dtype=L.dtype, device=L.device)
-        g_q = 0.0 if g_quad is None else float(g_quad)
         g_r = 0.0 if g_red is None else float(g_red)
-        D = eye - S @ S.mT
-        w_bar = (2 * g_q) * (Pw - cross)
+        if g_mean is None:
+            g_mean = torch.zeros(Kmn.shape[-1], dtype=Kmn.dtype, device=Kmn.device)
+        D = torch.eye(m, dtype=L.dtype, device=L.device) - S @ S.mT
+        w_bar = Kmn @ g_mean
         u = torch.linalg.solve_triangular(L, w_bar.unsqueeze(-1), upper=False).squeeze(-1)
         X = (-2 * g_r) * (D @ C)
         X.addr_(q_mu, u, alpha=-1)
@@ -354,8 +356,8 @@ class _WhitenedSparseTerms(torch.autograd.Function):
             L.mT, torch.cat([E[:, :m].mT, E[:, m:].mT], dim=-1), upper=True)
         G, K_bar = F[:, :m], F[:, m:]
         K_bar = 0.5 * (K_bar + K_bar.mT)
-        P_bar = (g_r * G).addr_(w, w, alpha=g_q)
-        return K_bar, None, P_bar, (-2 * g_q) * w, u, (-2 * g_r) * CS
+        Kmn_bar = (g_r * (G + G.mT) @ Kmn).addr_(w, g_mean)  # P = K_mn K_nm's gradient
+        return K_bar, None, Kmn_bar, u, (-2 * g_r) * CS
 
 
 def cross_covariance(Kmx: torch.Tensor, Kmx2: torch.Tensor, Lm: torch.Tensor,

@@ -43,27 +43,6 @@ from bayeskit.validation import as_inputs, as_int, as_scalar
 __all__ = ["SVGP"]
 
 
-class _GramAndCross(torch.autograd.Function):
-    """``(K K^T, K r)`` for ``K: [M, B]``, ``r: [B]``; the backward pass gives
-    ``dK = (gP + gP^T) K + g_c r^T`` with one ``M x M x B`` product and an in-place rank-1
-    update (autograd would run two products for the Gram matrix, an outer product for the
-    cross term and two additions over ``[M, B]``)."""
-
-    @staticmethod
-    def forward(ctx, K, r):
-        ctx.save_for_backward(K, r)
-        return K @ K.mT, K @ r
-
-    @staticmethod
-    def backward(ctx, g_P, g_c):
-        K, r = ctx.saved_tensors
-        d_K = (g_P + g_P.mT) @ K if g_P is not None else None
-        if g_c is not None:
-            d_K = torch.outer(g_c, r) if d_K is None else d_K.addr_(g_c, r)
-        d_r = K.mT @ g_c if g_c is not None else None
-        return d_K, d_r
-
-
 def robbins_monro(t: int, tau: float, decay: float) -> float:
     """The natural-gradient step ``rho_t = (t + tau)^-decay`` capped at 1 (``sum rho = inf``,
     ``sum rho^2 < inf`` for ``decay`` in (0.5, 1]), for the stochastic closed-form steps.
@@ -235,23 +214,22 @@ class SVGP(GPModel):
 
     def _gaussian_ell_sum(self, X: torch.Tensor, y: torch.Tensor, Kmm: torch.Tensor,
                           L: torch.Tensor, S: torch.Tensor):
-        """``sum_n E_q[log N(y_n | f_n, s2)]`` for the whitened model from ``M x M``
-        statistics of the batch, without any M x B triangular solve.
+        """``sum_n E_q[log N(y_n | f_n, s2)]`` for the whitened model without any M x B
+        triangular solve.
 
-        With ``r = y - m(X)``, ``w = L^-T q_mu`` and ``A = L^-1 K_mn``: ``sum_n (r_n -
-        mean_n)^2 = |r|^2 + w^T P w - 2 (K_mn r)^T w`` and ``sum_n var_n = tr K_nn -
-        <L^-1 P L^-T, I - S S^T>`` with ``P = K_mn K_nm``: one M x M x B product (and its
-        transpose in the backward pass) instead of a solve, a product with ``S`` and their
-        gradients over ``[M, B]``; the ``M x M`` part, the gradient through ``L`` included,
-        is :func:`~bayeskit.distributions.gaussian.whitened_sparse_terms`.
+        With ``A = L^-1 K_mn`` and ``S = q_sqrt``: ``mean = K_nm L^-T q_mu`` and ``sum_n var_n
+        = tr K_nn - |A|_F^2 + |S^T A|_F^2 = tr K_nn - <L^-1 P L^-T, I - S S^T>`` with ``P =
+        K_mn K_nm`` ``[M, M]``: one M x M x B product (and its transpose in the backward
+        pass) instead of a solve, a product with ``S`` and their gradients over ``[M, B]``;
+        :func:`~bayeskit.distributions.gaussian.whitened_sparse_terms` does it, the gradient
+        through ``L`` included.
         """
-        r = y - self._prior_mean(X)
-        P, cross = _GramAndCross.apply(self.kernel(self.Z, X), r)
-        quad, reduction = whitened_sparse_terms(Kmm, L, P, cross, self.q_mu, S)
+        mean, reduction = whitened_sparse_terms(Kmm, L, self.kernel(self.Z, X), self.q_mu, S)
+        resid = y - self._prior_mean(X) - mean
         var_sum = self.kernel.diag(X).sum() - reduction
         s2 = self.likelihood.variance.to(X.dtype)
         return (-0.5 * X.shape[0] * torch.log(2 * math.pi * s2)
-                - 0.5 * ((r * r).sum() + quad + var_sum) / s2)
+                - 0.5 * ((resid * resid).sum() + var_sum) / s2)
 
     @torch.no_grad()
     def natural_gradient_step(self, X, y, gamma: float = 1.0, *,
