@@ -633,6 +633,8 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
         "all_finite": (validation.all_finite, {"x": ("tensor-type", X)}),
         "check_same_rows": (lambda a, b: validation.check_same_rows("a", a, "b", b),
                             {"a": ("rows", X), "b": ("rows", y)}),
+        "check_same_dtype": (lambda a: validation.check_same_dtype(a=a, b=X),
+                             {"a": ("tensor-type", X)}),
         "check_factor_dtype": (lambda x: validation.check_factor_dtype("x", x),
                                {"x": ("tensor-type", L)}),
         "resolve_dtype": (lambda dtype: validation.resolve_dtype(X, dtype),

@@ -69,6 +69,7 @@ __all__ = [
     "check_finite",
     "all_finite",
     "check_same_rows",
+    "check_same_dtype",
     "first_true_index",
     "raise_if_not_pd",
     "resolve_dtype",
@@ -263,6 +264,27 @@ def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) 
     if a.shape[0] != b.shape[0]:
         raise ShapeError(f"{name_b} has {b.shape[0]} rows but {name_a} has {a.shape[0]}; "
                          "they must describe the same points")
+
+
+def check_same_dtype(**tensors: torch.Tensor) -> None:
+    """Raise :class:`ArgumentTypeError` unless every named tensor has the same dtype (torch
+    would otherwise fail inside a product with a message naming none of them, or promote).
+
+    Examples:
+        >>> try:
+        ...     check_same_dtype(L=torch.zeros(2, dtype=torch.float64), U=torch.zeros(2))
+        ... except TypeError as e:
+        ...     print(e)
+        L and U must share a dtype, got torch.float64 and torch.float32
+    """
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {_describe(t)}")
+    dtypes = [t.dtype for t in tensors.values()]
+    if len(set(dtypes)) > 1:
+        names = list(tensors)
+        raise ArgumentTypeError(f"{', '.join(names[:-1])} and {names[-1]} must share a dtype, "
+                                f"got {', '.join(map(str, dtypes[:-1]))} and {dtypes[-1]}")
 
 
 def _number(x, name: str):

@@ -376,3 +376,9 @@ def test_whitened_sparse_terms_check_their_inputs():
     with pytest.raises(ValueError, match="above the diagonal"):
         whitened_sparse_terms(**{**ok, "Lm": Lm.mT.contiguous() + torch.triu(
             torch.ones(4, 4, dtype=F64), 1)})
+    # mixed precision: a clear TypeError naming the arguments, not torch's addmv message
+    for name in ("Kmn", "q_sqrt", "q_mu"):
+        with pytest.raises(TypeError, match=f"{name}.* must share a dtype"):
+            whitened_sparse_terms(**{**ok, name: ok[name].float()})
+    with pytest.raises(TypeError, match="gram .*must share a dtype"):  # was silently promoted
+        whitened_variance_reduction(torch.eye(4), Lm, Lm)

@@ -39,6 +39,7 @@ from bayeskit.validation import (
     check_cholesky_factor,
     check_finite,
     check_generator,
+    check_same_dtype,
     check_square,
     check_tensor,
     raise_if_not_pd,
@@ -223,16 +224,33 @@ def whitened_variance_reduction(gram: torch.Tensor, Lm: torch.Tensor,
         >>> torch.allclose(whitened_variance_reduction(Kmn @ Kmn.mT, Lm, S), (Knn - var).sum())
         True
     """
-    for name, t in (("gram", gram), ("Lm", Lm), ("q_sqrt", q_sqrt)):
+    _check_whitened_parts(Lm, gram=gram, q_sqrt=q_sqrt)
+    return _ProjectedTrace.apply(gram, Lm, q_sqrt)
+
+
+def _check_whitened_parts(Lm: torch.Tensor, **square: torch.Tensor) -> int:
+    """The checks the whitened identities share: ``Lm`` one ``[M, M]`` lower factor, each
+    of ``square`` finite and ``[M, M]`` like it, one dtype. Returns ``M``."""
+    for name, t in (*square.items(), ("Lm", Lm)):
         check_tensor(name, t, min_dim=2)
     m = check_square("Lm", Lm)
-    for name, t in (("gram", gram), ("q_sqrt", q_sqrt)):
+    for name, t in square.items():
         if t.shape != Lm.shape:
             raise ShapeError(f"{name} must be [{m}, {m}] like Lm, got {tuple(t.shape)}")
     if Lm.dim() != 2:
         raise ShapeError(f"Lm must be one [M, M] factor, got {tuple(Lm.shape)}")
     check_cholesky_factor("Lm", Lm, full=False)
-    return _ProjectedTrace.apply(gram, Lm, q_sqrt)
+    check_same_dtype(Lm=Lm, **square)
+    return m
+
+
+def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor):
+    """``(C, C S, <C, I - S S^T>)`` with ``C = L^-1 P L^-T``: two triangular solves and one
+    product, the forward pass of both whitened identities."""
+    X = torch.linalg.solve_triangular(L, P, upper=False)
+    C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
+    CS = C @ S
+    return C, CS, C.diagonal().sum() - (S * CS).sum()
 
 
 class _ProjectedTrace(torch.autograd.Function):
@@ -246,11 +264,9 @@ class _ProjectedTrace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, P, L, S):
-        W = torch.linalg.solve_triangular(L, P, upper=False)
-        C = torch.linalg.solve_triangular(L, W.mT, upper=False)  # symmetric up to rounding
-        CS = C @ S
+        C, CS, value = _whitened_trace(L, P, S)
         ctx.save_for_backward(L, S, C, CS)
-        return C.diagonal().sum() - (S * CS).sum()
+        return value
 
     @staticmethod
     def backward(ctx, g):
@@ -303,19 +319,13 @@ def whitened_sparse_terms(Kmm: torch.Tensor, Lm: torch.Tensor, Kmn: torch.Tensor
         >>> torch.allclose(mean, m_ref), torch.allclose(red, (Knn - var).sum())
         (True, True)
     """
-    m = check_square("Lm", Lm)
-    for name, t in (("Kmm", Kmm), ("q_sqrt", q_sqrt)):
-        check_tensor(name, t, min_dim=2)
-        if t.shape != Lm.shape:
-            raise ShapeError(f"{name} must be [{m}, {m}] like Lm, got {tuple(t.shape)}")
+    m = _check_whitened_parts(Lm, Kmm=Kmm, q_sqrt=q_sqrt)
     check_tensor("Kmn", Kmn, min_dim=2)
     check_tensor("q_mu", q_mu, min_dim=1)
     if Kmn.dim() != 2 or Kmn.shape[0] != m or q_mu.shape != (m,):
         raise ShapeError(f"Kmn must be [{m}, N] and q_mu [{m}], got {tuple(Kmn.shape)} and "
                          f"{tuple(q_mu.shape)}")
-    if Lm.dim() != 2:
-        raise ShapeError(f"Lm must be one [M, M] factor, got {tuple(Lm.shape)}")
-    check_cholesky_factor("Lm", Lm, full=False)
+    check_same_dtype(Lm=Lm, Kmn=Kmn, q_mu=q_mu)
     return _WhitenedSparseTerms.apply(Kmm, Lm.detach(), Kmn, q_mu, q_sqrt)
 
 
@@ -328,12 +338,9 @@ class _WhitenedSparseTerms(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Kmm, L, Kmn, q_mu, S):
         w = torch.linalg.solve_triangular(L.mT, q_mu.unsqueeze(-1), upper=True).squeeze(-1)
-        P = Kmn @ Kmn.mT
-        X = torch.linalg.solve_triangular(L, P, upper=False)
-        C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
-        CS = C @ S
+        C, CS, reduction = _whitened_trace(L, Kmn @ Kmn.mT, S)
         ctx.save_for_backward(L, Kmn, q_mu, S, w, C, CS)
-        return Kmn.mT @ w, C.diagonal().sum() - (S * CS).sum()
+        return Kmn.mT @ w, reduction
 
     @staticmethod
     @torch.autograd.function.once_differentiable

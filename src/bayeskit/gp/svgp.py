@@ -183,21 +183,19 @@ class SVGP(GPModel):
         return self._elbo(X, y, batch_size=batch_size, kl_weight=kl_weight)
 
     def _elbo(self, X, y, *, batch_size=None, kl_weight=1.0) -> torch.Tensor:
-        S = self.q_sqrt
+        S, Kmm = self.q_sqrt, self.kernel(self.Z)
+        B = X.shape[0] if batch_size is None else batch_size
         if self.whiten and type(self.likelihood) is Gaussian:
-            Kmm = self.kernel(self.Z)
             with torch.no_grad():
                 L = stabilised_cholesky(Kmm, self.jitter)
             if self._gaussian_fast_route(L):
                 ell_sum = self._gaussian_ell_sum(X, y, Kmm, L, S)
-                B = X.shape[0] if batch_size is None else batch_size
                 return self.num_data / B * ell_sum - kl_weight * self.kl(L, S)
-        L = self._prior_factor()
+        L = stabilised_cholesky(Kmm, self.jitter)  # the same as _prior_factor, with a graph
         mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
                                 q_sqrt=S, white=self.whiten)
         ell_sum = self.likelihood.variational_expectations(
             y, self._prior_mean(X) + mean, var).sum()
-        B = X.shape[0] if batch_size is None else batch_size
         return self.num_data / B * ell_sum - kl_weight * self.kl(L, S)
 
     def _gaussian_fast_route(self, L: torch.Tensor) -> bool:

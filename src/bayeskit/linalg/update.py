@@ -22,12 +22,13 @@ from __future__ import annotations
 import torch
 
 from bayeskit import compiled
-from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import kernels
 from bayeskit.validation import (
     as_param,
     check_cholesky_factor,
     check_floating,
+    check_same_dtype,
     first_true_index,
     raise_if_not_pd,
 )
@@ -228,8 +229,7 @@ def cholesky_update_lowrank(
             f"U must have shape [..., N, M] with N = {n} to match chol {tuple(chol.shape)}, "
             f"got {tuple(U.shape)}"
         )
-    if U.dtype != chol.dtype:
-        raise ArgumentTypeError(f"chol and U must share a dtype, got {chol.dtype} and {U.dtype}")
+    check_same_dtype(chol=chol, U=U)
     alpha = as_param(multiplier, "multiplier").to(dtype=chol.dtype, device=chol.device)
     batch = torch.broadcast_shapes(chol.shape[:-2], U.shape[:-2], alpha.shape)
     m = U.shape[-1]
