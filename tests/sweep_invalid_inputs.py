@@ -61,13 +61,12 @@ BAD = {
     "batched-empty-ok": {k: v for k, v in ARRAY_BAD.items() if k not in ("wrong ndim", "empty")},
     "values": {k: v for k, v in ARRAY_BAD.items() if k in ("None", "string", "complex array")},
     "indices": {"None": None, "string": "abc", "complex array": "complex"},
+    "optional-indices": {"string": "abc", "complex array": "complex"},
     "number": NUMBER_BAD,
     "param": {k: v for k, v in NUMBER_BAD.items() if k != "list"},
     "point": {k: v for k, v in NUMBER_BAD.items() if k not in ("list", "inf")},
     "optional": {k: v for k, v in NUMBER_BAD.items() if k != "None"},
     "optional-array": {k: v for k, v in ARRAY_BAD.items() if k != "None"},
-    # optional row indices, where an empty list is a valid "none"
-    "optional-rows": {k: v for k, v in ARRAY_BAD.items() if k not in ("None", "empty")},
     # a model, kernel, module or callable argument; "optional-object" also takes None
     "object": {"None": None, "string": "abc", "number": 1.5},
     "optional-object": {"string": "abc", "number": 1.5},
@@ -242,7 +241,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "inducing.greedy_variance": (lambda X_, M, quality, first: inducing.greedy_variance(
             X_, M, SquaredExponential(), quality=quality, first=first),
             {"X_": A(X), "M": N(3), "quality": ("optional-array", torch.ones(12, dtype=F64)),
-             "first": ("optional-rows", torch.tensor([0, 1]))}),
+             "first": ("optional-indices", torch.tensor([0, 1]))}),
         "inducing.kmeans": (inducing.kmeans, {"X": A(X), "M": N(3)}),
         "BinomialRegressionData.create": (BinomialRegressionData.create,
                                           {"Phi": A(X), "y": A((y > 0).double()),
@@ -633,6 +632,8 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
         "all_finite": (validation.all_finite, {"x": ("tensor-type", X)}),
         "check_same_rows": (lambda a, b: validation.check_same_rows("a", a, "b", b),
                             {"a": ("rows", X), "b": ("rows", y)}),
+        "as_indices": (lambda idx: validation.as_indices(idx, "idx", 5),
+                       {"idx": ("indices", [0, 1])}),
         "check_same_dtype": (lambda a: validation.check_same_dtype(a=a, b=X),
                              {"a": ("tensor-type", X)}),
         "check_factor_dtype": (lambda x: validation.check_factor_dtype("x", x),

@@ -70,6 +70,7 @@ __all__ = [
     "all_finite",
     "check_same_rows",
     "check_same_dtype",
+    "as_indices",
     "first_true_index",
     "raise_if_not_pd",
     "resolve_dtype",
@@ -264,6 +265,34 @@ def check_same_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) 
     if a.shape[0] != b.shape[0]:
         raise ShapeError(f"{name_b} has {b.shape[0]} rows but {name_a} has {a.shape[0]}; "
                          "they must describe the same points")
+
+
+def as_indices(indices, name: str, n: int) -> torch.Tensor:
+    """Distinct integer indices into ``n`` items (an int, a sequence or a 1-D integer tensor;
+    negative values count from the end) as a CPU ``long`` tensor, in the given order.
+
+    Raises:
+        ArgumentTypeError: None, strings, booleans, floats. ArgumentValueError: an index
+        out of range or repeated.
+
+    Examples:
+        >>> as_indices([0, -1], "rows", 5).tolist()
+        [0, 4]
+    """
+    if indices is None or isinstance(indices, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be integers, got {indices!r}")
+    idx = torch.as_tensor(indices)
+    if idx.numel() == 0:  # [] converts to a float tensor
+        return torch.zeros(0, dtype=torch.long)
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        raise ArgumentTypeError(f"{name} must be integers, got dtype {idx.dtype}")
+    idx = idx.to(torch.long).reshape(-1).cpu()
+    if idx.numel() and (bool((idx >= n).any()) or bool((idx < -n).any())):
+        raise ArgumentValueError(f"{name} {idx.tolist()} out of range for {n} rows")
+    idx = torch.remainder(idx, n) if n else idx
+    if torch.unique(idx).numel() != idx.numel():
+        raise ArgumentValueError(f"{name} must not repeat, got {idx.tolist()}")
+    return idx
 
 
 def check_same_dtype(**tensors: torch.Tensor) -> None:

@@ -125,10 +125,13 @@ def test_greedy_variance_takes_given_rows_first_then_maximises_the_determinant()
     Zd = inducing.greedy_variance(Xd, 6, kern, first=[7, 20])
     assert Zd.shape == (6, 2) and torch.equal(Zd[0], X[7])
     assert int((Zd == X[7]).all(-1).sum()) == 1
-    for bad, match in (([1, 1], "repeat"), ([0, 20 + 5], "row indices"), ([0.5], "row indices"),
-                       (list(range(7)), "more than M"), ([-1], "row indices")):
+    for bad, match in (([1, 1], "repeat"), ([0, 20 + 5], "out of range"),
+                       (list(range(7)), "more than M"), ([-21], "out of range")):
         with pytest.raises(ValueError, match=match):
             inducing.greedy_variance(X, 6, kern, first=bad)
+    with pytest.raises(TypeError, match="integers"):
+        inducing.greedy_variance(X, 6, kern, first=[0.5])
+    assert torch.equal(inducing.greedy_variance(X, 6, kern, first=[-13, 3]), X[chosen])
 
 
 def test_chunked_fast_and_stable_routes_agree_with_gradients():

@@ -6,7 +6,7 @@ import torch
 
 from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.gp.kernels import Kernel
-from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
+from bayeskit.validation import as_indices, as_inputs, as_int, as_scalar, as_tensor
 
 __all__ = ["random_subset", "kmeans", "greedy_variance"]
 
@@ -63,7 +63,8 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
         kernel: the covariance whose conditional variances drive the choice.
         threshold: stop when no candidate's conditional variance exceeds this.
         quality: optional ``[N]`` nonnegative weights (default: all equal).
-        first: optional sequence of at most ``M`` distinct row indices to take first.
+        first: optional sequence of at most ``M`` distinct row indices to take first
+            (negative values count from the end).
 
     Returns:
         ``[M', D]`` chosen rows of ``X`` (a copy), ``M' <= M``, in the order chosen.
@@ -89,7 +90,9 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
         if quality.shape[0] != X.shape[0]:
             raise ShapeError(f"quality must have one entry per row of X ({X.shape[0]}), got "
                              f"{quality.shape[0]}")
-    first = [] if first is None else _check_first(first, X.shape[0], M)
+    first = [] if first is None else as_indices(first, "first", X.shape[0]).tolist()
+    if len(first) > M:
+        raise ArgumentValueError(f"first names {len(first)} rows, more than M = {M}")
     with torch.no_grad():
         var = kernel.diag(X).clone().to(F64)
         floor = max(threshold, 1e-12 * float(var.max()))
@@ -116,17 +119,3 @@ def greedy_variance(X, M: int, kernel: Kernel, *, threshold: float = 0.0,
             var[chosen] = -1.0
     return X[chosen].clone()
 
-
-def _check_first(first, n: int, M: int) -> list[int]:
-    """Validated ``first`` indices of :func:`greedy_variance` as a list of ints."""
-    idx = as_tensor(first, "first", dtype=F64, ndim=1)
-    if idx.numel() > M:
-        raise ArgumentValueError(f"first names {idx.numel()} rows, more than M = {M}")
-    if not bool((idx == idx.round()).all()) or (idx.numel() and not (
-            0 <= float(idx.min()) and float(idx.max()) < n)):
-        raise ArgumentValueError(f"first must hold row indices of X in [0, {n}), got "
-                                 f"{idx.tolist()}")
-    out = [int(i) for i in idx.tolist()]
-    if len(set(out)) != len(out):
-        raise ArgumentValueError(f"first must not repeat a row, got {out}")
-    return out

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.linalg.cholesky import jittered_cholesky
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
+    as_indices,
     check_cholesky_factor,
     check_factor_dtype,
     check_floating,
@@ -164,19 +165,9 @@ def cholesky_delete(
         True
     """
     n = check_cholesky_factor("chol", chol)
-    if indices is None or isinstance(indices, (str, bytes)):
-        raise ArgumentTypeError(f"indices must be integers, got {indices!r}")
-    idx = torch.as_tensor(indices)
+    idx = as_indices(indices, "indices", n)
     if idx.numel() == 0:
         return chol.clone()
-    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
-        raise ArgumentTypeError(f"indices must be integers, got dtype {idx.dtype}")
-    idx = idx.to(torch.long).reshape(-1).cpu()
-    if idx.numel() and (bool((idx >= n).any()) or bool((idx < -n).any())):
-        raise ArgumentValueError(f"indices {idx.tolist()} out of range for a {n} x {n} factor")
-    idx = torch.remainder(idx, n) if n else idx
-    if torch.unique(idx).numel() != idx.numel():
-        raise ArgumentValueError(f"indices must not repeat, got {idx.tolist()}")
     removed = torch.zeros(n, dtype=torch.bool)
     removed[idx] = True
     keep = torch.nonzero(~removed).reshape(-1).to(chol.device)
