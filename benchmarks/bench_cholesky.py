@@ -230,6 +230,36 @@ def accuracy(n: int = 40, seeds: int = 3) -> None:
             print(f"| {d:.0e} | {m} | {worst['sweep']:.1e} | {blocked_cell} |")
 
 
+def redo(sizes, ranks, repeats: int) -> None:
+    """What the eager route's accuracy check costs when it fires: an update of a
+    well-conditioned factor (the blocked formula alone) against the same factor with one
+    diagonal entry of 1e-8 (the blocked formula, its check, then the blocked QR redo), with
+    the compiled sweep off (as with gradients or on CUDA). Both results are checked."""
+    print("\n## eager route: update of a well-conditioned factor vs one that is redone by QR")
+    print("| N | rank | well-conditioned (ms) | redone (ms) | redone / well | errors |")
+    print("|---|---|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    for n in sizes:
+        X = torch.randn(n, n, dtype=DT, generator=g)
+        L = torch.linalg.cholesky(X @ X.mT / n + torch.eye(n, dtype=DT))
+        bad = L.clone()
+        bad[n // 5, n // 5] = 1e-8
+        for m in ranks:
+            U = torch.randn(n, m, dtype=DT, generator=g) / n**0.5
+            with compiled.use_compiled(False):
+                times = interleaved_medians(
+                    {"well": functools.partial(cholesky_update_lowrank, L, U),
+                     "redone": functools.partial(cholesky_update_lowrank, bad, U)},
+                    repeats, seed=3)
+                errors = []
+                for F in (L, bad):
+                    out = cholesky_update_lowrank(F, U)
+                    A = F @ F.mT + U @ U.mT
+                    errors.append(float((out @ out.mT - A).abs().max() / A.abs().max()))
+            print(f"| {n} | {m} | {1e3 * times['well']:.1f} | {1e3 * times['redone']:.1f} | "
+                  f"{times['redone'] / times['well']:.2f} | {errors[0]:.0e} / {errors[1]:.0e} |")
+
+
 def case_batch(b: int, n: int, repeats: int) -> dict:
     A = spd(n, (b,))
     L = torch.linalg.cholesky(A)
@@ -312,6 +342,9 @@ def main() -> None:
                         help="skip TFP-on-JAX and numba (their runtimes load the machine)")
     parser.add_argument("--accuracy", action="store_true",
                         help="only print both routes' error on ill-conditioned factors")
+    parser.add_argument("--redo", type=int, nargs="*", metavar="RANK",
+                        help="only time the eager route on a well-conditioned factor against "
+                             "one whose update it redoes by the blocked QR (at --sizes)")
     parser.add_argument("--routes", type=int, nargs="*", metavar="RANK",
                         help="only time the compiled sweep against the blocked route at "
                              "these ranks (and --sizes)")
@@ -328,6 +361,9 @@ def main() -> None:
         return
     if args.routes:
         routes(sizes, args.routes, reps)
+        return
+    if args.redo:
+        redo(sizes, args.redo, reps)
         return
     tfp, nb = (None, None) if args.no_competitors else (tfp_update(), numba_update())
     results = []

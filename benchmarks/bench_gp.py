@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sgpr-sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--svgp", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--kernel-backward", action="store_true",
+                        help="time the SE kernel's backward product, compiled vs eager, and "
+                             "the elementwise product of mixed vs matching memory layouts")
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
@@ -115,6 +118,42 @@ def main() -> None:
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     if args.svgp:
         bench_svgp(256, 1024, max(args.repeats, 20), gpytorch)
+    if args.kernel_backward:
+        bench_kernel_backward(max(args.repeats, 15))
+
+
+def bench_kernel_backward(repeats: int) -> None:
+    """The pieces of the exact GP's backward pass (issue #18): ``(G * K) @ B`` with 17
+    columns (8 features: ``[b, 1, b^2]``) by ``gp.compiled_products`` and eagerly, for the
+    exact GP at N = 2000 and 4000 and an SVGP minibatch (256 x 1024); and ``G * K`` when
+    ``G`` is column-major (what ``cholesky_inverse`` returns on the CPU) against row-major."""
+    from bayeskit.gp.compiled_products import weighted_product
+
+    g = torch.Generator().manual_seed(0)
+    print("\n## SE kernel backward product (G * K) @ B, B with 17 columns")
+    with torch.no_grad():
+        for n, m in ((2000, 2000), (4000, 4000), (256, 1024)):
+            G = torch.randn(n, m, dtype=torch.float64, generator=g)
+            K = torch.rand(n, m, dtype=torch.float64, generator=g)
+            B = torch.randn(m, 17, dtype=torch.float64, generator=g)
+            times = interleaved_medians(
+                {"compiled": functools.partial(weighted_product, G, K, B),
+                 "eager": functools.partial(lambda G, K, B: (G * K) @ B, G, K, B)},
+                repeats, seed=1)
+            print(f"  {n} x {m}: compiled {1e3 * times['compiled']:8.2f} ms, eager "
+                  f"{1e3 * times['eager']:8.2f} ms   eager / compiled "
+                  f"{times['eager'] / times['compiled']:5.2f}")
+        A = torch.randn(2000, 2000, dtype=torch.float64, generator=g)
+        K = torch.rand(2000, 2000, dtype=torch.float64, generator=g)
+        col_major = torch.linalg.cholesky(A @ A.mT / 2000 + torch.eye(2000, dtype=torch.float64))
+        col_major = torch.cholesky_inverse(col_major)  # as the exact GP's backward gets it
+        row_major = col_major.mT
+        times = interleaved_medians({"mixed": lambda: col_major * K,
+                                     "matching": lambda: row_major * K}, repeats, seed=2)
+        print(f"  G * K at 2000 x 2000, cholesky_inverse's layout: mixed "
+              f"{1e3 * times['mixed']:.2f} ms, matching (its transpose) "
+              f"{1e3 * times['matching']:.2f} ms   mixed / matching "
+              f"{times['mixed'] / times['matching']:5.2f}")
 
 
 def _gpytorch_prior(model, x):

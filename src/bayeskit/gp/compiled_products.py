@@ -9,8 +9,9 @@ threads, each row computed whole by one thread, so the result does not depend on
 thread count; the dot products are reassociated (vectorised), so it differs from the eager
 product by rounding only.
 
-Ad hoc, AMD EPYC 2 vCPU, float64, 17 columns: 6.9 vs 11.7 ms at 2000 x 2000, 29 vs 85 ms
-at 4000 x 4000, 0.29 vs 0.52 ms at 256 x 1024 (an SVGP minibatch).
+``benchmarks/bench_gp.py --kernel-backward`` (AMD EPYC 2 vCPU, float64, 17 columns, two
+runs): eager / compiled 1.79-1.89 at 2000 x 2000 (5.8-7.2 ms), 3.34-3.38 at 4000 x 4000
+(31-33 ms), 1.24-1.35 at 256 x 1024 (an SVGP minibatch).
 
 Examples:
     >>> G, K = torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 2.0, dtype=torch.float64)

@@ -105,9 +105,9 @@ class _GaussianNLL(torch.autograd.Function):
     def backward(ctx, grad):
         L, alpha = ctx.saved_tensors
         # on the CPU cholesky_inverse returns a column-major matrix, exactly symmetric: its
-        # transpose is the same matrix in row-major order, the kernel's layout (an
-        # elementwise product of the two layouts ran 6x slower, 15.7 vs 2.7 ms at N = 2000,
-        # ad hoc); elsewhere the transpose of a symmetric inverse is that inverse too
+        # transpose is the same matrix in row-major order, the kernel's layout (the kernel's
+        # elementwise product with the column-major one takes 4.2-4.7x as long at N = 2000:
+        # bench_gp.py --kernel-backward); elsewhere the transpose is that inverse too
         dK = torch.cholesky_inverse(L)
         if dK.stride(-1) != 1:
             dK = dK.mT

@@ -191,7 +191,8 @@ def cholesky_update_lowrank(
     sweep: ``benchmarks/bench_cholesky.py --accuracy``). It checks its updated diagonal on
     8 rows: an update (every multiplier > 0) off by more than ``64 eps`` there, or
     whose ``chol^-1 U`` overflows, is redone by a blocked QR of ``[chol^T; U^T]``
-    (orthogonal, accurate to rounding, differentiable, up to 1.5x slower); such a downdate
+    (orthogonal, accurate to rounding, differentiable; the update then takes 2.4-3.3x as
+    long: ``bench_cholesky.py --redo``); such a downdate
     is refused when it lost more than ``eps^(1/3)`` (ArgumentValueError), since a downdate
     is only as well-conditioned as the solve with ``chol``.
 
@@ -311,8 +312,8 @@ def _orthogonal_update(R: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     whose derivative ``C C^T`` alone reproduces to first order (a projector's ``dP = dP P +
     P dP``), so ``C`` is taken without gradient. The flops are ``N^2 (w + M)^2 / (2 w)``
     with ``w = max(32, 4 M)``, more than the blocked route's, so this runs only where that
-    route cannot keep its digits (CPU, 1 thread, ad hoc: rank 16 at N = 2000 1.4x the
-    blocked route's time, rank 1 0.95x).
+    route cannot keep its digits (a redone update takes 2.4-3.3x the time of the blocked
+    formula alone at N = 500 and 2000, ranks 1 and 16: ``bench_cholesky.py --redo``).
     """
     B, n, _ = R.shape
     M = V.shape[1]
@@ -373,7 +374,8 @@ def _raise_not_pd(failed: torch.Tensor, batch: torch.Size, alpha: torch.Tensor) 
 
 def _check_digits(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: torch.Tensor,
                   batch: torch.Size) -> None:
-    """Refuse a blocked-route result that lost most of its digits. The route works through
+    """Refuse a blocked-route result that lost most of its digits (downdates, and batches
+    mixing updates with downdates: a pure update is redone instead). The route works through
     ``L^-1 U``, so an ill-conditioned ``L`` spoils it (``bench_cholesky.py --accuracy``):
     rows of the new factor must keep the squared norm ``|L_i|^2 + alpha |U_i|^2`` (the
     updated diagonal) to ``eps^(1/3)`` of ``|L_i|^2 + |alpha| |U_i|^2`` (6e-6 in float64).
@@ -387,8 +389,9 @@ def _check_digits(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: tor
         raise ArgumentValueError(
             f"chol is too ill-conditioned for the blocked low-rank update{where}: the result "
             f"lost most of its digits (relative error {float(worst.max()):.1e} on the "
-            "updated diagonal). Recompute the factor of the updated matrix, or update on the "
-            "CPU without gradients, where the compiled sweep (orthogonal rotations) runs")
+            "new diagonal). Recompute the factor of chol @ chol.mT + multiplier * U @ U.mT, or "
+            "run the downdate on the CPU without gradients, where the compiled sweep runs "
+            "(updates alone, every multiplier > 0, are redone accurately on this route)")
 
 
 def _digits_lost(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: torch.Tensor,
@@ -396,8 +399,10 @@ def _digits_lost(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor, R1: torc
     """``[B]`` mask of :func:`_check_digits`' test at relative tolerance ``tol`` (and the
     worst relative errors). An update is redone by the orthogonal route above ``64 eps``:
     the blocked route's error on these rows stays below ``3 eps`` for well-conditioned
-    factors (N = 100-2000, ranks 1-16, float32 and float64, ad hoc), and a redo costs time,
-    never accuracy, so that test is much tighter than the refusal of a downdate."""
+    factors (2.5 eps at most over N = 100 and 700, ranks 1-16, condition numbers up to
+    ~400, float32 and float64: the cases of ``test_well_conditioned_updates_are_never_redone``),
+    and a redo costs time, never accuracy, so that test is much tighter than the refusal of
+    a downdate."""
     n = L.shape[-1]
     rows = torch.linspace(0, n - 1, min(n, 8), device=L.device).round().long().unique()
     with torch.no_grad():
