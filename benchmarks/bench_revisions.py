@@ -12,9 +12,11 @@ Usage (from the repository root; the script re-runs itself per tree, interleaved
     .venv-bench/bin/python benchmarks/bench_revisions.py --before /tmp/before/src \
         --after src --rounds 5
 
-Each round runs one child process per tree (order alternating) that prints the median of
-``--repeats`` calls of every operation; the table gives, per operation, the median over
-rounds of each tree, the ratio after/before and the spread of that ratio over rounds.
+``--only SVGP "exact GP"`` times just the operations whose names contain one of the words
+(for a focused before/after with many rounds). Each round runs one child process per tree
+(order alternating) that prints the median of ``--repeats`` calls of every operation; the
+table gives, per operation, the median over rounds of each tree, the ratio after/before and
+the spread of that ratio over rounds.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def child(repeats: int) -> dict[str, float]:
-    """Time every operation in this process (``bayeskit`` from ``PYTHONPATH``)."""
+def child(repeats: int, only: list[str] | None = None) -> dict[str, float]:
+    """Time every operation in this process (``bayeskit`` from ``PYTHONPATH``), or those
+    whose names contain one of ``only`` (case-insensitive)."""
     import numpy as np
     import torch
     from sklearn.datasets import load_breast_cancer
@@ -58,6 +61,10 @@ def child(repeats: int) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     out: dict[str, float] = {}
 
+    def timed(name: str, fn, n: int) -> None:
+        if not only or any(o.lower() in name.lower() for o in only):
+            out[name] = _median_time(fn, n)
+
     X = torch.rand(2000, 3, dtype=f64, generator=g)
     y = torch.sin(6 * X[:, 0]) + 0.1 * torch.randn(2000, dtype=f64, generator=g)
     gpr = GPR(X, y, SquaredExponential(torch.ones(3)), noise_variance=0.1)
@@ -66,9 +73,17 @@ def child(repeats: int) -> dict[str, float]:
         gpr.zero_grad()
         (-gpr.log_marginal_likelihood()).backward()
 
-    out["exact GP -MLL+grad N=2000"] = _median_time(exact, repeats)
+    timed("exact GP -MLL+grad N=2000", exact, repeats)
+    X4 = torch.rand(4000, 3, dtype=f64, generator=torch.Generator().manual_seed(4))
+    gpr4 = GPR(X4, torch.sin(6 * X4[:, 0]), SquaredExponential(torch.ones(3)), noise_variance=0.1)
+
+    def exact4():  # past glibc's 32 MiB mmap threshold: every new N x N buffer is fresh pages
+        gpr4.zero_grad()
+        (-gpr4.log_marginal_likelihood()).backward()
+
+    timed("exact GP -MLL+grad N=4000", exact4, max(3, repeats // 2))
     Xs = torch.rand(1000, 3, dtype=f64, generator=g)
-    out["exact GP predict_f 1000 at N=2000"] = _median_time(lambda: gpr.predict_f(Xs), repeats)
+    timed("exact GP predict_f 1000 at N=2000", lambda: gpr.predict_f(Xs), repeats)
 
     Xb = torch.rand(100_000, 3, dtype=f64, generator=g)
     yb = torch.sin(6 * Xb[:, 0])
@@ -78,7 +93,7 @@ def child(repeats: int) -> dict[str, float]:
         sgpr.zero_grad()
         (-sgpr.elbo()).backward()
 
-    out["SGPR bound+grad N=1e5 M=256"] = _median_time(sparse, max(3, repeats // 2))
+    timed("SGPR bound+grad N=1e5 M=256", sparse, max(3, repeats // 2))
 
     svgp = SVGP(Xb[:256].clone(), SquaredExponential(torch.ones(3)), noise_variance=0.1,
                 num_data=100_000)
@@ -89,61 +104,60 @@ def child(repeats: int) -> dict[str, float]:
         (-svgp.elbo(Xb[:1024], yb[:1024])).backward()
         opt.step()
 
-    out["SVGP Adam step M=256 B=1024"] = _median_time(step, repeats * 3)
+    timed("SVGP Adam step M=256 B=1024", step, repeats * 3)
 
     c = 2 * torch.randn(1_000_000, dtype=f64, generator=g)
-    out["PG 1e6 draws b=1"] = _median_time(lambda: sample_polya_gamma(1.0, c, generator=g),
-                                           repeats)
-    out["PG 1e6 draws b=10"] = _median_time(lambda: sample_polya_gamma(10.0, c, generator=g),
-                                            max(3, repeats // 2))
+    timed("PG 1e6 draws b=1", lambda: sample_polya_gamma(1.0, c, generator=g), repeats)
+    timed("PG 1e6 draws b=10", lambda: sample_polya_gamma(10.0, c, generator=g),
+          max(3, repeats // 2))
 
     bc = load_breast_cancer()
     Phi = np.hstack([np.ones((len(bc.data), 1)),
                      (bc.data - bc.data.mean(0)) / bc.data.std(0)])
     data = BinomialRegressionData.create(Phi, bc.target, prior_precision=1.0)
-    out["Gibbs 200 sweeps x 4 chains"] = _median_time(
-        lambda: run_gibbs(data, num_samples=100, burn_in=100,
-                          generator=torch.Generator().manual_seed(1)), max(3, repeats // 2))
+    timed("Gibbs 200 sweeps x 4 chains",
+          lambda: run_gibbs(data, num_samples=100, burn_in=100,
+                            generator=torch.Generator().manual_seed(1)), max(3, repeats // 2))
 
     A = torch.randn(2000, 2000, dtype=f64, generator=g)
     L = torch.linalg.cholesky(A @ A.T / 2000 + torch.eye(2000, dtype=f64))
     U = torch.randn(2000, 16, dtype=f64, generator=g) * 0.1
-    out["Cholesky rank-16 update N=2000"] = _median_time(
-        lambda: cholesky_update_lowrank(L, U), repeats)
-    out["Cholesky rank-1 update N=2000"] = _median_time(
-        lambda: cholesky_update_lowrank(L, U[:, :1]), repeats * 3)
+    timed("Cholesky rank-16 update N=2000",
+          lambda: cholesky_update_lowrank(L, U), repeats)
+    timed("Cholesky rank-1 update N=2000",
+          lambda: cholesky_update_lowrank(L, U[:, :1]), repeats * 3)
     Ab = torch.randn(256, 100, 100, dtype=f64, generator=g)
     Lb = torch.linalg.cholesky(Ab @ Ab.mT / 100 + torch.eye(100, dtype=f64))
     ub = torch.randn(256, 100, 1, dtype=f64, generator=g) * 0.1
-    out["Cholesky 256 rank-1 updates N=100"] = _median_time(
-        lambda: cholesky_update_lowrank(Lb, ub), repeats * 3)
+    timed("Cholesky 256 rank-1 updates N=100",
+          lambda: cholesky_update_lowrank(Lb, ub), repeats * 3)
     cross = torch.randn(2000, 1, dtype=f64, generator=g) * 0.01
     corner = torch.ones(1, 1, dtype=f64) * 2
-    out["Cholesky append 1 row N=2000"] = _median_time(
-        lambda: cholesky_append(L, cross, corner), repeats * 3)
+    timed("Cholesky append 1 row N=2000",
+          lambda: cholesky_append(L, cross, corner), repeats * 3)
 
     Xk = torch.rand(20, 2, dtype=f64, generator=g)
     kgm = GPR(Xk, torch.sin(5 * Xk[:, 0]) + Xk[:, 1], SquaredExponential(0.3), noise_variance=1e-3)
     alt = torch.rand(1000, 2, dtype=f64, generator=g)
     cand = torch.rand(256, 1, 2, dtype=f64, generator=g)
-    out["discrete KG 256 candidates x 1000 alternatives"] = _median_time(
-        lambda: DiscreteKnowledgeGradient(kgm, alt)(cand), repeats)
+    timed("discrete KG 256 candidates x 1000 alternatives",
+          lambda: DiscreteKnowledgeGradient(kgm, alt)(cand), repeats)
     bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=f64)
-    out["MC KG 8 candidates x 32 fantasies"] = _median_time(
-        lambda: knowledge_gradient_mc(kgm, cand[:8, 0], bounds, num_fantasies=32,
-                                      generator=torch.Generator().manual_seed(0)), repeats)
+    timed("MC KG 8 candidates x 32 fantasies",
+          lambda: knowledge_gradient_mc(kgm, cand[:8, 0], bounds, num_fantasies=32,
+                                        generator=torch.Generator().manual_seed(0)), repeats)
     f = branin()
-    out["BO loop Branin EI 8 iterations"] = _median_time(
-        lambda: BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=6, seed=0,
-                                  progress=False, executor="serial").run(8),
-        max(3, repeats // 2))
+    timed("BO loop Branin EI 8 iterations",
+          lambda: BayesianOptimizer(f, f.bounds, acquisition="ei", n_init=6, seed=0,
+                                    progress=False, executor="serial").run(8),
+          max(3, repeats // 2))
 
     p = banana_distribution(0.95, dtype=torch.float32)
     torch.manual_seed(0)
     train = p.sample((20_000,))
-    out["flow MAF 3 epochs banana 20k"] = _median_time(
-        lambda: fit_flow(Flow(2, hidden=(32, 32)), train, epochs=3, batch_size=256),
-        max(3, repeats // 2))
+    timed("flow MAF 3 epochs banana 20k",
+          lambda: fit_flow(Flow(2, hidden=(32, 32)), train, epochs=3, batch_size=256),
+          max(3, repeats // 2))
 
     def flow_steps(kind):
         torch.manual_seed(1)
@@ -161,8 +175,8 @@ def child(repeats: int) -> dict[str, float]:
                 opt.step()
         return run
 
-    out["flow NSF 25 steps batch 256"] = _median_time(flow_steps("nsf"), repeats * 2)
-    out["flow MAF 25 steps batch 256"] = _median_time(flow_steps("maf"), repeats * 2)
+    timed("flow NSF 25 steps batch 256", flow_steps("nsf"), repeats * 2)
+    timed("flow MAF 25 steps batch 256", flow_steps("maf"), repeats * 2)
 
     from bayeskit.data import load_digits_split
     from bayeskit.vae import BernoulliDecoder, GaussianEncoder
@@ -177,7 +191,7 @@ def child(repeats: int) -> dict[str, float]:
                     BernoulliDecoder(2, x_tr.shape[1], (64,)))
         vae_fit(model, x_tr, epochs=3, batch_size=100, progress=False)
 
-    out["VAE 3 epochs digits"] = _median_time(vae_epochs, max(3, repeats // 2))
+    timed("VAE 3 epochs digits", vae_epochs, max(3, repeats // 2))
     return out
 
 
@@ -190,8 +204,8 @@ def parent(args) -> None:
             env = {**os.environ, "PYTHONPATH": trees[name], "OMP_NUM_THREADS":
                    os.environ.get("OMP_NUM_THREADS", "2")}
             res = subprocess.run([sys.executable, __file__, "--child", "--repeats",
-                                  str(args.repeats)], env=env, capture_output=True, text=True,
-                                 check=True)
+                                  str(args.repeats), "--only", *args.only], env=env,
+                                 capture_output=True, text=True, check=True)
             rounds[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
             print(f"round {r + 1}/{args.rounds} {name} done", file=sys.stderr, flush=True)
     ops = list(rounds["after"][0])
@@ -219,10 +233,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--only", nargs="*", default=[],
+                    help="time only the operations whose names contain one of these words")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.repeats)))
+        print(json.dumps(child(args.repeats, args.only)))
     else:
         if not args.before:
             ap.error("--before is required")
