@@ -200,7 +200,8 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
             ours_t.append(time.perf_counter() - start)
             ours_r.append(bo.best_value - problem.minimum)
             # the inference regret: what the loop would recommend (KG's own criterion)
-            x_hat = torch.tensor(bo.history[-1]["best_predicted_x"], dtype=F64)
+            x_hat = torch.tensor(bo.history[-1]["best_predicted_x"] if bo.history
+                                 else bo.best_x, dtype=F64)  # no model yet: the best seen
             rec_r.append(float(problem(x_hat[None])) - problem.minimum)
             line = f"| {problem.name} | {seed} | {ours_r[-1]:.4g} | {ours_t[-1]:.1f} |"
             try:
