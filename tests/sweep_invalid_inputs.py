@@ -43,6 +43,10 @@ def _data():
     return X, y, L
 
 
+# what torch cannot read as one sequence of integers (it would raise its own errors)
+INDICES_UNREADABLE = {"set": {1, 2}, "None entry": [1, None], "nested": [[0, 1]],
+                      "strings": ["a"], "beyond int64": 2**70}
+
 ARRAY_BAD = {
     "None": None, "string": "abc", "NaN array": "nan", "inf array": "inf",
     "complex array": "complex", "wrong ndim": "ndim", "empty": "empty",
@@ -53,15 +57,16 @@ NUMBER_BAD = {"None": None, "string": "0.5", "NaN": math.nan, "inf": math.inf,
 #: leading dimensions (so another ndim is valid), ``param`` arguments are numbers or
 #: broadcastable arrays (so a list is valid), ``optional`` numbers accept None (the
 #: default), ``values`` are observations where NaN/inf are recorded as failures by design,
-#: ``indices`` may be empty or nested, ``point`` is where a density/CDF is evaluated (inf is a
-#: valid point: log p(inf) = -inf, F(inf) = 1)
+#: ``indices`` may be empty (one sequence: nested ones are refused), ``point`` is where a
+#: density/CDF is evaluated (inf is a valid point: log p(inf) = -inf, F(inf) = 1)
 BAD = {
     "array": ARRAY_BAD,
     "batched": {k: v for k, v in ARRAY_BAD.items() if k != "wrong ndim"},
     "batched-empty-ok": {k: v for k, v in ARRAY_BAD.items() if k not in ("wrong ndim", "empty")},
     "values": {k: v for k, v in ARRAY_BAD.items() if k in ("None", "string", "complex array")},
-    "indices": {"None": None, "string": "abc", "complex array": "complex"},
-    "optional-indices": {"string": "abc", "complex array": "complex"},
+    "indices": {"None": None, "string": "abc", "complex array": "complex",
+                **INDICES_UNREADABLE},
+    "optional-indices": {"string": "abc", "complex array": "complex", **INDICES_UNREADABLE},
     "number": NUMBER_BAD,
     "param": {k: v for k, v in NUMBER_BAD.items() if k != "list"},
     "point": {k: v for k, v in NUMBER_BAD.items() if k not in ("list", "inf")},

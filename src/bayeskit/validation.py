@@ -272,8 +272,10 @@ def as_indices(indices, name: str, n: int) -> torch.Tensor:
     negative values count from the end) as a CPU ``long`` tensor, in the given order.
 
     Raises:
-        ArgumentTypeError: None, strings, booleans, floats. ArgumentValueError: an index
-        out of range or repeated.
+        ArgumentTypeError: None, strings, booleans, floats, anything torch cannot read as
+        integers (sets, ``None`` entries, values beyond int64). ShapeError: nested
+        sequences (more than one dimension). ArgumentValueError: an index out of range or
+        repeated.
 
     Examples:
         >>> as_indices([0, -1], "rows", 5).tolist()
@@ -281,15 +283,22 @@ def as_indices(indices, name: str, n: int) -> torch.Tensor:
     """
     if indices is None or isinstance(indices, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be integers, got {indices!r}")
-    idx = torch.as_tensor(indices)
+    try:
+        idx = torch.as_tensor(indices)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        raise ArgumentTypeError(f"{name} must be integers, got {_describe(indices)} "
+                                f"({err})") from None
     if idx.numel() == 0:  # [] converts to a float tensor
         return torch.zeros(0, dtype=torch.long)
     if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
         raise ArgumentTypeError(f"{name} must be integers, got dtype {idx.dtype}")
+    if idx.dim() > 1:
+        raise ShapeError(f"{name} must be one sequence of indices, got shape "
+                         f"{tuple(idx.shape)}")
     idx = idx.to(torch.long).reshape(-1).cpu()
-    if idx.numel() and (bool((idx >= n).any()) or bool((idx < -n).any())):
+    if bool((idx >= n).any()) or bool((idx < -n).any()):
         raise ArgumentValueError(f"{name} {idx.tolist()} out of range for {n} rows")
-    idx = torch.remainder(idx, n) if n else idx
+    idx = torch.remainder(idx, n)  # n > 0 here: any index is out of range for n = 0
     if torch.unique(idx).numel() != idx.numel():
         raise ArgumentValueError(f"{name} must not repeat, got {idx.tolist()}")
     return idx

@@ -125,8 +125,9 @@ class SVGP(GPModel):
         S.diagonal().copy_(positive(self.raw_q_sqrt.diagonal()))
         return S
 
-    def _prior_factor(self) -> torch.Tensor:
-        return stabilised_cholesky(self.kernel(self.Z), self.jitter)
+    def _prior_factor(self, Kmm: torch.Tensor | None = None) -> torch.Tensor:
+        """The jittered factor of ``K_mm`` (formed here unless given), with its graph."""
+        return stabilised_cholesky(self.kernel(self.Z) if Kmm is None else Kmm, self.jitter)
 
     def _projection(self, X: torch.Tensor):
         """``(L, K_uX, A = L^-1 K_uX, k_XX)`` for a batch: the kernel work a closed-form
@@ -191,7 +192,7 @@ class SVGP(GPModel):
             if self._gaussian_fast_route(L):
                 ell_sum = self._gaussian_ell_sum(X, y, Kmm, L, S)
                 return self.num_data / B * ell_sum - kl_weight * self.kl(L, S)
-        L = stabilised_cholesky(Kmm, self.jitter)  # the same as _prior_factor, with a graph
+        L = self._prior_factor(Kmm)
         mean, var = conditional(self.kernel(self.Z, X), L, self.kernel.diag(X), self.q_mu,
                                 q_sqrt=S, white=self.whiten)
         ell_sum = self.likelihood.variational_expectations(
