@@ -7,6 +7,8 @@ X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales,
     .venv-bench/bin/python benchmarks/bench_gp.py [--sizes 1000 2000 4000]
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --no-svgp --repeats 1 \
         --sgpr-sizes 1000000 --sgpr-ours-only      # SGPR time and peak memory at N = 10^6
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
+                                                 # SVGP step: forward / backward / Adam
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 import itertools
 import math
 import os
+import statistics
 import time
 
 import torch
@@ -40,6 +43,8 @@ def main() -> None:
     parser.add_argument("--kernel-backward", action="store_true",
                         help="time the SE kernel's backward product, compiled vs eager, and "
                              "the elementwise product of mixed vs matching memory layouts")
+    parser.add_argument("--svgp-split", type=int, default=0, metavar="STEPS",
+                        help="also time STEPS SVGP steps split into forward / backward / Adam")
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
@@ -117,7 +122,7 @@ def main() -> None:
         print(f"  peak RSS of this process: "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     if args.svgp:
-        bench_svgp(256, 1024, max(args.repeats, 20), gpytorch)
+        bench_svgp(256, 1024, max(args.repeats, 20), gpytorch, args.svgp_split)
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
 
@@ -164,9 +169,10 @@ def _gpytorch_prior(model, x):
                                                      model.covar_module(x))
 
 
-def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
+def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0) -> None:
     """One Adam step of SVGP (Gaussian likelihood, whitened, full q_sqrt), M inducing points,
-    a minibatch of ``batch`` from N = 100k, D = 8 (ANCHORS: GPyTorch 28.6 ms)."""
+    a minibatch of ``batch`` from N = 100k, D = 8 (ANCHORS: GPyTorch 28.6 ms); with
+    ``split_rounds`` also the step's split into the loss's forward, its backward and Adam."""
     from bayeskit.gp import SVGP
 
     n = 100_000
@@ -179,12 +185,17 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
     batches = [torch.randint(0, n, (batch,), generator=torch.Generator().manual_seed(i))
                for i in range(repeats + 1)]
 
-    def run_ours(i):
+    def run_ours(i, split=None):
         b = batches[i]
+        t0 = time.perf_counter()
         opt.zero_grad()
         loss = -ours.elbo(X[b], y[b])
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
+        if split is not None:
+            split.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
     contenders = {"bayeskit SVGP": run_ours}
     if gpytorch is not None:
@@ -207,12 +218,17 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
         theirs.train()
         lik.train()
 
-        def run_gpytorch(i):
+        def run_gpytorch(i, split=None):
             b = batches[i]
+            t0 = time.perf_counter()
             opt2.zero_grad()
             loss = -mll(theirs(X[b]), y[b])
+            t1 = time.perf_counter()
             loss.backward()
+            t2 = time.perf_counter()
             opt2.step()
+            if split is not None:
+                split.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
         contenders["GPyTorch SVGP"] = run_gpytorch
     for fn in contenders.values():
@@ -225,6 +241,19 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch) -> None:
     print(f"\n## SVGP Adam step, M = {m}, batch {batch}, D = 8 (ANCHORS: GPyTorch 28.6 ms)")
     for k, t in times.items():
         print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours")
+    if split_rounds:
+        # where a step's time goes: the same batches again, each step timed in three parts
+        # (contenders alternate step by step), medians over the steps
+        splits = {k: [] for k in contenders}
+        for i in range(split_rounds):
+            for k, fn in contenders.items():
+                fn(i % (repeats + 1), splits[k])
+        print(f"  time split over {split_rounds} steps (medians): loss forward / backward / "
+              "optimiser step")
+        for k, parts in splits.items():
+            med = [statistics.median(p[j] for p in parts) for j in range(3)]
+            print(f"  {k:30s} {1e3 * med[0]:7.2f} / {1e3 * med[1]:7.2f} / "
+                  f"{1e3 * med[2]:6.2f} ms")
 
 
 def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:

@@ -14,6 +14,11 @@ candidate is then judged by one referee on our model:
     .venv-bench/bin/python benchmarks/bench_kg.py [--part 1d hartmann loop scale] [--seeds 10]
     .venv-bench/bin/python benchmarks/bench_kg.py --part scale --scale-n 1000 5000 \
         --scale-surrogates sgpr --scale-acquisitions kg --scale-botorch 1000 5000
+    .venv-bench/bin/python benchmarks/bench_kg.py --part loop --ours-only \
+        --loop-problems hartmann6 --loop-evals 200 --loop-seeds 10 --loop-surrogate sgpr \
+        --loop-save runs/        # then the recommendation with other neighbourhoods:
+    .venv-bench/bin/python benchmarks/bench_kg.py --part recommend --recommend-from runs/ \
+        --recommend-neighbours 0 64 128 256     # 0: recommend()'s default
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -179,7 +185,7 @@ def botorch_loop(problem, n_init, n_total, seed):
 def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
               acquisition: str = "kg", num_fantasies: int = 16, surrogate: str = "gpr",
               num_inducing: int = 128, first_seed: int = 0,
-              inducing_selection: str = "variance") -> None:
+              inducing_selection: str = "variance", save: str | None = None) -> None:
     print(f"\n## Full BO, {n_total} evaluations: simple regret (best observed - minimum); "
           f"ours: {acquisition} on {surrogate}"
           + (f" (M = {num_inducing} once n > M, {inducing_selection} selection)"
@@ -188,7 +194,7 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
     print("|---|---|---|---|---|---|")
     for problem in problems:
         n_init = 2 * problem.dim + 2
-        ours_r, bt_r, ours_t, bt_t, rec_r = [], [], [], [], []
+        ours_r, bt_r, ours_t, bt_t, rec_r, final_r = [], [], [], [], [], []
         for seed in range(first_seed, first_seed + seeds):
             start = time.perf_counter()
             bo = BayesianOptimizer(problem, problem.bounds, acquisition=acquisition,
@@ -198,11 +204,18 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
                                    inducing_selection=inducing_selection)
             bo.run(n_total - n_init)
             ours_t.append(time.perf_counter() - start)
+            if save:  # BayesianOptimizer.resume(path, problem) continues from it
+                bo.save(Path(save) / f"{problem.name}-{acquisition}-{surrogate}-{seed}.json")
             ours_r.append(bo.best_value - problem.minimum)
-            # the inference regret: what the loop would recommend (KG's own criterion)
+            # the inference regret: what the loop would recommend (KG's own criterion),
+            # at the last ask (the surrogate the loop itself used) and after the budget
+            # (BayesianOptimizer.recommend: every evaluation; a sparse surrogate refined
+            # by an exact GP on the incumbent's neighbourhood)
             x_hat = torch.tensor(bo.history[-1]["best_predicted_x"] if bo.history
                                  else bo.best_x, dtype=F64)  # no model yet: the best seen
             rec_r.append(float(problem(x_hat[None])) - problem.minimum)
+            x_rec = torch.tensor(bo.recommend(), dtype=F64)
+            final_r.append(float(problem(x_rec[None])) - problem.minimum)
             line = f"| {problem.name} | {seed} | {ours_r[-1]:.4g} | {ours_t[-1]:.1f} |"
             try:
                 if not competitor:
@@ -224,6 +237,37 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
         print(f"{problem.name}: ours at the recommended point (the posterior mean's minimiser "
               f"at the last ask): median {statistics.median(rec_r):.4g}, per seed "
               + " ".join(f"{r:.3g}" for r in rec_r), flush=True)
+        print(f"{problem.name}: ours at bo.recommend() after the budget: median "
+              f"{statistics.median(final_r):.4g}, per seed "
+              + " ".join(f"{r:.3g}" for r in final_r), flush=True)
+
+
+def part_recommend(folder: str, neighbours: list[int]) -> None:
+    """Regret at ``BayesianOptimizer.recommend(neighbours=k)`` for every loop saved by
+    ``--loop-save`` in ``folder`` (resumed from its JSON state; ``k = 0``: the default),
+    grouped by the file name without its seed."""
+    probs = {p.name: p for p in (branin(), hartmann6())}
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(Path(folder).glob("*.json"), key=lambda p: (len(p.name), p.name)):
+        groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
+    print(f"\n## Regret at bo.recommend(neighbours=k) of the loops saved in {folder}")
+    print("| loops | k | median | per seed | seconds per call |")
+    print("|---|---|---|---|---|")
+    for name, paths in groups.items():
+        problem = next(p for key, p in probs.items() if name.startswith(key))
+        for k in neighbours:
+            regrets, secs = [], []
+            for path in paths:
+                bo = BayesianOptimizer.resume(path, problem, progress=False,
+                                              executor="serial")
+                start = time.perf_counter()
+                x = torch.tensor(bo.recommend(neighbours=k or None), dtype=F64)
+                secs.append(time.perf_counter() - start)
+                regrets.append(float(problem(x[None])) - problem.minimum)
+            print(f"| {name} ({len(paths)}) | {k or 'default'} | "
+                  f"{statistics.median(regrets):.3g} | "
+                  + " ".join(f"{r:.2g}" for r in regrets)
+                  + f" | {min(secs):.1f}-{max(secs):.1f} |", flush=True)
 
 
 def botorch_scale(X, y, bounds, num_inducing: int, num_fantasies: int = 8) -> str:
@@ -322,7 +366,12 @@ def main() -> None:
     parser.add_argument("--loop-inducing", type=int, default=128)
     parser.add_argument("--loop-first-seed", type=int, default=0)
     parser.add_argument("--loop-inducing-selection", default="variance",
-                        help="ours, sparse surrogates: variance or improvement")
+                        help="ours, sparse surrogates: variance, improvement or local")
+    parser.add_argument("--loop-save", default=None,
+                        help="a folder: each loop's final state as JSON (resumable)")
+    parser.add_argument("--recommend-from", default=None,
+                        help="--part recommend: a folder written by --loop-save")
+    parser.add_argument("--recommend-neighbours", type=int, nargs="*", default=[0])
     parser.add_argument("--scale-n", type=int, nargs="*", default=[1000, 5000, 20000])
     parser.add_argument("--scale-surrogates", nargs="*", default=["gpr", "sgpr"])
     parser.add_argument("--scale-acquisitions", nargs="*", default=["ei", "kg"])
@@ -351,7 +400,9 @@ def main() -> None:
                   competitor=not args.ours_only, acquisition=args.loop_acquisition,
                   num_fantasies=args.loop_fantasies, surrogate=args.loop_surrogate,
                   num_inducing=args.loop_inducing, first_seed=args.loop_first_seed,
-                  inducing_selection=args.loop_inducing_selection)
+                  inducing_selection=args.loop_inducing_selection, save=args.loop_save)
+    if "recommend" in args.part:
+        part_recommend(args.recommend_from, args.recommend_neighbours)
     if "scale" in args.part:
         part_scale(args.scale_n, args.scale_surrogates, args.scale_acquisitions,
                    args.scale_inducing, args.scale_batch, tuple(args.scale_botorch))

@@ -279,6 +279,9 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "BayesianOptimizer.tell": (lambda X_, y_: BayesianOptimizer(
             lambda x: 0.0, bounds, progress=False).tell(X_, y_),
             {"X_": A(X[:2]), "y_": ("values", y[:2])}),
+        "BayesianOptimizer.recommend": (lambda neighbours: BayesianOptimizer(
+            lambda x: 0.0, bounds, progress=False).recommend(neighbours=neighbours),
+            {"neighbours": ("optional", 4)}),
         "ULSIF(relative_alpha).fit": (lambda relative_alpha: ULSIF(
             n_centers=5, folds=2, relative_alpha=relative_alpha).fit(X, X + 0.1),
             {"relative_alpha": N(0.5)}),
