@@ -334,6 +334,16 @@ def test_recommend_without_a_surrogate_is_the_best_evaluation():
         bo.recommend(neighbours=1)
 
 
+def test_recommend_from_neighbours_on_a_bound():
+    """The two evaluations nearest the incumbent share a coordinate (on the upper bound):
+    the neighbourhood's box is flat there, and the unit interval is searched instead."""
+    bo = BayesianOptimizer(_bowl, [[0, 0], [1, 1]], acquisition="ei", progress=False)
+    X = [[0.2, 1.0], [0.4, 1.0], [0.9, 0.1]]
+    bo.tell(X, [_bowl(x) for x in X])
+    x = bo.recommend(neighbours=2)
+    assert x.shape == (2,) and np.isfinite(x).all() and ((x >= 0) & (x <= 1)).all()
+
+
 _TORCH_OBJECTIVE = '''
 import torch
 from bayeskit.bo import BayesianOptimizer

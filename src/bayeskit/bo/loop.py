@@ -333,7 +333,10 @@ class BayesianOptimizer:
         starts.append({**starts[0], **{k: v for k, v in parameter_values(surrogate).items()
                                        if k.startswith("kernel.")}})
         local.fit(max_iter=200, starts=starts, escape_all_noise=False)
-        return local, torch.stack([X[near].amin(0), X[near].amax(0)])
+        box = torch.stack([X[near].amin(0), X[near].amax(0)])
+        flat = box[0] >= box[1]  # all on one value there (e.g. a bound): the unit interval
+        box[0, flat], box[1, flat] = 0.0, 1.0
+        return local, box
 
     def _inducing_quality(self, ys: torch.Tensor) -> torch.Tensor | None:
         """Weights for choosing the inducing inputs (``None``: plain greedy variance).
