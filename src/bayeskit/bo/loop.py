@@ -69,6 +69,16 @@ def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
     return value, None
 
 
+def _nearest_to_best(X: torch.Tensor, ys: torch.Tensor, kernel, k: int) -> torch.Tensor:
+    """Indices ``[min(k, N)]`` of the rows of ``X`` most correlated under ``kernel`` with the
+    one of the smallest ``ys``, that one first."""
+    best = int(torch.argmin(ys))
+    with torch.no_grad():
+        corr = kernel(X[best:best + 1], X)[0]
+    corr[best] = math.inf
+    return torch.argsort(corr, descending=True, stable=True)[:k]
+
+
 class BayesianOptimizer:
     """Minimise a black-box ``objective`` over a box with a GP and an acquisition function.
 
@@ -197,6 +207,10 @@ class BayesianOptimizer:
     def _from_unit(self, U: torch.Tensor) -> torch.Tensor:
         return self.bounds[0] + U * (self.bounds[1] - self.bounds[0])
 
+    def _unit_box(self) -> torch.Tensor:
+        """``[2, D]``: the unit cube, where the surrogates live."""
+        return torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
+
     def _standardised_targets(self) -> torch.Tensor:
         """``(y - mean) / sd`` without overflow (values up to the float64 limit): the
         statistics are taken of ``y / max|y|`` and scaled back."""
@@ -300,10 +314,8 @@ class BayesianOptimizer:
         try:
             model = self.fit_model()
             if isinstance(model, GPR) and neighbours >= len(self.y):
-                unit = torch.stack([torch.zeros(self.dim, dtype=F64),
-                                    torch.ones(self.dim, dtype=F64)])
                 g = torch.Generator().manual_seed(self.seed + len(self.y))
-                x_star, _ = posterior_minimum(model.posterior(), unit, generator=g)
+                x_star, _ = posterior_minimum(model.posterior(), self._unit_box(), generator=g)
             else:
                 X = self._to_unit(torch.tensor(self.X, dtype=F64))
                 local, box = self._local_exact_gp(X, self._standardised_targets(), model,
@@ -323,10 +335,7 @@ class BayesianOptimizer:
         hyperparameters, the better kept; and the box ``[2, D]`` those observations span,
         where it is trusted (beyond them its mean is an extrapolation that can dip below
         anything observed)."""
-        best = int(torch.argmin(ys))
-        with torch.no_grad():
-            corr = surrogate.kernel(X[best:best + 1], X)[0]
-        near = torch.argsort(corr, descending=True, stable=True)[:size]
+        near = _nearest_to_best(X, ys, surrogate.kernel, size)
         kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
         local = GPR(X[near], ys[near], kernel=kernel, noise_variance=_NOISE_INIT)
         starts = [parameter_values(local)]
@@ -357,11 +366,7 @@ class BayesianOptimizer:
         digits (the 200-evaluation study in benchmarks/RESULTS.md)."""
         if self.inducing_selection != "local":
             return None
-        best = int(torch.argmin(ys))
-        with torch.no_grad():
-            corr = kernel(X[best:best + 1], X)[0]
-        corr[best] = math.inf
-        return torch.argsort(corr, descending=True, stable=True)[:self.num_inducing // 4].tolist()
+        return _nearest_to_best(X, ys, kernel, self.num_inducing // 4).tolist()
 
     @staticmethod
     def _fit_svgp(model: SVGP, X: torch.Tensor, y: torch.Tensor, starts) -> None:
@@ -406,7 +411,7 @@ class BayesianOptimizer:
             return self._ask_bore(n, start)
         model = self.fit_model()
         post = model.posterior()
-        unit = torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
+        unit = self._unit_box()
         x_star, tau = posterior_minimum(post, unit, generator=self.generator)
         U, value = self._maximise(post, unit, n, (x_star, tau))
         self.history.append({
@@ -423,7 +428,7 @@ class BayesianOptimizer:
         loop's generator."""
         X = self._to_unit(torch.tensor(self.X, dtype=F64))
         y = torch.tensor(self.y, dtype=F64)
-        unit = torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
+        unit = self._unit_box()
         points, first = [], None
         for _ in range(n):
             seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
