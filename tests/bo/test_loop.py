@@ -292,7 +292,7 @@ def _bowl(x):
 
 
 @pytest.mark.parametrize("surrogate, neighbours", [("gpr", None), ("gpr", 24), ("sgpr", 24),
-                                                   ("svgp", 24)])
+                                                   ("svgp", 24), ("sgpr", None)])
 def test_recommend_finds_the_minimum_between_the_evaluations(surrogate, neighbours):
     """60 scattered evaluations of a smooth bowl: the posterior mean's minimiser lies 10x
     closer to the true minimiser than the best evaluation, from the exact GP on all of them
