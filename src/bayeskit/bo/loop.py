@@ -49,7 +49,7 @@ ACQUISITIONS = ("kg", "kg-discrete", "kg-oneshot", "ei", "ucb", "bore")
 SURROGATES = ("gpr", "sgpr", "svgp")
 INDUCING_SELECTIONS = ("variance", "improvement", "local")
 _NOISE_INIT = 1e-3  # every surrogate fit starts from this noise variance (standardised y)
-_NEIGHBOURS = 512  # recommend(): the exact GP's evaluations past a sparse surrogate's
+_NEIGHBOURS = 512  # recommend(): evaluations in the exact GP that refines a sparse one
 
 
 def _objective_value(value) -> float:
