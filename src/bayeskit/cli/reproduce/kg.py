@@ -1,7 +1,11 @@
 """Reference 03: the knowledge gradient, step by step on the 1-D example, then its curve
-over the whole domain (Monte Carlo vs exact) and a few BO iterations with KG vs EI."""
+over the whole domain (Monte Carlo vs exact) and a few BO iterations with KG vs EI; and the
+new capabilities of issue #17 on the same example: KG on a sparse GP (SGPR) next to the
+exact one, and BORE's class probability next to the exact relative density ratio."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -11,11 +15,12 @@ from bayeskit.bo import (
     optimize_discrete_kg,
     posterior_minimum,
 )
+from bayeskit.bo.acquisition import BORE
 from bayeskit.bo.loop import BayesianOptimizer
 from bayeskit.bo.test_functions import reference_1d
 from bayeskit.cli.reproduce import Context
 from bayeskit.cli.reproduce.report import Figure, TopicResult
-from bayeskit.gp import GPR, SquaredExponential
+from bayeskit.gp import GPR, SGPR, SquaredExponential, inducing
 from bayeskit.plotting.figures import pyplot, save
 
 TITLE = "Knowledge gradient: the reference's illustrated 1-D example"
@@ -101,7 +106,81 @@ def run(ctx: Context) -> TopicResult:
 
     _figures(res, ctx, f, X, y, before, model, grid, x_star, tau_n, xc, y_fant, closed,
              fantasy_min, cand, exact_curve, mc_x, mc_curve, mc_info["se"], i_best, history)
+    _sparse_kg_and_bore(res, ctx, f, model, cand, exact_curve, g)
     return res
+
+
+def _sgpr_like(model: GPR, Z: torch.Tensor) -> SGPR:
+    """An SGPR on the exact GP's data with its hyperparameters and inducing inputs ``Z``."""
+    sparse = SGPR(model.X, model.y, Z, copy.deepcopy(model.kernel),
+                  noise_variance=float(model.noise_variance.detach()), jitter=0.0)
+    with torch.no_grad():
+        sparse.raw_mean.copy_(model.raw_mean)
+    return sparse
+
+
+def _sparse_kg_and_bore(res, ctx, f, model, cand, exact_curve, g) -> None:
+    """Issue #17 on the 1-D example: the discrete KG curve of an SGPR (Z = X: the exact
+    curve; M = 4 and 8 greedy-variance inducing inputs: approximations whose variance, and
+    so KG, is inflated away from the inducing inputs), and BORE on 600 noisy
+    uniform evaluations, whose class probability is exactly ``Phi((tau - f(x)) / sigma)``
+    (gamma times the gamma-relative density ratio) for uniform x."""
+    ctx.step("KG on a sparse GP; BORE's class probability")
+    alternatives = torch.linspace(-1, 2, 3001, dtype=F64)[:, None]
+    curves = {}
+    for label, Z in (("Z = X", model.X.clone()),
+                     *((f"M = {m}", inducing.greedy_variance(model.X, m, model.kernel))
+                       for m in (4, 8))):
+        sparse = _sgpr_like(model, Z)
+        curves[label] = DiscreteKnowledgeGradient(sparse.posterior(), alternatives)(
+            cand[:, None, None]).detach()
+    res.add("SGPR with Z = X: discrete KG curve, max |diff| to the exact GP's",
+            float((curves["Z = X"] - exact_curve).abs().max()), 0.0,
+            source="the exact GP's discrete KG (same hyperparameters)", tolerance=1e-9)
+    for m in (4, 8):  # of the 10 observations: the sparse variance, and KG, inflated
+        res.add(f"SGPR with M = {m}: discrete KG curve, max |diff| to the exact GP's",
+                float((curves[f"M = {m}"] - exact_curve).abs().max()))
+
+    n, sigma = (300, 0.3) if ctx.quick else (600, 0.3)
+    Xb = -1 + 3 * torch.rand(n, 1, dtype=F64, generator=g)
+    yb = f(Xb) + sigma * torch.randn(n, dtype=F64, generator=g)
+    acq = BORE(Xb, yb, gamma=0.25, epochs=800, seed=int(torch.randint(2**31 - 1, (1,),
+                                                                      generator=g)))
+    grid = torch.linspace(-0.95, 1.95, 59, dtype=F64)[:, None]
+    exact = torch.distributions.Normal(0.0, 1.0).cdf((acq.tau - f(grid)) / sigma)
+    with torch.no_grad():
+        learned = acq(grid)
+    res.add_bound("BORE: mean |class probability - Phi((tau - f(x)) / sigma)| on a grid",
+                  float((learned - exact).abs().mean()), at_most=0.08,
+                  source="the exact class probability for uniform x (Tiao et al. 2021)")
+    clear = (exact[:, None] - exact[None, :]) > 0.1
+    concordant = float(((learned[:, None] - learned[None, :])[clear] > 0).to(F64).mean())
+    res.add_bound("BORE: fraction of clearly ordered grid pairs the classifier orders alike",
+                  concordant, at_least=0.95, source="monotone in the exact density ratio")
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].plot(cand, exact_curve, color="C2", lw=3, label="exact GP")
+    axes[0].plot(cand, curves["Z = X"], color="k", ls="--", label="SGPR, Z = X")
+    for m, colour in ((4, "C3"), (8, "C1")):
+        axes[0].plot(cand, curves[f"M = {m}"], color=colour,
+                     label=f"SGPR, M = {m} greedy-variance inducing inputs")
+    axes[0].set_xlabel("candidate x")
+    axes[0].set_ylabel("discrete KG(x)")
+    axes[0].set_title("KG on a sparse GP (same hyperparameters)")
+    axes[0].legend()
+    axes[1].plot(grid[:, 0], exact, color="C2", lw=3,
+                 label=r"exact $\Phi((\tau - f(x)) / \sigma) = \gamma\, r_\gamma(x)$")
+    axes[1].plot(grid[:, 0], learned, color="C0", label="BORE classifier (MLP)")
+    axes[1].set_xlabel("x")
+    axes[1].set_ylabel(r"class probability $P(y \leq \tau \mid x)$")
+    axes[1].set_title(f"BORE, gamma = 0.25, {n} noisy evaluations")
+    axes[1].legend()
+    save(fig, ctx.path("kg_sparse_bore.png"))
+    res.figures.append(Figure("kg_sparse_bore.png", "Beyond the reference, on its 1-D example: the "
+                              "discrete KG of an SGPR (equal to the exact GP's with Z = X, "
+                              "approaching it as M grows) and "
+                              "BORE's class probability against its exact value."))
 
 
 def _bo_runs(ctx: Context, f) -> dict[str, list[float]]:
