@@ -39,7 +39,7 @@ from bayeskit.bo import (
     posterior_minimum,
 )
 from bayeskit.bo.loop import BayesianOptimizer
-from bayeskit.bo.test_functions import branin, hartmann6, reference_1d
+from bayeskit.bo.test_functions import branin, hartmann6, levy, reference_1d
 from bayeskit.gp import GPR, Matern, SquaredExponential
 
 F64 = torch.float64
@@ -246,7 +246,7 @@ def part_recommend(folder: str, neighbours: list[int]) -> None:
     """Regret at ``BayesianOptimizer.recommend(neighbours=k)`` for every loop saved by
     ``--loop-save`` in ``folder`` (resumed from its JSON state; ``k = 0``: the default),
     grouped by the file name without its seed."""
-    probs = {p.name: p for p in (branin(), hartmann6())}
+    probs = {p.name: p for p in (branin(), hartmann6(), levy(10))}
     groups: dict[str, list[Path]] = {}
     for path in sorted(Path(folder).glob("*.json"), key=lambda p: (len(p.name), p.name)):
         groups.setdefault(path.stem.rsplit("-", 1)[0], []).append(path)
@@ -401,7 +401,7 @@ def main() -> None:
     if "hartmann" in args.part:
         part_hartmann(args.hartmann_seeds, args.fantasies)
     if "loop" in args.part:
-        probs = {"branin": branin(), "hartmann6": hartmann6()}
+        probs = {"branin": branin(), "hartmann6": hartmann6(), "levy10": levy(10)}
         part_loop([probs[p] for p in args.loop_problems], args.loop_seeds, args.loop_evals,
                   competitor=not args.ours_only, acquisition=args.loop_acquisition,
                   num_fantasies=args.loop_fantasies, surrogate=args.loop_surrogate,
