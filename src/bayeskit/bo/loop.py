@@ -208,6 +208,10 @@ class BayesianOptimizer:
     def _from_unit(self, U: torch.Tensor) -> torch.Tensor:
         return self.bounds[0] + U * (self.bounds[1] - self.bounds[0])
 
+    def _initial_kernel(self) -> Matern:
+        """Every surrogate fit's starting kernel: Matern-5/2, ARD length scales 0.3."""
+        return Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
+
     def _unit_box(self) -> torch.Tensor:
         """``[2, D]``: the unit cube, where the surrogates live."""
         return torch.stack([torch.zeros(self.dim, dtype=F64), torch.ones(self.dim, dtype=F64)])
@@ -230,7 +234,7 @@ class BayesianOptimizer:
         inputs chosen by greedy variance selection on each refit)."""
         X = self._to_unit(torch.tensor(self.X, dtype=F64))
         ys = self._standardised_targets()
-        kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
+        kernel = self._initial_kernel()
         restarts = self.fit_restarts if len(self.history) % 5 == 0 else 0
         seed = self.seed + len(self.y)
         sparse = self.surrogate != "gpr" and len(X) > self.num_inducing
@@ -340,7 +344,7 @@ class BayesianOptimizer:
         where it is trusted (beyond them its mean is an extrapolation that can dip below
         anything observed)."""
         near = _nearest_to_best(X, ys, surrogate.kernel, size)
-        kernel = Matern(2.5, lengthscale=torch.full((self.dim,), 0.3, dtype=F64))
+        kernel = self._initial_kernel()
         local = GPR(X[near], ys[near], kernel=kernel, noise_variance=_NOISE_INIT)
         starts = [parameter_values(local)]
         starts.append({**starts[0], **{k: v for k, v in parameter_values(surrogate).items()
