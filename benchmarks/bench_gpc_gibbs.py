@@ -4,14 +4,19 @@ whitened latent (issue #18, target 2's second half).
 scikit-learn's bundled breast-cancer data (no download), features standardised, a
 squared-exponential kernel with fixed hyperparameters (lengthscale sqrt(30), variance 4),
 K = L L^T (jittered Cholesky), latent f = L v with v ~ N(0, I_N), y ~ Bernoulli(sigmoid(f)),
-N = 569, float64. Both samplers target v; reported per sampler: wall time (burn-in/warm-up
-included, NUTS compile excluded), the minimum bulk ESS over the N latent values (ArviZ) and
-per second, the maximum R-hat, and the largest difference of the posterior means of f from
-NUTS's in units of the posterior sd. "precision form" is the sweep gp_classification_gibbs
-used before the Matheron form (a D x D precision per chain), for the comparison.
+N = 569, float64. Both samplers target v; reported per sampler: wall time (burn-in and
+warm-up included, NUTS compile excluded; NUTS's warm-up is timed since 2026-12-06, before it
+was not), the minimum bulk ESS over the N latent values (ArviZ) and per second, the maximum
+R-hat, and the largest difference of the posterior means of f from
+NUTS's in units of the posterior sd. Our sampler runs with each ``--solvers`` entry:
+"cholesky" factorises K + Omega^-1 per chain and sweep, "cg" solves it by conjugate
+gradients preconditioned with K's top eigenpairs (gp_classification_gibbs(solver=...)).
+``--precision-form`` adds the sweep gp_classification_gibbs used before the Matheron form (a
+D x D precision per chain), for that comparison.
 
     .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py [--warmup 500] [--draws 500]
-        [--chains 4] [--our-chains 4 16] [--metropolis-steps 0 4]
+        [--chains 4 16] [--our-chains 4 16] [--metropolis-steps 0 4] [--solvers cholesky cg]
+        [--our-warmup N] [--precision-form]
 """
 
 from __future__ import annotations
@@ -35,47 +40,60 @@ def dataset():
     return K, torch.tensor(y, dtype=torch.float64)
 
 
-def run_ours(K, y, chains, warmup, draws, metropolis_steps, seed=0):
+def run_ours(K, y, chains, warmup, draws, metropolis_steps, solver="cholesky", seed=0):
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     start = time.perf_counter()
     L, v, _ = gp_classification_gibbs(K, y, num_samples=draws, burn_in=warmup,
                                       num_chains=chains, metropolis_steps=metropolis_steps,
-                                      generator=torch.Generator().manual_seed(seed))
+                                      solver=solver, generator=torch.Generator().manual_seed(seed))
     return time.perf_counter() - start, v.numpy(), L.numpy()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    parser.add_argument("--chains", type=int, nargs="+", default=[4],
+                        help="NUTS chains (several: one run each; the first is the reference "
+                             "for the posterior means)")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--our-chains", type=int, nargs="*", default=[4, 16])
     parser.add_argument("--metropolis-steps", type=int, nargs="*", default=[0, 4])
+    parser.add_argument("--solvers", nargs="*", default=["cholesky", "cg"],
+                        choices=["cholesky", "cg"])
+    parser.add_argument("--our-warmup", type=int, default=None,
+                        help="our burn-in sweeps (default: --warmup, as NUTS's warm-up)")
+    parser.add_argument("--precision-form", action="store_true",
+                        help="also time the D x D precision sweep (4 chains, no MH steps)")
     args = parser.parse_args()
+    our_warmup = args.warmup if args.our_warmup is None else args.our_warmup
     with open("/proc/loadavg") as f:
         print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}", flush=True)
     K, y = dataset()
     rows, L = {}, None
-    for chains in args.our_chains:
-        for k in args.metropolis_steps:
-            t, v, L = run_ours(K, y, chains, args.warmup, args.draws, k)
-            rows[f"bayeskit PG Gibbs, {chains} chains, MH x{k}"] = (t, v)
-            print(f"  {list(rows)[-1]}: {t:.1f} s", flush=True)
-    # the sweep before the Matheron form (the D x D precision L^T diag(w) L + I per chain)
-    data = BinomialRegressionData.create(torch.as_tensor(L), y, prior_precision=1.0)
-    start = time.perf_counter()
-    res = run_gibbs(data, num_samples=args.draws, burn_in=args.warmup, num_chains=4,
-                    method="precision", generator=torch.Generator().manual_seed(0))
-    rows["bayeskit, 4 chains, precision form"] = (time.perf_counter() - start,
-                                                  res.beta.numpy())
-    print(f"  {list(rows)[-1]}: {rows[list(rows)[-1]][0]:.1f} s", flush=True)
+    for solver in args.solvers:
+        for chains in args.our_chains:
+            for k in args.metropolis_steps:
+                t, v, L = run_ours(K, y, chains, our_warmup, args.draws, k, solver)
+                rows[f"bayeskit PG Gibbs ({solver}), {chains} chains, MH x{k}"] = (t, v)
+                print(f"  {list(rows)[-1]}: {t:.1f} s", flush=True)
+    if args.precision_form:
+        # the sweep before the Matheron form (the D x D precision L^T diag(w) L + I per chain)
+        data = BinomialRegressionData.create(torch.as_tensor(L), y, prior_precision=1.0)
+        start = time.perf_counter()
+        res = run_gibbs(data, num_samples=args.draws, burn_in=our_warmup, num_chains=4,
+                        method="precision", generator=torch.Generator().manual_seed(0))
+        rows["bayeskit, 4 chains, precision form"] = (time.perf_counter() - start,
+                                                      res.beta.numpy())
+        print(f"  {list(rows)[-1]}: {rows[list(rows)[-1]][0]:.1f} s", flush=True)
     try:
-        rows["NumPyro NUTS (vectorized)"] = run_nuts(L, y.numpy(), args.chains, args.warmup,
-                                                     args.draws, "vectorized")
+        for k, chains in enumerate(args.chains):  # the first is the means' reference
+            name = "NumPyro NUTS (vectorized)" if k == 0 else f"NumPyro NUTS, {chains} chains"
+            rows[name] = run_nuts(L, y.numpy(), chains, args.warmup, args.draws, "vectorized")
+            print(f"  {name}: {rows[name][0]:.1f} s", flush=True)
     except ImportError as err:
         print(f"# numpyro not available: {err}")
-    print(f"\nN = {L.shape[0]} latent values, {args.warmup} warm-up + {args.draws} draws per "
-          f"chain; mean differences of f = L v")
+    print(f"\nN = {L.shape[0]} latent values, {args.warmup} warm-up (NUTS) / {our_warmup} "
+          f"burn-in (ours) + {args.draws} draws per chain; mean differences of f = L v")
     print_table(rows, lambda v: v @ L.T)
 
 if __name__ == "__main__":

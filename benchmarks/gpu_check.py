@@ -80,6 +80,10 @@ def linalg_routines(dev):
     w = torch.rand(3, 301, dtype=F64) + 0.1
     out = both(lambda d: linalg.cholesky_plus_diagonal(Ab.to(d), w.to(d))[0], dev)
     worst = max(worst, diff(*out))
+    b = torch.randn(3, 301, dtype=F64)
+    out = both(lambda d: linalg.solve_plus_diagonal(
+        Ab.to(d), w.to(d), b.to(d), eigenpairs=linalg.low_rank_eigenpairs(Ab.to(d), 20)), dev)
+    worst = max(worst, diff(*out))
     return worst < 1e-8, f"max |GPU - CPU| {worst:.1e}"
 
 

@@ -198,6 +198,13 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "solve_lower": (linalg.solve_lower, {"chol": A(L), "B": A(U)}),
         "cholesky_plus_diagonal": (linalg.cholesky_plus_diagonal,
                                    {"K": A(L @ L.T), "diagonal": B(torch.ones(4, dtype=F64))}),
+        "solve_plus_diagonal": (linalg.solve_plus_diagonal,
+                                {"K": A(L @ L.T), "diagonal": B(torch.ones(4, dtype=F64)),
+                                 "rhs": B(torch.ones(4, dtype=F64)),
+                                 "tol": ("optional", 1e-10), "max_iter": N(10)}),
+        "low_rank_eigenpairs": (linalg.low_rank_eigenpairs,
+                                {"K": A(L @ L.T), "rank": ("optional", 2),
+                                 "above": ("optional", 0.5)}),
         "jittered_cholesky": (linalg.jittered_cholesky, {"A": A(L @ L.T)}),
         "stabilised_cholesky": (linalg.stabilised_cholesky,
                                 {"K": A(L @ L.T), "relative_jitter": N(1e-6)}),
@@ -522,10 +529,11 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
                 num_samples=num_samples, burn_in=2, num_chains=1).fit(X_, y_),
             {"X_": A(Xnp), "y_": ("labels", labels), "num_samples": N(5)}),
         "gp_classification_gibbs": (
-            lambda K, y_, n_trials, num_samples: mcmc.gp_classification_gibbs(
-                K, y_, n_trials=n_trials, num_samples=num_samples, burn_in=2, num_chains=1),
+            lambda K, y_, n_trials, num_samples, solver: mcmc.gp_classification_gibbs(
+                K, y_, n_trials=n_trials, num_samples=num_samples, burn_in=2, num_chains=1,
+                solver=solver),
             {"K": A(L @ L.T), "y_": A(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=F64)),
-             "n_trials": P(1.0), "num_samples": N(5)}),
+             "n_trials": P(1.0), "num_samples": N(5), "solver": C("cg")}),
         # plotting
         "evaluate_on_grid": (lambda fn, num, batch_size: plotting.evaluate_on_grid(
             fn, (0, 1), (0, 1), num=num, batch_size=batch_size),

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bayeskit.distributions.gaussian import sample_linear_gaussian_posterior
+from bayeskit.distributions.gaussian import matheron_parts, sample_linear_gaussian_posterior
 from bayeskit.errors import CheckpointError, NonFiniteError, ShapeError
+from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
 from bayeskit.training import Checkpoint
 
@@ -251,3 +252,20 @@ def test_num_tasks_alone_runs_the_split_serially():
     serial = run_gibbs(data, executor="serial", generator=torch.Generator().manual_seed(3),
                        **settings)
     assert torch.equal(alone.beta, serial.beta)
+
+
+def test_matheron_draw_by_conjugate_gradients_equals_the_factorised_one():
+    """eigenpairs= swaps the N x N factorisation for preconditioned CG: the same draw."""
+    g = torch.Generator().manual_seed(0)
+    Phi = torch.randn(30, 30, dtype=F64, generator=g) / 5
+    S = torch.eye(30, dtype=F64)
+    w = torch.rand(4, 30, dtype=F64, generator=g) + 0.1
+    z = torch.randn(4, 30, dtype=F64, generator=g)
+    m = torch.zeros(30, dtype=F64)
+    parts = matheron_parts(Phi, S)
+    eig = low_rank_eigenpairs(parts[2], 5)
+    draws = [sample_linear_gaussian_posterior(Phi, w, w * z, m, S, method="matheron",
+                                              matheron_parts=parts, eigenpairs=e,
+                                              generator=torch.Generator().manual_seed(1))
+             for e in (None, eig)]
+    torch.testing.assert_close(draws[1], draws[0], rtol=0, atol=1e-9)

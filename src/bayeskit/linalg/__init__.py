@@ -15,6 +15,7 @@ from bayeskit.linalg.cholesky import (
     solve_lower,
     stabilised_cholesky,
 )
+from bayeskit.linalg.iterative import low_rank_eigenpairs, solve_plus_diagonal
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "cholesky_update",
     "cholesky_update_lowrank",
     "jittered_cholesky",
+    "low_rank_eigenpairs",
     "solve_lower",
+    "solve_plus_diagonal",
     "stabilised_cholesky",
 ]

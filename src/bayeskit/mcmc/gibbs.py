@@ -33,6 +33,7 @@ from bayeskit.distributions.gaussian import (
 )
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc.laplace import _independence_metropolis, _log_posterior, laplace_approximation
 from bayeskit.training import (
     Checkpoint,
@@ -55,6 +56,7 @@ __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 log = logging.getLogger(__name__)
 
 _OUTER_PRODUCTS = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
+METHODS = ("auto", "precision", "matheron", "cg")
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,10 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
         data: the validated problem.
         beta: ``[C, D]`` initial coefficients of ``C`` chains.
         method: ``beta``-step solver, ``"precision"`` (D x D), ``"matheron"`` (N x N, for
-            D > N) or ``"auto"``.
+            D > N), ``"cg"`` (the Matheron form's N x N system solved by conjugate
+            gradients preconditioned with the prior Gram matrix's top eigenpairs: no
+            factorisation per chain and sweep; for GP classification in function space) or
+            ``"auto"``.
         metropolis_steps: independence Metropolis steps from the Laplace approximation
             after each sweep (0: plain Gibbs); ``omega`` is then the sweep's, drawn before
             them.
@@ -161,7 +166,7 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
     if beta.shape[-1] != data.Phi.shape[-1]:
         raise ShapeError(f"beta must be [C, {data.Phi.shape[-1]}] (one row of coefficients "
                          f"per chain), got {tuple(beta.shape)}")
-    check_choice(method, "method", ("auto", "precision", "matheron"))
+    check_choice(method, "method", METHODS)
     metropolis_steps = as_int(metropolis_steps, "metropolis_steps", nonnegative=True)
     check_generator(generator)
     return _sweeps(data, beta, generator, method, metropolis_steps)
@@ -177,17 +182,27 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
     # outer products (one GEMM instead of C small ones; bench_gibbs's "per-chain
     # precisions" row times the difference), while the N x D^2 table stays small (<= 2^24 entries)
     outer = outer_products(data.Phi) if (
-        method != "matheron" and d <= n and d <= 64 and beta.shape[0] > 1
+        method not in ("matheron", "cg") and d <= n and d <= 64 and beta.shape[0] > 1
         and _OUTER_PRODUCTS and n * d * d <= 2**24) else None
     # the Matheron form: the prior Gram matrix once, then one N x N factorisation per draw
     parts = matheron_parts(data.Phi, data.prior_precision) if (
-        method == "matheron" or (method == "auto" and d > n)) else None
+        method in ("matheron", "cg") or (method == "auto" and d > n)) else None
+    eigenpairs = None
+    if method == "cg":
+        # preconditioner: the Gram matrix's eigenvalues above 2 / max(n_trials), twice a
+        # typical floor of the pseudo-noise 1 / omega (omega ~ PG(n, c) rarely exceeds n):
+        # the preconditioned condition number stays below ~3 (linalg.iterative) while the
+        # per-chain setup, N r^2, stays below a few iterations' 2 N^2
+        eigenpairs = low_rank_eigenpairs(parts[2], max(1, min(256, n // 4)),
+                                         above=2.0 / float(data.n_trials.max()))
+        method = "matheron"
     while True:
         omega = sample_polya_gamma(data.n_trials, offset + beta @ data.Phi.mT,
                                    generator=generator)
         beta = sample_linear_gaussian_posterior(
             data.Phi, omega, kappa - omega * offset, data.prior_mean, data.prior_precision,
-            method=method, generator=generator, outer_products=outer, matheron_parts=parts)
+            method=method, generator=generator, outer_products=outer, matheron_parts=parts,
+            eigenpairs=eigenpairs)
         if metropolis_steps:
             beta = _independence_metropolis(data, beta, _log_posterior(data, beta), mode,
                                             precision_tril, metropolis_steps, generator)[0]
@@ -265,7 +280,7 @@ def run_gibbs(
     thin = as_int(thin, "thin", positive=True)
     num_chains = as_int(num_chains, "num_chains", positive=True)
     checkpoint_every = as_int(checkpoint_every, "checkpoint_every", positive=True)
-    check_choice(method, "method", ("auto", "precision", "matheron"))
+    check_choice(method, "method", METHODS)
     metropolis_steps = as_int(metropolis_steps, "metropolis_steps", nonnegative=True)
     d = data.Phi.shape[1]
     g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)

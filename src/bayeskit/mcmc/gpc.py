@@ -25,7 +25,7 @@ from bayeskit.linalg import jittered_cholesky
 from bayeskit.mcmc._posterior import PosteriorClassifierMixin, import_arviz
 from bayeskit.mcmc.gibbs import BinomialRegressionData, run_gibbs
 from bayeskit.sklearn_compat import binary_labels, check_features, check_training_data
-from bayeskit.validation import as_tensor
+from bayeskit.validation import as_tensor, check_choice
 
 __all__ = ["gp_classification_gibbs", "PolyaGammaGPClassifier"]
 
@@ -35,7 +35,8 @@ F64 = torch.float64
 def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Tensor | None = None,
                             n_trials: torch.Tensor | float = 1.0, num_samples: int = 500,
                             burn_in: int = 200, num_chains: int = 4,
-                            generator: torch.Generator | None = None, **run_kwargs):
+                            generator: torch.Generator | None = None, solver: str = "cholesky",
+                            **run_kwargs):
     """Sample the latent whitened values ``v`` (``f = m + L v``) of a GP classifier.
 
     Runs the weight-space sampler with design ``L``, prior ``N(0, I)`` and offset ``m``,
@@ -44,6 +45,11 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
     Args:
         K: ``[N, N]`` prior covariance at the training inputs. y: ``[N]`` successes.
         mean: ``[N]`` prior mean (default 0). n_trials: trials per point (1: labels).
+        solver: how each sweep solves its ``N x N`` system ``K + Omega^-1``: ``"cholesky"``
+            (one factorisation per chain and sweep, ``N^3 / 3``) or ``"cg"`` (conjugate
+            gradients preconditioned by ``K``'s top eigenpairs, to a relative residual of
+            1e-10: a few ``[C, N] @ [N, N]`` products per sweep for all chains;
+            ``run_gibbs(method="cg")``).
 
     Returns:
         ``(L, v_draws [C, S, N], jitter)`` where ``L`` is the (jittered) Cholesky factor.
@@ -60,13 +66,15 @@ def gp_classification_gibbs(K: torch.Tensor, y: torch.Tensor, *, mean: torch.Ten
         (torch.Size([2, 100, 6]), True)
     """
     K = as_tensor(K, "K", dtype=F64, ndim=2, min_rows=1)
+    check_choice(solver, "solver", ("cholesky", "cg"))
     L, jitter = jittered_cholesky(K)
     data = BinomialRegressionData.create(L, y, n_trials, prior_precision=1.0, offset=mean)
     # D = N: the Matheron form, one N x N factorisation per chain and sweep with the prior
     # Gram matrix L L^T = K built once, runs 1.75x faster than the D x D precision
     # L^T diag(w) L + I at N = 569 (bench_gpc_gibbs.py, "precision form" row)
     result = run_gibbs(data, num_samples=num_samples, burn_in=burn_in, num_chains=num_chains,
-                       generator=generator, method="matheron", **run_kwargs)
+                       generator=generator, method="matheron" if solver == "cholesky" else "cg",
+                       **run_kwargs)
     return L, result.beta, jitter
 
 
@@ -80,6 +88,8 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
         metropolis_steps: independence Metropolis steps from the Laplace approximation
             after each sweep (:func:`bayeskit.mcmc.run_gibbs`); on the breast-cancer data
             4 steps give 1.8-2.4x the effective samples per second. 0 for plain Gibbs.
+        solver: ``"cholesky"`` or ``"cg"``, each sweep's linear solve
+            (:func:`gp_classification_gibbs`).
 
     Examples:
         >>> X = np.linspace(-3, 3, 30)[:, None]
@@ -90,13 +100,14 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
     """
 
     def __init__(self, kernel: Kernel | None = None, num_samples: int = 500, burn_in: int = 200,
-                 num_chains: int = 4, metropolis_steps: int = 0,
+                 num_chains: int = 4, metropolis_steps: int = 0, solver: str = "cholesky",
                  random_state: int | None = None):
         self.kernel = kernel
         self.num_samples = num_samples
         self.burn_in = burn_in
         self.num_chains = num_chains
         self.metropolis_steps = metropolis_steps
+        self.solver = solver
         self.random_state = random_state
 
     def _kernel(self) -> Kernel:
@@ -113,7 +124,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
             self.L_, v, jitter = gp_classification_gibbs(
                 K, torch.as_tensor(y), num_samples=self.num_samples, burn_in=self.burn_in,
                 num_chains=self.num_chains, metropolis_steps=self.metropolis_steps,
-                generator=torch.Generator().manual_seed(seed))
+                solver=self.solver, generator=torch.Generator().manual_seed(seed))
         self.jitter_ = float(jitter)
         self.v_samples_ = v
         self.f_samples_ = (v @ self.L_.mT).numpy()  # latent values at the training inputs
