@@ -17,6 +17,7 @@ D x D precision per chain), for that comparison.
     .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py [--warmup 500] [--draws 500]
         [--chains 4 16] [--our-chains 4 16] [--metropolis-steps 0 4] [--solvers cholesky cg]
         [--our-warmup N] [--precision-form]
+    .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --crossover [50 100 200 400 800]
 """
 
 from __future__ import annotations
@@ -49,6 +50,31 @@ def run_ours(K, y, chains, warmup, draws, metropolis_steps, solver="cholesky", s
     return time.perf_counter() - start, v.numpy(), L.numpy()
 
 
+def crossover(sizes, chains=16, sweeps=100, metropolis_steps=4):
+    """Seconds for ``sweeps`` sweeps with each solver on synthetic data of each size (3-D
+    inputs on [0, 4]^3, SE kernel with lengthscale 1 and variance 4): where "cg" starts to
+    pay, which sets gp_classification_gibbs's solver="auto" threshold."""
+    from bayeskit.gp import SquaredExponential as SE
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    g = torch.Generator().manual_seed(0)
+    print("| N | cholesky s | cg s | cholesky / cg |\n|---|---|---|---|")
+    for n in sizes:
+        X = 4 * torch.rand(n, 3, generator=g, dtype=torch.float64)
+        noise = 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+        y = (torch.sin(X.sum(-1)) + noise > 0).double()
+        K = SE(lengthscale=1.0, variance=4.0)(X).detach()
+        seconds = {}
+        for solver in ("cholesky", "cg") * 2:  # the second round is timed (warm)
+            start = time.perf_counter()
+            gp_classification_gibbs(K, y, num_samples=sweeps, burn_in=0, num_chains=chains,
+                                    solver=solver, metropolis_steps=metropolis_steps,
+                                    generator=torch.Generator().manual_seed(0))
+            seconds[solver] = time.perf_counter() - start
+        print(f"| {n} | {seconds['cholesky']:.3f} | {seconds['cg']:.3f} | "
+              f"{seconds['cholesky'] / seconds['cg']:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chains", type=int, nargs="+", default=[4],
@@ -64,7 +90,13 @@ def main() -> None:
                         help="our burn-in sweeps (default: --warmup, as NUTS's warm-up)")
     parser.add_argument("--precision-form", action="store_true",
                         help="also time the D x D precision sweep (4 chains, no MH steps)")
+    parser.add_argument("--crossover", type=int, nargs="*", default=None,
+                        help="only time both solvers at these sizes (synthetic data; 16 "
+                             "chains, 100 sweeps, 4 Metropolis steps each)")
     args = parser.parse_args()
+    if args.crossover is not None:
+        crossover(args.crossover or [50, 100, 200, 400, 800])
+        return
     our_warmup = args.warmup if args.our_warmup is None else args.our_warmup
     with open("/proc/loadavg") as f:
         print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}", flush=True)

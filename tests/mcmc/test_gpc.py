@@ -91,3 +91,20 @@ def test_conjugate_gradient_solver_gives_the_cholesky_draws():
     torch.testing.assert_close(draws["cg"], draws["cholesky"], rtol=0, atol=1e-7)
     with pytest.raises(ValueError, match="solver"):
         gp_classification_gibbs(K, y, solver="lu")
+
+
+@pytest.mark.parametrize("n,expected", [(199, "matheron"), (200, "cg")])
+def test_auto_solver_switches_to_conjugate_gradients_at_200_points(monkeypatch, n, expected):
+    import bayeskit.mcmc.gpc as gpc
+
+    seen = {}
+
+    def record(data, **kwargs):
+        seen["method"] = kwargs["method"]
+        raise KeyboardInterrupt  # stop before sampling
+
+    monkeypatch.setattr(gpc, "run_gibbs", record)
+    with pytest.raises(KeyboardInterrupt):
+        gp_classification_gibbs(torch.eye(n, dtype=torch.float64),
+                                torch.zeros(n, dtype=torch.float64))
+    assert seen["method"] == expected
