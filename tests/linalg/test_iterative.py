@@ -90,6 +90,11 @@ def test_invalid_inputs_are_named():
         solve_plus_diagonal(K, d, b, eigenpairs=(torch.ones(2, dtype=K.dtype), K[:, :3]))
     with pytest.raises(ArgumentValueError, match="eigenvalues must be positive"):
         solve_plus_diagonal(K, d, b, eigenpairs=(-torch.ones(2, dtype=K.dtype), K[:, :2]))
+    with pytest.raises(ArgumentTypeError, match="pair of tensors"):
+        solve_plus_diagonal(K, d, b, eigenpairs=[1.0, 2.0])
+    with pytest.raises(ArgumentTypeError, match="eigenpairs are torch.float32"):
+        lam, V = low_rank_eigenpairs(K, 3)
+        solve_plus_diagonal(K, d, b, eigenpairs=(lam.float(), V.float()))
     with pytest.raises(ShapeError, match="one \\[N, N\\]"):
         solve_plus_diagonal(K.expand(2, 60, 60), d, b)
     with pytest.raises(ArgumentValueError, match="rank"):

@@ -146,7 +146,14 @@ def _preconditioner(K, d, eigenpairs):
     if eigenpairs is None:
         inv = 1.0 / (d + K.diagonal())
         return lambda r: inv * r
+    if not (isinstance(eigenpairs, (tuple, list)) and len(eigenpairs) == 2
+            and all(isinstance(t, torch.Tensor) for t in eigenpairs)):
+        raise ArgumentTypeError("eigenpairs must be a pair of tensors (lam [r], V [N, r]), "
+                                "as low_rank_eigenpairs(K, rank) returns")
     lam, V = eigenpairs
+    if lam.dtype != K.dtype or V.dtype != K.dtype:
+        raise ArgumentTypeError(f"eigenpairs are {lam.dtype} / {V.dtype} but K is {K.dtype}; "
+                                "use one dtype")
     if lam.dim() != 1 or V.shape != (K.shape[0], lam.shape[0]):
         raise ShapeError(f"eigenpairs must be (lam [r], V [{K.shape[0]}, r]), got "
                          f"{tuple(lam.shape)} and {tuple(V.shape)}")
