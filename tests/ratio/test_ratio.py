@@ -259,3 +259,23 @@ def test_classifier_is_calibrated_on_held_out_samples():
     # binomial standard error of each bin's observed fraction; 4 SE plus a small model slack
     se = torch.sqrt(obs * (1 - obs) / count.clamp_min(1))
     assert bool(((pred - obs).abs()[used] < 4 * se[used] + 0.03).all())
+
+
+def test_ulsif_with_many_centres_after_set_num_threads():
+    """torch 2.13's batched LU returns invalid pivots for 200 x 200 systems once
+    torch.set_num_threads has been called (MKL, CPU): uLSIF's solves are Cholesky ones, so
+    its fit works there and agrees with a fit in float64 by a direct solve per system."""
+    xp, xq = _samples(600, 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(2, threads))
+        u = ULSIF(n_centers=250, seed=3).fit(xp, xq)
+    finally:
+        torch.set_num_threads(threads)
+    assert u.alpha_.shape == (250,) and bool(torch.isfinite(u.alpha_).all())
+    # the final system, solved unbatched (not affected) for the reference
+    K = torch.exp(-torch.cdist(xq, u.centers_) ** 2 / (2 * u.sigma_**2))
+    H = K.mT @ K / len(xq) + u.lambda_ * torch.eye(250, dtype=F64)
+    h = torch.exp(-torch.cdist(xp, u.centers_) ** 2 / (2 * u.sigma_**2)).mean(0)
+    ref = torch.linalg.solve(H, h)
+    torch.testing.assert_close(u.alpha_, ref, rtol=1e-6, atol=1e-8)

@@ -18,7 +18,14 @@ from bayeskit.errors import ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.ratio.fdivergences import MonteCarloEstimate, monte_carlo_kl
 from bayeskit.training.trainer import train
-from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor, check_choice
+from bayeskit.validation import (
+    as_inputs,
+    as_int,
+    as_scalar,
+    as_tensor,
+    check_choice,
+    raise_if_not_pd,
+)
 
 __all__ = ["ClassifierDensityRatio", "ULSIF", "KLIEP", "estimate_kl", "estimate_js",
            "nwj_lower_bound", "check_samples"]
@@ -172,6 +179,16 @@ class ClassifierDensityRatio:
         return mean_pred, observed, count
 
 
+def _solve_spd(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``A^-1 b`` for symmetric positive definite ``A [..., L, L]`` (here ``H + lambda I``,
+    lambda > 0) by Cholesky: half LU's cost, and torch 2.13's batched LU returns invalid
+    pivots at L >= 200 once ``torch.set_num_threads`` has been called (MKL, CPU;
+    tests/ratio/test_estimators.py reproduces it)."""
+    L, info = torch.linalg.cholesky_ex(A)
+    raise_if_not_pd(info > 0, "the regularised Gram matrix H + lambda I")
+    return torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+
+
 def _gauss_kernel(x: torch.Tensor, c: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``[S, N, L]`` Gaussian kernel matrices for each width in ``sigma: [S]``."""
     d2 = torch.cdist(x, c).pow(2)
@@ -241,14 +258,14 @@ class ULSIF:
             H = gram(Kp[:, tp], Kq[:, tq])  # [S, L, L]
             h = Kp[:, tp].mean(1)  # [S, L]
             A = H[:, None] + lambdas[None, :, None, None] * eye  # [S, Lam, L, L]
-            alpha = torch.linalg.solve(A, h[:, None].expand(-1, len(lambdas), -1))
+            alpha = _solve_spd(A, h[:, None].expand(-1, len(lambdas), -1))
             rq = torch.einsum("snl,sml->smn", Kq[:, ~tq], alpha)
             rp = torch.einsum("snl,sml->smn", Kp[:, ~tp], alpha)
             # held-out squared loss: (a E_p[r^2] + (1 - a) E_q[r^2]) / 2 - E_p[r]
             scores += 0.5 * ((1 - a) * (rq**2).mean(-1) + a * (rp**2).mean(-1)) - rp.mean(-1)
         i, j = divmod(int(torch.argmin(scores)), len(lambdas))
         self.sigma_, self.lambda_ = float(sigmas[i]), float(lambdas[j])
-        self.alpha_ = torch.linalg.solve(gram(Kp[i], Kq[i]) + self.lambda_ * eye, Kp[i].mean(0))
+        self.alpha_ = _solve_spd(gram(Kp[i], Kq[i]) + self.lambda_ * eye, Kp[i].mean(0))
         self.cv_scores_ = scores / self.folds
         return self
 
