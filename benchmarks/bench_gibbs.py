@@ -90,8 +90,11 @@ def run_nuts(Phi, y, chains, warmup, draws, method, seed=0):
     mcmc.run(jax.random.PRNGKey(seed + 1), Phi_j, y_j)
     start = time.perf_counter()
     mcmc.warmup(jax.random.PRNGKey(seed), Phi_j, y_j)  # restarts from the model's init
+    warm = time.perf_counter() - start
     mcmc.run(jax.random.PRNGKey(seed), Phi_j, y_j)
     elapsed = time.perf_counter() - start
+    print(f"  NUTS ({chains} chains, {method}): warm-up {warm:.2f} s + draws "
+          f"{elapsed - warm:.2f} s ({warm / elapsed:.0%} warm-up)", flush=True)
     return elapsed, np.asarray(mcmc.get_samples(group_by_chain=True)["beta"])
 
 

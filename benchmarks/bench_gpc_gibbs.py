@@ -101,6 +101,10 @@ def main() -> None:
     with open("/proc/loadavg") as f:
         print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}", flush=True)
     K, y = dataset()
+    lam = torch.linalg.eigvalsh(K)
+    print(f"# K: {int((lam > 2).sum())} of {len(lam)} eigenvalues above 2 (the CG sweep's "
+          f"preconditioner rank for labels), {int((lam > 1).sum())} above 1, largest "
+          f"{float(lam[-1]):.0f}", flush=True)
     rows, L = {}, None
     for solver in args.solvers:
         for chains in args.our_chains:

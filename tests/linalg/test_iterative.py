@@ -110,3 +110,10 @@ def test_eigenpairs_keep_only_positive_eigenvalues():
     assert 0 < lam.shape[0] < 40 and bool((lam > 0).all())
     with pytest.raises(ArgumentValueError, match="no positive eigenvalue"):
         low_rank_eigenpairs(torch.zeros(3, 3, dtype=torch.float64), 2)
+
+
+def test_a_non_finite_k_is_named_before_iterating():
+    K, d, b = _problem(torch.float64)
+    K[0, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match="K"):
+        solve_plus_diagonal(K, d, b)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bayeskit.distributions.gaussian import matheron_parts, sample_linear_gaussian_posterior
-from bayeskit.errors import CheckpointError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, CheckpointError, NonFiniteError, ShapeError
 from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
 from bayeskit.training import Checkpoint
@@ -269,3 +269,18 @@ def test_matheron_draw_by_conjugate_gradients_equals_the_factorised_one():
                                               generator=torch.Generator().manual_seed(1))
              for e in (None, eig)]
     torch.testing.assert_close(draws[1], draws[0], rtol=0, atol=1e-9)
+
+
+def test_cg_sweep_with_a_zero_design_and_eigenpairs_only_for_matheron():
+    """A zero Gram matrix has no eigenpair to precondition with: the CG sweep then runs on
+    the diagonal alone (the posterior is the prior); eigenpairs with the precision form
+    are refused by name."""
+    data = BinomialRegressionData.create(torch.zeros(6, 6, dtype=F64), [0, 1, 0, 1, 1, 0])
+    res = run_gibbs(data, num_samples=400, burn_in=10, num_chains=4, method="cg",
+                    generator=torch.Generator().manual_seed(0))
+    assert abs(float(res.beta.mean())) < 0.05 and abs(float(res.beta.std()) - 1) < 0.05
+    with pytest.raises(ArgumentValueError, match="eigenpairs"):
+        sample_linear_gaussian_posterior(
+            torch.ones(4, 2, dtype=F64), torch.ones(4, dtype=F64), torch.zeros(4, dtype=F64),
+            torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64), method="precision",
+            eigenpairs=(torch.ones(1, dtype=F64), torch.ones(4, 1, dtype=F64)))

@@ -612,6 +612,9 @@ def sample_linear_gaussian_posterior(
     n, d = Phi.shape
     if method == "auto":
         method = "precision" if d <= n else "matheron"
+    if method == "precision" and eigenpairs is not None:
+        raise ArgumentValueError("eigenpairs serve the Matheron form's N x N solve; pass "
+                                 "method='matheron' (or drop eigenpairs)")
     if method == "precision":
         if outer_products is None:
             P = Phi.mT @ (weights.unsqueeze(-1) * Phi) + prior_precision

@@ -95,6 +95,7 @@ def solve_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor, rhs: torch.Tens
     n = check_square("K", K)
     if K.dim() != 2:
         raise ShapeError(f"K must be one [N, N] matrix, got {tuple(K.shape)}")
+    check_finite("K", K)
     for name, t in (("diagonal", diagonal), ("rhs", rhs)):
         check_floating(name, t)
         if t.dim() < 1 or t.shape[-1] != n:

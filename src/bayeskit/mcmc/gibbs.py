@@ -184,7 +184,8 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
     outer = outer_products(data.Phi) if (
         method not in ("matheron", "cg") and d <= n and d <= 64 and beta.shape[0] > 1
         and _OUTER_PRODUCTS and n * d * d <= 2**24) else None
-    # the Matheron form: the prior Gram matrix once, then one N x N factorisation per draw
+    # the Matheron form: the prior Gram matrix once, then one N x N solve per draw (a
+    # factorisation, or with "cg" a few products with the Gram matrix)
     parts = matheron_parts(data.Phi, data.prior_precision) if (
         method in ("matheron", "cg") or (method == "auto" and d > n)) else None
     eigenpairs = None
@@ -193,8 +194,10 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
         # typical floor of the pseudo-noise 1 / omega (omega ~ PG(n, c) rarely exceeds n):
         # the preconditioned condition number stays below ~3 (linalg.iterative) while the
         # per-chain setup, N r^2, stays below a few iterations' 2 N^2
+        # (a zero Gram matrix, Phi = 0, has no eigenpair to keep: the diagonal alone)
         eigenpairs = low_rank_eigenpairs(parts[2], max(1, min(256, n // 4)),
-                                         above=2.0 / float(data.n_trials.max()))
+                                         above=2.0 / float(data.n_trials.max())) if bool(
+            parts[2].diagonal().max() > 0) else None
         method = "matheron"
     while True:
         omega = sample_polya_gamma(data.n_trials, offset + beta @ data.Phi.mT,

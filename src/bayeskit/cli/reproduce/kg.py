@@ -112,11 +112,9 @@ def run(ctx: Context) -> TopicResult:
 
 def _sgpr_like(model: GPR, Z: torch.Tensor) -> SGPR:
     """An SGPR on the exact GP's data with its hyperparameters and inducing inputs ``Z``."""
-    sparse = SGPR(model.X, model.y, Z, copy.deepcopy(model.kernel),
-                  noise_variance=float(model.noise_variance.detach()), jitter=0.0)
-    with torch.no_grad():
-        sparse.raw_mean.copy_(model.raw_mean)
-    return sparse
+    return SGPR(model.X, model.y, Z, copy.deepcopy(model.kernel),
+                noise_variance=float(model.noise_variance.detach()),
+                mean=float(model.mean_constant.detach()), jitter=0.0)
 
 
 def _sparse_kg_and_bore(res, ctx, f, model, cand, exact_curve, g) -> None:
