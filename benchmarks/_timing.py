@@ -43,16 +43,34 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], repeats: in
     waking them costs every parallel op tens of microseconds, which is not what a loop of
     updates sees. ``warmup`` calls each contender once first (JIT compilation, caches).
     """
+    return blocked_medians(contenders, repeats, block=1, pause=0.0, seed=seed, warmup=warmup)
+
+
+def blocked_medians(contenders: dict[str, Callable[[], object]], rounds: int, block: int = 3,
+                    pause: float = 0.3, seed: int = 0, warmup: bool = True) -> dict[str, float]:
+    """Median seconds of each zero-argument callable, run in blocks of ``block`` calls.
+
+    For contenders that leave another thread pool busy after they return: SciPy's OpenBLAS
+    keeps its workers spinning for ~0.1 s after a call, which slows whatever torch runs
+    next on a 2-core machine (a 64 x 64 ``tril`` took 3 ms instead of 0.02). Interleaving
+    call by call would charge that to the next contender; here every block starts after
+    ``pause`` seconds of idle, and a contender's own calls inside a block pay for what the
+    previous one left, as they would in a loop. The order of the blocks is shuffled every
+    round (seeded); ``warmup`` runs each contender once first (compilation, caches).
+    """
     if warmup:
         for fn in contenders.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in contenders}
     order = list(contenders.items())
     rng = random.Random(seed)
-    for _ in range(repeats):
+    for _ in range(rounds):
         rng.shuffle(order)
         for name, fn in order:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            if pause:
+                time.sleep(pause)
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}

@@ -1,7 +1,8 @@
 """Exact GP: negative log marginal likelihood + backward, bayeskit vs GPyTorch (Cholesky path).
 
 X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales, float64,
-2 threads; same inputs, interleaved rounds, medians. GPyTorch's Cholesky path is forced with
+2 threads; same inputs, medians (the exact GP: blocks of two calls after an idle pause,
+shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced with
 ``max_cholesky_size`` above N (its default switches to CG above 800 points).
 
     .venv-bench/bin/python benchmarks/bench_gp.py [--sizes 1000 2000 4000]
@@ -9,6 +10,11 @@ X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales,
         --sgpr-sizes 1000000 --sgpr-ours-only      # SGPR time and peak memory at N = 10^6
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
                                                  # SVGP step: forward / backward / Adam
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
+        --inverse 1000 2000 4000                 # the inverse: torch's LAPACK vs SciPy's
+
+"bayeskit GPR, torch inverse" is the same model with ``BAYESKIT_LAPACK=torch``;
+"floor, bayeskit inverse" the factor and ``bayeskit.linalg.cholesky_inverse`` alone.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import time
 
 import torch
 
-from _timing import interleaved_medians
+from _timing import blocked_medians, interleaved_medians
 from bayeskit.gp import GPR, SGPR, SquaredExponential
+from bayeskit.linalg import cholesky_inverse, lapack_backend
 
 
 def data(n, seed=0):
@@ -32,6 +39,50 @@ def data(n, seed=0):
     X = torch.rand(n, 8, dtype=torch.float64, generator=g)
     y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=torch.float64, generator=g)
     return X, y
+
+
+def with_lapack(backend, fn):
+    """``fn()`` with ``BAYESKIT_LAPACK=backend`` (restored afterwards)."""
+    before = os.environ.get("BAYESKIT_LAPACK")
+    os.environ["BAYESKIT_LAPACK"] = backend
+    try:
+        return fn()
+    finally:
+        if before is None:
+            del os.environ["BAYESKIT_LAPACK"]
+        else:
+            os.environ["BAYESKIT_LAPACK"] = before
+
+
+def bench_inverse(sizes, repeats: int) -> None:
+    """The inverse from a factor (``cholesky_inverse``) on torch's LAPACK (MKL in torch's
+    wheels) and on SciPy's (OpenBLAS in SciPy's wheels), and the factorisation on each,
+    float64, in blocks (SciPy's threads spin after a call: ``_timing.blocked_medians``)."""
+    from scipy.linalg import lapack
+
+    print("\n## inverse and factorisation, torch's LAPACK vs SciPy's (ms, medians of blocks; "
+          "in brackets bayeskit's choice)")
+    for n in sizes:
+        g = torch.Generator().manual_seed(n)
+        A = torch.randn(n, n, dtype=torch.float64, generator=g)
+        C = A @ A.T / n + torch.eye(n, dtype=torch.float64)
+        L = torch.linalg.cholesky(C)
+
+        def scipy_factor(C=C):  # in place on a column-major copy, as torch's own
+            B = C.clone().mT
+            lapack.dpotrf(B.numpy(), lower=1, overwrite_a=1, clean=1)
+
+        contenders = {
+            "inverse torch": functools.partial(cholesky_inverse, L, backend="torch"),
+            "inverse scipy": functools.partial(cholesky_inverse, L, backend="scipy"),
+            "factor torch": functools.partial(torch.linalg.cholesky, C),
+            "factor scipy": scipy_factor,
+        }
+        t = {k: 1e3 * v for k, v in blocked_medians(contenders, repeats, seed=n).items()}
+        print(f"  N = {n:5d}: inverse {t['inverse torch']:8.1f} / {t['inverse scipy']:8.1f} "
+              f"({t['inverse scipy'] / t['inverse torch']:.2f}x) [{lapack_backend(L)}]   "
+              f"factor {t['factor torch']:8.1f} / {t['factor scipy']:8.1f} "
+              f"({t['factor scipy'] / t['factor torch']:.2f}x)")
 
 
 def main() -> None:
@@ -45,6 +96,9 @@ def main() -> None:
                              "the elementwise product of mixed vs matching memory layouts")
     parser.add_argument("--svgp-split", type=int, default=0, metavar="STEPS",
                         help="also time STEPS SVGP steps split into forward / backward / Adam")
+    parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
+                        help="time the factor and the inverse alone at these sizes: torch's "
+                             "LAPACK against SciPy's")
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
@@ -73,7 +127,15 @@ def main() -> None:
             torch.cholesky_inverse(torch.linalg.cholesky(K))
             return float("nan")
 
-        contenders = {"bayeskit GPR": run_ours, "floor: cholesky + inverse": floor}
+        def fastest_floor(K=K_floor):  # the same with the inverse bayeskit picks
+            cholesky_inverse(torch.linalg.cholesky(K))
+            return float("nan")
+
+        contenders = {"bayeskit GPR": run_ours,
+                      "bayeskit GPR, torch inverse": functools.partial(with_lapack, "torch",
+                                                                       run_ours),
+                      "floor: cholesky + inverse": floor,
+                      "floor, bayeskit inverse": fastest_floor}
         if gpytorch is not None:
             class Exact(gpytorch.models.ExactGP):
                 def __init__(self, X, y, lik):
@@ -109,11 +171,16 @@ def main() -> None:
             contenders["GPyTorch (Cholesky)"] = run_gpytorch
             contenders["GPyTorch (CG, default)"] = run_gpytorch_cg
         values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
-        times = interleaved_medians(contenders, args.repeats, seed=0, warmup=False)
+        # blocks of 2 after an idle pause: SciPy's OpenBLAS threads (our inverse at large N)
+        # spin for ~0.1 s after a call, which must slow our next call, not a competitor's
+        times = blocked_medians(contenders, args.repeats, block=2)
         ours_t = times["bayeskit GPR"]
         print(f"\n## N = {n}: -MLL/N + backward")
         for k, t in times.items():
-            print(f"  {k:26s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
+            print(f"  {k:28s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
+        print(f"  ours / floor {ours_t / times['floor: cholesky + inverse']:.3f}, ours / floor "
+              f"with bayeskit's inverse {ours_t / times['floor, bayeskit inverse']:.3f} "
+              f"(inverse: {lapack_backend(K_floor)})")
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch)
     if args.sgpr_sizes:
@@ -125,6 +192,8 @@ def main() -> None:
         bench_svgp(256, 1024, max(args.repeats, 20), gpytorch, args.svgp_split)
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
+    if args.inverse:
+        bench_inverse(args.inverse, args.repeats)
 
 
 def bench_kernel_backward(repeats: int) -> None:

@@ -77,6 +77,7 @@ BAD = {
     "optional-object": {"string": "abc", "number": 1.5},
     # one of a fixed set of names
     "choice": {"None": None, "number": 1.5, "unknown name": "no-such-choice"},
+    "optional-choice": {"number": 1.5, "unknown name": "no-such-choice"},
     # a file or folder path, or a text; "optional-path" also takes None
     "path": {"None": None, "number": 1.5, "empty string": ""},
     "optional-path": {"number": 1.5, "empty string": ""},
@@ -195,6 +196,10 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "cholesky_delete": (linalg.cholesky_delete, {"chol": A(L), "indices": ("indices", [1])}),
         "cholesky_solve": (linalg.cholesky_solve, {"chol": A(L), "B": A(U)}),
         "cholesky_logdet": (linalg.cholesky_logdet, {"chol": A(L)}),
+        "cholesky_inverse": (linalg.cholesky_inverse,
+                             {"chol": A(L), "backend": ("optional-choice", "scipy")}),
+        "lapack_backend": (linalg.lapack_backend,
+                           {"A": ("square", L), "backend": ("optional-choice", None)}),
         "solve_lower": (linalg.solve_lower, {"chol": A(L), "B": A(U)}),
         "cholesky_plus_diagonal": (linalg.cholesky_plus_diagonal,
                                    {"K": A(L @ L.T), "diagonal": B(torch.ones(4, dtype=F64))}),

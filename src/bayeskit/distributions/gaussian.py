@@ -28,6 +28,7 @@ import torch
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import (
     cholesky_append,
+    cholesky_inverse,
     cholesky_plus_diagonal,
     cholesky_update_lowrank,
     jittered_cholesky,
@@ -437,7 +438,7 @@ def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eta, Lambda) = (Sigma^-1 mean, Sigma^-1)`` from ``mean [..., M]`` and a lower
     Cholesky factor of ``Sigma`` ``[..., M, M]`` (no explicit inverse of ``Sigma``)."""
-    prec = torch.cholesky_inverse(cov_cholesky)
+    prec = cholesky_inverse(cov_cholesky)
     eta = torch.cholesky_solve(mean.unsqueeze(-1), cov_cholesky).squeeze(-1)
     return eta, 0.5 * (prec + prec.mT)
 

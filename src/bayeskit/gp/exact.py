@@ -22,7 +22,7 @@ from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.gp.kernels import Kernel, SquaredExponential
 from bayeskit.gp.model import GPRegressionModel
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.linalg import cholesky_plus_diagonal, jittered_cholesky
+from bayeskit.linalg import cholesky_inverse, cholesky_plus_diagonal, jittered_cholesky
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
     as_inputs,
@@ -87,9 +87,9 @@ class _GaussianNLL(torch.autograd.Function):
 
     ``d/dK = (C^-1 - alpha alpha^T) / 2``, ``d/d noise = trace(d/dK)`` and ``d/dr = alpha``,
     with ``C = K + noise I`` and ``alpha = C^-1 r``: one Cholesky factorisation forward and
-    one ``cholesky_inverse`` backward, cheaper than differentiating through the
-    factorisation and the triangular solves. Once differentiable (no Hessians of the
-    marginal likelihood).
+    one inverse (:func:`bayeskit.linalg.cholesky_inverse`) backward, cheaper than
+    differentiating through the factorisation and the triangular solves. Once
+    differentiable (no Hessians of the marginal likelihood).
     """
 
     @staticmethod
@@ -104,13 +104,9 @@ class _GaussianNLL(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         L, alpha = ctx.saved_tensors
-        # on the CPU cholesky_inverse returns a column-major matrix, exactly symmetric: its
-        # transpose is the same matrix in row-major order, the kernel's layout (the kernel's
-        # elementwise product with the column-major one takes 4.2-4.7x as long at N = 2000:
-        # bench_gp.py --kernel-backward); elsewhere the transpose is that inverse too
-        dK = torch.cholesky_inverse(L)
-        if dK.stride(-1) != 1:
-            dK = dK.mT
+        # row-major, the kernel's layout (the kernel's elementwise product with a
+        # column-major one takes 4.2-4.7x as long at N = 2000: bench_gp.py --kernel-backward)
+        dK = cholesky_inverse(L)
         g = 0.5 * float(grad)
         dK.addr_(alpha, alpha, beta=g, alpha=-g)  # one pass over [N, N], not two
         return dK, dK.diagonal().sum(), grad * alpha

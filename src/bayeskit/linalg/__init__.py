@@ -8,6 +8,7 @@ for samplers and hand-written gradients). Depends on nothing else in bayeskit ex
 
 from bayeskit.linalg.append import cholesky_append, cholesky_delete
 from bayeskit.linalg.cholesky import (
+    cholesky_inverse,
     cholesky_logdet,
     cholesky_plus_diagonal,
     cholesky_solve,
@@ -16,17 +17,20 @@ from bayeskit.linalg.cholesky import (
     stabilised_cholesky,
 )
 from bayeskit.linalg.iterative import low_rank_eigenpairs, solve_plus_diagonal
+from bayeskit.linalg.lapack import lapack_backend
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
 
 __all__ = [
     "cholesky_append",
     "cholesky_delete",
+    "cholesky_inverse",
     "cholesky_logdet",
     "cholesky_plus_diagonal",
     "cholesky_solve",
     "cholesky_update",
     "cholesky_update_lowrank",
     "jittered_cholesky",
+    "lapack_backend",
     "low_rank_eigenpairs",
     "solve_lower",
     "solve_plus_diagonal",

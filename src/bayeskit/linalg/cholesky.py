@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg.lapack import lapack_backend, scipy_inverse_in_place
 from bayeskit.validation import (
     all_finite,
     as_int,
@@ -17,7 +18,7 @@ from bayeskit.validation import (
 )
 
 __all__ = ["jittered_cholesky", "stabilised_cholesky", "cholesky_solve", "cholesky_logdet",
-           "cholesky_plus_diagonal"]
+           "cholesky_plus_diagonal", "cholesky_inverse"]
 
 
 def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
@@ -255,3 +256,42 @@ def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:
     """
     _check_factor(chol)
     return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+
+def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """``(L L^T)^-1`` for lower Cholesky factors ``chol [..., N, N]``; symmetric, row-major.
+
+    The inverse an exact GP's gradient needs (``d/dK log det K = K^-1``), from the factor;
+    never ``torch.linalg.inv``. ``backend``: which LAPACK (:func:`lapack_backend`; SciPy's
+    works on one copy of ``chol``). Differentiable (through torch's route) when ``chol``
+    requires a gradient.
+
+    Raises:
+        ArgumentValueError: a non-positive diagonal entry; NonFiniteError: a non-finite
+        factor, or an inverse that overflows; ShapeError, ArgumentTypeError: not a batch of
+        square floating matrices.
+
+    Examples:
+        >>> L = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+        >>> cholesky_inverse(L).tolist()  # inv([[4, 2], [2, 2]])
+        [[0.5, -0.5], [-0.5, 1.0]]
+        >>> torch.equal(cholesky_inverse(L, backend="scipy"), cholesky_inverse(L))
+        True
+    """
+    _check_factor(chol)
+    if lapack_backend(chol, backend) == "scipy" and chol.numel():
+        if chol.dim() == 2:  # keeps the factor's layout (torch's own is column-major)
+            inv = chol.detach().clone()
+        else:
+            inv = chol.detach().clone(memory_format=torch.contiguous_format)
+        scipy_inverse_in_place(inv)  # info is 0: the diagonal was checked positive
+    else:
+        inv = torch.cholesky_inverse(chol)
+    if not all_finite(inv):
+        smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
+        raise NonFiniteError("the inverse overflowed: chol is numerically singular (its "
+                             f"smallest diagonal entry is {smallest:.3g})")
+    # exactly symmetric (LAPACK's potri fills one triangle, mirrored): the transpose of a
+    # column-major result is the same matrix in row-major order, the layout elementwise
+    # products with it want
+    return inv if inv.stride(-1) == 1 else inv.mT
