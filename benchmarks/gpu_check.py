@@ -77,6 +77,10 @@ def linalg_routines(dev):
     worst = max(worst, diff(*out))
     out = both(lambda d: linalg.cholesky_logdet(Lb.to(d)), dev)
     worst = max(worst, diff(*out))
+    # the CPU side on SciPy's LAPACK, the CUDA side on torch's (relative: entries ~1e2)
+    out = both(lambda d: linalg.cholesky_inverse(
+        Lb.to(d), backend="scipy" if d.type == "cpu" else "torch"), dev)
+    worst = max(worst, diff(*out) / float(out[0].abs().max()))
     w = torch.rand(3, 301, dtype=F64) + 0.1
     out = both(lambda d: linalg.cholesky_plus_diagonal(Ab.to(d), w.to(d))[0], dev)
     worst = max(worst, diff(*out))

@@ -18,7 +18,7 @@ from bayeskit.distributions.gaussian import (
     whitened_sparse_terms,
     whitened_variance_reduction,
 )
-from bayeskit.errors import NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
 
 F64 = torch.float64
 
@@ -382,3 +382,9 @@ def test_whitened_sparse_terms_check_their_inputs():
             whitened_sparse_terms(**{**ok, name: ok[name].float()})
     with pytest.raises(TypeError, match="gram .*must share a dtype"):  # was silently promoted
         whitened_variance_reduction(torch.eye(4), Lm, Lm)
+
+
+def test_moments_to_natural_names_a_bad_factor():
+    bad = torch.tensor([[1.0, 0.0], [0.5, -1.0]], dtype=torch.float64)
+    with pytest.raises(ArgumentValueError, match="cov_cholesky"):
+        moments_to_natural(torch.zeros(2, dtype=torch.float64), bad)

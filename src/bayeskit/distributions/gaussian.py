@@ -438,7 +438,7 @@ def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eta, Lambda) = (Sigma^-1 mean, Sigma^-1)`` from ``mean [..., M]`` and a lower
     Cholesky factor of ``Sigma`` ``[..., M, M]`` (no explicit inverse of ``Sigma``)."""
-    prec = cholesky_inverse(cov_cholesky)
+    prec = cholesky_inverse(cov_cholesky, name="cov_cholesky")
     eta = torch.cholesky_solve(mean.unsqueeze(-1), cov_cholesky).squeeze(-1)
     return eta, 0.5 * (prec + prec.mT)
 

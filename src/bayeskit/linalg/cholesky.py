@@ -258,13 +258,14 @@ def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:
     return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
 
-def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
+                     name: str = "chol") -> torch.Tensor:
     """``(L L^T)^-1`` for lower Cholesky factors ``chol [..., N, N]``; symmetric, row-major.
 
     The inverse an exact GP's gradient needs (``d/dK log det K = K^-1``), from the factor;
     never ``torch.linalg.inv``. ``backend``: which LAPACK (:func:`lapack_backend`; SciPy's
     works on one copy of ``chol``). Differentiable (through torch's route) when ``chol``
-    requires a gradient.
+    requires a gradient. ``name``: the argument's name in error messages.
 
     Raises:
         ArgumentValueError: a non-positive diagonal entry; NonFiniteError: a non-finite
@@ -278,7 +279,7 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None) -> torch
         >>> torch.equal(cholesky_inverse(L, backend="scipy"), cholesky_inverse(L))
         True
     """
-    _check_factor(chol)
+    _check_factor(chol, name)
     if lapack_backend(chol, backend) == "scipy" and chol.numel():
         if chol.dim() == 2:  # keeps the factor's layout (torch's own is column-major)
             inv = chol.detach().clone()
@@ -289,7 +290,7 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None) -> torch
         inv = torch.cholesky_inverse(chol)
     if not all_finite(inv):
         smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
-        raise NonFiniteError("the inverse overflowed: chol is numerically singular (its "
+        raise NonFiniteError(f"the inverse overflowed: {name} is numerically singular (its "
                              f"smallest diagonal entry is {smallest:.3g})")
     # exactly symmetric (LAPACK's potri fills one triangle, mirrored): the transpose of a
     # column-major result is the same matrix in row-major order, the layout elementwise
