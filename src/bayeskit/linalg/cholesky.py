@@ -285,7 +285,10 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
             inv = chol.detach().clone()
         else:
             inv = chol.detach().clone(memory_format=torch.contiguous_format)
-        scipy_inverse_in_place(inv)  # info is 0: the diagonal was checked positive
+        info = scipy_inverse_in_place(inv)
+        if bool(info.any()):  # not expected: the diagonal was checked positive
+            raise NonFiniteError(f"LAPACK's potri failed on {name} (info "
+                                 f"{info.flatten().tolist()[:4]}): it is singular")
     else:
         inv = torch.cholesky_inverse(chol)
     if not all_finite(inv):

@@ -6,10 +6,11 @@ CPU wheels call MKL's ``potri``; SciPy's wheels ship OpenBLAS, whose ``potri`` o
 EPYC (2 cores, float64) took 0.59-0.74x MKL's time at N = 1500-4000 (``benchmarks/
 bench_gp.py --inverse``; MKL's factorisation stays as fast or faster, so it keeps that).
 OpenBLAS's idle threads then spin for ~0.1 s, slowing the torch work that follows on a
-small machine, so the whole evaluation gains less: 0.76x at N = 4000, 0.87x at 3000,
-0.89x at 2500, none at 2000 (separate processes, RESULTS.md). With
-``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before Python starts (the threads sleep at
-once) it gained 0.70x / 0.81x / 0.72x at N = 4000 / 3000 / 2000.
+small machine: the whole -MLL + gradient took 0.74x / 0.67x / 0.63x of its time with MKL's
+inverse at N = 4000 / 3000 / 2500 but 1.10x at 2000 (``benchmarks/bench_lapack.py``, each
+route in fresh processes). With ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before
+Python starts (the threads sleep at once): 0.67x / 0.79x / 0.89x / 0.88x at N = 4000 / 3000
+/ 2500 / 2000.
 
 So on such a machine the inverse of a CPU float32/float64 factor of ``N >= 2500`` (2000
 with that timeout set) that autograd does not record runs on SciPy's ``potri``, in place on
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import torch
 
 from bayeskit.validation import check_choice, check_square
@@ -131,7 +133,9 @@ def _scipy_potri(A: torch.Tensor) -> torch.Tensor:
         for i, M in enumerate(flat):
             column_major = M.stride(-2) == 1
             a = M.numpy() if column_major else M.numpy().T
-            _, info[i] = potri(a, lower=1 if column_major else 0, overwrite_c=1)
+            c, info[i] = potri(a, lower=1 if column_major else 0, overwrite_c=1)
+            if not np.shares_memory(c, a):  # f2py copied after all: write the result back
+                a[...] = c
     return info.view(A.shape[:-2])
 
 
