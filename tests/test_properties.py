@@ -27,6 +27,7 @@ from bayeskit.gp import GPR, SGPR, SquaredExponential
 from bayeskit.linalg import (
     cholesky_append,
     cholesky_delete,
+    cholesky_inverse,
     cholesky_logdet,
     cholesky_solve,
     cholesky_update,
@@ -116,6 +117,26 @@ def test_cholesky_append_delete_solve_logdet(shape, dtype, value, where, k, seed
     out = finite_or_bayeskit_error(cholesky_logdet, L2)
     if out is not None:
         assert out.shape == L.shape[:-2]
+
+
+@given(shapes, dtypes, values, st.integers(0, 1000), st.booleans(), st.booleans(),
+       st.integers(0, 10**6))
+def test_cholesky_inverse_on_both_lapacks(shape, dtype, value, where, corrupted, row_major,
+                                          seed):
+    """Both routes: finite, symmetric and equal to each other, or a bayeskit error."""
+    n, batch = shape
+    L = spd_factor(n, batch, dtype, seed)
+    L = L.contiguous() if row_major else L.mT.contiguous().mT
+    if corrupted:
+        L = corrupt(L, value, where)
+    outs = [finite_or_bayeskit_error(cholesky_inverse, L, backend=b) for b in ("torch", "scipy")]
+    assert (outs[0] is None) == (outs[1] is None)
+    if outs[0] is not None:
+        assert outs[0].shape == L.shape and torch.equal(outs[1], outs[1].mT)
+        if outs[0].numel():
+            scale = max(float(outs[0].abs().max()), 1.0)
+            tol = 1e-10 if dtype == torch.float64 else 1e-4
+            assert float((outs[0] - outs[1]).abs().max()) <= tol * scale
 
 
 @given(st.integers(0, 40), st.sampled_from([torch.float16, torch.float32, torch.float64]),
