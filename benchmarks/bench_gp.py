@@ -173,7 +173,7 @@ def main() -> None:
         values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
         # blocks of 2 after an idle pause: SciPy's OpenBLAS threads (our inverse at large N)
         # spin for ~0.1 s after a call, which must slow our next call, not a competitor's
-        times = blocked_medians(contenders, args.repeats, block=2)
+        times = blocked_medians(contenders, args.repeats, block=2, warmup=False)
         ours_t = times["bayeskit GPR"]
         print(f"\n## N = {n}: -MLL/N + backward")
         for k, t in times.items():
