@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 import bayeskit
+from bayeskit import compiled
+from bayeskit.linalg import lapack_backend
 from bayeskit.training import atomic_write_text
 
 __all__ = ["Number", "Figure", "TopicResult", "write_report", "provenance", "ARTICLES"]
@@ -58,7 +60,11 @@ def provenance(*, seed: int, quick: bool, command: str | None = None) -> dict:
             pass
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "versions": versions, "cpu": _cpu_model(), "machine": platform.platform(),
-            "torch_threads": torch.get_num_threads(), "seed": seed, "quick": quick,
+            "torch_threads": torch.get_num_threads(),
+            # settings that change results at rounding level (compiled kernels, LAPACK route)
+            "compiled_kernels": compiled.enabled(torch.zeros(())),
+            "lapack": lapack_backend(torch.zeros((), dtype=torch.float64).expand(4096, 4096)),
+            "seed": seed, "quick": quick,
             "command": command or " ".join(["bayeskit", *sys.argv[1:]])}
 
 
@@ -273,5 +279,7 @@ def _provenance_html(prov: dict, label: str) -> str:
     return (f"<p class='prov'>{esc(label)}: {esc(str(prov.get('date', '?')))}; "
             f"<code>{esc(str(prov.get('command', '')))}</code> (seed {prov.get('seed')}, "
             f"{'quick' if prov.get('quick') else 'full'} sizes); {esc(versions)}; "
-            f"{esc(str(prov.get('cpu', '?')))}, {prov.get('torch_threads')} torch thread(s); "
+            f"{esc(str(prov.get('cpu', '?')))}, {prov.get('torch_threads')} torch thread(s), "
+            f"compiled kernels {'on' if prov.get('compiled_kernels') else 'off'}, large "
+            f"inverses on {esc(str(prov.get('lapack', '?')))}'s LAPACK; "
             f"{esc(str(prov.get('machine', '')))}.</p>")
