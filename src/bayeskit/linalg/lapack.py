@@ -8,9 +8,9 @@ bench_gp.py --inverse``; MKL's factorisation stays as fast or faster, so it keep
 OpenBLAS's idle threads then spin for ~0.1 s, slowing the torch work that follows on a
 small machine: the whole -MLL + gradient took 0.74-0.84x / 0.67-0.83x / 0.63-0.88x of its
 time with MKL's inverse at N = 4000 / 3000 / 2500, and 1.10x / 0.90x at 2000, in two runs of
-``benchmarks/bench_lapack.py`` (each route in fresh processes). With ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before
-Python starts (the threads sleep at once): 0.67x / 0.79x / 0.89x / 0.88x at N = 4000 / 3000
-/ 2500 / 2000.
+``benchmarks/bench_lapack.py`` (each route in fresh processes). With
+``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before Python starts (the threads sleep at
+once): 0.67x / 0.79x / 0.89x / 0.88x at N = 4000 / 3000 / 2500 / 2000.
 
 So on such a machine the inverse of a CPU float32/float64 factor of ``N >= 2500`` (2000
 with that timeout set) that autograd does not record runs on SciPy's ``potri``, in place on
