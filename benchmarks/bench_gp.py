@@ -54,10 +54,21 @@ def with_lapack(backend, fn):
             os.environ["BAYESKIT_LAPACK"] = before
 
 
-def bench_inverse(sizes, repeats: int) -> None:
+def on_one_thread(fn):
+    """``fn()`` with torch (and so bayeskit's SciPy route) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def bench_inverse(sizes, repeats: int, one_thread: bool = False) -> None:
     """The inverse from a factor (``cholesky_inverse``) on torch's LAPACK (MKL in torch's
     wheels) and on SciPy's (OpenBLAS in SciPy's wheels), and the factorisation on each,
-    float64, in blocks (SciPy's threads spin after a call: ``_timing.blocked_medians``)."""
+    float64, in blocks (OpenBLAS's idle threads slow the torch work right after a call:
+    ``_timing.blocked_medians``, ``bench_lapack.py --spin``)."""
     from scipy.linalg import lapack
 
     print("\n## inverse and factorisation, torch's LAPACK vs SciPy's (ms, medians of blocks; "
@@ -78,11 +89,20 @@ def bench_inverse(sizes, repeats: int) -> None:
             "factor torch": functools.partial(torch.linalg.cholesky, C),
             "factor scipy": scipy_factor,
         }
+        if one_thread:  # both inverses on one thread: how much each gains from the second
+            for backend in ("torch", "scipy"):
+                contenders[f"inverse {backend} 1"] = functools.partial(
+                    on_one_thread, functools.partial(cholesky_inverse, L, backend=backend))
         t = {k: 1e3 * v for k, v in blocked_medians(contenders, repeats, seed=n).items()}
         print(f"  N = {n:5d}: inverse {t['inverse torch']:8.1f} / {t['inverse scipy']:8.1f} "
               f"({t['inverse scipy'] / t['inverse torch']:.2f}x) [{lapack_backend(L)}]   "
               f"factor {t['factor torch']:8.1f} / {t['factor scipy']:8.1f} "
               f"({t['factor scipy'] / t['factor torch']:.2f}x)")
+        if one_thread:
+            print(f"             inverse on one thread {t['inverse torch 1']:8.1f} / "
+                  f"{t['inverse scipy 1']:8.1f}: the second thread saves "
+                  f"{1 - t['inverse torch'] / t['inverse torch 1']:.0%} (MKL) / "
+                  f"{1 - t['inverse scipy'] / t['inverse scipy 1']:.0%} (OpenBLAS)")
 
 
 def main() -> None:
@@ -99,6 +119,8 @@ def main() -> None:
     parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
                         help="time the factor and the inverse alone at these sizes: torch's "
                              "LAPACK against SciPy's")
+    parser.add_argument("--inverse-one-thread", action="store_true",
+                        help="with --inverse, also time both inverses on one thread")
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
@@ -172,7 +194,8 @@ def main() -> None:
             contenders["GPyTorch (CG, default)"] = run_gpytorch_cg
         values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
         # blocks of 2 after an idle pause: SciPy's OpenBLAS threads (our inverse at large N)
-        # spin for ~0.1 s after a call, which must slow our next call, not a competitor's
+        # slow the torch work right after a call (bench_lapack.py --spin), which must slow
+        # our next call, not a competitor's
         times = blocked_medians(contenders, args.repeats, block=2, warmup=False)
         ours_t = times["bayeskit GPR"]
         print(f"\n## N = {n}: -MLL/N + backward")
@@ -193,7 +216,7 @@ def main() -> None:
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
     if args.inverse:
-        bench_inverse(args.inverse, args.repeats)
+        bench_inverse(args.inverse, args.repeats, args.inverse_one_thread)
 
 
 def bench_kernel_backward(repeats: int) -> None:

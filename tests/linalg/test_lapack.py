@@ -118,6 +118,11 @@ def test_invalid_factors_raise_by_name():
         cholesky_inverse(bad)
     with pytest.raises(ArgumentValueError, match="backend"):
         cholesky_inverse(L, backend="lapack")
+    # a full matrix or an upper factor: LAPACK would read its lower triangle, silently
+    for not_lower in (L @ L.mT, L.mT):
+        for backend in ("torch", "scipy"):
+            with pytest.raises(ArgumentValueError, match="above the diagonal"):
+                cholesky_inverse(not_lower, backend=backend)
 
 
 @pytest.mark.parametrize("backend", ["torch", "scipy"])

@@ -10,6 +10,7 @@ from bayeskit.validation import (
     all_finite,
     as_int,
     as_scalar,
+    check_cholesky_factor,
     check_factor_dtype,
     check_finite,
     check_floating,
@@ -268,9 +269,10 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     requires a gradient. ``name``: the argument's name in error messages.
 
     Raises:
-        ArgumentValueError: a non-positive diagonal entry; NonFiniteError: a non-finite
-        factor, or an inverse that overflows; ShapeError, ArgumentTypeError: not a batch of
-        square floating matrices.
+        ArgumentValueError: a non-positive diagonal entry, or nonzeros above the diagonal
+        (a full matrix or an upper factor, which LAPACK would silently read as its lower
+        triangle); NonFiniteError: a non-finite factor, or an inverse that overflows;
+        ShapeError, ArgumentTypeError: not a batch of square floating matrices.
 
     Examples:
         >>> L = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
@@ -279,7 +281,8 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
         >>> torch.equal(cholesky_inverse(L, backend="scipy"), cholesky_inverse(L))
         True
     """
-    _check_factor(chol, name)
+    # the O(N^2) probe, not a full pass: a NaN below the diagonal shows in the result
+    check_cholesky_factor(name, chol, full=False)
     if lapack_backend(chol, backend) == "scipy" and chol.numel():
         if chol.dim() == 2:  # keeps the factor's layout (torch's own is column-major)
             inv = chol.detach().clone()
@@ -292,6 +295,7 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     else:
         inv = torch.cholesky_inverse(chol)
     if not all_finite(inv):
+        check_finite(name, chol)  # a NaN or inf in the factor, named as such
         smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
         raise NonFiniteError(f"the inverse overflowed: {name} is numerically singular (its "
                              f"smallest diagonal entry is {smallest:.3g})")

@@ -3,14 +3,16 @@
 An exact GP's gradient needs the inverse of ``K + noise I`` (its trace against each kernel
 derivative), which after the factorisation is the largest cost of an evaluation. torch's
 CPU wheels call MKL's ``potri``; SciPy's wheels ship OpenBLAS, whose ``potri`` on an AMD
-EPYC (2 cores, float64) took 0.59-0.74x MKL's time at N = 1500-4000 (``benchmarks/
-bench_gp.py --inverse``; MKL's factorisation stays as fast or faster, so it keeps that).
-OpenBLAS's idle threads then spin for ~0.1 s, slowing the torch work that follows on a
-small machine: the whole -MLL + gradient took 0.74-0.84x / 0.67-0.83x / 0.63-0.88x of its
-time with MKL's inverse at N = 4000 / 3000 / 2500, and 1.10x / 0.90x at 2000, in two runs of
-``benchmarks/bench_lapack.py`` (each route in fresh processes). With
-``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before Python starts (the threads sleep at
-once): 0.67x / 0.79x / 0.89x / 0.88x at N = 4000 / 3000 / 2500 / 2000.
+EPYC (2 cores, float64) took 0.59-0.82x MKL's time at N = 1500-4000, and 0.64x on one
+thread at N = 4000 (``benchmarks/bench_gp.py --inverse``; MKL's factorisation is as fast or
+faster, so it keeps that). But after a call OpenBLAS's idle workers keep spinning, and on
+a small machine every switch between them and torch's threads costs a scheduler slice
+(~4 ms here: ``benchmarks/bench_lapack.py --spin``), so the whole -MLL + gradient took
+0.74-0.84x / 0.67-0.83x / 0.63-0.88x of its time with MKL's inverse at N = 4000 / 3000 /
+2500, and 1.10x / 0.90x at 2000, in two runs of ``benchmarks/bench_lapack.py`` (each route
+in fresh processes). With ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before Python
+starts (the threads sleep at once): 0.67x / 0.79x / 0.89x / 0.88x at N = 4000 / 3000 / 2500
+/ 2000.
 
 So on such a machine the inverse of a CPU float32/float64 factor of ``N >= 2500`` (2000
 with that timeout set) that autograd does not record runs on SciPy's ``potri``, in place on
