@@ -11,7 +11,7 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
                                                  # SVGP step: forward / backward / Adam
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
-        --inverse 1000 2000 4000                 # the inverse: torch's LAPACK vs SciPy's
+        --inverse 1000 2000 4000                 # the inverse: potri vs blocked products
 
 "bayeskit GPR, torch inverse" is the same model with ``BAYESKIT_LAPACK=torch``;
 "floor, bayeskit inverse" the factor and ``bayeskit.linalg.cholesky_inverse`` alone.
@@ -64,45 +64,58 @@ def on_one_thread(fn):
         torch.set_num_threads(threads)
 
 
-def bench_inverse(sizes, repeats: int, one_thread: bool = False) -> None:
-    """The inverse from a factor (``cholesky_inverse``) on torch's LAPACK (MKL in torch's
-    wheels) and on SciPy's (OpenBLAS in SciPy's wheels), and the factorisation on each,
-    float64, in blocks (OpenBLAS's idle threads slow the torch work right after a call:
-    ``_timing.blocked_medians``, ``bench_lapack.py --spin``)."""
+def bench_inverse(sizes, repeats: int, one_thread: bool = False,
+                  dtype: torch.dtype = torch.float64) -> None:
+    """The inverse from a factor on torch's LAPACK (MKL in torch's wheels: ``potri``), by
+    blocked products on torch's BLAS (``bayeskit.linalg.blocked``) and, for reference, on
+    SciPy's LAPACK (OpenBLAS in SciPy's wheels, in torch's thread count), and the
+    factorisation on both LAPACKs, in ``dtype``, in blocks after idle pauses (OpenBLAS's idle
+    threads slow the torch work right after a call: ``_timing.blocked_medians``)."""
     from scipy.linalg import lapack
+    from threadpoolctl import ThreadpoolController
 
-    print("\n## inverse and factorisation, torch's LAPACK vs SciPy's (ms, medians of blocks; "
-          "in brackets bayeskit's choice)")
+    pools = ThreadpoolController()
+
+    def scipy_inverse(L, potri):  # in place on a column-major copy of the factor
+        F = L.mT.contiguous().numpy().T
+        with pools.limit(limits=torch.get_num_threads(), user_api="blas"):
+            potri(F, lower=1, overwrite_c=1)
+
+    print(f"\n## {dtype}: inverse torch's LAPACK / SciPy's / blocked, factorisation torch's / "
+          "SciPy's (ms, medians of blocks; in brackets bayeskit's choice)")
     for n in sizes:
         g = torch.Generator().manual_seed(n)
         A = torch.randn(n, n, dtype=torch.float64, generator=g)
-        C = A @ A.T / n + torch.eye(n, dtype=torch.float64)
+        C = (A @ A.T / n + torch.eye(n, dtype=torch.float64)).to(dtype)
         L = torch.linalg.cholesky(C)
+        potrf, potri = ((lapack.dpotrf, lapack.dpotri) if dtype == torch.float64
+                        else (lapack.spotrf, lapack.spotri))
 
-        def scipy_factor(C=C):  # in place on a column-major copy, as torch's own
+        def scipy_factor(C=C, potrf=potrf):  # in place on a column-major copy, as torch's
             B = C.clone().mT
-            lapack.dpotrf(B.numpy(), lower=1, overwrite_a=1, clean=1)
+            potrf(B.numpy(), lower=1, overwrite_a=1, clean=1)
 
-        contenders = {
-            "inverse torch": functools.partial(cholesky_inverse, L, backend="torch"),
-            "inverse scipy": functools.partial(cholesky_inverse, L, backend="scipy"),
-            "factor torch": functools.partial(torch.linalg.cholesky, C),
-            "factor scipy": scipy_factor,
-        }
-        if one_thread:  # both inverses on one thread: how much each gains from the second
-            for backend in ("torch", "scipy"):
-                contenders[f"inverse {backend} 1"] = functools.partial(
-                    on_one_thread, functools.partial(cholesky_inverse, L, backend=backend))
+        inverses = {"torch": functools.partial(cholesky_inverse, L, backend="torch"),
+                    "scipy": functools.partial(scipy_inverse, L, potri),
+                    "blocked": functools.partial(cholesky_inverse, L, backend="blocked")}
+        contenders = {f"inverse {k}": fn for k, fn in inverses.items()}
+        contenders["factor torch"] = functools.partial(torch.linalg.cholesky, C)
+        contenders["factor scipy"] = scipy_factor
+        if one_thread:  # the inverses on one thread: how much each gains from the second
+            for k, fn in inverses.items():
+                contenders[f"inverse {k} 1"] = functools.partial(on_one_thread, fn)
         t = {k: 1e3 * v for k, v in blocked_medians(contenders, repeats, seed=n).items()}
-        print(f"  N = {n:5d}: inverse {t['inverse torch']:8.1f} / {t['inverse scipy']:8.1f} "
-              f"({t['inverse scipy'] / t['inverse torch']:.2f}x) [{lapack_backend(L)}]   "
+        print(f"  N = {n:5d}: inverse {t['inverse torch']:8.1f} / {t['inverse scipy']:8.1f} / "
+              f"{t['inverse blocked']:8.1f} ({t['inverse scipy'] / t['inverse torch']:.2f}x / "
+              f"{t['inverse blocked'] / t['inverse torch']:.2f}x) [{lapack_backend(L)}]   "
               f"factor {t['factor torch']:8.1f} / {t['factor scipy']:8.1f} "
               f"({t['factor scipy'] / t['factor torch']:.2f}x)")
         if one_thread:
             print(f"             inverse on one thread {t['inverse torch 1']:8.1f} / "
-                  f"{t['inverse scipy 1']:8.1f}: the second thread saves "
-                  f"{1 - t['inverse torch'] / t['inverse torch 1']:.0%} (MKL) / "
-                  f"{1 - t['inverse scipy'] / t['inverse scipy 1']:.0%} (OpenBLAS)")
+                  f"{t['inverse scipy 1']:8.1f} / {t['inverse blocked 1']:8.1f}: the second "
+                  f"thread saves {1 - t['inverse torch'] / t['inverse torch 1']:.0%} (MKL) / "
+                  f"{1 - t['inverse scipy'] / t['inverse scipy 1']:.0%} (OpenBLAS) / "
+                  f"{1 - t['inverse blocked'] / t['inverse blocked 1']:.0%} (blocked)")
 
 
 def main() -> None:
@@ -119,6 +132,8 @@ def main() -> None:
     parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
                         help="time the factor and the inverse alone at these sizes: torch's "
                              "LAPACK against SciPy's")
+    parser.add_argument("--inverse-float32", action="store_true",
+                        help="with --inverse, in float32 instead of float64")
     parser.add_argument("--inverse-one-thread", action="store_true",
                         help="with --inverse, also time both inverses on one thread")
     parser.add_argument("--sgpr-ours-only", action="store_true",
@@ -216,7 +231,8 @@ def main() -> None:
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
     if args.inverse:
-        bench_inverse(args.inverse, args.repeats, args.inverse_one_thread)
+        bench_inverse(args.inverse, args.repeats, args.inverse_one_thread,
+                      torch.float32 if args.inverse_float32 else torch.float64)
 
 
 def bench_kernel_backward(repeats: int) -> None:

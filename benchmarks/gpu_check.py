@@ -18,6 +18,7 @@ import argparse
 import math
 import time
 import traceback
+from unittest import mock
 
 import torch
 
@@ -31,6 +32,7 @@ from bayeskit.distributions import (
     sample_polya_gamma,
 )
 from bayeskit.gp import GPR, SGPR, SVGP, Bernoulli
+from bayeskit.linalg import blocked
 from bayeskit.mcmc import BinomialRegressionData, gp_classification_gibbs, run_gibbs
 from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder
 from bench_cholesky import spd
@@ -77,10 +79,14 @@ def linalg_routines(dev):
     worst = max(worst, diff(*out))
     out = both(lambda d: linalg.cholesky_logdet(Lb.to(d)), dev)
     worst = max(worst, diff(*out))
-    # the CPU side on SciPy's LAPACK, the CUDA side on torch's (relative: entries ~1e2)
-    out = both(lambda d: linalg.cholesky_inverse(
-        Lb.to(d), backend="scipy" if d.type == "cpu" else "torch"), dev)
-    worst = max(worst, diff(*out) / float(out[0].abs().max()))
+    # both routes on both devices, the blocked one in panels of 64 rows (relative: entries
+    # ~1e2); every result against the CPU's potri
+    reference = linalg.cholesky_inverse(Lb, backend="torch")
+    with mock.patch.object(blocked, "PANEL", 64):
+        for backend in ("torch", "blocked"):
+            for out in both(lambda d, b=backend: linalg.cholesky_inverse(Lb.to(d), backend=b),
+                            dev):
+                worst = max(worst, diff(reference, out) / float(reference.abs().max()))
     w = torch.rand(3, 301, dtype=F64) + 0.1
     out = both(lambda d: linalg.cholesky_plus_diagonal(Ab.to(d), w.to(d))[0], dev)
     worst = max(worst, diff(*out))

@@ -197,7 +197,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
         "cholesky_solve": (linalg.cholesky_solve, {"chol": A(L), "B": A(U)}),
         "cholesky_logdet": (linalg.cholesky_logdet, {"chol": A(L)}),
         "cholesky_inverse": (linalg.cholesky_inverse,
-                             {"chol": A(L), "backend": ("optional-choice", "scipy")}),
+                             {"chol": A(L), "backend": ("optional-choice", "blocked")}),
         "lapack_backend": (linalg.lapack_backend,
                            {"A": ("square", L), "backend": ("optional-choice", None)}),
         "solve_lower": (linalg.solve_lower, {"chol": A(L), "B": A(U)}),

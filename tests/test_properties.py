@@ -4,6 +4,7 @@ empty) every call returns finite output of the right shape or raises a bayeskit 
 (never an opaque torch/LAPACK error, never NaN)."""
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import bayeskit.linalg.blocked as blocked_module
 from bayeskit import validation
 from bayeskit.bo import knowledge_gradient_discrete
 from bayeskit.distributions import (
@@ -121,15 +123,18 @@ def test_cholesky_append_delete_solve_logdet(shape, dtype, value, where, k, seed
 
 @given(shapes, dtypes, values, st.integers(0, 1000), st.booleans(), st.booleans(),
        st.integers(0, 10**6))
-def test_cholesky_inverse_on_both_lapacks(shape, dtype, value, where, corrupted, row_major,
-                                          seed):
-    """Both routes: finite, symmetric and equal to each other, or a bayeskit error."""
+def test_cholesky_inverse_on_both_routes(shape, dtype, value, where, corrupted, row_major,
+                                         seed):
+    """Both routes (the blocked one in panels of 2 rows): finite, symmetric and equal to
+    each other to rounding, or a bayeskit error."""
     n, batch = shape
     L = spd_factor(n, batch, dtype, seed)
     L = L.contiguous() if row_major else L.mT.contiguous().mT
     if corrupted:
         L = corrupt(L, value, where)
-    outs = [finite_or_bayeskit_error(cholesky_inverse, L, backend=b) for b in ("torch", "scipy")]
+    with mock.patch.object(blocked_module, "PANEL", 2):
+        outs = [finite_or_bayeskit_error(cholesky_inverse, L, backend=b)
+                for b in ("torch", "blocked")]
     assert (outs[0] is None) == (outs[1] is None)
     if outs[0] is not None:
         assert outs[0].shape == L.shape and torch.equal(outs[1], outs[1].mT)

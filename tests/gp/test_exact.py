@@ -9,6 +9,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.gaussian_process.kernels import Matern as SkMatern
 
+import bayeskit.linalg.blocked as blocked_module
 from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.gp import GPR, Matern, SquaredExponential
 
@@ -96,12 +97,19 @@ def test_bad_inputs():
         Matern(nu=2.0)
 
 
-@pytest.mark.parametrize("inverse", ["torch", "scipy"])
+def use_inverse(route, monkeypatch):
+    """The exact GP's inverse on ``route``; the blocked one in panels of 2 rows, so that small
+    test problems take every step of it."""
+    monkeypatch.setenv("BAYESKIT_LAPACK", route)
+    monkeypatch.setattr(blocked_module, "PANEL", 2)
+
+
+@pytest.mark.parametrize("inverse", ["torch", "blocked"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_closed_form_gradient_matches_autograd_through_cholesky(dtype, inverse, monkeypatch):
     from bayeskit.gp.exact import _GaussianNLL
 
-    monkeypatch.setenv("BAYESKIT_LAPACK", inverse)  # both LAPACK routes
+    use_inverse(inverse, monkeypatch)
     g = torch.Generator().manual_seed(0)
     A = torch.randn(6, 8, dtype=F64, generator=g)
     K0 = A @ A.T / 8 + 0.5 * torch.eye(6, dtype=F64)
@@ -122,9 +130,9 @@ def test_closed_form_gradient_matches_autograd_through_cholesky(dtype, inverse, 
                                    atol=1e-5 if dtype != F64 else 1e-7)
 
 
-@pytest.mark.parametrize("inverse", ["torch", "scipy"])
+@pytest.mark.parametrize("inverse", ["torch", "blocked"])
 def test_marginal_likelihood_backward_can_be_repeated_with_retain_graph(inverse, monkeypatch):
-    monkeypatch.setenv("BAYESKIT_LAPACK", inverse)
+    use_inverse(inverse, monkeypatch)
     gp = GPR(torch.linspace(0, 1, 8, dtype=F64)[:, None], torch.sin(torch.arange(8.0)))
     lml = gp.log_marginal_likelihood()
     first = torch.autograd.grad(lml, list(gp.parameters()), retain_graph=True)

@@ -61,7 +61,7 @@ def provenance(*, seed: int, quick: bool, command: str | None = None) -> dict:
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "versions": versions, "cpu": _cpu_model(), "machine": platform.platform(),
             "torch_threads": torch.get_num_threads(),
-            # settings that change results at rounding level (compiled kernels, LAPACK route)
+            # settings that change results at rounding level (compiled kernels, inverse route)
             "compiled_kernels": compiled.enabled(torch.zeros(())),
             "lapack": lapack_backend(torch.zeros((), dtype=torch.float64).expand(4096, 4096)),
             "seed": seed, "quick": quick,
@@ -281,5 +281,6 @@ def _provenance_html(prov: dict, label: str) -> str:
             f"{'quick' if prov.get('quick') else 'full'} sizes); {esc(versions)}; "
             f"{esc(str(prov.get('cpu', '?')))}, {prov.get('torch_threads')} torch thread(s), "
             f"compiled kernels {'on' if prov.get('compiled_kernels') else 'off'}, large "
-            f"inverses on {esc(str(prov.get('lapack', '?')))}'s LAPACK; "
+            f"inverses from a Cholesky factor: {esc(str(prov.get('lapack', '?')))} (LAPACK "
+            f"route); "
             f"{esc(str(prov.get('machine', '')))}.</p>")
