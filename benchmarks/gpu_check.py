@@ -292,6 +292,9 @@ def timings(dev, quick: bool):
     L = torch.linalg.cholesky(spd(n_chol))
     u = torch.randn(n_chol, dtype=F64) / n_chol**0.5
     row(f"rank-1 update N={n_chol}", lambda d: linalg.cholesky_update(L.to(d), u.to(d)))
+    for route in ("torch", "blocked"):  # which route an exact GP's gradient should take there
+        row(f"(L L^T)^-1 N={n_chol}, {route}", lambda d, r=route: linalg.cholesky_inverse(
+            L.to(d), backend=r))
     try:
         import gpytorch
     except ImportError:
