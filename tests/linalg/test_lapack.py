@@ -72,9 +72,10 @@ def test_blocked_inverse_in_any_panel_size(dtype, panel):
 
 
 def test_blocked_inverse_of_an_ill_conditioned_factor_is_as_accurate_as_lapack():
-    """An exact GP's K + noise I with a small noise (condition number ~1e9): the blocked
-    inverse is no further from the float64 truth (here ``potri`` in float64 on a float32
-    factor's exact value) than LAPACK's own float32 ``potri`` is, within a factor of 4."""
+    """An exact GP's K + noise I with a small noise (condition number 2e8): in float32 the
+    blocked inverse is no further from the float64 truth (``potri`` in float64 on the float32
+    factor's exact value) than twice LAPACK's own float32 ``potri`` (measured 1.4x), and in
+    float64 the routes differ by 1e-12 of the largest entry at most (measured 1.2e-13)."""
     g = torch.Generator().manual_seed(3)
     X = torch.rand(600, 2, dtype=F64, generator=g)
     K = torch.exp(-0.5 * torch.cdist(X / 0.3, X / 0.3) ** 2) + 1e-6 * torch.eye(600, dtype=F64)
@@ -82,7 +83,11 @@ def test_blocked_inverse_of_an_ill_conditioned_factor_is_as_accurate_as_lapack()
     truth = torch.cholesky_inverse(L.double())
     err = {b: float((cholesky_inverse(L, backend=b).double() - truth).abs().max())
            for b in ("torch", "blocked")}
-    assert err["blocked"] < 4 * err["torch"], err
+    assert err["blocked"] < 2 * err["torch"], err
+    L = torch.linalg.cholesky(K)
+    potri = cholesky_inverse(L, backend="torch")
+    gap = (cholesky_inverse(L, backend="blocked") - potri).abs().max() / potri.abs().max()
+    assert float(gap) < 1e-12
 
 
 def test_gradient_through_torch_route_when_the_factor_requires_one():

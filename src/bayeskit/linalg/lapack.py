@@ -3,12 +3,12 @@
 An exact GP's gradient needs the inverse of ``K + noise I`` (its trace against each kernel
 derivative), which after the factorisation is the largest cost of an evaluation. torch's
 ``cholesky_inverse`` calls LAPACK's ``potri`` (MKL in torch's CPU wheels), which on an AMD
-EPYC runs at about half the speed of a matrix product; :mod:`bayeskit.linalg.blocked`
+EPYC runs at under half the speed (Gflop/s) of a matrix product; :mod:`bayeskit.linalg.blocked`
 arranges the same flops as panel products on torch's BLAS and took 0.65-0.79x of
-``potri``'s time at N = 1500-4000 in float64 and 0.76x in float32 at N = 2000 and 4000
-(0.94x at N = 1000; ``benchmarks/bench_gp.py --inverse``), and the whole -MLL + gradient
-0.76-0.81x of its time with ``potri`` at N = 1500-4000 (``benchmarks/bench_lapack.py``,
-each route in fresh processes).
+``potri``'s time at N = 1500-4000 in float64 and 0.76-0.89x in float32 (0.88-0.94x at
+N = 1000), and the whole -MLL + gradient 0.76-0.89x of its time with ``potri`` at
+N = 1500-4000 (0.98x at N = 1000), in two runs each of ``benchmarks/bench_gp.py --inverse``
+and ``benchmarks/bench_lapack.py`` (each route in fresh processes).
 
 So on such a machine (torch's LAPACK is MKL, the CPU an AMD one) the inverse of a float32
 or float64 CPU factor of ``N >= 1500`` that autograd does not record is blocked; elsewhere
