@@ -25,25 +25,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["PANEL", "blocked_cholesky_inverse", "mirror_lower"]
+__all__ = ["PANEL"]
 
 #: rows per block column (fastest of 128, 256, 384 and 512 at N = 1500-4000 on an AMD EPYC)
 PANEL = 384
 
 
-def blocked_cholesky_inverse(chol: torch.Tensor, panel: int | None = None) -> torch.Tensor:
+def _blocked_cholesky_inverse(chol: torch.Tensor) -> torch.Tensor:
     """``(L L^T)^-1`` for lower factors ``chol [..., N, N]`` (only the lower triangle is
-    read), row-major and exactly symmetric, in block columns of ``panel`` rows (default
-    :data:`PANEL`). Not differentiable; no validation (see
-    :func:`bayeskit.linalg.cholesky_inverse`, which validates and routes here).
-
-    Examples:
-        >>> L = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
-        >>> blocked_cholesky_inverse(L, panel=1).tolist()  # inv([[4, 2], [2, 2]])
-        [[0.5, -0.5], [-0.5, 1.0]]
-    """
-    n = chol.shape[-1]
-    b = PANEL if panel is None else panel
+    read), row-major and exactly symmetric, in block columns of :data:`PANEL` rows. Not
+    differentiable. Unchecked: :func:`bayeskit.linalg.cholesky_inverse` (``backend=
+    "blocked"``) validates the factor, names a non-finite result and routes here."""
+    n, b = chol.shape[-1], PANEL
     with torch.no_grad():
         L = chol.detach().reshape(-1, n, n)
         S = torch.empty(L.shape, dtype=chol.dtype, device=chol.device)
@@ -58,12 +51,12 @@ def blocked_cholesky_inverse(chol: torch.Tensor, panel: int | None = None) -> to
             S21.neg_()
             S11.copy_(torch.cholesky_inverse(A))
             S11.baddbmm_(Y.mT, S21, alpha=-1)
-            mirror_lower(S11)  # the product above is symmetric only to rounding
+            _mirror_lower(S11)  # the product above is symmetric only to rounding
             S[:, s:e, e:] = S21.mT
     return S.view(chol.shape)
 
 
-def mirror_lower(A: torch.Tensor, block: int = 256) -> None:
+def _mirror_lower(A: torch.Tensor, block: int = 256) -> None:
     """Copy the lower triangle of the square ``A [..., n, n]`` onto its upper one, in
     blocks (a transposed copy in cache-sized pieces)."""
     n = A.shape[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.linalg.blocked import blocked_cholesky_inverse
+from bayeskit.linalg.blocked import _blocked_cholesky_inverse
 from bayeskit.linalg.lapack import lapack_backend
 from bayeskit.validation import (
     all_finite,
@@ -288,7 +288,7 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     route = lapack_backend(chol, backend)
     if not chol.numel():
         route = "torch"
-    inv = blocked_cholesky_inverse(chol) if route == "blocked" else torch.cholesky_inverse(chol)
+    inv = _blocked_cholesky_inverse(chol) if route == "blocked" else torch.cholesky_inverse(chol)
     if not all_finite(inv):
         check_finite(name, chol)  # a NaN or inf in the factor, named as such
         smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())

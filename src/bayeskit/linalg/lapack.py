@@ -4,9 +4,9 @@ An exact GP's gradient needs the inverse of ``K + noise I`` (its trace against e
 derivative), which after the factorisation is the largest cost of an evaluation. torch's
 ``cholesky_inverse`` calls LAPACK's ``potri`` (MKL in torch's CPU wheels), which on an AMD
 EPYC runs at under half the speed (Gflop/s) of a matrix product; :mod:`bayeskit.linalg.blocked`
-arranges the same flops as panel products on torch's BLAS and took 0.65-0.79x of
-``potri``'s time at N = 1500-4000 in float64 and 0.76-0.89x in float32 (0.88-0.94x at
-N = 1000), and the whole -MLL + gradient 0.76-0.89x of its time with ``potri`` at
+arranges nearly the same flops as panel products on torch's BLAS and took 0.65-0.79x of
+``potri``'s time at N = 1500-4000 in float64 and 0.76-0.89x in float32 (at N = 1000
+0.88-0.94x and 1.02-1.09x), and the whole -MLL + gradient 0.76-0.89x of its time with ``potri`` at
 N = 1500-4000 (0.98x at N = 1000), in two runs each of ``benchmarks/bench_gp.py --inverse``
 and ``benchmarks/bench_lapack.py`` (each route in fresh processes).
 
