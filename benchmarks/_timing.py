@@ -20,13 +20,9 @@ def header() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from bayeskit.machine import cpu_info
+
+    cpu = cpu_info("model name") or platform.processor() or "unknown CPU"
     with open("/proc/loadavg") as f:
         load = f.read().strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, {cpu}, "

@@ -64,8 +64,19 @@ def on_one_thread(fn):
         torch.set_num_threads(threads)
 
 
+def with_panel(panel: int, fn):
+    """``fn()`` with the blocked inverse in block columns of ``panel`` rows."""
+    from bayeskit.linalg import blocked
+
+    before, blocked.PANEL = blocked.PANEL, panel
+    try:
+        return fn()
+    finally:
+        blocked.PANEL = before
+
+
 def bench_inverse(sizes, repeats: int, one_thread: bool = False,
-                  dtype: torch.dtype = torch.float64) -> None:
+                  dtype: torch.dtype = torch.float64, panels=()) -> None:
     """The inverse from a factor on torch's LAPACK (MKL in torch's wheels: ``potri``), by
     blocked products on torch's BLAS (``bayeskit.linalg.blocked``) and, for reference, on
     SciPy's LAPACK (OpenBLAS in SciPy's wheels, in torch's thread count), and the
@@ -102,6 +113,9 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
         contenders["factor torch"] = functools.partial(torch.linalg.cholesky, C)
         contenders["factor scipy"] = scipy_factor
         contenders["product"] = functools.partial(torch.mm, C, C)  # the speed to aim at
+        for panel in panels:  # the blocked inverse's block-column width (PANEL)
+            contenders[f"blocked {panel}"] = functools.partial(with_panel, panel,
+                                                               inverses["blocked"])
         if one_thread:  # the inverses on one thread: how much each gains from the second
             for k, fn in inverses.items():
                 contenders[f"inverse {k} 1"] = functools.partial(on_one_thread, fn)
@@ -116,6 +130,9 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
             ("factor torch", n**3 / 3), ("product", 2 * n**3))}
         print("             Gflop/s: " + ", ".join(f"{k} {v:.0f}" for k, v in gflops.items())
               + f" (inverses at potri's 2N^3/3; the blocked one does {75 * 384 / n:.0f} % more)")
+        if panels:
+            print("             blocked inverse by panel width: " + ", ".join(
+                f"{p} rows {t[f'blocked {p}']:.1f}" for p in panels))
         if one_thread:
             print(f"             inverse on one thread {t['inverse torch 1']:8.1f} / "
                   f"{t['inverse scipy 1']:8.1f} / {t['inverse blocked 1']:8.1f}: the second "
@@ -140,6 +157,9 @@ def main() -> None:
                              "LAPACK against SciPy's")
     parser.add_argument("--inverse-float32", action="store_true",
                         help="with --inverse, in float32 instead of float64")
+    parser.add_argument("--inverse-panels", type=int, nargs="*", default=[], metavar="ROWS",
+                        help="with --inverse, also time the blocked inverse in these panel "
+                             "widths (its PANEL)")
     parser.add_argument("--inverse-one-thread", action="store_true",
                         help="with --inverse, also time both inverses on one thread")
     parser.add_argument("--sgpr-ours-only", action="store_true",
@@ -238,7 +258,8 @@ def main() -> None:
         bench_kernel_backward(max(args.repeats, 15))
     if args.inverse:
         bench_inverse(args.inverse, args.repeats, args.inverse_one_thread,
-                      torch.float32 if args.inverse_float32 else torch.float64)
+                      torch.float32 if args.inverse_float32 else torch.float64,
+                      args.inverse_panels)
 
 
 def bench_kernel_backward(repeats: int) -> None:

@@ -18,7 +18,7 @@ from bayeskit.distributions.gaussian import (
     whitened_sparse_terms,
     whitened_variance_reduction,
 )
-from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 
 F64 = torch.float64
 
@@ -388,3 +388,13 @@ def test_moments_to_natural_names_a_bad_factor():
     bad = torch.tensor([[1.0, 0.0], [0.5, -1.0]], dtype=torch.float64)
     with pytest.raises(ArgumentValueError, match="cov_cholesky"):
         moments_to_natural(torch.zeros(2, dtype=torch.float64), bad)
+    L = torch.eye(2, dtype=torch.float64)
+    # a NaN mean gave a NaN eta, a wrong length torch's cholesky_solve error
+    with pytest.raises(NonFiniteError, match="mean"):
+        moments_to_natural(torch.tensor([float("nan"), 0.0], dtype=torch.float64), L)
+    with pytest.raises(ShapeError, match="mean"):
+        moments_to_natural(torch.zeros(3, dtype=torch.float64), L)
+    with pytest.raises(ArgumentTypeError, match="mean"):
+        moments_to_natural(torch.zeros(2), L)
+    eta, prec = moments_to_natural(torch.zeros(2, dtype=torch.float64), L)
+    assert torch.equal(prec, prec.mT)

@@ -9,14 +9,14 @@ import bayeskit.linalg.lapack as lapack_module
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import cholesky_inverse, lapack_backend
 from bayeskit.linalg.blocked import PANEL
+from tests.conftest import random_spd
 
 F64 = torch.float64
 
 
 def spd_factor(n, dtype=F64, batch=(), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    A = torch.randn(*batch, n, n, dtype=F64, generator=g)
-    C = A @ A.mT / n + torch.eye(n, dtype=F64)
+    """``(L, C)``: the factor in ``dtype`` of the float64 SPD ``C``."""
+    C = random_spd(n, batch, generator=torch.Generator().manual_seed(seed), cond_shift=1.0)
     return torch.linalg.cholesky(C).to(dtype), C
 
 
@@ -105,7 +105,7 @@ def test_gradient_through_torch_route_when_the_factor_requires_one():
 def test_automatic_choice(monkeypatch):
     big = torch.eye(1500, dtype=F64)
     monkeypatch.delenv("BAYESKIT_LAPACK", raising=False)
-    monkeypatch.setattr(lapack_module, "_cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "AuthenticAMD")
     on_amd = "blocked" if torch.backends.mkl.is_available() else "torch"
     assert lapack_backend(big) == on_amd
     assert lapack_backend(big.float()) == on_amd
@@ -114,12 +114,12 @@ def test_automatic_choice(monkeypatch):
     assert lapack_backend(big.clone().requires_grad_(True)) == "torch"  # autograd records it
     with torch.no_grad():
         assert lapack_backend(big.clone().requires_grad_(True)) == on_amd
-    monkeypatch.setattr(lapack_module, "_cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "GenuineIntel")
     assert lapack_backend(big) == "torch"  # not measured there
     monkeypatch.setenv("BAYESKIT_LAPACK", "blocked")
     assert lapack_backend(torch.eye(3, dtype=F64)) == "blocked"
     monkeypatch.setenv("BAYESKIT_LAPACK", " Torch ")
-    monkeypatch.setattr(lapack_module, "_cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "AuthenticAMD")
     assert lapack_backend(big) == "torch"
     monkeypatch.setenv("BAYESKIT_LAPACK", "scipy")  # the route the blocked one replaced
     with pytest.raises(ArgumentValueError, match="BAYESKIT_LAPACK"):

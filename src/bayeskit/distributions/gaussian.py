@@ -437,10 +437,23 @@ def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor 
 def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eta, Lambda) = (Sigma^-1 mean, Sigma^-1)`` from ``mean [..., M]`` and a lower
-    Cholesky factor of ``Sigma`` ``[..., M, M]`` (no explicit inverse of ``Sigma``)."""
+    Cholesky factor of ``Sigma`` ``[..., M, M]`` (no explicit inverse of ``Sigma``);
+    ``Lambda`` exactly symmetric.
+
+    Examples:
+        >>> eta, P = moments_to_natural(torch.ones(2, dtype=torch.float64),
+        ...                             2 * torch.eye(2, dtype=torch.float64))
+        >>> eta.tolist(), P.diagonal().tolist()
+        ([0.25, 0.25], [0.25, 0.25])
+    """
     prec = cholesky_inverse(cov_cholesky, name="cov_cholesky")
+    check_tensor("mean", mean, min_dim=1)
+    check_same_dtype(mean=mean, cov_cholesky=cov_cholesky)
+    if mean.shape[-1] != cov_cholesky.shape[-1]:
+        raise ShapeError(f"mean must be [..., {cov_cholesky.shape[-1]}] to match cov_cholesky, "
+                         f"got {tuple(mean.shape)}")
     eta = torch.cholesky_solve(mean.unsqueeze(-1), cov_cholesky).squeeze(-1)
-    return eta, 0.5 * (prec + prec.mT)
+    return eta, prec
 
 
 def natural_to_moments(eta: torch.Tensor, precision: torch.Tensor

@@ -106,7 +106,7 @@ class _GaussianNLL(torch.autograd.Function):
         L, alpha = ctx.saved_tensors
         # row-major, the kernel's layout (the kernel's elementwise product with a
         # column-major one takes 4.2-4.7x as long at N = 2000: bench_gp.py --kernel-backward)
-        dK = cholesky_inverse(L)
+        dK = cholesky_inverse(L, name="the Cholesky factor of K + noise I")
         g = 0.5 * float(grad)
         dK.addr_(alpha, alpha, beta=g, alpha=-g)  # one pass over [N, N], not two
         return dK, dK.diagonal().sum(), grad * alpha

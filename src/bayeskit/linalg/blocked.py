@@ -27,7 +27,8 @@ import torch
 
 __all__ = ["PANEL"]
 
-#: rows per block column (fastest of 128, 256, 384 and 512 at N = 1500-4000 on an AMD EPYC)
+#: rows per block column: of 128, 256, 384 and 512 the fastest at N = 2000-4000 and within
+#: 2 % of 256 at 1500 on an AMD EPYC (``benchmarks/bench_gp.py --inverse-panels``)
 PANEL = 384
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.linalg.blocked import _blocked_cholesky_inverse
+from bayeskit.linalg.blocked import _blocked_cholesky_inverse, _mirror_lower
 from bayeskit.linalg.lapack import lapack_backend
 from bayeskit.validation import (
     all_finite,
@@ -262,7 +262,8 @@ def cholesky_logdet(chol: torch.Tensor) -> torch.Tensor:
 
 def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
                      name: str = "chol") -> torch.Tensor:
-    """``(L L^T)^-1`` for lower Cholesky factors ``chol [..., N, N]``; symmetric, row-major.
+    """``(L L^T)^-1`` for lower Cholesky factors ``chol [..., N, N]``; exactly symmetric
+    (on CUDA under autograd to rounding), row-major.
 
     The inverse an exact GP's gradient needs (``d/dK log det K = K^-1``), from the factor;
     never ``torch.linalg.inv``. ``backend``: LAPACK's ``potri`` or blocked products
@@ -288,13 +289,19 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     route = lapack_backend(chol, backend)
     if not chol.numel():
         route = "torch"
-    inv = _blocked_cholesky_inverse(chol) if route == "blocked" else torch.cholesky_inverse(chol)
+    if route == "blocked":
+        inv = _blocked_cholesky_inverse(chol)
+    else:
+        inv = torch.cholesky_inverse(chol)
+        if inv.device.type != "cpu" and not inv.requires_grad:
+            # CUDA's version solves against the identity: symmetric only to rounding
+            _mirror_lower(inv)
     if not all_finite(inv):
         check_finite(name, chol)  # a NaN or inf in the factor, named as such
         smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
         raise NonFiniteError(f"the inverse overflowed: {name} is numerically singular (its "
                              f"smallest diagonal entry is {smallest:.3g})")
-    # exactly symmetric (LAPACK's potri fills one triangle, mirrored): the transpose of a
+    # exactly symmetric (the CPU's potri fills one triangle, mirrored): the transpose of a
     # column-major result is the same matrix in row-major order, the layout elementwise
     # products with it want
     return inv if inv.stride(-1) == 1 else inv.mT

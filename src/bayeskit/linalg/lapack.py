@@ -4,10 +4,10 @@ An exact GP's gradient needs the inverse of ``K + noise I`` (its trace against e
 derivative), which after the factorisation is the largest cost of an evaluation. torch's
 ``cholesky_inverse`` calls LAPACK's ``potri`` (MKL in torch's CPU wheels), which on an AMD
 EPYC runs at under half the speed (Gflop/s) of a matrix product; :mod:`bayeskit.linalg.blocked`
-arranges nearly the same flops as panel products on torch's BLAS and took 0.65-0.79x of
+arranges nearly the same flops as panel products on torch's BLAS and took 0.64-0.79x of
 ``potri``'s time at N = 1500-4000 in float64 and 0.76-0.89x in float32 (at N = 1000
 0.88-0.94x and 1.02-1.09x), and the whole -MLL + gradient 0.76-0.89x of its time with ``potri`` at
-N = 1500-4000 (0.98x at N = 1000), in two runs each of ``benchmarks/bench_gp.py --inverse``
+N = 1500-4000 (0.98x at N = 1000), in two or three runs of ``benchmarks/bench_gp.py --inverse``
 and ``benchmarks/bench_lapack.py`` (each route in fresh processes).
 
 So on such a machine (torch's LAPACK is MKL, the CPU an AMD one) the inverse of a float32
@@ -17,18 +17,19 @@ matrices and for anything autograd records. The environment variable ``BAYESKIT_
 (``auto``, ``torch`` or ``blocked``) or a ``backend`` argument overrides the choice; the
 two routes agree to rounding (``tests/linalg/test_lapack.py``).
 
-(SciPy's OpenBLAS ``potri``, as fast in isolation, was this module's other route until the
-blocked one replaced it: its idle threads keep spinning after a call and slowed the torch
-work after it by ~4 ms per switch on 2 cores; ``benchmarks/RESULTS.md``.)
+(SciPy's OpenBLAS ``potri``, 0.73-1.10x of the blocked time in isolation in the same
+runs, was this module's other route until the blocked one replaced it: its idle threads
+keep spinning after a call and slowed the torch work after it by ~4 ms per switch on
+2 cores; ``benchmarks/RESULTS.md``.)
 """
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
 
+from bayeskit.machine import cpu_info
 from bayeskit.validation import check_choice, check_square
 
 __all__ = ["lapack_backend", "BACKENDS"]
@@ -42,18 +43,6 @@ BLOCKED_FROM = 1500
 def _env_backend() -> str:
     value = os.environ.get("BAYESKIT_LAPACK", "auto").strip().lower() or "auto"
     return check_choice(value, "the environment variable BAYESKIT_LAPACK", BACKENDS)
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_vendor() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def lapack_backend(A: torch.Tensor, backend: str | None = None) -> str:
@@ -81,5 +70,5 @@ def lapack_backend(A: torch.Tensor, backend: str | None = None) -> str:
     if choice == "blocked":
         return "blocked"
     wanted = (A.device.type == "cpu" and n >= BLOCKED_FROM
-              and _cpu_vendor() == "AuthenticAMD" and torch.backends.mkl.is_available())
+              and cpu_info("vendor_id") == "AuthenticAMD" and torch.backends.mkl.is_available())
     return "blocked" if wanted else "torch"

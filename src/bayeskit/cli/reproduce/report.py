@@ -17,6 +17,7 @@ import torch
 import bayeskit
 from bayeskit import compiled
 from bayeskit.linalg import lapack_backend
+from bayeskit.machine import cpu_info
 from bayeskit.training import atomic_write_text
 
 __all__ = ["Number", "Figure", "TopicResult", "write_report", "provenance", "ARTICLES"]
@@ -39,16 +40,6 @@ ARTICLES: dict[str, str] = {
 }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance(*, seed: int, quick: bool, command: str | None = None) -> dict:
     """What a reader needs to trust or rerun a section: versions, date, machine, settings."""
     versions = {"bayeskit": bayeskit.__version__, "torch": torch.__version__,
@@ -59,7 +50,9 @@ def provenance(*, seed: int, quick: bool, command: str | None = None) -> dict:
         except importlib.metadata.PackageNotFoundError:
             pass
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": versions, "cpu": _cpu_model(), "machine": platform.platform(),
+            "versions": versions,
+            "cpu": cpu_info("model name") or platform.processor() or platform.machine(),
+            "machine": platform.platform(),
             "torch_threads": torch.get_num_threads(),
             # settings that change results at rounding level (compiled kernels, inverse route)
             "compiled_kernels": compiled.enabled(torch.zeros(())),
