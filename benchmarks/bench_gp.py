@@ -13,8 +13,8 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
         --inverse 1000 2000 4000                 # the inverse: potri vs blocked products
 
-"bayeskit GPR, torch inverse" is the same model with ``BAYESKIT_LAPACK=torch``;
-"floor, bayeskit inverse" the factor and ``bayeskit.linalg.cholesky_inverse`` alone.
+"bayeskit GPR, blocked inverse" is the same model with ``BAYESKIT_LAPACK=blocked`` (the
+default is ``potri``); "floor, blocked inverse" the factor and the blocked inverse alone.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import time
 
 import torch
 
-from _timing import blocked_medians, interleaved_medians
+from _timing import blocked_medians, header, interleaved_medians
 from bayeskit.gp import GPR, SGPR, SquaredExponential
-from bayeskit.linalg import cholesky_inverse, lapack_backend
+from bayeskit.linalg import blocked, cholesky_inverse, lapack_backend
 
 
 def data(n, seed=0):
@@ -65,9 +65,7 @@ def on_one_thread(fn):
 
 
 def with_panel(panel: int, fn):
-    """``fn()`` with the blocked inverse in block columns of ``panel`` rows."""
-    from bayeskit.linalg import blocked
-
+    """``fn()`` with the blocked inverse in blocks of ``panel`` rows."""
     before, blocked.PANEL = blocked.PANEL, panel
     try:
         return fn()
@@ -129,7 +127,8 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
             ("inverse torch", 2 * n**3 / 3), ("inverse blocked", 2 * n**3 / 3),
             ("factor torch", n**3 / 3), ("product", 2 * n**3))}
         print("             Gflop/s: " + ", ".join(f"{k} {v:.0f}" for k, v in gflops.items())
-              + f" (inverses at potri's 2N^3/3; the blocked one does {75 * 384 / n:.0f} % more)")
+              + f" (inverses at potri's 2N^3/3; the blocked one does "
+                f"{150 * blocked.PANEL / n:.0f} % more)")
         if panels:
             print("             blocked inverse by panel width: " + ", ".join(
                 f"{p} rows {t[f'blocked {p}']:.1f}" for p in panels))
@@ -165,10 +164,7 @@ def main() -> None:
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    with open("/proc/loadavg") as f:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, "
-              f"loadavg {f.read().strip()}")
+    header()
     try:
         import gpytorch
     except ImportError:
@@ -190,15 +186,15 @@ def main() -> None:
             torch.cholesky_inverse(torch.linalg.cholesky(K))
             return float("nan")
 
-        def fastest_floor(K=K_floor):  # the same with the inverse bayeskit picks
-            cholesky_inverse(torch.linalg.cholesky(K))
+        def blocked_floor(K=K_floor):  # the same with the blocked inverse
+            cholesky_inverse(torch.linalg.cholesky(K), backend="blocked")
             return float("nan")
 
         contenders = {"bayeskit GPR": run_ours,
-                      "bayeskit GPR, torch inverse": functools.partial(with_lapack, "torch",
-                                                                       run_ours),
+                      "bayeskit GPR, blocked inverse": functools.partial(with_lapack, "blocked",
+                                                                         run_ours),
                       "floor: cholesky + inverse": floor,
-                      "floor, bayeskit inverse": fastest_floor}
+                      "floor, blocked inverse": blocked_floor}
         if gpytorch is not None:
             class Exact(gpytorch.models.ExactGP):
                 def __init__(self, X, y, lik):
@@ -243,8 +239,8 @@ def main() -> None:
         for k, t in times.items():
             print(f"  {k:28s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
         print(f"  ours / floor {ours_t / times['floor: cholesky + inverse']:.3f}, ours / floor "
-              f"with bayeskit's inverse {ours_t / times['floor, bayeskit inverse']:.3f} "
-              f"(inverse: {lapack_backend(K_floor)})")
+              f"with the blocked inverse {ours_t / times['floor, blocked inverse']:.3f} "
+              f"(ours takes the inverse: {lapack_backend(K_floor)})")
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch)
     if args.sgpr_sizes:

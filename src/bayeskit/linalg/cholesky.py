@@ -266,8 +266,8 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     (on CUDA under autograd to rounding), row-major.
 
     The inverse an exact GP's gradient needs (``d/dK log det K = K^-1``), from the factor;
-    never ``torch.linalg.inv``. ``backend``: LAPACK's ``potri`` or blocked products
-    (:func:`lapack_backend`, faster for large factors on some machines). Differentiable
+    never ``torch.linalg.inv``. ``backend``: LAPACK's ``potri`` (the default) or the same
+    arithmetic in blocked products (:func:`lapack_backend`). Differentiable
     (through torch's route) when ``chol`` requires a gradient. ``name``: the argument's
     name in error messages.
 
