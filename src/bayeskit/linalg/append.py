@@ -10,6 +10,7 @@ from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.linalg.cholesky import jittered_cholesky
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
+    all_finite,
     as_indices,
     check_cholesky_factor,
     check_factor_dtype,
@@ -24,8 +25,8 @@ __all__ = ["cholesky_append", "cholesky_delete"]
 def _check_diagonal(chol: torch.Tensor) -> None:
     """Finite, positive diagonal (the lower triangle is checked through the solve, which
     reads it; a full-matrix check would cost as much as the append itself)."""
-    d = chol.diagonal(dim1=-2, dim2=-1)
-    if d.numel() and not (bool(torch.isfinite(d).all()) and bool((d > 0).all())):
+    d = chol.diagonal(dim1=-2, dim2=-1).contiguous()  # one strided pass (a page per entry)
+    if d.numel() and not (bool((d > 0).all()) and all_finite(d)):
         raise NonFiniteError("chol must be a Cholesky factor with a finite positive diagonal")
 
 
