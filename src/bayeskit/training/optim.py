@@ -1,7 +1,8 @@
 """The one L-BFGS helper for every hyperparameter fit (GPR, SGPR, the BO loop's refits),
 with restarts: from several given starting points and from random perturbations of them,
 keeping the best. A start whose objective raises a ``ValueError`` (e.g. a Cholesky failure
-reported by :mod:`bayeskit.linalg`) is skipped."""
+reported by :mod:`bayeskit.linalg`) at its first point is skipped; one that raises later
+stops at the best point it reached."""
 
 from __future__ import annotations
 
@@ -31,7 +32,10 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
     """Minimise ``loss()`` over the trainable ``params`` with strong-Wolfe L-BFGS.
 
     Returns the final loss (and, in ``info["n_iter"]``, the L-BFGS iterations taken). A
-    ``ValueError`` from the loss propagates to the caller.
+    ``ValueError`` from the first evaluation propagates to the caller. One raised later, at
+    a point the line search tried (hyperparameters driven to where a Cholesky factorisation
+    fails even with jitter, say), ends the run at the best point evaluated so far, with the
+    error's message in ``info["stopped"]``: the objective is undefined beyond it.
 
     Examples:
         >>> x = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
@@ -43,17 +47,32 @@ def minimise_lbfgs(params: Iterable[torch.nn.Parameter], loss: Callable[[], torc
     check_callable(loss, "loss")
     trainable = [p for p in as_tensor_list(params) if p.requires_grad]
     opt = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
+    best: dict = {"value": math.inf, "at": None}
 
     def closure():
         opt.zero_grad()
         value = loss()
         value.backward()
+        v = float(value.detach())
+        if v < best["value"]:
+            best["value"], best["at"] = v, [p.detach().clone() for p in trainable]
         return value
 
-    opt.step(closure)
+    stopped = None
+    try:
+        opt.step(closure)
+    except ValueError as err:
+        if best["at"] is None:
+            raise
+        stopped = str(err)
+        with torch.no_grad():
+            for p, v in zip(trainable, best["at"], strict=True):
+                p.copy_(v)
     if info is not None:
         state = opt.state_dict()["state"]
         info["n_iter"] = int(state[0]["n_iter"]) if state else 0
+        if stopped is not None:
+            info["stopped"] = stopped
     with torch.no_grad():
         return float(loss())
 
