@@ -16,16 +16,13 @@ import argparse
 import functools
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 
-from _timing import interleaved_medians
+from _timing import header, interleaved_medians
 from bayeskit import compiled
 from bayeskit.linalg import (
     cholesky_append,
@@ -349,11 +346,9 @@ def main() -> None:
                         help="only time the compiled sweep against the blocked route at "
                              "these ranks (and --sizes)")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    header()
     with open("/proc/loadavg") as f:
-        load = f.read().strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, loadavg {load}")
+        load = f.read().strip()  # recorded with --json
     reps = 3 if args.quick else args.repeats
     sizes = args.sizes or ([200, 400] if args.quick else [500, 1000, 2000, 4000])
     if args.accuracy:

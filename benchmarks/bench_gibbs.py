@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer
 
+from _timing import header
 from bayeskit import compiled
 from bayeskit.mcmc import BinomialRegressionData, run_gibbs
 from bayeskit.mcmc import gibbs as gibbs_module
@@ -109,8 +110,7 @@ def main() -> None:
                         help="also run bayeskit (16 chains) with this many independence "
                              "Metropolis steps from the Laplace approximation per sweep")
     args = parser.parse_args()
-    with open("/proc/loadavg") as f:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}")
+    header()
     Phi, y = dataset()
     rows = {}
     t, d = run_ours(Phi, y, args.chains, args.warmup, args.draws)

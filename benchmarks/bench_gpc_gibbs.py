@@ -29,6 +29,7 @@ import time
 import torch
 from sklearn.datasets import load_breast_cancer
 
+from _timing import header
 from bayeskit.gp import SquaredExponential
 from bayeskit.mcmc import BinomialRegressionData, gp_classification_gibbs, run_gibbs
 from bench_gibbs import print_table, run_nuts  # the same model: logistic regression on L
@@ -98,8 +99,7 @@ def main() -> None:
         crossover(args.crossover or [50, 100, 200, 400, 800])
         return
     our_warmup = args.warmup if args.our_warmup is None else args.our_warmup
-    with open("/proc/loadavg") as f:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}", flush=True)
+    header()
     K, y = dataset()
     lam = torch.linalg.eigvalsh(K)
     print(f"# K: {int((lam > 2).sum())} of {len(lam)} eigenvalues above 2 (the CG sweep's "

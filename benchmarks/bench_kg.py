@@ -24,13 +24,13 @@ candidate is then judged by one referee on our model:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from _timing import header
 from bayeskit.bo import (
     DiscreteKnowledgeGradient,
     OneShotKnowledgeGradient,
@@ -387,10 +387,7 @@ def main() -> None:
                         help="n values at which to also time one BoTorch qKG iteration "
                              "(exact SingleTaskGP, and SingleTaskVariationalGP where it runs)")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    with open("/proc/loadavg") as fh:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, loadavg "
-              f"{fh.read().strip()}")
+    header()
     try:
         import botorch
         print(f"# botorch {botorch.__version__}")

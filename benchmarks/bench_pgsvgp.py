@@ -181,6 +181,15 @@ def study(name, X, y, Xte, yte, args, batch, eval_every, seconds, dense, floor=N
         "GPyTorch VGP Adam": lambda: gpytorch_model(X, y, Z, False),
         "GPyTorch VGP NGD 0.1 + Adam": lambda: gpytorch_model(X, y, Z, True),
     }
+    # untimed: a few steps of each contender first, so that compiling (numba's kernels on a
+    # fresh machine, torch's first calls) does not land in the first contender's first round
+    for build in contenders.values():
+        step, predict = build()
+        rows = minibatches(len(X), batch, torch.Generator().manual_seed(1))
+        for _ in range(3):
+            step(next(rows))
+        with torch.no_grad():
+            predict(Xte[:10])
     traces = {k: [] for k in contenders}
     for r in range(args.repeats):
         for cname, build in contenders.items():

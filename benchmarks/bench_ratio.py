@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
+from _timing import header
 from bayeskit.ratio import KLIEP, ULSIF, ClassifierDensityRatio
 
 
@@ -40,9 +40,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n", type=int, default=5000)
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    with open("/proc/loadavg") as f:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} loadavg {f.read().strip()}")
+    header()
     try:
         from densratio import densratio
     except ImportError:

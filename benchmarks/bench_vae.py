@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import time
 
 import torch
 from torch import nn
 
+from _timing import header
 from bayeskit.data import load_digits_split
 from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder, fit
 
@@ -157,10 +157,7 @@ def main() -> None:
                         help="N synthetic training images instead of the digits")
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    with open("/proc/loadavg") as fh:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')} torch {torch.__version__}, loadavg "
-              f"{fh.read().strip()}")
+    header()
     adam_step_timing()
     if args.mnist:
         from bayeskit.data import load_mnist
