@@ -97,6 +97,8 @@ BAD = {
     # an optional array of any leading shape (empty too)
     "optional-batched": {k: v for k, v in ARRAY_BAD.items() if k not in ("None", "wrong ndim",
                                                                           "empty")},
+    # a batch shape that must broadcast against another
+    "shape": {"None": None, "string": "abc", "not broadcasting": (4,)},
     # class labels: two classes, numbers
     "labels": {"None": None, "string": "abc", "NaN array": "nan", "complex array": "complex",
                "wrong ndim": "ndim", "empty": "empty", "one class": "one-class"},
@@ -657,6 +659,8 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
                        {"idx": ("indices", [0, 1])}),
         "check_same_dtype": (lambda a: validation.check_same_dtype(a=a, b=X),
                              {"a": ("tensor-type", X)}),
+        "check_batch_shapes": (lambda a: validation.check_batch_shapes("batch", a=a, b=(6,)),
+                               {"a": ("shape", (6,))}),
         "check_factor_dtype": (lambda x: validation.check_factor_dtype("x", x),
                                {"x": ("tensor-type", L)}),
         "resolve_dtype": (lambda dtype: validation.resolve_dtype(X, dtype),

@@ -70,6 +70,7 @@ __all__ = [
     "all_finite",
     "check_same_rows",
     "check_same_dtype",
+    "check_batch_shapes",
     "as_indices",
     "first_true_index",
     "raise_if_not_pd",
@@ -323,6 +324,33 @@ def check_same_dtype(**tensors: torch.Tensor) -> None:
         names = list(tensors)
         raise ArgumentTypeError(f"{', '.join(names[:-1])} and {names[-1]} must share a dtype, "
                                 f"got {', '.join(map(str, dtypes[:-1]))} and {dtypes[-1]}")
+
+
+def check_batch_shapes(what: str, **shapes) -> torch.Size:
+    """The broadcast of the named batch shapes, or a :class:`ShapeError` naming them all
+    (torch's own says only "the size of tensor a must match ...").
+
+    ``what`` says which dimensions these are, for the message.
+
+    Examples:
+        >>> check_batch_shapes("batch", mean=(3,), cov=(1,))
+        torch.Size([3])
+        >>> try:
+        ...     check_batch_shapes("batch", mean=(3,), cov=(4,))
+        ... except ValueError as e:
+        ...     print(e)
+        the batch dimensions of mean (3,) and cov (4,) do not broadcast
+    """
+    for name, v in shapes.items():
+        if not (isinstance(v, (tuple, list, torch.Size))
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in v)):
+            raise ArgumentTypeError(f"{name}'s shape must be a tuple of sizes, got {v!r}")
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        names = [f"{k} {tuple(v)}" for k, v in shapes.items()]
+        raise ShapeError(f"the {what} dimensions of {', '.join(names[:-1])} and {names[-1]} "
+                         "do not broadcast") from None
 
 
 def _number(x, name: str):

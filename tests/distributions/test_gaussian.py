@@ -398,3 +398,16 @@ def test_moments_to_natural_names_a_bad_factor():
         moments_to_natural(torch.zeros(2), L)
     eta, prec = moments_to_natural(torch.zeros(2, dtype=torch.float64), L)
     assert torch.equal(prec, prec.mT)
+
+
+def test_batch_dimensions_that_do_not_broadcast_are_named():
+    """moments_to_natural and sample_mvn named neither argument (torch's "size of tensor a
+    must match" came through); the shared check names both."""
+    L = torch.eye(2, dtype=torch.float64).expand(4, 2, 2)
+    with pytest.raises(ShapeError, match="mean .*cov_cholesky .*do not broadcast"):
+        moments_to_natural(torch.zeros(3, 2, dtype=torch.float64), L)
+    with pytest.raises(ShapeError, match="mean .*factor .*do not broadcast"):
+        sample_mvn(torch.zeros(3, 2, dtype=torch.float64), scale_tril=L,
+                   generator=torch.Generator().manual_seed(0))
+    eta, _ = moments_to_natural(torch.zeros(5, 1, 2, dtype=torch.float64), L)
+    assert eta.shape == (5, 4, 2)

@@ -38,6 +38,7 @@ from bayeskit.linalg import (
 from bayeskit.validation import (
     all_finite,
     as_scalar,
+    check_batch_shapes,
     check_cholesky_factor,
     check_finite,
     check_generator,
@@ -452,6 +453,7 @@ def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor
     if mean.shape[-1] != cov_cholesky.shape[-1]:
         raise ShapeError(f"mean must be [..., {cov_cholesky.shape[-1]}] to match cov_cholesky, "
                          f"got {tuple(mean.shape)}")
+    check_batch_shapes("batch", mean=mean.shape[:-1], cov_cholesky=cov_cholesky.shape[:-2])
     eta = torch.cholesky_solve(mean.unsqueeze(-1), cov_cholesky).squeeze(-1)
     return eta, prec
 
@@ -508,7 +510,8 @@ def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
     if mean.shape[-1] != n or n == 0:
         raise ShapeError(f"mean [..., D] and the factor [..., D, D] must share D >= 1: got "
                          f"{tuple(mean.shape)} and {tuple(factor.shape)}")
-    batch = torch.broadcast_shapes(mean.shape, factor.shape[:-1])
+    batch = check_batch_shapes("batch", mean=mean.shape[:-1], factor=factor.shape[:-2])
+    batch = (*batch, n)
     eps = torch.randn((*sample_shape, *batch), dtype=mean.dtype, device=mean.device,
                       generator=generator).unsqueeze(-1)
     if scale_tril is not None:
@@ -766,11 +769,7 @@ def condition_whitened(f: torch.Tensor, q_sqrt: torch.Tensor, H: torch.Tensor,
         raise ShapeError(f"f [..., K], q_sqrt [K, K], H [q, K] and resid [..., q] must agree: "
                          f"got {tuple(f.shape)}, {tuple(q_sqrt.shape)}, {tuple(H.shape)}, "
                          f"{tuple(resid.shape)}")
-    try:
-        torch.broadcast_shapes(f.shape[:-1], resid.shape[:-1])
-    except RuntimeError:
-        raise ShapeError(f"the leading (outcome) dimensions of f {tuple(f.shape)} and resid "
-                         f"{tuple(resid.shape)} do not broadcast") from None
+    check_batch_shapes("leading (outcome)", f=f.shape[:-1], resid=resid.shape[:-1])
     G = q_sqrt.mT @ H.mT  # [K, q]
     eye = torch.eye(k, dtype=q_sqrt.dtype, device=q_sqrt.device)
     U = cholesky_update_lowrank(eye, G / noise.sqrt())
