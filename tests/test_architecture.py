@@ -19,7 +19,7 @@ ALLOWED = {
     "training": {"errors", "validation"},
     "nn": {"errors", "validation"},
     "sklearn_compat": {"errors", "validation"},
-    "linalg": {"errors", "validation", "compiled", "machine"},
+    "linalg": {"errors", "validation", "compiled"},
     "distributions": BOTTOM | {"linalg"},
     "gp": BOTTOM | {"linalg", "distributions"},
     "mcmc": BOTTOM | {"linalg", "distributions", "gp"},

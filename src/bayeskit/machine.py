@@ -1,8 +1,7 @@
 """What machine this is: fields of ``/proc/cpuinfo`` (the CPU's vendor and model).
 
-Read once per field and cached. Used where a measured speed depends on the CPU (the
-inverse's route in :mod:`bayeskit.linalg.lapack`) and in provenance (the ``bayeskit
-reproduce`` report).
+Read once per field and cached. Used in provenance: the ``bayeskit reproduce`` report and
+the benchmarks' headers (``benchmarks/_timing.py``).
 """
 
 from __future__ import annotations
