@@ -91,3 +91,12 @@ def test_half_precision_is_refused_clearly(dtype):
     for call in calls:
         with pytest.raises(ArgumentTypeError, match="float32 or float64"):
             call()
+
+
+def test_append_refuses_the_matrix_or_an_upper_factor():
+    """cholesky_append read only the lower triangle and checked only the diagonal, so the
+    matrix A or an upper factor passed by mistake gave a wrong factor silently."""
+    A, L = factor()
+    for wrong in (A, L.mT):
+        with pytest.raises(ArgumentValueError, match="above the diagonal"):
+            cholesky_append(wrong, torch.zeros(4, 1, dtype=F64), torch.ones(1, 1, dtype=F64))
