@@ -31,7 +31,7 @@ from bayeskit.linalg import (
     cholesky_update_lowrank,
     kernels,
 )
-from bayeskit.linalg.direct_blas import solve_lower_strided
+from bayeskit.linalg.direct import solve_lower_strided
 
 DT = torch.float64
 

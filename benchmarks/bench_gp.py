@@ -15,6 +15,9 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
 
 "bayeskit GPR, blocked inverse" is the same model with ``BAYESKIT_LAPACK=blocked`` (the
 default is ``potri``); "floor, blocked inverse" the factor and the blocked inverse alone.
+"bayeskit GPR, torch's LAPACK wrappers" runs with ``BAYESKIT_DIRECT_LAPACK=0`` (the factor
+through ``torch.linalg.cholesky_ex``, not ``potrf`` called in place: ``bayeskit.linalg.direct``);
+"floor, potrf in place + inverse" is that factorisation and ``potri`` alone.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 
 from _timing import blocked_medians, header, interleaved_medians
 from bayeskit.gp import GPR, SGPR, SquaredExponential
-from bayeskit.linalg import blocked, cholesky_inverse, lapack_backend
+from bayeskit.linalg import blocked, cholesky_inverse, cholesky_plus_diagonal, lapack_backend
 
 
 def data(n, seed=0):
@@ -41,17 +44,22 @@ def data(n, seed=0):
     return X, y
 
 
-def with_lapack(backend, fn):
-    """``fn()`` with ``BAYESKIT_LAPACK=backend`` (restored afterwards)."""
-    before = os.environ.get("BAYESKIT_LAPACK")
-    os.environ["BAYESKIT_LAPACK"] = backend
+def with_env(name, value, fn):
+    """``fn()`` with the environment variable ``name=value`` (restored afterwards)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         return fn()
     finally:
         if before is None:
-            del os.environ["BAYESKIT_LAPACK"]
+            del os.environ[name]
         else:
-            os.environ["BAYESKIT_LAPACK"] = before
+            os.environ[name] = before
+
+
+def with_lapack(backend, fn):
+    """``fn()`` with ``BAYESKIT_LAPACK=backend`` (restored afterwards)."""
+    return with_env("BAYESKIT_LAPACK", backend, fn)
 
 
 def on_one_thread(fn):
@@ -190,11 +198,18 @@ def main() -> None:
             cholesky_inverse(torch.linalg.cholesky(K), backend="blocked")
             return float("nan")
 
+        def direct_floor(K=K_floor):  # LAPACK's potrf called in place, then potri
+            torch.cholesky_inverse(cholesky_plus_diagonal(K, torch.zeros_like(K[0]))[0])
+            return float("nan")
+
         contenders = {"bayeskit GPR": run_ours,
                       "bayeskit GPR, blocked inverse": functools.partial(with_lapack, "blocked",
                                                                          run_ours),
+                      "bayeskit GPR, torch's LAPACK wrappers": functools.partial(
+                          with_env, "BAYESKIT_DIRECT_LAPACK", "0", run_ours),
                       "floor: cholesky + inverse": floor,
-                      "floor, blocked inverse": blocked_floor}
+                      "floor, blocked inverse": blocked_floor,
+                      "floor, potrf in place + inverse": direct_floor}
         if gpytorch is not None:
             class Exact(gpytorch.models.ExactGP):
                 def __init__(self, X, y, lik):
@@ -239,7 +254,9 @@ def main() -> None:
         for k, t in times.items():
             print(f"  {k:28s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
         print(f"  ours / floor {ours_t / times['floor: cholesky + inverse']:.3f}, ours / floor "
-              f"with the blocked inverse {ours_t / times['floor, blocked inverse']:.3f} "
+              f"with the blocked inverse {ours_t / times['floor, blocked inverse']:.3f}, "
+              f"ours / floor with potrf in place "
+              f"{ours_t / times['floor, potrf in place + inverse']:.3f} "
               f"(ours takes the inverse: {lapack_backend(K_floor)})")
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch)

@@ -8,7 +8,7 @@ import torch
 
 from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.linalg.cholesky import jittered_cholesky
-from bayeskit.linalg.direct_blas import solve_lower_strided
+from bayeskit.linalg.direct import solve_lower_strided
 from bayeskit.linalg.update import cholesky_update_lowrank
 from bayeskit.validation import (
     as_indices,
@@ -109,24 +109,23 @@ def cholesky_append(
     return out
 
 
-def _solve_lower(L: torch.Tensor, B: torch.Tensor, panel: int = 256,
-                 direct: bool = True) -> torch.Tensor:
+def _solve_lower(L: torch.Tensor, B: torch.Tensor, panel: int = 256) -> torch.Tensor:
     """``L^{-1} B`` for lower-triangular ``L``, without copying a strided ``L``.
 
     ``torch.linalg.solve_triangular`` copies a factor that is a view into a larger buffer
     (leading dimension != N), which costs as much as the whole append. Such a view
-    (unbatched, no autograd) goes to BLAS's ``trsm`` directly where torch's BLAS is reachable
-    (:mod:`bayeskit.linalg.direct_blas`; 0.45 ms at N = 2000, float64, 2 Intel Xeon cores),
-    else (``direct=False`` too) to a blocked forward substitution: panel products through
-    ``addmm``, which takes strided operands as they are, and small triangular solves (1.0-1.1
-    ms there).
+    (unbatched, no autograd) goes to BLAS's ``trsm`` directly where torch's BLAS is
+    reachable (:mod:`bayeskit.linalg.direct`; 0.45 ms at N = 2000, float64, 2 Intel Xeon
+    cores), else (``BAYESKIT_DIRECT_LAPACK=0`` too) to a blocked forward substitution: panel
+    products through ``addmm``, which takes strided operands as they are, and small
+    triangular solves (1.0-1.1 ms there).
     """
     n = L.shape[-1]
     strided = L.dim() == 2 and B.dim() == 2 and not (L.is_contiguous() or L.mT.is_contiguous())
     needs_grad = torch.is_grad_enabled() and (L.requires_grad or B.requires_grad)
     if not strided or needs_grad:
         return torch.linalg.solve_triangular(L, B, upper=False)
-    X = solve_lower_strided(L, B) if direct else None
+    X = solve_lower_strided(L, B)
     if X is not None:
         return X
     if n <= panel:

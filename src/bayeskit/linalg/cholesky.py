@@ -6,6 +6,7 @@ import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg.blocked import _blocked_cholesky_inverse, _mirror_lower
+from bayeskit.linalg.direct import cholesky_in_place
 from bayeskit.linalg.lapack import lapack_backend
 from bayeskit.validation import (
     all_finite,
@@ -33,8 +34,10 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     LAPACK factorises the column-major view of the copy in place, where torch's
     ``cholesky_ex`` copies its input into column-major order and back (1.27x faster than
     building ``K + diag(d)`` and calling it, 4 diagonals at N = 569:
-    ``benchmarks/bench_cholesky.py``). Not differentiable (for samplers and hand-written
-    gradients).
+    ``benchmarks/bench_cholesky.py``). On the CPU LAPACK's ``potrf`` is called directly
+    (:func:`bayeskit.linalg.direct.cholesky_in_place`), which zeroes the upper triangle along
+    rows where ``cholesky_ex`` does it across strides. Not differentiable (for samplers and
+    hand-written gradients).
 
     Returns:
         ``(L, info)`` as :func:`torch.linalg.cholesky_ex`: ``L [..., N, N]`` lower (upper
@@ -61,8 +64,10 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     buf = K.detach().expand(*batch, n, n).clone(memory_format=torch.contiguous_format)
     A = buf.mT  # column-major; equal to the copy because K is symmetric
     A.diagonal(dim1=-2, dim2=-1).add_(diagonal.detach())
-    info = torch.empty(batch, dtype=torch.int32, device=K.device)
-    torch.linalg.cholesky_ex(A, out=(A, info))
+    info = cholesky_in_place(buf)  # LAPACK directly: torch's zeroing pass runs across strides
+    if info is None:
+        info = torch.empty(batch, dtype=torch.int32, device=K.device)
+        torch.linalg.cholesky_ex(A, out=(A, info))
     d = A.diagonal(dim1=-2, dim2=-1)
     if bool((info > 0).any()) or not bool(torch.isfinite(d[info == 0]).all()):
         # LAPACK stops at a NaN pivot as at a negative one, and runs through infinity:
