@@ -24,6 +24,9 @@ __all__ = ["jittered_cholesky", "stabilised_cholesky", "cholesky_solve", "choles
            "cholesky_plus_diagonal", "cholesky_inverse"]
 
 
+_DIRECT_FROM = 256  # matrix size from which cholesky_plus_diagonal calls potrf directly
+
+
 def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower Cholesky factors of ``K + diag(d)`` in one new buffer and no other copy.
@@ -34,10 +37,10 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     LAPACK factorises the column-major view of the copy in place, where torch's
     ``cholesky_ex`` copies its input into column-major order and back (1.27x faster than
     building ``K + diag(d)`` and calling it, 4 diagonals at N = 569:
-    ``benchmarks/bench_cholesky.py``). On the CPU LAPACK's ``potrf`` is called directly
-    (:func:`bayeskit.linalg.direct.cholesky_in_place`), which zeroes the upper triangle along
-    rows where ``cholesky_ex`` does it across strides. Not differentiable (for samplers and
-    hand-written gradients).
+    ``benchmarks/bench_cholesky.py``). On the CPU, from N = 256, LAPACK's ``potrf`` is called
+    directly (:func:`bayeskit.linalg.direct.cholesky_in_place`), which zeroes the upper
+    triangle along rows where ``cholesky_ex`` does it across strides. Not differentiable (for
+    samplers and hand-written gradients).
 
     Returns:
         ``(L, info)`` as :func:`torch.linalg.cholesky_ex`: ``L [..., N, N]`` lower (upper
@@ -64,7 +67,9 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     buf = K.detach().expand(*batch, n, n).clone(memory_format=torch.contiguous_format)
     A = buf.mT  # column-major; equal to the copy because K is symmetric
     A.diagonal(dim1=-2, dim2=-1).add_(diagonal.detach())
-    info = cholesky_in_place(buf)  # LAPACK directly: torch's zeroing pass runs across strides
+    # LAPACK directly: torch's zeroing pass runs across strides (for small matrices, in
+    # cache, it costs less than a Python call per matrix)
+    info = cholesky_in_place(buf) if n >= _DIRECT_FROM else None
     if info is None:
         info = torch.empty(batch, dtype=torch.int32, device=K.device)
         torch.linalg.cholesky_ex(A, out=(A, info))
