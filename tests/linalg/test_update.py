@@ -367,3 +367,32 @@ def test_well_conditioned_updates_are_never_redone(dtype, monkeypatch, gen):
                     U = torch.randn(*batch, n, m, dtype=dtype, generator=gen) / n**0.5
                     cholesky_update_lowrank(L, U)
     assert not redone
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_sweep_refuses_what_the_factor_check_refuses(dtype, gen, backend):
+    """On the compiled route the sweep itself tests the factor (check_cholesky_factor's test,
+    run for its message only when a factor fails): every defect the check catches is
+    refused with the check's error on both routes, wherever in the batch it sits; an entry
+    outside the probed ones passes on both (the probe's known limit)."""
+    from bayeskit.validation import check_cholesky_factor
+
+    n = 9
+    L = torch.linalg.cholesky(random_spd(n, (4,), torch.float64, gen)).to(dtype)
+    u = torch.randn(4, n, dtype=dtype, generator=gen) / 3
+    defects = {"negative diagonal": (2, 4, 4, -1.0), "zero diagonal": (1, 0, 0, 0.0),
+               "nan diagonal": (3, 8, 8, float("nan")), "inf diagonal": (0, 2, 2, float("inf")),
+               "above, last column": (3, 0, 8, 0.5), "above, middle column": (2, 1, 4, -2.0),
+               "nan above, last columns": (1, 5, 6, float("nan")),
+               "above, unprobed column": (0, 0, 1, 0.5)}
+    for name, (b, i, j, value) in defects.items():
+        bad = L.clone()
+        bad[b, i, j] = value
+        try:
+            check_cholesky_factor("chol", bad, full=False)
+        except (ValueError, TypeError) as err:
+            with pytest.raises(type(err), match=str(err)[:30]):
+                cholesky_update(bad, u)
+        else:
+            assert name == "above, unprobed column"
+            assert torch.isfinite(cholesky_update(bad, u)).all()

@@ -182,8 +182,39 @@ def _sweep_parallel(R, U, a, out):
     return _sweep_panels(R, U, a, out)
 
 
+@jit(inline="always")
+def _is_factor(R):
+    """:func:`bayeskit.validation.check_cholesky_factor`'s ``full=False`` test of ``L`` on
+    ``R = L^T``: a positive, finite diagonal and zeros (NaN counts as nonzero) above ``L``'s
+    diagonal in its last four columns and its middle one, the leading parts of ``R``'s
+    rows. In the kernel the diagonal is read where the sweep reads it next, while the same
+    test in torch operations gathers it across the batch first (a cache line per entry)."""
+    n = R.shape[0]
+    for k in range(n):
+        d = R[k, k]
+        if not (d > 0.0 and d < math.inf):
+            return False
+    for c in range(max(0, n - 4), n):
+        row = R[c, :c]
+        for i in range(row.size):
+            if row[i] != 0.0:
+                return False
+    mid = R[n // 2, :n // 2]
+    for i in range(mid.size):
+        if mid[i] != 0.0:
+            return False
+    return True
+
+
+@jit
+def _factor_test(R):
+    return _is_factor(R)
+
+
 @jit(fastmath=_FAST)
 def _one(R, U, alpha, out, b):
+    if not _is_factor(R[b]):
+        return False
     a = alpha[b] if alpha.size > 1 else alpha[0]
     if U.shape[2] > 1:
         return _sweep(R[b], U[b], a, out[b])
@@ -213,7 +244,10 @@ def lowrank_update_batch(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
         U: ``[B, N, M]`` update factors; alpha: ``[B]`` or ``[1]`` multipliers (same dtype).
 
     Returns:
-        ``([B, N, N]`` column-major factors, ``[B]`` bool: not positive definite``)``.
+        ``([B, N, N]`` column-major factors, ``[B]`` bool: failed``)``: not positive
+        definite, or ``L`` fails the test of
+        :func:`bayeskit.validation.check_cholesky_factor` (``full=False``), so that a caller
+        may run that check (for its message) only when a factor failed.
         Batches run one factor per thread; one factor of rank > 1 from ``_PARALLEL_N``
         rows runs its row chunks in parallel.
     """
@@ -225,8 +259,8 @@ def lowrank_update_batch(L: torch.Tensor, U: torch.Tensor, alpha: torch.Tensor
         _batch_serial(*args)
     elif L.shape[0] == 1 and U.shape[-1] > 1 and L.shape[-1] >= _PARALLEL_N:
         with compiled.threads():
-            failed[0] = not _sweep_parallel(args[0][0], args[1][0], float(args[2][0]),
-                                            args[3][0])
+            failed[0] = not (_factor_test(args[0][0]) and _sweep_parallel(
+                args[0][0], args[1][0], float(args[2][0]), args[3][0]))
     else:
         with compiled.threads():
             _batch(*args)

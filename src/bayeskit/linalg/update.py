@@ -27,8 +27,10 @@ from bayeskit.linalg import kernels
 from bayeskit.validation import (
     as_param,
     check_cholesky_factor,
+    check_factor_dtype,
     check_floating,
     check_same_dtype,
+    check_square,
     first_true_index,
     raise_if_not_pd,
 )
@@ -223,7 +225,11 @@ def cholesky_update_lowrank(
         >>> torch.allclose(L @ L.mT, A + U @ U.mT)
         True
     """
-    n = check_cholesky_factor("chol", chol, full=False)
+    # the factor's values are checked by the compiled sweep, which reads them anyway (the
+    # same test as check_cholesky_factor's, which runs, for its message, where a factor
+    # failed it); every other route checks them here first
+    n = check_square("chol", chol)
+    check_factor_dtype("chol", chol)
     check_floating("U", U)
     if U.dim() < 2 or U.shape[-2] != n:
         raise ShapeError(
@@ -242,6 +248,7 @@ def cholesky_update_lowrank(
         raise NonFiniteError(f"multiplier * U U^T overflows {U.dtype} (entries up to "
                              f"{float(U.abs().max()):.3g}); rescale the update")
     if m == 0 or n == 0:
+        check_cholesky_factor("chol", chol, full=False)
         return chol.expand(*batch, n, n).clone()
 
     b = block_size if block_size is not None else _default_block_size(n, m)
@@ -259,6 +266,7 @@ def cholesky_update_lowrank(
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
 
+    check_cholesky_factor("chol", chol, full=False)
     out = _blocked_update(L, Uf, a, b, batch, grad)
     return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
 
