@@ -52,6 +52,12 @@ _CHUNK = 128
 _PARALLEL_N = 1024
 
 
+@jit(inline="always")
+def _positive(d):
+    """A factor's diagonal entry: positive and finite (NaN is not)."""
+    return d > 0.0 and d < math.inf
+
+
 @jit(inline="always", fastmath=_FAST)
 def _sweep_rank1(R, out, x, sign):
     """Rank 1, one column at a time: ``out`` gets the updated ``R`` (zeros below its
@@ -63,6 +69,8 @@ def _sweep_rank1(R, out, x, sign):
         for i in range(below.size):
             below[i] = 0.0
         rkk = R[k, k]
+        if not _positive(rkk):  # not a factor: the caller's check names the problem
+            return False
         r2 = rkk * rkk + sign * x[k] * x[k]
         if not (r2 > 0.0 and r2 < math.inf):
             return False
@@ -118,6 +126,8 @@ def _panel(R, out, X, sign, k0, p, A, B, C, T):
         for i in range(below.size):
             below[i] = 0.0
         r = R[k, k]
+        if not _positive(r):  # not a factor: the caller's check names the problem
+            return False
         for j in range(m):
             xk = X[j, k]
             r2 = r * r + sign * xk * xk
@@ -183,17 +193,14 @@ def _sweep_parallel(R, U, a, out):
 
 
 @jit(inline="always")
-def _is_factor(R):
-    """:func:`bayeskit.validation.check_cholesky_factor`'s ``full=False`` test of ``L`` on
-    ``R = L^T``: a positive, finite diagonal and zeros (NaN counts as nonzero) above ``L``'s
-    diagonal in its last four columns and its middle one, the leading parts of ``R``'s
-    rows. In the kernel the diagonal is read where the sweep reads it next, while the same
-    test in torch operations gathers it across the batch first (a cache line per entry)."""
+def _probe_is_zero(R):
+    """The probe of :func:`bayeskit.validation.check_cholesky_factor` (``full=False``) on
+    ``R = L^T``: zeros (NaN counts as nonzero) above ``L``'s diagonal in its last four
+    columns and its middle one, the leading parts of ``R``'s rows. The check's other test,
+    a positive and finite diagonal, is made by the sweeps where they read each diagonal
+    entry (``_positive``), where the same test in torch operations first gathers the
+    diagonal across the batch (a cache line per entry)."""
     n = R.shape[0]
-    for k in range(n):
-        d = R[k, k]
-        if not (d > 0.0 and d < math.inf):
-            return False
     for c in range(max(0, n - 4), n):
         row = R[c, :c]
         for i in range(row.size):
@@ -208,12 +215,12 @@ def _is_factor(R):
 
 @jit
 def _factor_test(R):
-    return _is_factor(R)
+    return _probe_is_zero(R)
 
 
 @jit(fastmath=_FAST)
 def _one(R, U, alpha, out, b):
-    if not _is_factor(R[b]):
+    if not _probe_is_zero(R[b]):
         return False
     a = alpha[b] if alpha.size > 1 else alpha[0]
     if U.shape[2] > 1:
