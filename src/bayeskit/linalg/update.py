@@ -225,11 +225,17 @@ def cholesky_update_lowrank(
         >>> torch.allclose(L @ L.mT, A + U @ U.mT)
         True
     """
-    # the factor's values are checked by the compiled sweep, which reads them anyway (the
-    # same test as check_cholesky_factor's, which runs, for its message, where a factor
-    # failed it); every other route checks them here first
+    # a batch of factors is checked by the compiled sweep, which reads the diagonal anyway
+    # (the same test as check_cholesky_factor's, which runs, for its message, where a factor
+    # failed it): gathering the diagonal of a batch first costs a cache line per entry
+    # (256 factors of 100 x 100: 1.19-1.47 ms of 3.0-3.6 with the check, bench_cholesky.py).
+    # One factor, and every other route, is checked here first (for one large factor that
+    # was the faster order in bench_cholesky.py's interleaved rounds: the compiled test
+    # made a rank-1 update at N = 2000 slower there, though not in back-to-back calls).
     n = check_square("chol", chol)
     check_factor_dtype("chol", chol)
+    if chol.dim() == 2:
+        check_cholesky_factor("chol", chol, full=False)
     check_floating("U", U)
     if U.dim() < 2 or U.shape[-2] != n:
         raise ShapeError(
@@ -248,7 +254,8 @@ def cholesky_update_lowrank(
         raise NonFiniteError(f"multiplier * U U^T overflows {U.dtype} (entries up to "
                              f"{float(U.abs().max()):.3g}); rescale the update")
     if m == 0 or n == 0:
-        check_cholesky_factor("chol", chol, full=False)
+        if chol.dim() > 2:
+            check_cholesky_factor("chol", chol, full=False)
         return chol.expand(*batch, n, n).clone()
 
     b = block_size if block_size is not None else _default_block_size(n, m)
@@ -266,7 +273,8 @@ def cholesky_update_lowrank(
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
 
-    check_cholesky_factor("chol", chol, full=False)
+    if chol.dim() > 2:
+        check_cholesky_factor("chol", chol, full=False)
     out = _blocked_update(L, Uf, a, b, batch, grad)
     return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
 
