@@ -228,7 +228,8 @@ def cholesky_update_lowrank(
     # a batch of factors is checked by the compiled sweep, which reads the diagonal anyway
     # (the same test as check_cholesky_factor's, which runs, for its message, where a factor
     # failed it): gathering the diagonal of a batch first costs a cache line per entry
-    # (256 factors of 100 x 100: 1.19-1.47 ms of 3.0-3.6 with the check, bench_cholesky.py).
+    # (256 factors of 100 x 100, bench_cholesky.py: the public call's time over the sweep's
+    # alone fell from 1.2-1.5 ms to 0.4-0.7 ms of 2.1-3.6 ms).
     # One factor, and every other route, is checked here first (for one large factor that
     # was the faster order in bench_cholesky.py's interleaved rounds: the compiled test
     # made a rank-1 update at N = 2000 slower there, though not in back-to-back calls).
