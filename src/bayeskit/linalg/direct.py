@@ -20,6 +20,10 @@ library name, a big-endian machine), where a first-use self-check against torch'
 routines fails, or with ``BAYESKIT_DIRECT_LAPACK=0``, the functions return ``None`` and
 the caller takes torch's route (the results agree to rounding: ``tests/linalg/test_direct.py``).
 
+These are building blocks for bayeskit's own routines, not exported from
+:mod:`bayeskit.linalg`: they take tensors their callers have validated, and check only what
+decides whether the call applies.
+
 Integers are passed as 64-bit values: on a little-endian machine an LP64 library reads the
 low 32 bits and an ILP64 one all 64, the same number either way. The hidden lengths of
 Fortran's character arguments are passed too (1 each).
