@@ -396,3 +396,13 @@ def test_compiled_sweep_refuses_what_the_factor_check_refuses(dtype, gen, backen
         else:
             assert name == "above, unprobed column"
             assert torch.isfinite(cholesky_update(bad, u)).all()
+
+
+def test_row_major_batch_is_checked_by_rows(gen, backend):
+    """A row-major batch is probed along rows (check_cholesky_factor's test for that
+    layout), not by the sweep's column probe: a stray entry in the first row is refused."""
+    L = torch.linalg.cholesky(random_spd(9, (3,), torch.float64, gen)).contiguous()
+    bad = L.clone()
+    bad[1, 0, 1] = 0.5  # row 0 (probed for row-major), column 1 (not a probed column)
+    with pytest.raises(ValueError, match="above the diagonal"):
+        cholesky_update(bad, torch.ones(3, 9, dtype=torch.float64))

@@ -225,17 +225,18 @@ def cholesky_update_lowrank(
         >>> torch.allclose(L @ L.mT, A + U @ U.mT)
         True
     """
-    # a batch of factors is checked by the compiled sweep, which reads the diagonal anyway
-    # (the same test as check_cholesky_factor's, which runs, for its message, where a factor
-    # failed it): gathering the diagonal of a batch first costs a cache line per entry
-    # (256 factors of 100 x 100, bench_cholesky.py: the public call's time over the sweep's
-    # alone fell from 1.2-1.5 ms to 0.4-0.7 ms of 2.1-3.6 ms).
-    # One factor, and every other route, is checked here first (for one large factor that
-    # was the faster order in bench_cholesky.py's interleaved rounds: the compiled test
-    # made a rank-1 update at N = 2000 slower there, though not in back-to-back calls).
+    # a column-major batch of factors is checked by the compiled sweep, which reads the
+    # diagonal anyway (check_cholesky_factor's test for that layout, which runs, for its
+    # message, where a factor failed it): gathering the diagonal of a batch first costs a
+    # cache line per entry (256 factors of 100 x 100, bench_cholesky.py: the public call's
+    # time over the sweep's alone fell from 1.2-1.5 ms to 0.4-0.7 ms of 2.1-3.6 ms).
+    # One factor, another layout (whose probe reads rows) and every other route are
+    # checked here first (for one large factor that was the faster order in
+    # bench_cholesky.py's interleaved rounds, though not in back-to-back calls).
     n = check_square("chol", chol)
     check_factor_dtype("chol", chol)
-    if chol.dim() == 2:
+    checked_in_sweep = chol.dim() > 2 and chol.stride(-2) == 1
+    if not checked_in_sweep:
         check_cholesky_factor("chol", chol, full=False)
     check_floating("U", U)
     if U.dim() < 2 or U.shape[-2] != n:
@@ -255,7 +256,7 @@ def cholesky_update_lowrank(
         raise NonFiniteError(f"multiplier * U U^T overflows {U.dtype} (entries up to "
                              f"{float(U.abs().max()):.3g}); rescale the update")
     if m == 0 or n == 0:
-        if chol.dim() > 2:
+        if checked_in_sweep:
             check_cholesky_factor("chol", chol, full=False)
         return chol.expand(*batch, n, n).clone()
 
@@ -274,7 +275,7 @@ def cholesky_update_lowrank(
         if not bool(failed.any()):  # otherwise the path below explains what went wrong
             return out.reshape(*batch, n, n) if batch else out[0]
 
-    if chol.dim() > 2:
+    if checked_in_sweep:
         check_cholesky_factor("chol", chol, full=False)
     out = _blocked_update(L, Uf, a, b, batch, grad)
     return out.mT.reshape(*batch, n, n) if batch else out.mT[0]
