@@ -732,10 +732,9 @@ def _nonzero_above_probe(L: torch.Tensor, n: int) -> bool:
     """Whether some of ``L``'s above-diagonal entries (NaN counts) are nonzero: those of the
     last four columns and the middle one, or for a row-major ``L`` of the first four rows
     and the middle one. A column-major ``L`` (``torch.linalg.cholesky``'s) holds its columns
-    contiguous in memory, a row-major one its rows; a row of a column-major batch touches a
-    cache line per entry (~70 us for 256 factors of 100 x 100, ad hoc). Three absolute sums
-    of slices; a mask or a gather of the same entries measured 2-3x slower (ad hoc). The
-    whole check against the one it replaced: ``benchmarks/bench_floor.py``."""
+    contiguous in memory, a row-major one its rows (a row of a column-major batch would
+    touch a cache line per entry). Three absolute sums of slices. The whole check against
+    the one it replaced: ``benchmarks/bench_floor.py``."""
     k = min(n, 4)
     if L.stride(-2) == 1:
         parts = (L[..., : n - k, n - k:], torch.triu(L[..., n - k:, n - k:], 1),

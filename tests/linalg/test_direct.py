@@ -102,8 +102,8 @@ def test_switched_off_by_the_environment(monkeypatch, gen):
 @pytest.mark.parametrize("direct", ["1", "0"])
 def test_factor_of_k_plus_diagonal_on_either_route(direct, gen, monkeypatch):
     monkeypatch.setenv("BAYESKIT_DIRECT_LAPACK", direct)
-    K = random_spd(300, generator=gen)  # from 256 the direct route
-    d = torch.rand(3, 300, dtype=torch.float64, generator=gen)
+    K = random_spd(520, generator=gen)  # from 512 the direct route
+    d = torch.rand(2, 520, dtype=torch.float64, generator=gen)
     L, info = cholesky_plus_diagonal(K, d)
     assert not info.any()
     torch.testing.assert_close(L, torch.linalg.cholesky(K + torch.diag_embed(d)))

@@ -115,10 +115,11 @@ def _solve_lower(L: torch.Tensor, B: torch.Tensor, panel: int = 256) -> torch.Te
     ``torch.linalg.solve_triangular`` copies a factor that is a view into a larger buffer
     (leading dimension != N), which costs as much as the whole append. Such a view
     (unbatched, no autograd) goes to BLAS's ``trsm`` directly where torch's BLAS is
-    reachable (:mod:`bayeskit.linalg.direct`; 0.45 ms at N = 2000, float64, 2 Intel Xeon
-    cores), else (``BAYESKIT_DIRECT_LAPACK=0`` too) to a blocked forward substitution: panel
-    products through ``addmm``, which takes strided operands as they are, and small
-    triangular solves (1.0-1.1 ms there).
+    reachable (:mod:`bayeskit.linalg.direct`), else (``BAYESKIT_DIRECT_LAPACK=0`` too) to a
+    blocked forward substitution: panel products through ``addmm``, which takes strided
+    operands as they are, and small triangular solves. ``benchmarks/bench_cholesky.py``
+    times the append both ways ("preallocated, no direct trsm (panel route)") and ``trsm``
+    alone.
     """
     n = L.shape[-1]
     strided = L.dim() == 2 and B.dim() == 2 and not (L.is_contiguous() or L.mT.is_contiguous())

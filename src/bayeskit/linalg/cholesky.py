@@ -24,7 +24,11 @@ __all__ = ["jittered_cholesky", "stabilised_cholesky", "cholesky_solve", "choles
            "cholesky_plus_diagonal", "cholesky_inverse"]
 
 
-_DIRECT_FROM = 256  # matrix size from which cholesky_plus_diagonal calls potrf directly
+#: matrix size from which cholesky_plus_diagonal calls potrf directly: below it the direct
+#: call took 0.46-0.96x torch's time (a Python call per matrix against a zeroing pass in
+#: cache), from 512 1.01-1.16x (ad hoc, Intel Xeon; bench_cholesky.py's "no direct potrf"
+#: rows at N = 569 and 2000)
+_DIRECT_FROM = 512
 
 
 def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
@@ -36,11 +40,11 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     Gibbs sampler's Matheron step, an exact GP's ``K + noise I``). ``K`` is copied once and
     LAPACK factorises the column-major view of the copy in place, where torch's
     ``cholesky_ex`` copies its input into column-major order and back (1.27x faster than
-    building ``K + diag(d)`` and calling it, 4 diagonals at N = 569:
-    ``benchmarks/bench_cholesky.py``). On the CPU, from N = 256, LAPACK's ``potrf`` is called
-    directly (:func:`bayeskit.linalg.direct.cholesky_in_place`), which zeroes the upper
-    triangle along rows where ``cholesky_ex`` does it across strides. Not differentiable (for
-    samplers and hand-written gradients).
+    building ``K + diag(d)`` and calling it, 4 diagonals at N = 569, on an AMD EPYC; 1.39-1.61x
+    on an Intel Xeon: ``benchmarks/bench_cholesky.py``). On the CPU, from N = 512, LAPACK's
+    ``potrf`` is called directly (:func:`bayeskit.linalg.direct.cholesky_in_place`), which
+    zeroes the upper triangle along rows where ``cholesky_ex`` does it across strides. Not
+    differentiable (for samplers and hand-written gradients).
 
     Returns:
         ``(L, info)`` as :func:`torch.linalg.cholesky_ex`: ``L [..., N, N]`` lower (upper
@@ -67,8 +71,7 @@ def cholesky_plus_diagonal(K: torch.Tensor, diagonal: torch.Tensor
     buf = K.detach().expand(*batch, n, n).clone(memory_format=torch.contiguous_format)
     A = buf.mT  # column-major; equal to the copy because K is symmetric
     A.diagonal(dim1=-2, dim2=-1).add_(diagonal.detach())
-    # LAPACK directly: torch's zeroing pass runs across strides (for small matrices, in
-    # cache, it costs less than a Python call per matrix)
+    # LAPACK directly: torch's zeroing pass runs across strides (see _DIRECT_FROM)
     info = cholesky_in_place(buf) if n >= _DIRECT_FROM else None
     if info is None:
         info = torch.empty(batch, dtype=torch.int32, device=K.device)

@@ -6,8 +6,9 @@ layout. Two places in bayeskit pay for that:
 
 * the append into a growing buffer solves against the top-left block of the buffer, a view
   whose leading dimension is the capacity, not N: ``solve_triangular`` first copies it (at
-  N = 2000, float64, the copy alone costs three times the solve). :func:`solve_lower_strided`
-  calls BLAS's ``trsm`` on the view itself;
+  N = 2000, float64, it took 3.0-4.6x as long as ``trsm`` on the view on an Intel Xeon:
+  ``benchmarks/bench_cholesky.py``'s append rows). :func:`solve_lower_strided` calls BLAS's
+  ``trsm`` on the view itself;
 * the factorisation of ``K + diag(d)`` (an exact GP, the Gibbs sampler's Matheron step):
   ``cholesky_ex`` zeroes the upper triangle of its column-major result by a pass across
   strides. :func:`cholesky_in_place` calls LAPACK's ``potrf`` on a row-major symmetric

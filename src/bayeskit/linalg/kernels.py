@@ -194,9 +194,10 @@ def _sweep_parallel(R, U, a, out):
 
 @jit(inline="always")
 def _probe_is_zero(R):
-    """The probe of :func:`bayeskit.validation.check_cholesky_factor` (``full=False``) on
-    ``R = L^T``: zeros (NaN counts as nonzero) above ``L``'s diagonal in its last four
-    columns and its middle one, the leading parts of ``R``'s rows. The check's other test,
+    """The probe of :func:`bayeskit.validation.check_cholesky_factor` (``full=False``) for a
+    column-major ``L``, on ``R = L^T``: zeros (NaN counts as nonzero) above ``L``'s diagonal
+    in its last four columns and its middle one, the leading parts of ``R``'s rows (callers
+    check other layouts in torch first, whose probe reads rows). The check's other test,
     a positive and finite diagonal, is made by the sweeps where they read each diagonal
     entry (``_positive``), where the same test in torch operations first gathers the
     diagonal across the batch (a cache line per entry)."""
