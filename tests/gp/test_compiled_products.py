@@ -6,7 +6,7 @@ import torch
 
 from bayeskit import compiled
 from bayeskit.gp import GPR, SquaredExponential
-from bayeskit.gp.compiled_products import can_run, weighted_product
+from bayeskit.gp.compiled_products import can_run, symmetric_weighted_product, weighted_product
 from tests.conftest import on_one_thread
 
 
@@ -64,3 +64,22 @@ def test_gp_gradients_with_and_without_the_compiled_product():
         grads.append([p.grad.clone() for p in m.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [1, 5, 128, 129, 300])
+def test_symmetric_product_reads_one_triangle_and_matches_brute_force(dtype, n):
+    g = torch.Generator().manual_seed(n)
+    A = torch.randn(n, n, dtype=torch.float64, generator=g)
+    S, K = A + A.T, torch.rand(n, n, dtype=torch.float64, generator=g)
+    K = K + K.T
+    alpha = torch.randn(n, dtype=torch.float64, generator=g)
+    B = torch.randn(n, 17, dtype=torch.float64, generator=g)
+    expected = ((0.3 * (S - torch.outer(alpha, alpha))) * K) @ B
+    below = torch.ones(n, n, dtype=torch.bool).tril(-1)
+    S_, K_ = (M.to(dtype).masked_fill(below, float("nan")) for M in (S, K))  # never read
+    got = symmetric_weighted_product(S_, K_, alpha.to(dtype), 0.3, B.to(dtype))
+    assert got.dtype == dtype and got.shape == (n, 17)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got.double(), expected, rtol=0,
+                               atol=tol * n * expected.abs().max())

@@ -214,3 +214,104 @@ def test_fit_escapes_the_all_noise_optimum_or_says_so():
     noise = torch.randn(200, dtype=F64, generator=torch.Generator().manual_seed(5))
     with pytest.warns(RuntimeWarning, match="as noise"):
         assert GPR(grid, noise).fit().explains_all_as_noise()
+
+
+def _se_brute_force(X, ls, var, noise, r):
+    """-log p(r) + const for K = SE(X, X) + noise I, autograd through float64 LAPACK."""
+    a = X / ls
+    K = var * torch.exp(-0.5 * torch.cdist(a, a) ** 2)
+    C = K + noise * torch.eye(len(X), dtype=X.dtype)
+    L = torch.linalg.cholesky(C)
+    z = torch.linalg.solve_triangular(L, r[:, None], upper=False)
+    return 0.5 * (z * z).sum() + L.diagonal().log().sum()
+
+
+def _lml_and_grads(gp):
+    gp.zero_grad()
+    lml = gp.log_marginal_likelihood()
+    lml.backward()
+    return float(lml.detach()), {k: p.grad.clone() for k, p in gp.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("n,ard", [(1, True), (7, False), (130, True), (300, True)])
+def test_fused_squared_exponential_likelihood_matches_brute_force_and_the_general_route(
+        dtype, n, ard, monkeypatch):
+    from bayeskit.gp import exact
+    from bayeskit.linalg import direct
+
+    g = torch.Generator().manual_seed(n)
+    X = torch.rand(n, 3, dtype=F64, generator=g) * 4
+    y = torch.sin(X).sum(-1) + 0.1 * torch.randn(n, dtype=F64, generator=g)
+    ls = torch.tensor([0.7, 1.3, 0.9], dtype=F64) if ard else torch.tensor(0.8, dtype=F64)
+
+    def model():
+        return GPR(X.to(dtype), y.to(dtype), SquaredExponential(ls, 1.7), noise_variance=0.05,
+                   mean=0.2)
+
+    gp = model()
+    fused = exact._fuses(gp.kernel, gp.X, gp.noise_variance)
+    assert fused == (direct.available("potrf", dtype) and direct.available("potri", dtype))
+    ours = _lml_and_grads(gp)
+    monkeypatch.setattr(exact, "_fuses", lambda *args: False)
+    general = _lml_and_grads(model())
+    # float64 brute force with the parameters' own autograd
+    ls_, var_, noise_, mean_ = (t.clone().requires_grad_(True) for t in (
+        ls, torch.tensor(1.7, dtype=F64), torch.tensor(0.05, dtype=F64),
+        torch.tensor(0.2, dtype=F64)))
+    nll = _se_brute_force(X, ls_, var_, noise_, y - mean_) + 0.5 * n * math.log(2 * math.pi)
+    nll.backward()
+    tol = 1e-10 if dtype == F64 else 2e-4  # float32: 2e-5 of the largest gradient seen
+    assert ours[0] == pytest.approx(general[0], rel=tol, abs=tol)
+    assert ours[0] == pytest.approx(-float(nll.detach()), rel=tol, abs=tol)
+    # the raw parameters' gradients: chain rule through positive() on both routes alike
+    for name, grad in ours[1].items():
+        assert grad.dtype == general[1][name].dtype
+        torch.testing.assert_close(grad, general[1][name], rtol=tol,
+                                   atol=tol * (1 + general[1][name].abs().max()))
+    gp = model()
+    scale = {"kernel.raw_lengthscale": ls_.grad, "kernel.raw_variance": var_.grad,
+             "raw_noise": noise_.grad, "raw_mean": mean_.grad}
+    for name, p in gp.named_parameters():  # d/d raw = d/d value * d value/d raw
+        value = {"kernel.raw_lengthscale": gp.kernel.lengthscale,
+                 "kernel.raw_variance": gp.kernel.variance, "raw_noise": gp.noise_variance,
+                 "raw_mean": gp.mean_constant}[name]
+        (dv,) = torch.autograd.grad(value.sum(), p)
+        expected = -(scale[name] * dv.double())
+        torch.testing.assert_close(ours[1][name].double(), expected, rtol=tol,
+                                   atol=tol * (1 + expected.abs().max()))
+
+
+def test_fused_likelihood_takes_the_general_factor_where_potrf_fails(monkeypatch):
+    """A failed in-place factor (as for a matrix not positive definite in working
+    precision) falls back to the jittered factor and torch's inverse: same numbers."""
+    from bayeskit.gp import exact
+
+    X, y = _data(40)
+    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    expected = _lml_and_grads(gp)
+    calls = []
+
+    def failing(buf, zero_triangle=True):
+        calls.append(buf.shape)
+        return torch.ones((), dtype=torch.int32)
+
+    monkeypatch.setattr(exact.direct, "cholesky_in_place", failing)
+    got = _lml_and_grads(gp)
+    assert calls == ([(40, 40)] if exact._fuses(gp.kernel, gp.X, gp.noise_variance) else [])
+    assert got[0] == pytest.approx(expected[0], rel=1e-12)
+    for name, grad in got[1].items():
+        torch.testing.assert_close(grad, expected[1][name], rtol=1e-10, atol=1e-10)
+
+
+def test_fused_likelihood_names_a_failed_inverse(monkeypatch):
+    from bayeskit.gp import exact
+
+    X, y = _data(20)
+    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    if not exact._fuses(gp.kernel, gp.X, gp.noise_variance):
+        pytest.skip("no direct LAPACK here: the general route runs")
+    monkeypatch.setattr(exact.direct, "cholesky_inverse_in_place",
+                        lambda buf: torch.full((), 3, dtype=torch.int32))
+    with pytest.raises(NonFiniteError, match="potri failed on the Cholesky factor"):
+        gp.log_marginal_likelihood().backward()

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from bayeskit.linalg import cholesky_append, cholesky_plus_diagonal
-from bayeskit.linalg.direct import available, cholesky_in_place, solve_lower_strided
+from bayeskit.linalg.direct import (
+    available,
+    cholesky_in_place,
+    cholesky_inverse_in_place,
+    solve_lower_strided,
+)
 from tests.conftest import random_spd
 
 DTYPES = [torch.float64, torch.float32]
@@ -72,6 +77,44 @@ def test_potrf_in_place_matches_brute_force(dtype, shape, gen):
     assert not torch.triu(buf.mT, 1).any()  # upper triangle zeroed, as torch's
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 7), (2, 3, 40, 40), (300, 300)])
+def test_factor_left_untriangled_then_inverted_in_place(dtype, shape, gen):
+    """potrf without the zeroing, then potri on the same buffer: the inverse's upper
+    triangle (row-major) against float64 brute force; the other triangle never read."""
+    A = random_spd(shape[-1], shape[:-2], generator=gen)
+    buf = A.to(dtype).clone()
+    below = torch.ones(shape[-2:], dtype=torch.bool).tril(-1)
+    buf.masked_fill_(below, float("nan"))
+    info = cholesky_in_place(buf, zero_triangle=False)
+    if not available("potri", dtype) or info is None:
+        assert cholesky_inverse_in_place(buf) is None or info is None
+        return
+    assert not info.any() and torch.isnan(buf[..., below]).all()  # left as it was
+    info = cholesky_inverse_in_place(buf)
+    assert info.shape == shape[:-2] and info.dtype == torch.int32 and not info.any()
+    truth = torch.linalg.inv(A)
+    tol = 1e-11 if dtype == torch.float64 else 1e-4
+    upper = ~below
+    torch.testing.assert_close(buf[..., upper].double(), truth[..., upper],
+                               atol=tol * truth.abs().max(), rtol=0)
+    assert torch.isnan(buf[..., below]).all()  # never written either
+
+
+def test_potri_reports_a_zero_pivot_and_inapplicable_calls(gen):
+    L = torch.linalg.cholesky(random_spd(5, generator=gen))
+    L[2, 2] = 0.0
+    buf = L.mT.contiguous()
+    info = cholesky_inverse_in_place(buf)
+    if info is None:
+        pytest.skip("no direct potri on this machine")
+    assert int(info) == 3
+    for bad in (buf.mT, buf.half(), buf.clone().requires_grad_(True)):
+        before = bad.detach().clone()
+        assert cholesky_inverse_in_place(bad) is None
+        torch.testing.assert_close(bad.detach(), before)
+
+
 def test_potrf_reports_the_first_failing_minor_per_matrix(gen):
     A = random_spd(6, (3,), generator=gen)
     A[1, 3, 3] = -1.0  # leading minor of order 4 of the second matrix not positive definite
@@ -96,7 +139,8 @@ def test_switched_off_by_the_environment(monkeypatch, gen):
     view, _ = _strided_factor(6, 9, torch.float64, False, gen)
     assert solve_lower_strided(view, torch.ones(6, 1, dtype=torch.float64)) is None
     assert cholesky_in_place(random_spd(4, generator=gen)) is None
-    assert not available("trsm", torch.float64)
+    assert cholesky_inverse_in_place(torch.eye(4, dtype=torch.float64)) is None
+    assert not available("trsm", torch.float64) and not available("potri", torch.float64)
 
 
 @pytest.mark.parametrize("direct", ["1", "0"])

@@ -1,4 +1,4 @@
-"""``(G * K) @ B`` in one pass, compiled: the stationary kernels' backward product.
+"""``(G * K) @ B`` without forming ``G * K``: the stationary kernels' backward products.
 
 A kernel matrix's backward pass weights its output gradient ``G`` by the matrix ``K`` itself
 (``W = G * K``) and needs only thin products ``W @ B`` (``B``: a few columns per input
@@ -12,6 +12,10 @@ product by rounding only.
 ``benchmarks/bench_gp.py --kernel-backward`` (AMD EPYC 2 vCPU, float64, 17 columns, two
 runs): eager / compiled 1.79-1.89 at 2000 x 2000 (5.8-7.2 ms), 3.34-3.38 at 4000 x 4000
 (31-33 ms), 1.24-1.35 at 256 x 1024 (an SVGP minibatch).
+
+An exact GP's own kernel matrix has a symmetric ``G``, ``(C^-1 - alpha alpha^T) / 2``, and
+LAPACK's ``potri`` writes one triangle of ``C^-1``: :func:`symmetric_weighted_product` reads
+one triangle of each matrix (half the memory) in block rows, two matrix products per block.
 
 Examples:
     >>> G, K = torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 2.0, dtype=torch.float64)
@@ -27,7 +31,7 @@ import torch
 from bayeskit import compiled
 from bayeskit.compiled import jit, prange
 
-__all__ = ["weighted_product", "can_run"]
+__all__ = ["weighted_product", "can_run", "symmetric_weighted_product"]
 
 _ROWS = 16  # rows per unit of parallel work
 _REASSOC = {"contract", "reassoc", "nsz", "arcp"}
@@ -104,4 +108,44 @@ def weighted_product(G: torch.Tensor, K: torch.Tensor, B: torch.Tensor) -> torch
     else:
         with compiled.threads():
             _parallel(*args)
+    return out
+
+
+#: rows per block of :func:`symmetric_weighted_product`
+PANEL = 128
+
+
+def symmetric_weighted_product(S: torch.Tensor, K: torch.Tensor, alpha: torch.Tensor,
+                               scale: float, B: torch.Tensor) -> torch.Tensor:
+    """``(W * K) @ B`` with ``W = scale (S - alpha alpha^T)`` for symmetric ``S, K: [N, N]``
+    given by their upper triangles (row-major ``S[i, j]``, ``j >= i``; the strictly lower
+    triangles are never read), ``alpha: [N]``, ``B: [N, C]``; returns ``[N, C]``.
+
+    An exact GP's kernel backward with ``S`` as LAPACK's ``potri`` leaves it
+    (:func:`bayeskit.linalg.direct.cholesky_inverse_in_place`): no mirrored copy of ``S``, no
+    ``N x N`` temporary, each triangle read once. Block rows of :data:`PANEL`: the block
+    ``P = (W * K)[rows, i0:]`` (its square part completed from its upper triangle) gives
+    ``P @ B[i0:]`` to its own rows and ``P[:, i1 - i0:]^T @ B[rows]`` to the rows below.
+    Not differentiable; unchecked (the caller's own buffers).
+
+    Examples:
+        >>> S = torch.tensor([[2.0, 1.0], [float("nan"), 3.0]], dtype=torch.float64)
+        >>> K = torch.tensor([[1.0, 0.5], [float("nan"), 1.0]], dtype=torch.float64)
+        >>> alpha = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        >>> symmetric_weighted_product(S, K, alpha, 0.5, torch.eye(2, dtype=torch.float64))
+        tensor([[0.5000, 0.2500],
+                [0.2500, 1.5000]], dtype=torch.float64)
+    """
+    n = S.shape[-1]
+    out = torch.zeros(n, B.shape[-1], dtype=S.dtype, device=S.device)
+    with torch.no_grad():
+        for i0 in range(0, n, PANEL):
+            i1 = min(n, i0 + PANEL)
+            P = torch.addr(S[i0:i1, i0:], alpha[i0:i1], alpha[i0:], beta=scale, alpha=-scale)
+            P.mul_(K[i0:i1, i0:])
+            D = P[:, : i1 - i0]
+            D.copy_(D.triu() + D.triu(1).mT)
+            out[i0:i1].addmm_(P, B[i0:])
+            if i1 < n:
+                out[i1:].addmm_(P[:, i1 - i0:].mT, B[i0:i1])
     return out

@@ -19,10 +19,22 @@ import torch
 from torch import nn
 
 from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
-from bayeskit.gp.kernels import Kernel, SquaredExponential
+from bayeskit.gp.compiled_products import symmetric_weighted_product
+from bayeskit.gp.kernels import (
+    Kernel,
+    SquaredExponential,
+    _gradients_from_product,
+    _SquaredExponentialMatrix,
+)
 from bayeskit.gp.model import GPRegressionModel
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.linalg import cholesky_inverse, cholesky_plus_diagonal, jittered_cholesky
+from bayeskit.linalg import (
+    cholesky_inverse,
+    cholesky_plus_diagonal,
+    direct,
+    jittered_cholesky,
+    lapack_backend,
+)
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
     as_inputs,
@@ -95,10 +107,9 @@ class _GaussianNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, K, noise, r):
         L = _factor_with_noise(K, noise)
-        z = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
-        alpha = torch.linalg.solve_triangular(L.mT, z, upper=True).squeeze(-1)
+        nll, alpha = _nll_from_factor(L, r)
         ctx.save_for_backward(L, alpha)
-        return 0.5 * (z * z).sum() + L.diagonal().log().sum()
+        return nll
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -106,10 +117,95 @@ class _GaussianNLL(torch.autograd.Function):
         L, alpha = ctx.saved_tensors
         # row-major, the kernel's layout (the kernel's elementwise product with a
         # column-major one takes 4.2-4.7x as long at N = 2000: bench_gp.py --kernel-backward)
-        dK = cholesky_inverse(L, name="the Cholesky factor of K + noise I")
+        dK = cholesky_inverse(L, name=_FACTOR_NAME)
         g = 0.5 * float(grad)
         dK.addr_(alpha, alpha, beta=g, alpha=-g)  # one pass over [N, N], not two
         return dK, dK.diagonal().sum(), grad * alpha
+
+
+_FACTOR_NAME = "the Cholesky factor of K + noise I"
+
+
+def _nll_from_factor(L: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(nll, alpha)``: ``r^T C^-1 r / 2 + log det C / 2`` and ``alpha = C^-1 r`` for
+    ``C = L L^T`` (only ``L``'s lower triangle is read)."""
+    z = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
+    alpha = torch.linalg.solve_triangular(L.mT, z, upper=True).squeeze(-1)
+    return 0.5 * (z * z).sum() + L.diagonal().log().sum(), alpha
+
+
+class _SquaredExponentialNLL(torch.autograd.Function):
+    """:class:`_GaussianNLL` of ``K = k(x, x)`` for the squared exponential kernel, fused
+    with the kernel's matrix: inputs ``x [N, D]`` (no gradient), ``lengthscale`` (``()`` or
+    ``[D]``), ``log_variance ()``, ``noise ()``, ``r [N]``; the same value and gradient.
+
+    Fewer passes over ``[N, N]`` than the kernel's backward after :class:`_GaussianNLL`: the
+    factor is made in place in one copy of ``K + noise I`` (LAPACK's ``potrf``, the other
+    triangle left unzeroed and never read), the inverse in place of the factor (``potri``,
+    one triangle, no copy), and the kernel's backward product ``(G * K) @ [a, 1, a^2]``
+    with ``G = (C^-1 - alpha alpha^T) / 2`` reads one triangle of ``C^-1`` and of ``K``
+    (:func:`~bayeskit.gp.compiled_products.symmetric_weighted_product`); ``G`` is never
+    formed. The gradients from that product are the kernel's own
+    (:func:`~bayeskit.gp.kernels._gradients_from_product`). Where ``potrf`` fails
+    (not positive definite to working precision) or the blocked inverse is asked for
+    (:func:`~bayeskit.linalg.lapack_backend`), :func:`_factor_with_noise`'s route (jitter,
+    clear errors) and :func:`~bayeskit.linalg.cholesky_inverse`. A second backward
+    (``retain_graph``) reuses the inverse.
+    """
+
+    @staticmethod
+    def forward(ctx, x, lengthscale, log_variance, noise, r):
+        K = _SquaredExponentialMatrix.forward(x, None, lengthscale, log_variance)
+        buf = K.clone()
+        buf.diagonal().add_(noise)
+        info = None  # the blocked inverse, where asked for (BAYESKIT_LAPACK), needs a factor
+        if lapack_backend(K) == "torch":
+            info = direct.cholesky_in_place(buf, zero_triangle=False)
+        if info is not None and int(info) == 0:
+            L, ctx.inverse = buf.mT, "potri in place"
+        else:
+            L, ctx.inverse = _factor_with_noise(K, noise), "cholesky_inverse"
+        nll, alpha = _nll_from_factor(L, r)
+        ctx.save_for_backward(x, lengthscale, K, L, alpha)
+        return nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, lengthscale, K, L, alpha = ctx.saved_tensors
+        if ctx.inverse == "cholesky_inverse":
+            S = cholesky_inverse(L, name=_FACTOR_NAME)
+        else:
+            S = L.mT  # the row-major buffer: C^-1's upper triangle once potri has run
+            if ctx.inverse == "potri in place":
+                info = direct.cholesky_inverse_in_place(S)
+                ctx.inverse = "inverted"
+                if info is None or int(info) != 0:
+                    raise NonFiniteError(f"LAPACK's potri failed on {_FACTOR_NAME} (info "
+                                         f"{None if info is None else int(info)})")
+        g = 0.5 * float(grad)
+        a = x / lengthscale
+        cols = torch.cat([a, torch.ones_like(a[:, :1]), a * a], dim=-1)
+        Wb = symmetric_weighted_product(S, K, alpha, g, cols)
+        _, d_log_variance, d_lengthscale = _gradients_from_product(a, lengthscale, Wb, None,
+                                                                   True)
+        d_noise = g * (S.diagonal().sum() - alpha @ alpha)
+        if not bool(torch.isfinite(Wb).all() and torch.isfinite(d_noise)):
+            smallest = float(L.diagonal().min())
+            raise NonFiniteError(f"the inverse overflowed: {_FACTOR_NAME} is numerically "
+                                 f"singular (its smallest diagonal entry is {smallest:.3g})")
+        return (None, d_lengthscale.sum_to_size(lengthscale.shape),
+                d_log_variance.reshape(()), d_noise, grad * alpha)
+
+
+def _fuses(kernel: Kernel, X: torch.Tensor, noise: torch.Tensor) -> bool:
+    """Whether :class:`_SquaredExponentialNLL` computes this model's likelihood: the plain
+    squared exponential (not a subclass, which may change it), float32/float64 data on the
+    CPU needing no gradient, and LAPACK's ``potrf``/``potri`` reachable directly."""
+    return (type(kernel) is SquaredExponential and X.device.type == "cpu"
+            and X.dtype in (torch.float32, torch.float64) and X.dim() == 2
+            and not X.requires_grad and type(X) is type(noise) is torch.Tensor
+            and direct.available("potrf", X.dtype) and direct.available("potri", X.dtype))
 
 
 class GPR(GPRegressionModel):
@@ -164,8 +260,12 @@ class GPR(GPRegressionModel):
         """``log p(y | X, hyperparameters)`` (differentiable, closed-form gradient)."""
         self._cache = None
         n = self.X.shape[0]
-        nll = _GaussianNLL.apply(self.kernel(self.X), self.noise_variance,
-                                 self.y - self.prior_mean(self.X))
+        noise, r = self.noise_variance, self.y - self.prior_mean(self.X)
+        if _fuses(self.kernel, self.X, noise):
+            nll = _SquaredExponentialNLL.apply(
+                self.X, *self.kernel._matrix_arguments(self.X.dtype), noise, r)
+        else:
+            nll = _GaussianNLL.apply(self.kernel(self.X), noise, r)
         return -nll - 0.5 * n * math.log(2 * math.pi)
 
     def fit(self, max_iter: int = 200, restarts: int = 0, seed: int = 0,

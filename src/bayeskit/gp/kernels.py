@@ -160,10 +160,12 @@ class SquaredExponential(Stationary):
     """
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
-        log_variance = torch.log(self.variance.to(X.dtype))
         self._check(X, X2)
-        return _SquaredExponentialMatrix.apply(X, X2, self.lengthscale.to(X.dtype),
-                                               log_variance)
+        return _SquaredExponentialMatrix.apply(X, X2, *self._matrix_arguments(X.dtype))
+
+    def _matrix_arguments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lengthscale, log_variance)`` in ``dtype``, as the matrix function takes them."""
+        return self.lengthscale.to(dtype), torch.log(self.variance.to(dtype))
 
 
 def _augmented(a: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
@@ -254,18 +256,15 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
         else:
             W = grad * K
             Wb = W @ cols  # [W b, rowsum(W), (W b^2)]
-        Wb_b, rowsum = Wb[..., :dim], Wb[..., dim:dim + 1]
-        d_a = Wb_b - rowsum * a
-        d_logvar = rowsum.sum().reshape(ctx.log_variance_shape)
         d_b = b_term = None
         if full_b:
             ones_a = torch.ones(a.shape[:-1] + (1,), dtype=a.dtype, device=a.device)
             WTa = W.mT @ torch.cat([a, ones_a], dim=-1)  # [W^T a, colsum(W)]
             d_b = WTa[..., :dim] - WTa[..., dim:] * b
             b_term = (b * d_b).sum(-2)
-        elif need_ls:
-            b_term = (a * Wb_b - Wb[..., dim + 1:]).sum(-2)
-        d_x = d_x2 = d_ls = None
+        d_a, d_logvar, d_ls = _gradients_from_product(a, ls, Wb, b_term, need_ls)
+        d_logvar = d_logvar.reshape(ctx.log_variance_shape)
+        d_x = d_x2 = None
         if ctx.symmetric:
             if need_x:
                 d_x = ((d_a + d_b) / ls).sum_to_size(x.shape)
@@ -275,8 +274,26 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
             if need_x2:
                 d_x2 = (d_b / ls).sum_to_size(x2.shape)
         if need_ls:
-            d_ls = (-((a * d_a).sum(-2) + b_term) / ls).sum_to_size(ls.shape)
+            d_ls = d_ls.sum_to_size(ls.shape)
         return d_x, d_x2, d_ls, d_logvar
+
+
+def _gradients_from_product(a, ls, Wb, b_term, need_ls):
+    """``(d a, d log_variance, d lengthscale)`` of ``sum(G * K)`` for the squared exponential
+    ``K = k(x, x2)`` from the thin product ``Wb = (G * K) @ [b, 1, b^2]`` (``a = x / ls``,
+    ``b = x2 / ls``; the ``b^2`` columns only with ``need_ls``): see
+    :class:`_SquaredExponentialMatrix`. ``b_term`` (``sum_j b_j d b_j``), when ``x2``'s own
+    gradient gave it, replaces the one ``Wb`` gives. ``d lengthscale`` is ``[..., D]`` before
+    any sum to the lengthscale's shape (``None`` without ``need_ls``)."""
+    dim = a.shape[-1]
+    Wb_b, rowsum = Wb[..., :dim], Wb[..., dim:dim + 1]
+    d_a = Wb_b - rowsum * a
+    d_ls = None
+    if need_ls:
+        if b_term is None:
+            b_term = (a * Wb_b - Wb[..., dim + 1:]).sum(-2)
+        d_ls = -((a * d_a).sum(-2) + b_term) / ls
+    return d_a, rowsum.sum(), d_ls
 
 
 class Matern(Stationary):

@@ -12,11 +12,15 @@ layout. Two places in bayeskit pay for that:
 * the factorisation of ``K + diag(d)`` (an exact GP, the Gibbs sampler's Matheron step):
   ``cholesky_ex`` zeroes the upper triangle of its column-major result by a pass across
   strides. :func:`cholesky_in_place` calls LAPACK's ``potrf`` on a row-major symmetric
-  buffer (whose memory is the column-major matrix too) and zeroes the triangle along rows.
+  buffer (whose memory is the column-major matrix too) and zeroes the triangle along rows,
+  or leaves it for a caller that reads only the factor's triangle;
+* the inverse from that factor (an exact GP's gradient): ``cholesky_inverse`` copies the
+  factor, and fills the inverse's other triangle. :func:`cholesky_inverse_in_place` calls
+  ``potri`` on the factor's own buffer and leaves one triangle for a caller that reads one.
 
 The routines are those of torch's CPU library (MKL in the x86-64 wheels, which exports
-``dtrsm_``, ``dpotrf_`` and their float32 versions), called through ``ctypes`` in torch's
-thread pool; nothing is compiled. Where they are not found (no MKL, another platform's
+``dtrsm_``, ``dpotrf_``, ``dpotri_`` and their float32 versions), called through ``ctypes``
+in torch's thread pool; nothing is compiled. Where they are not found (no MKL, another platform's
 library name, a big-endian machine), where a first-use self-check against torch's own
 routines fails, or with ``BAYESKIT_DIRECT_LAPACK=0``, the functions return ``None`` and
 the caller takes torch's route (the results agree to rounding: ``tests/linalg/test_direct.py``).
@@ -39,10 +43,11 @@ import sys
 
 import torch
 
-__all__ = ["available", "cholesky_in_place", "solve_lower_strided"]
+__all__ = ["available", "cholesky_in_place", "cholesky_inverse_in_place", "solve_lower_strided"]
 
 _SYMBOLS = {"trsm": {torch.float64: "dtrsm_", torch.float32: "strsm_"},
-            "potrf": {torch.float64: "dpotrf_", torch.float32: "spotrf_"}}
+            "potrf": {torch.float64: "dpotrf_", torch.float32: "spotrf_"},
+            "potri": {torch.float64: "dpotri_", torch.float32: "spotri_"}}
 _LIBRARY = {"linux": "libtorch_cpu.so", "darwin": "libtorch_cpu.dylib", "win32": "torch_cpu.dll"}
 _INT = ctypes.c_int64
 _ONE = {torch.float64: ctypes.c_double(1.0), torch.float32: ctypes.c_float(1.0)}
@@ -71,8 +76,9 @@ def _trsm(fn, L: torch.Tensor, B: torch.Tensor) -> torch.Tensor | None:
     return X
 
 
-def _potrf(fn, buf: torch.Tensor) -> torch.Tensor:
-    """``potrf("L")`` on each matrix of a contiguous ``[B, N, N]`` buffer; ``info [B]``."""
+def _lapack_lower(fn, buf: torch.Tensor) -> torch.Tensor:
+    """``fn("L", ...)`` (``potrf`` or ``potri``) on each matrix of a contiguous ``[B, N, N]``
+    buffer; ``info [B]``."""
     n = buf.shape[-1]
     n_, info_ = _INT(n), _INT(0)
     info = torch.zeros(buf.shape[0], dtype=torch.int32)
@@ -90,8 +96,13 @@ def _self_check(kind: str, dtype: torch.dtype, fn) -> bool:
     L = torch.linalg.cholesky(A)
     if kind == "potrf":
         buf = A.clone().unsqueeze(0)
-        info = _potrf(fn, buf)
+        info = _lapack_lower(fn, buf)
         return int(info[0]) == 0 and torch.allclose(torch.tril(buf[0].mT), L)
+    if kind == "potri":
+        buf = L.mT.contiguous().unsqueeze(0)  # buf.mT: the column-major lower factor
+        info = _lapack_lower(fn, buf)
+        return int(info[0]) == 0 and torch.allclose(torch.triu(buf[0]),
+                                                     torch.triu(torch.linalg.inv(A)))
     B = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=dtype)
     expected = torch.linalg.solve_triangular(L, B, upper=False)
     big = torch.arange(1.0, 26.0, dtype=dtype).reshape(5, 5)  # nonzeros above the diagonal
@@ -132,7 +143,7 @@ def _routine(kind: str, dtype: torch.dtype):
 
 
 def available(kind: str, dtype: torch.dtype) -> bool:
-    """Whether the direct ``kind`` (``"trsm"`` or ``"potrf"``) runs in ``dtype`` here.
+    """Whether the direct ``kind`` (``"trsm"``, ``"potrf"`` or ``"potri"``) runs in ``dtype`` here.
 
     Examples:
         >>> available("trsm", torch.float16)
@@ -169,12 +180,20 @@ def solve_lower_strided(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor | None
     return None if fn is None else _trsm(fn, L, B)
 
 
-def cholesky_in_place(buf: torch.Tensor) -> torch.Tensor | None:
+def _square_buffer(buf: torch.Tensor) -> bool:
+    return (buf.dim() >= 2 and buf.shape[-1] == buf.shape[-2] and buf.is_contiguous()
+            and buf.numel() > 0 and _plain_cpu(buf))
+
+
+def cholesky_in_place(buf: torch.Tensor, *, zero_triangle: bool = True) -> torch.Tensor | None:
     """Factor symmetric matrices in place: ``buf [..., N, N]``, contiguous (row-major), holds
     ``A``; afterwards ``buf.mT`` is the lower Cholesky factor of ``A``, its upper triangle
-    zero. Returns ``info [...]`` (int32) as :func:`torch.linalg.cholesky_ex`'s (``k > 0``:
-    the leading minor of order ``k`` is not positive definite and the factorisation stopped
-    there), or ``None`` where this LAPACK call does not apply (then ``buf`` is untouched).
+    zero (``zero_triangle=False`` leaves ``A``'s entries there, for a caller that reads
+    only the lower triangle of ``buf.mT``, as the triangular solves and
+    :func:`cholesky_inverse_in_place` do). Returns ``info [...]`` (int32) as
+    :func:`torch.linalg.cholesky_ex`'s (``k > 0``: the leading minor of order ``k`` is not
+    positive definite and the factorisation stopped there), or ``None`` where this LAPACK
+    call does not apply (then ``buf`` is untouched).
 
     It applies to contiguous CPU float32/float64 buffers that autograd does not record. Only
     the lower triangle of ``buf.mT`` (the upper of ``buf``) is read, as in LAPACK. No checks
@@ -186,12 +205,37 @@ def cholesky_in_place(buf: torch.Tensor) -> torch.Tensor | None:
         >>> info is None or (info.tolist(), buf.mT.tolist()) == (0, [[2.0, 0.0], [1.0, 1.0]])
         True
     """
-    if buf.dim() < 2 or buf.shape[-1] != buf.shape[-2] or not buf.is_contiguous() \
-            or buf.numel() == 0 or not _plain_cpu(buf):
+    if not _square_buffer(buf):
         return None
     fn = _routine("potrf", buf.dtype)
     if fn is None:
         return None
-    info = _potrf(fn, buf.view(-1, *buf.shape[-2:]))
-    buf.triu_()  # the strictly upper triangle of buf.mT, along rows of buf
+    info = _lapack_lower(fn, buf.view(-1, *buf.shape[-2:]))
+    if zero_triangle:
+        buf.triu_()  # the strictly upper triangle of buf.mT, along rows of buf
     return info.reshape(buf.shape[:-2])
+
+
+def cholesky_inverse_in_place(buf: torch.Tensor) -> torch.Tensor | None:
+    """``(L L^T)^-1`` in place of its factor: ``buf [..., N, N]``, contiguous (row-major),
+    holds ``L`` as :func:`cholesky_in_place` leaves it (``buf.mT``'s lower triangle);
+    afterwards ``buf``'s upper triangle (``buf[i, j]``, ``j >= i``: the lower one of
+    ``buf.mT``) holds the inverse's, and its strictly lower triangle is left as it was.
+    Returns ``info [...]`` (int32; ``k > 0``: ``L[k-1, k-1]`` is zero, no inverse), or
+    ``None`` where this LAPACK call does not apply (then ``buf`` is untouched).
+
+    It applies where :func:`cholesky_in_place` does; only the triangle it wrote is read.
+
+    Examples:
+        >>> # buf.mT's lower triangle: L = [[2, 0], [1, 1]]; buf[1, 0] is not read
+        >>> buf = torch.tensor([[2.0, 1.0], [99.0, 1.0]], dtype=torch.float64)
+        >>> info = cholesky_inverse_in_place(buf)  # inv([[4, 2], [2, 2]]) = [[.5, -.5], [-.5, 1]]
+        >>> info is None or (info.tolist(), buf.triu().tolist()) == (0, [[0.5, -0.5], [0.0, 1.0]])
+        True
+    """
+    if not _square_buffer(buf):
+        return None
+    fn = _routine("potri", buf.dtype)
+    if fn is None:
+        return None
+    return _lapack_lower(fn, buf.view(-1, *buf.shape[-2:])).reshape(buf.shape[:-2])
