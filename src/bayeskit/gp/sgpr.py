@@ -28,6 +28,7 @@ from bayeskit.gp.kernels import Kernel
 from bayeskit.gp.model import GPRegressionModel, data_scale
 from bayeskit.gp.posterior import GPPosterior
 from bayeskit.linalg import jittered_cholesky, stabilised_cholesky
+from bayeskit.linalg.gram import gram
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import as_inputs, as_int, as_scalar, check_choice
 
@@ -94,9 +95,8 @@ class SGPR(GPRegressionModel):
         def part(Xc, rc):
             Kuf = self.kernel(self.Z, Xc)
             if stable:
-                A = torch.linalg.solve_triangular(L, Kuf, upper=False)
-                return A @ A.mT, A @ rc, self.kernel.diag(Xc).sum()
-            return Kuf @ Kuf.mT, Kuf @ rc, self.kernel.diag(Xc).sum()
+                Kuf = torch.linalg.solve_triangular(L, Kuf, upper=False)  # A = L^-1 K_uf
+            return (*gram(Kuf, rc), self.kernel.diag(Xc).sum())  # A A^T, A r: one product back
 
         n = self.X.shape[0]
         if n <= self.chunk_size:
