@@ -286,27 +286,43 @@ def main() -> None:
                       args.inverse_panels)
 
 
+def _chunked_product(G, K, B, chunk=1024):
+    """``(G * K) @ B`` eagerly, ``chunk`` columns at a time through one reused buffer (a
+    candidate route for ``gp.compiled_products``, timed against it)."""
+    out = torch.zeros(G.shape[0], B.shape[1], dtype=G.dtype)
+    buf = torch.empty(G.shape[0], min(chunk, G.shape[1]), dtype=G.dtype)
+    for j0 in range(0, G.shape[1], chunk):
+        w = buf[:, : min(G.shape[1], j0 + chunk) - j0]
+        torch.mul(G[:, j0:j0 + w.shape[1]], K[:, j0:j0 + w.shape[1]], out=w)
+        out.addmm_(w, B[j0:j0 + w.shape[1]])
+    return out
+
+
 def bench_kernel_backward(repeats: int) -> None:
     """The pieces of the exact GP's backward pass (issue #18): ``(G * K) @ B`` with 17
-    columns (8 features: ``[b, 1, b^2]``) by ``gp.compiled_products`` and eagerly, for the
-    exact GP at N = 2000 and 4000 and an SVGP minibatch (256 x 1024); and ``G * K`` when
+    columns (8 features: ``[b, 1, b^2]``) by ``gp.compiled_products``, eagerly and eagerly in
+    column chunks, for the exact GP at N = 2000 and 4000, an SVGP minibatch (256 x 1024) and
+    SGPR's ``K_uf`` at N = 100 000; and ``G * K`` when
     ``G`` is column-major (what ``cholesky_inverse`` returns on the CPU) against row-major."""
     from bayeskit.gp.compiled_products import weighted_product
 
     g = torch.Generator().manual_seed(0)
     print("\n## SE kernel backward product (G * K) @ B, B with 17 columns")
     with torch.no_grad():
-        for n, m in ((2000, 2000), (4000, 4000), (256, 1024)):
+        for n, m in ((2000, 2000), (4000, 4000), (256, 1024), (256, 100_000)):
             G = torch.randn(n, m, dtype=torch.float64, generator=g)
             K = torch.rand(n, m, dtype=torch.float64, generator=g)
             B = torch.randn(m, 17, dtype=torch.float64, generator=g)
             times = interleaved_medians(
                 {"compiled": functools.partial(weighted_product, G, K, B),
-                 "eager": functools.partial(lambda G, K, B: (G * K) @ B, G, K, B)},
+                 "eager": functools.partial(lambda G, K, B: (G * K) @ B, G, K, B),
+                 "eager, column chunks": functools.partial(_chunked_product, G, K, B)},
                 repeats, seed=1)
             print(f"  {n} x {m}: compiled {1e3 * times['compiled']:8.2f} ms, eager "
-                  f"{1e3 * times['eager']:8.2f} ms   eager / compiled "
-                  f"{times['eager'] / times['compiled']:5.2f}")
+                  f"{1e3 * times['eager']:8.2f} ms, eager in column chunks of 1024 "
+                  f"{1e3 * times['eager, column chunks']:8.2f} ms   eager / compiled "
+                  f"{times['eager'] / times['compiled']:5.2f}, chunks / compiled "
+                  f"{times['eager, column chunks'] / times['compiled']:5.2f}")
         A = torch.randn(2000, 2000, dtype=torch.float64, generator=g)
         K = torch.rand(2000, 2000, dtype=torch.float64, generator=g)
         col_major = torch.linalg.cholesky(A @ A.mT / 2000 + torch.eye(2000, dtype=torch.float64))
