@@ -315,3 +315,17 @@ def test_fused_likelihood_names_a_failed_inverse(monkeypatch):
                         lambda buf: torch.full((), 3, dtype=torch.int32))
     with pytest.raises(NonFiniteError, match="potri failed on the Cholesky factor"):
         gp.log_marginal_likelihood().backward()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_hyperparameters_are_named_on_either_route(fused, monkeypatch):
+    from bayeskit.gp import exact
+
+    if not fused:
+        monkeypatch.setattr(exact, "_fuses", lambda *args: False)
+    X, y = _data(30)
+    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    with torch.no_grad():
+        gp.kernel.raw_lengthscale.fill_(float("nan"))  # as after a diverged optimiser
+    with pytest.raises(NonFiniteError, match="hyperparameters or the noise variance"):
+        gp.log_marginal_likelihood()

@@ -37,6 +37,7 @@ from bayeskit.linalg import (
 )
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
+    all_finite,
     as_inputs,
     as_int,
     as_tensor,
@@ -91,6 +92,10 @@ def _factor_with_noise(K: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     except NonFiniteError:
         pass  # the fallback below names the problem
     C = K.detach() + noise.detach() * torch.eye(n, dtype=K.dtype, device=K.device)
+    if not all_finite(C):
+        raise NonFiniteError("K + noise I has NaN or infinite entries: the kernel's "
+                             "hyperparameters or the noise variance are not finite (an "
+                             "optimiser that diverged?); set them to finite positive values")
     return jittered_cholesky(C)[0]
 
 

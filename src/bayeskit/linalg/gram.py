@@ -45,7 +45,11 @@ def _lower_blocks(A: torch.Tensor) -> torch.Tensor:
 class _Gram(torch.autograd.Function):
     @staticmethod
     def forward(A, v):
-        P = _lower_blocks(A) if A.dim() == 2 and A.shape[0] > PANEL else A @ A.mT
+        if A.dim() == 2 and A.shape[0] > PANEL:
+            P = _lower_blocks(A)
+        else:
+            P = A @ A.mT
+            P = P.tril() + P.tril(-1).mT  # exactly symmetric whatever the product's order
         return P, (None if v is None else (A @ v.unsqueeze(-1)).squeeze(-1))
 
     @staticmethod
