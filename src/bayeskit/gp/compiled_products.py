@@ -11,7 +11,11 @@ product by rounding only.
 
 ``benchmarks/bench_gp.py --kernel-backward`` (AMD EPYC 2 vCPU, float64, 17 columns, two
 runs): eager / compiled 1.79-1.89 at 2000 x 2000 (5.8-7.2 ms), 3.34-3.38 at 4000 x 4000
-(31-33 ms), 1.24-1.35 at 256 x 1024 (an SVGP minibatch).
+(31-33 ms), 1.24-1.35 at 256 x 1024 (an SVGP minibatch). On an Intel Xeon (2 vCPU, one
+run) it loses to eager torch except at the largest size: eager / compiled 0.70 at
+2000 x 2000, 1.50 at 4000 x 4000, 0.87 at 256 x 1024, 1.13 at 256 x 100 000, and an eager
+product in column chunks through one buffer (the script's third row) beat both everywhere
+there; which route to take waits for the same comparison on AMD.
 
 An exact GP's own kernel matrix has a symmetric ``G``, ``(C^-1 - alpha alpha^T) / 2``, and
 LAPACK's ``potri`` writes one triangle of ``C^-1``: :func:`symmetric_weighted_product` reads
