@@ -2,7 +2,7 @@
 
 torch's wrappers take a matrix only if it is contiguous in one of the two orders and
 return a new one in LAPACK's (column-major) layout, zeroing the unused triangle in that
-layout. Two places in bayeskit pay for that:
+layout. Three places in bayeskit pay for that:
 
 * the append into a growing buffer solves against the top-left block of the buffer, a view
   whose leading dimension is the capacity, not N: ``solve_triangular`` first copies it (at
