@@ -180,9 +180,16 @@ def solve_lower_strided(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor | None
     return None if fn is None else _trsm(fn, L, B)
 
 
-def _square_buffer(buf: torch.Tensor) -> bool:
-    return (buf.dim() >= 2 and buf.shape[-1] == buf.shape[-2] and buf.is_contiguous()
-            and buf.numel() > 0 and _plain_cpu(buf))
+def _in_place(kind: str, buf: torch.Tensor) -> torch.Tensor | None:
+    """LAPACK's ``kind`` (``"potrf"``/``"potri"``, lower) on each matrix of a contiguous
+    square CPU buffer ``[..., N, N]``: ``info [...]``, or ``None`` where it does not apply."""
+    if not (buf.dim() >= 2 and buf.shape[-1] == buf.shape[-2] and buf.is_contiguous()
+            and buf.numel() > 0 and _plain_cpu(buf)):
+        return None
+    fn = _routine(kind, buf.dtype)
+    if fn is None:
+        return None
+    return _lapack_lower(fn, buf.view(-1, *buf.shape[-2:])).reshape(buf.shape[:-2])
 
 
 def cholesky_in_place(buf: torch.Tensor, *, zero_triangle: bool = True) -> torch.Tensor | None:
@@ -205,15 +212,10 @@ def cholesky_in_place(buf: torch.Tensor, *, zero_triangle: bool = True) -> torch
         >>> info is None or (info.tolist(), buf.mT.tolist()) == (0, [[2.0, 0.0], [1.0, 1.0]])
         True
     """
-    if not _square_buffer(buf):
-        return None
-    fn = _routine("potrf", buf.dtype)
-    if fn is None:
-        return None
-    info = _lapack_lower(fn, buf.view(-1, *buf.shape[-2:]))
-    if zero_triangle:
+    info = _in_place("potrf", buf)
+    if info is not None and zero_triangle:
         buf.triu_()  # the strictly upper triangle of buf.mT, along rows of buf
-    return info.reshape(buf.shape[:-2])
+    return info
 
 
 def cholesky_inverse_in_place(buf: torch.Tensor) -> torch.Tensor | None:
@@ -233,9 +235,4 @@ def cholesky_inverse_in_place(buf: torch.Tensor) -> torch.Tensor | None:
         >>> info is None or (info.tolist(), buf.triu().tolist()) == (0, [[0.5, -0.5], [0.0, 1.0]])
         True
     """
-    if not _square_buffer(buf):
-        return None
-    fn = _routine("potri", buf.dtype)
-    if fn is None:
-        return None
-    return _lapack_lower(fn, buf.view(-1, *buf.shape[-2:])).reshape(buf.shape[:-2])
+    return _in_place("potri", buf)
