@@ -689,6 +689,7 @@ NOT_SWEPT = {
     "fingerprint": "hashes any values: no input is invalid",
     "first_true_index": "takes the boolean masks the library computes",
     "raise_if_not_pd": "takes the boolean masks the library computes",
+    "raise_singular_factor": "raises by design, from the diagonal the library's own solves pass",
 }
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "as_indices",
     "first_true_index",
     "raise_if_not_pd",
+    "raise_singular_factor",
     "resolve_dtype",
 ]
 
@@ -757,6 +758,24 @@ def first_true_index(mask: torch.Tensor) -> tuple[int, ...] | None:
     if hits.shape[0] == 0:
         return None
     return tuple(int(i) for i in hits[0])
+
+
+def raise_singular_factor(what: str, name: str, diagonal: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` for ``what`` (``"the solve"``, ``"the inverse"``)
+    overflowing on a finite but numerically singular triangular factor ``name``, whose
+    diagonal entries are ``diagonal`` (any shape): the message gives the smallest.
+
+    Examples:
+        >>> diagonal = torch.tensor([2.0, 1e-300], dtype=torch.float64)
+        >>> try:
+        ...     raise_singular_factor("the inverse", "L", diagonal)
+        ... except NonFiniteError as e:
+        ...     print(e)
+        the inverse overflowed: L is numerically singular (its smallest diagonal entry is 1e-300)
+    """
+    smallest = float(diagonal.abs().min())
+    raise NonFiniteError(f"{what} overflowed: {name} is numerically singular (its smallest "
+                         f"diagonal entry is {smallest:.3g})")
 
 
 def raise_if_not_pd(failed: torch.Tensor, what: str, *, jitter: float | None = None) -> None:

@@ -313,7 +313,11 @@ def test_fused_likelihood_names_a_failed_inverse(monkeypatch):
         pytest.skip("no direct LAPACK here: the general route runs")
     monkeypatch.setattr(exact.direct, "cholesky_inverse_in_place",
                         lambda buf: torch.full((), 3, dtype=torch.int32))
-    with pytest.raises(NonFiniteError, match="potri failed on the Cholesky factor"):
+    with torch.no_grad():  # the factor's own smallest pivot, which potri would overwrite
+        K = gp.kernel(gp.X) + gp.noise_variance * torch.eye(20, dtype=F64)
+        smallest = float(torch.linalg.cholesky(K).diagonal().min())
+    with pytest.raises(NonFiniteError, match=f"the inverse overflowed: the Cholesky factor of "
+                       f"K \\+ noise I is numerically singular .*{smallest:.3g}"):
         gp.log_marginal_likelihood().backward()
 
 
@@ -329,3 +333,26 @@ def test_non_finite_hyperparameters_are_named_on_either_route(fused, monkeypatch
         gp.kernel.raw_lengthscale.fill_(float("nan"))  # as after a diverged optimiser
     with pytest.raises(NonFiniteError, match="hyperparameters or the noise variance"):
         gp.log_marginal_likelihood()
+
+
+@pytest.mark.parametrize("model", ["gpr", "gpr-general", "sgpr"])
+@pytest.mark.parametrize("what", ["mean", "noise"])
+def test_non_finite_mean_or_noise_is_named_not_a_nan_objective(model, what, monkeypatch):
+    from bayeskit.gp import SGPR, LinearMean, exact
+
+    if model == "gpr-general":
+        monkeypatch.setattr(exact, "_fuses", lambda *args: False)
+    X, y = _data(30)
+    kw = dict(mean_function=LinearMean(2)) if what == "mean" else {}
+    gp = (SGPR(X, y, X[:5], SquaredExponential(0.8, 1.7), **kw) if model == "sgpr"
+          else GPR(X, y, SquaredExponential(0.8, 1.7), **kw))
+    with torch.no_grad():  # as after a diverged optimiser
+        if what == "mean":
+            for p in gp.mean_function.parameters():
+                p.fill_(float("nan"))
+        else:
+            gp.raw_noise.fill_(float("inf"))
+    objective = gp.elbo if model == "sgpr" else gp.log_marginal_likelihood
+    match = "prior mean at X" if what == "mean" else "noise_variance is inf"
+    with pytest.raises(NonFiniteError, match=match):
+        objective()

@@ -42,6 +42,7 @@ from bayeskit.validation import (
     as_int,
     as_tensor,
     check_same_rows,
+    raise_singular_factor,
 )
 
 __all__ = ["GPR", "check_data", "check_kernel", "check_mean_function"]
@@ -168,6 +169,7 @@ class _SquaredExponentialNLL(torch.autograd.Function):
             info = direct.cholesky_in_place(buf, zero_triangle=False)
         if info is not None and int(info) == 0:
             L, ctx.inverse = buf.mT, "potri in place"
+            ctx.pivots = L.diagonal().clone()  # potri overwrites the factor, errors need it
         else:
             L, ctx.inverse = _factor_with_noise(K, noise), "cholesky_inverse"
         nll, alpha = _nll_from_factor(L, r)
@@ -179,15 +181,14 @@ class _SquaredExponentialNLL(torch.autograd.Function):
     def backward(ctx, grad):
         x, lengthscale, K, L, alpha = ctx.saved_tensors
         if ctx.inverse == "cholesky_inverse":
-            S = cholesky_inverse(L, name=_FACTOR_NAME)
+            S, pivots = cholesky_inverse(L, name=_FACTOR_NAME), L.diagonal()
         else:
-            S = L.mT  # the row-major buffer: C^-1's upper triangle once potri has run
+            S, pivots = L.mT, ctx.pivots  # the row-major buffer: C^-1's upper triangle
             if ctx.inverse == "potri in place":
                 info = direct.cholesky_inverse_in_place(S)
-                ctx.inverse = "inverted"
-                if info is None or int(info) != 0:
-                    raise NonFiniteError(f"LAPACK's potri failed on {_FACTOR_NAME} (info "
-                                         f"{None if info is None else int(info)})")
+                ctx.inverse = "inverted"  # a second backward reuses it
+                if info is None or int(info) != 0:  # a zero pivot
+                    raise_singular_factor("the inverse", _FACTOR_NAME, pivots)
         g = 0.5 * float(grad)
         a = x / lengthscale
         cols = torch.cat([a, torch.ones_like(a[:, :1]), a * a], dim=-1)
@@ -196,9 +197,7 @@ class _SquaredExponentialNLL(torch.autograd.Function):
                                                                    True)
         d_noise = g * (S.diagonal().sum() - alpha @ alpha)
         if not bool(torch.isfinite(Wb).all() and torch.isfinite(d_noise)):
-            smallest = float(L.diagonal().min())
-            raise NonFiniteError(f"the inverse overflowed: {_FACTOR_NAME} is numerically "
-                                 f"singular (its smallest diagonal entry is {smallest:.3g})")
+            raise_singular_factor("the inverse", _FACTOR_NAME, pivots)
         return (None, d_lengthscale.sum_to_size(lengthscale.shape),
                 d_log_variance.reshape(()), d_noise, grad * alpha)
 
@@ -265,7 +264,7 @@ class GPR(GPRegressionModel):
         """``log p(y | X, hyperparameters)`` (differentiable, closed-form gradient)."""
         self._cache = None
         n = self.X.shape[0]
-        noise, r = self.noise_variance, self.y - self.prior_mean(self.X)
+        noise, r = self._noise_and_residual()
         if _fuses(self.kernel, self.X, noise):
             nll = _SquaredExponentialNLL.apply(
                 self.X, *self.kernel._matrix_arguments(self.X.dtype), noise, r)

@@ -10,11 +10,11 @@ import math
 import torch
 from torch import nn
 
-from bayeskit.errors import ArgumentValueError
+from bayeskit.errors import ArgumentValueError, NonFiniteError
 from bayeskit.gp.kernels import inverse_positive, positive
 from bayeskit.gp.means import ConstantMean
 from bayeskit.gp.posterior import GPPosterior
-from bayeskit.validation import as_inputs, as_int, as_scalar, as_tensor
+from bayeskit.validation import all_finite, as_inputs, as_int, as_scalar, as_tensor
 
 __all__ = ["GPModel", "GPRegressionModel", "data_scale", "ALL_NOISE"]
 
@@ -219,3 +219,18 @@ class GPRegressionModel(GPModel):
         if self.mean_function is not None:
             return self.mean_function(X).to(X.dtype)
         return self.mean_constant.to(X.dtype).expand(X.shape[:-1])
+
+    def _noise_and_residual(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noise_variance, y - m(X))`` for an objective, refusing non-finite values (a
+        diverged optimiser, a NaN set by hand) with an error that says which, where the
+        objective would otherwise be NaN."""
+        noise, resid = self.noise_variance, self.y - self.prior_mean(self.X)
+        if not all_finite(noise.detach()):
+            raise NonFiniteError(f"noise_variance is {float(noise.detach())}: its parameter "
+                                 "is not finite (an optimiser that diverged?); set a finite "
+                                 "positive noise_variance")
+        if not all_finite(resid.detach()):
+            raise NonFiniteError("the prior mean at X has NaN or infinite values: the mean's "
+                                 "parameters are not finite (an optimiser that diverged?); "
+                                 "reset them to finite values")
+        return noise, resid

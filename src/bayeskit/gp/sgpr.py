@@ -122,8 +122,7 @@ class SGPR(GPRegressionModel):
         (``A A^T = L^-1 P L^-T / s2``, ``A r = L^-1 b / s``; see :meth:`_statistics`)."""
         m = self.Z.shape[0]
         L = stabilised_cholesky(self.kernel(self.Z), self.jitter)
-        s2 = self.noise_variance
-        resid = self.y - self.prior_mean(self.X)
+        s2, resid = self._noise_and_residual()
         LPL, Lb, trK = self._statistics(L, resid)
         LB, _ = jittered_cholesky(self._eye(m) + LPL / s2)
         c = torch.linalg.solve_triangular(LB, Lb.unsqueeze(-1) / s2, upper=False).squeeze(-1)

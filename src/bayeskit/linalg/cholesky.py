@@ -18,6 +18,7 @@ from bayeskit.validation import (
     check_floating,
     check_square,
     raise_if_not_pd,
+    raise_singular_factor,
 )
 
 __all__ = ["jittered_cholesky", "stabilised_cholesky", "cholesky_solve", "cholesky_logdet",
@@ -203,9 +204,7 @@ def cholesky_solve(chol: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         raise ArgumentTypeError(f"B is {B.dtype} but chol is {chol.dtype}; use one dtype")
     X = torch.cholesky_solve(B, chol, upper=False)
     if not bool(torch.isfinite(X).all()):
-        smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
-        raise NonFiniteError("the solve overflowed: chol is numerically singular (its "
-                             f"smallest diagonal entry is {smallest:.3g})")
+        raise_singular_factor("the solve", "chol", chol.diagonal(dim1=-2, dim2=-1))
     return X
 
 
@@ -256,9 +255,7 @@ def solve_lower(chol: torch.Tensor, B: torch.Tensor, *,
         X = torch.linalg.solve_triangular(chol, B, upper=False)
     if not all_finite(X):  # one pass over the result, not over B and X
         check_finite(name_b, B)
-        smallest = float(chol.diagonal(dim1=-2, dim2=-1).abs().min())
-        raise NonFiniteError(f"the solve overflowed: {name_l} is numerically singular (its "
-                             f"smallest diagonal entry is {smallest:.3g})")
+        raise_singular_factor("the solve", name_l, chol.diagonal(dim1=-2, dim2=-1))
     return X
 
 
@@ -311,9 +308,7 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
             _mirror_lower(inv)
     if not all_finite(inv):
         check_finite(name, chol)  # a NaN or inf in the factor, named as such
-        smallest = float(chol.diagonal(dim1=-2, dim2=-1).min())
-        raise NonFiniteError(f"the inverse overflowed: {name} is numerically singular (its "
-                             f"smallest diagonal entry is {smallest:.3g})")
+        raise_singular_factor("the inverse", name, chol.diagonal(dim1=-2, dim2=-1))
     # exactly symmetric (the CPU's potri fills one triangle, mirrored): the transpose of a
     # column-major result is the same matrix in row-major order, the layout elementwise
     # products with it want
