@@ -216,10 +216,25 @@ def test_fit_escapes_the_all_noise_optimum_or_says_so():
         assert GPR(grid, noise).fit().explains_all_as_noise()
 
 
-def _se_brute_force(X, ls, var, noise, r):
-    """-log p(r) + const for K = SE(X, X) + noise I, autograd through float64 LAPACK."""
-    a = X / ls
-    K = var * torch.exp(-0.5 * torch.cdist(a, a) ** 2)
+_KERNELS = {"se": None, "matern12": 0.5, "matern32": 1.5, "matern52": 2.5}
+
+
+def _kernel(which, ls, var):
+    nu = _KERNELS[which]
+    return SquaredExponential(ls, var) if nu is None else Matern(nu, ls, var)
+
+
+def _brute_force(which, X, ls, var, noise, r):
+    """-log p(r) + const for K = k(X, X) + noise I from exact differences, autograd through
+    float64 LAPACK (the kernel's own code not used)."""
+    d2 = (((X[:, None, :] - X[None, :, :]) / ls) ** 2).sum(-1)
+    nu = _KERNELS[which]
+    if nu is None:
+        K = var * torch.exp(-0.5 * d2)
+    else:
+        off = ~torch.eye(len(X), dtype=torch.bool)
+        s = torch.sqrt(2 * nu * torch.where(off, d2, 1.0)) * off  # r = 0 on the diagonal
+        K = var * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
     C = K + noise * torch.eye(len(X), dtype=X.dtype)
     L = torch.linalg.cholesky(C)
     z = torch.linalg.solve_triangular(L, r[:, None], upper=False)
@@ -233,10 +248,11 @@ def _lml_and_grads(gp):
     return float(lml.detach()), {k: p.grad.clone() for k, p in gp.named_parameters()}
 
 
+@pytest.mark.parametrize("which", list(_KERNELS))
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("n,ard", [(1, True), (7, False), (130, True), (300, True)])
-def test_fused_squared_exponential_likelihood_matches_brute_force_and_the_general_route(
-        dtype, n, ard, monkeypatch):
+def test_fused_likelihood_matches_brute_force_and_the_general_route(which, dtype, n, ard,
+                                                                    monkeypatch):
     from bayeskit.gp import exact
     from bayeskit.linalg import direct
 
@@ -246,7 +262,7 @@ def test_fused_squared_exponential_likelihood_matches_brute_force_and_the_genera
     ls = torch.tensor([0.7, 1.3, 0.9], dtype=F64) if ard else torch.tensor(0.8, dtype=F64)
 
     def model():
-        return GPR(X.to(dtype), y.to(dtype), SquaredExponential(ls, 1.7), noise_variance=0.05,
+        return GPR(X.to(dtype), y.to(dtype), _kernel(which, ls, 1.7), noise_variance=0.05,
                    mean=0.2)
 
     gp = model()
@@ -259,7 +275,7 @@ def test_fused_squared_exponential_likelihood_matches_brute_force_and_the_genera
     ls_, var_, noise_, mean_ = (t.clone().requires_grad_(True) for t in (
         ls, torch.tensor(1.7, dtype=F64), torch.tensor(0.05, dtype=F64),
         torch.tensor(0.2, dtype=F64)))
-    nll = _se_brute_force(X, ls_, var_, noise_, y - mean_) + 0.5 * n * math.log(2 * math.pi)
+    nll = _brute_force(which, X, ls_, var_, noise_, y - mean_) + 0.5 * n * math.log(2 * math.pi)
     nll.backward()
     tol = 1e-10 if dtype == F64 else 2e-4  # float32: 2e-5 of the largest gradient seen
     assert ours[0] == pytest.approx(general[0], rel=tol, abs=tol)
@@ -282,13 +298,14 @@ def test_fused_squared_exponential_likelihood_matches_brute_force_and_the_genera
                                    atol=tol * (1 + expected.abs().max()))
 
 
-def test_fused_likelihood_takes_the_general_factor_where_potrf_fails(monkeypatch):
+@pytest.mark.parametrize("which", ["se", "matern12", "matern52"])
+def test_fused_likelihood_takes_the_general_factor_where_potrf_fails(which, monkeypatch):
     """A failed in-place factor (as for a matrix not positive definite in working
     precision) falls back to the jittered factor and torch's inverse: same numbers."""
     from bayeskit.gp import exact
 
     X, y = _data(40)
-    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    gp = GPR(X, y, _kernel(which, 0.8, 1.7), noise_variance=0.05)
     expected = _lml_and_grads(gp)
     calls = []
 
@@ -304,11 +321,12 @@ def test_fused_likelihood_takes_the_general_factor_where_potrf_fails(monkeypatch
         torch.testing.assert_close(grad, expected[1][name], rtol=1e-10, atol=1e-10)
 
 
-def test_fused_likelihood_names_a_failed_inverse(monkeypatch):
+@pytest.mark.parametrize("which", ["se", "matern32"])
+def test_fused_likelihood_names_a_failed_inverse(which, monkeypatch):
     from bayeskit.gp import exact
 
     X, y = _data(20)
-    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    gp = GPR(X, y, _kernel(which, 0.8, 1.7), noise_variance=0.05)
     if not exact._fuses(gp.kernel, gp.X, gp.noise_variance):
         pytest.skip("no direct LAPACK here: the general route runs")
     monkeypatch.setattr(exact.direct, "cholesky_inverse_in_place",
@@ -321,14 +339,15 @@ def test_fused_likelihood_names_a_failed_inverse(monkeypatch):
         gp.log_marginal_likelihood().backward()
 
 
+@pytest.mark.parametrize("which", ["se", "matern52"])
 @pytest.mark.parametrize("fused", [True, False])
-def test_non_finite_hyperparameters_are_named_on_either_route(fused, monkeypatch):
+def test_non_finite_hyperparameters_are_named_on_either_route(which, fused, monkeypatch):
     from bayeskit.gp import exact
 
     if not fused:
         monkeypatch.setattr(exact, "_fuses", lambda *args: False)
     X, y = _data(30)
-    gp = GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05)
+    gp = GPR(X, y, _kernel(which, 0.8, 1.7), noise_variance=0.05)
     with torch.no_grad():
         gp.kernel.raw_lengthscale.fill_(float("nan"))  # as after a diverged optimiser
     with pytest.raises(NonFiniteError, match="hyperparameters or the noise variance"):

@@ -77,8 +77,14 @@ def test_squared_exponential_function_derivatives_all_modes():
             assert torch.autograd.gradgradcheck(fn, inputs)
 
 
-def test_squared_exponential_under_torch_func_transforms():
-    k = SquaredExponential(torch.tensor([0.5, 1.0]), 1.3).double()
+@pytest.mark.parametrize("nu", [None, 0.5, 1.5, 2.5])
+def test_hand_written_kernels_under_torch_func_transforms(nu):
+    """vmap of jacrev and functorch's Hessian (forward over reverse) against autograd of the
+    closed form from exact differences: the squared exponential (``nu=None``) and Matérn."""
+    from bayeskit.gp import Matern
+
+    ls = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    k = SquaredExponential(ls, 1.3) if nu is None else Matern(nu, ls, 1.3)
     g = torch.Generator().manual_seed(1)
     X = torch.randn(5, 2, dtype=torch.float64, generator=g)
     x = torch.randn(3, 2, dtype=torch.float64, generator=g)
@@ -86,11 +92,18 @@ def test_squared_exponential_under_torch_func_transforms():
     def row(xi):
         return k(xi[None], X)[0]
 
+    def reference(xi):
+        d2 = (((xi - X) / ls) ** 2).sum(-1)
+        if nu is None:
+            return 1.3 * torch.exp(-0.5 * d2)
+        s = torch.sqrt(2 * nu * d2)
+        return 1.3 * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+
     J = torch.func.vmap(torch.func.jacrev(row))(x)
-    J_ref = torch.stack([torch.autograd.functional.jacobian(row, xi) for xi in x])
+    J_ref = torch.stack([torch.autograd.functional.jacobian(reference, xi) for xi in x])
     torch.testing.assert_close(J, J_ref)
-    H = torch.func.hessian(lambda xi: k(xi[None], X).sum())(x[0])
-    H_ref = torch.autograd.functional.hessian(lambda xi: k(xi[None], X).sum(), x[0])
+    H = torch.func.hessian(lambda xi: row(xi).sum())(x[0])
+    H_ref = torch.autograd.functional.hessian(lambda xi: reference(xi).sum(), x[0])
     torch.testing.assert_close(H, H_ref)
 
 
@@ -104,3 +117,94 @@ def test_set_units_refuses_what_is_not_a_positive_scale():
     k = SquaredExponential().set_units([1.0, 4.0], 9.0)  # one lengthscale: geometric mean
     assert float(k.lengthscale.detach()) == pytest.approx(2.0)
     assert float(k.variance.detach()) == pytest.approx(9.0)
+
+
+def _matern_reference(X, Y, nu, ls, var):
+    """The Matérn kernel from exact differences in float64 (not the kernel's expansion)."""
+    d2 = (((X[..., :, None, :] - Y[..., None, :, :]) / ls) ** 2).sum(-1)
+    s = torch.sqrt(2 * nu * d2)
+    return var * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matern_matches_exact_differences_far_from_the_origin_and_at_duplicates(nu, dtype):
+    """The expansion on centred inputs: inputs offset by 1e3 lengthscales, a duplicate pair
+    and test points equal to training points keep float64's digits (float32's to rounding
+    of the centred inputs), the diagonal is exactly the variance."""
+    from bayeskit.gp import Matern
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(2, 40, 3, dtype=torch.float64, generator=g) + 1e3
+    X[:, 7] = X[:, 3]
+    Y = torch.cat([X[:, :5], torch.randn(2, 6, 3, dtype=torch.float64, generator=g) + 1e3], 1)
+    ls = torch.tensor([0.7, 1.3, 2.0], dtype=torch.float64)
+    k = Matern(nu, lengthscale=ls, variance=1.7)
+    # float32: the centred inputs' rounding; nu = 1/2 is not differentiable at r = 0, so a
+    # duplicate pair's value carries the square root of the expansion's rounding
+    tol = {torch.float64: 1e-9 if nu > 0.5 else 1e-7, torch.float32: 2e-3}[dtype]
+    Xd, Yd = X.to(dtype), Y.to(dtype)
+    for K, ref in ((k(Xd), _matern_reference(Xd.double(), Xd.double(), nu, ls, 1.7)),
+                   (k(Yd, Xd), _matern_reference(Yd.double(), Xd.double(), nu, ls, 1.7))):
+        assert K.dtype == dtype
+        torch.testing.assert_close(K.detach().double(), ref, rtol=0, atol=tol)
+    assert torch.equal(k(Xd).detach().diagonal(dim1=-2, dim2=-1),
+                       torch.full((2, 40), 1.7, dtype=torch.float64).to(dtype))
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
+def test_matern_gradients_are_finite_at_duplicates_and_exact_elsewhere(nu):
+    from bayeskit.gp import Matern
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(9, 2, dtype=torch.float64, generator=g)
+    X[4] = X[1]
+    Y = torch.cat([X[:2], torch.randn(3, 2, dtype=torch.float64, generator=g)])
+    k = Matern(nu, lengthscale=torch.tensor([0.6, 1.4]), variance=1.3).double()
+    for x2 in (None, Y):
+        x = X.clone().requires_grad_()
+        W = torch.randn(9, 9 if x2 is None else 5, dtype=torch.float64, generator=g)
+        (k(x, x2) * W).sum().backward()
+        assert torch.isfinite(x.grad).all()
+        assert all(torch.isfinite(p.grad).all() for p in k.parameters())
+        k.zero_grad()
+    # away from duplicates: every derivative mode of the module against finite differences
+    x = X[[0, 2, 3, 5]].clone().requires_grad_()
+    y = Y[2:].clone().requires_grad_()
+    raw = (k.raw_lengthscale.detach().clone().requires_grad_(),
+           k.raw_variance.detach().clone().requires_grad_())
+
+    def matrix(x, y, raw_ls, raw_var):
+        params = {"raw_lengthscale": raw_ls, "raw_variance": raw_var}
+        return torch.func.functional_call(k, params, (x, y))
+
+    assert torch.autograd.gradcheck(matrix, (x, y, *raw), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(matrix, (x, y, *raw))
+    assert torch.autograd.gradcheck(lambda x, *raw: matrix(x, None, *raw), (x, *raw),
+                                    check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(lambda x, *raw: matrix(x, None, *raw), (x, *raw))
+
+
+@pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
+def test_matern_value_and_weight_for_the_fused_likelihood(nu):
+    """``K`` equals the module's matrix and ``M = dK/dE`` (``E = -r^2 / 2``) equals autograd's
+    derivative of the closed form in ``r^2`` off the diagonal."""
+    from bayeskit.gp import Matern
+    from bayeskit.gp.kernels import _centred, _matern_distance, _matern_value_and_weight
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(12, 3, dtype=torch.float64, generator=g)
+    ls = torch.tensor([0.8, 1.1, 1.9], dtype=torch.float64)
+    k = Matern(nu, ls, 1.6)
+    a = _centred(X, None, ls)[0]
+    s = _matern_distance(a, a, nu, True)
+    K, M = _matern_value_and_weight(s, nu, torch.tensor(1.6, dtype=torch.float64).log())
+    torch.testing.assert_close(K, k(X).detach(), rtol=1e-14, atol=1e-15)
+    d2 = (((X[:, None] - X[None]) / ls) ** 2).sum(-1).requires_grad_()
+    off = ~torch.eye(12, dtype=torch.bool)
+    ref = _matern_reference(torch.zeros(1, 1), torch.zeros(1, 1), nu, 1.0, 1.6)  # 1.6 at r = 0
+    assert float(ref) == pytest.approx(1.6)
+    s = torch.sqrt(2 * nu * d2[off])
+    value = 1.6 * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+    (dk_dd2,) = torch.autograd.grad(value.sum(), d2)
+    torch.testing.assert_close(M[off], -2 * dk_dd2[off], rtol=1e-12, atol=0)

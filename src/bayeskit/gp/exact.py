@@ -22,8 +22,12 @@ from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.gp.compiled_products import symmetric_weighted_product
 from bayeskit.gp.kernels import (
     Kernel,
+    Matern,
     SquaredExponential,
+    _centred,
     _gradients_from_product,
+    _matern_distance,
+    _matern_value_and_weight,
     _SquaredExponentialMatrix,
 )
 from bayeskit.gp.model import GPRegressionModel
@@ -140,46 +144,65 @@ def _nll_from_factor(L: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, to
     return 0.5 * (z * z).sum() + L.diagonal().log().sum(), alpha
 
 
-class _SquaredExponentialNLL(torch.autograd.Function):
-    """:class:`_GaussianNLL` of ``K = k(x, x)`` for the squared exponential kernel, fused
-    with the kernel's matrix: inputs ``x [N, D]`` (no gradient), ``lengthscale`` (``()`` or
-    ``[D]``), ``log_variance ()``, ``noise ()``, ``r [N]``; the same value and gradient.
+class _StationaryNLL(torch.autograd.Function):
+    """:class:`_GaussianNLL` of ``K = k(x, x)`` for the squared exponential (``nu=None``) or
+    the Matérn kernel of smoothness ``nu``, fused with the kernel's matrix: inputs
+    ``x [N, D]`` (no gradient), ``lengthscale`` (``()`` or ``[D]``), ``log_variance ()``,
+    ``noise ()``, ``r [N]``; the same value and gradient.
 
     Fewer passes over ``[N, N]`` than the kernel's backward after :class:`_GaussianNLL`: the
     factor is made in place in one copy of ``K + noise I`` (LAPACK's ``potrf``, the other
     triangle left unzeroed and never read), the inverse in place of the factor (``potri``,
-    one triangle, no copy), and the kernel's backward product ``(G * K) @ [a, 1, a^2]``
-    with ``G = (C^-1 - alpha alpha^T) / 2`` reads one triangle of ``C^-1`` and of ``K``
+    one triangle, no copy), and the kernel's backward product ``(G * M) @ [a, 1, a^2]``
+    with ``G = (C^-1 - alpha alpha^T) / 2`` reads one triangle of ``C^-1`` and of ``M``
     (:func:`~bayeskit.gp.compiled_products.symmetric_weighted_product`); ``G`` is never
-    formed. The gradients from that product are the kernel's own
-    (:func:`~bayeskit.gp.kernels._gradients_from_product`). Where ``potrf`` fails
-    (not positive definite to working precision) or the blocked inverse is asked for
-    (:func:`~bayeskit.linalg.lapack_backend`), :func:`_factor_with_noise`'s route (jitter,
-    clear errors) and :func:`~bayeskit.linalg.cholesky_inverse`. A second backward
+    formed. ``M = dK/dE`` for ``E = -|a_i - a_j|^2 / 2``: ``K`` itself for the squared
+    exponential, :func:`~bayeskit.gp.kernels._matern_value_and_weight`'s for the Matérn
+    kernel (whose ``K`` then needs no copy: the factor overwrites it). The lengthscales'
+    gradients from that product are the squared exponential's
+    (:func:`~bayeskit.gp.kernels._gradients_from_product`); the log variance's,
+    ``sum(G * K)``, is its row sums for the squared exponential and otherwise, from
+    ``C^-1 K = I - noise C^-1`` and ``alpha^T K alpha = alpha^T r - noise |alpha|^2``,
+    ``g (N - alpha^T r) - noise d_noise`` with ``d_noise = g (tr C^-1 - |alpha|^2)``.
+    Where ``potrf`` fails (not positive definite to working precision) or the blocked
+    inverse is asked for (:func:`~bayeskit.linalg.lapack_backend`),
+    :func:`_factor_with_noise`'s route (jitter, clear errors),
+    :func:`~bayeskit.linalg.cholesky_inverse` and ``sum(G * K)`` in full. A second backward
     (``retain_graph``) reuses the inverse.
     """
 
     @staticmethod
-    def forward(ctx, x, lengthscale, log_variance, noise, r):
-        K = _SquaredExponentialMatrix.forward(x, None, lengthscale, log_variance)
-        buf = K.clone()
+    def forward(ctx, x, lengthscale, log_variance, noise, r, nu):
+        if nu is None:
+            a = x / lengthscale
+            K = M = _SquaredExponentialMatrix.forward(x, None, lengthscale, log_variance)
+            buf = K.clone()
+        else:
+            a = _centred(x, None, lengthscale)[0]
+            buf, M = _matern_value_and_weight(_matern_distance(a, a, nu, True), nu,
+                                              log_variance)
         buf.diagonal().add_(noise)
         info = None  # the blocked inverse, where asked for (BAYESKIT_LAPACK), needs a factor
-        if lapack_backend(K) == "torch":
+        if lapack_backend(buf) == "torch":
             info = direct.cholesky_in_place(buf, zero_triangle=False)
+        K_kept = None
         if info is not None and int(info) == 0:
             L, ctx.inverse = buf.mT, "potri in place"
             ctx.pivots = L.diagonal().clone()  # potri overwrites the factor, errors need it
         else:
+            if nu is not None:  # buf is spoilt: K again, kept for sum(G * K)
+                K = K_kept = _matern_value_and_weight(_matern_distance(a, a, nu, True), nu,
+                                                      log_variance)[0]
             L, ctx.inverse = _factor_with_noise(K, noise), "cholesky_inverse"
         nll, alpha = _nll_from_factor(L, r)
-        ctx.save_for_backward(x, lengthscale, K, L, alpha)
+        ctx.nu = nu
+        ctx.save_for_backward(a, lengthscale, M, L, alpha, noise, r, K_kept)
         return nll
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, lengthscale, K, L, alpha = ctx.saved_tensors
+        a, lengthscale, M, L, alpha, noise, r, K_kept = ctx.saved_tensors
         if ctx.inverse == "cholesky_inverse":
             S, pivots = cholesky_inverse(L, name=_FACTOR_NAME), L.diagonal()
         else:
@@ -190,23 +213,29 @@ class _SquaredExponentialNLL(torch.autograd.Function):
                 if info is None or int(info) != 0:  # a zero pivot
                     raise_singular_factor("the inverse", _FACTOR_NAME, pivots)
         g = 0.5 * float(grad)
-        a = x / lengthscale
         cols = torch.cat([a, torch.ones_like(a[:, :1]), a * a], dim=-1)
-        Wb = symmetric_weighted_product(S, K, alpha, g, cols)
-        _, d_log_variance, d_lengthscale = _gradients_from_product(a, lengthscale, Wb, None,
-                                                                   True)
+        Wb = symmetric_weighted_product(S, M, alpha, g, cols)
+        _, rowsum, d_lengthscale = _gradients_from_product(a, lengthscale, Wb, None, True)
         d_noise = g * (S.diagonal().sum() - alpha @ alpha)
-        if not bool(torch.isfinite(Wb).all() and torch.isfinite(d_noise)):
+        if ctx.nu is None:
+            d_log_variance = rowsum
+        elif K_kept is not None:
+            d_log_variance = g * (torch.vdot(S.flatten(), K_kept.flatten())
+                                  - alpha @ (K_kept @ alpha))
+        else:
+            d_log_variance = g * (a.shape[0] - alpha @ r) - noise * d_noise
+        if not bool(torch.isfinite(Wb).all() and torch.isfinite(d_noise)
+                    and torch.isfinite(d_log_variance)):
             raise_singular_factor("the inverse", _FACTOR_NAME, pivots)
         return (None, d_lengthscale.sum_to_size(lengthscale.shape),
-                d_log_variance.reshape(()), d_noise, grad * alpha)
+                d_log_variance.reshape(()), d_noise, grad * alpha, None)
 
 
 def _fuses(kernel: Kernel, X: torch.Tensor, noise: torch.Tensor) -> bool:
-    """Whether :class:`_SquaredExponentialNLL` computes this model's likelihood: the plain
-    squared exponential (not a subclass, which may change it), float32/float64 data on the
-    CPU needing no gradient, and LAPACK's ``potrf``/``potri`` reachable directly."""
-    return (type(kernel) is SquaredExponential and X.device.type == "cpu"
+    """Whether :class:`_StationaryNLL` computes this model's likelihood: the plain squared
+    exponential or Matérn kernel (not a subclass, which may change it), float32/float64 data
+    on the CPU needing no gradient, and LAPACK's ``potrf``/``potri`` reachable directly."""
+    return (type(kernel) in (SquaredExponential, Matern) and X.device.type == "cpu"
             and X.dtype in (torch.float32, torch.float64) and X.dim() == 2
             and not X.requires_grad and type(X) is type(noise) is torch.Tensor
             and direct.available("potrf", X.dtype) and direct.available("potri", X.dtype))
@@ -266,8 +295,9 @@ class GPR(GPRegressionModel):
         n = self.X.shape[0]
         noise, r = self._noise_and_residual()
         if _fuses(self.kernel, self.X, noise):
-            nll = _SquaredExponentialNLL.apply(
-                self.X, *self.kernel._matrix_arguments(self.X.dtype), noise, r)
+            nu = self.kernel.nu if type(self.kernel) is Matern else None
+            nll = _StationaryNLL.apply(self.X, *self.kernel._matrix_arguments(self.X.dtype),
+                                       noise, r, nu)
         else:
             nll = _GaussianNLL.apply(self.kernel(self.X), noise, r)
         return -nll - 0.5 * n * math.log(2 * math.pi)
