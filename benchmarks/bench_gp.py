@@ -1,6 +1,7 @@
 """Exact GP: negative log marginal likelihood + backward, bayeskit vs GPyTorch (Cholesky path).
 
-X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales, float64,
+X ~ U[0, 1]^8, y = sum sin(2 pi x_d) + 0.1 eps, SE kernel with ARD lengthscales (``--kernel
+matern52`` etc.: the Matern kernel in both libraries), float64,
 2 threads; same inputs, medians (the exact GP: blocks of two calls after an idle pause,
 shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced with
 ``max_cholesky_size`` above N (its default switches to CG above 800 points).
@@ -8,6 +9,8 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
     .venv-bench/bin/python benchmarks/bench_gp.py [--sizes 1000 2000 4000]
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --no-svgp --repeats 1 \
         --sgpr-sizes 1000000 --sgpr-ours-only      # SGPR time and peak memory at N = 10^6
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes 2000 --sgpr-sizes --no-svgp \
+        --kernel matern52                        # the exact GP with Matern-5/2 (BoTorch's)
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
                                                  # SVGP step: forward / backward / Adam
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
@@ -21,7 +24,7 @@ through ``torch.linalg.cholesky_ex``, the inverse through ``torch.cholesky_inver
 "floor, potrf in place + inverse" is that factorisation and ``potri`` alone.
 "bayeskit GPR, general route" is the same model with a subclass of the kernel, which takes
 the kernel's matrix then the likelihood (``_GaussianNLL``) instead of the squared
-exponential's fused likelihood (``_SquaredExponentialNLL``, bayeskit.gp.exact).
+exponential's fused likelihood (``_StationaryNLL``, bayeskit.gp.exact).
 """
 
 from __future__ import annotations
@@ -37,12 +40,30 @@ import time
 import torch
 
 from _timing import blocked_medians, header, interleaved_medians
-from bayeskit.gp import GPR, SGPR, SquaredExponential
+from bayeskit.gp import GPR, SGPR, Matern, SquaredExponential
 from bayeskit.linalg import blocked, cholesky_inverse, cholesky_plus_diagonal, lapack_backend
 
+#: ``--kernel``: our class and its nu
+KERNELS = {"se": (SquaredExponential, None), "matern52": (Matern, 2.5),
+           "matern32": (Matern, 1.5), "matern12": (Matern, 0.5)}
 
-class GeneralRoute(SquaredExponential):
-    """The same kernel; a subclass, so GPR takes the general route (not the fused one)."""
+
+def our_kernel(name: str, general: bool = False, lengthscale: float = 0.5,
+               variance: float = 1.0):
+    """The benchmark's kernel (ARD lengthscales); ``general``: as a subclass, so that GPR
+    takes the general route (the kernel's matrix, then the likelihood) instead of the fused
+    one."""
+    cls, nu = KERNELS[name]
+    if general:
+        cls = type(f"{cls.__name__}GeneralRoute", (cls,), {})
+    ls = torch.full((8,), lengthscale)
+    return cls(ls, variance) if nu is None else cls(nu, ls, variance)
+
+
+def gpytorch_kernel(gpytorch, name: str):
+    nu = KERNELS[name][1]
+    return (gpytorch.kernels.RBFKernel(ard_num_dims=8) if nu is None
+            else gpytorch.kernels.MaternKernel(nu, ard_num_dims=8))
 
 
 def data(n, seed=0):
@@ -177,6 +198,9 @@ def main() -> None:
                              "widths (its PANEL)")
     parser.add_argument("--inverse-one-thread", action="store_true",
                         help="with --inverse, also time both inverses on one thread")
+    parser.add_argument("--kernel", choices=list(KERNELS), default="se",
+                        help="the exact GP's and SGPR's kernel (both libraries; ARD): squared "
+                             "exponential or Matern nu = 5/2, 3/2, 1/2")
     parser.add_argument("--sgpr-ours-only", action="store_true",
                         help="skip GPyTorch in SGPR runs (e.g. --sgpr-sizes 1000000 for memory)")
     args = parser.parse_args()
@@ -188,9 +212,8 @@ def main() -> None:
         print("# gpytorch not installed")
     for n in args.sizes:
         X, y = data(n)
-        ours = GPR(X, y, SquaredExponential(torch.full((8,), 0.5), 1.0), noise_variance=0.1)
-
-        general = GPR(X, y, GeneralRoute(torch.full((8,), 0.5), 1.0), noise_variance=0.1)
+        ours = GPR(X, y, our_kernel(args.kernel), noise_variance=0.1)
+        general = GPR(X, y, our_kernel(args.kernel, general=True), noise_variance=0.1)
 
         def run_ours(model=ours):
             model.zero_grad()
@@ -227,7 +250,7 @@ def main() -> None:
                     super().__init__(X, y, lik)
                     self.mean_module = gpytorch.means.ConstantMean()
                     self.covar_module = gpytorch.kernels.ScaleKernel(
-                        gpytorch.kernels.RBFKernel(ard_num_dims=8))
+                        gpytorch_kernel(gpytorch, args.kernel))
 
                 forward = _gpytorch_prior
 
@@ -261,7 +284,7 @@ def main() -> None:
         # our next call, not a competitor's
         times = blocked_medians(contenders, args.repeats, block=2, warmup=False)
         ours_t = times["bayeskit GPR"]
-        print(f"\n## N = {n}: -MLL/N + backward")
+        print(f"\n## N = {n}, {args.kernel} kernel: -MLL/N + backward")
         for k, t in times.items():
             print(f"  {k:28s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -MLL/N {values[k]:.6f}")
         print(f"  ours / floor {ours_t / times['floor: cholesky + inverse']:.3f}, ours / floor "
@@ -270,7 +293,8 @@ def main() -> None:
               f"{ours_t / times['floor, potrf in place + inverse']:.3f} "
               f"(ours takes the inverse: {lapack_backend(K_floor)})")
     for n in args.sgpr_sizes:
-        bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch)
+        bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch,
+                   args.kernel)
     if args.sgpr_sizes:
         import resource
 
@@ -431,12 +455,13 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0
                   f"{1e3 * med[2]:6.2f} ms")
 
 
-def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
-    """Collapsed SGPR bound + backward, N points, M inducing points, as in ANCHORS.md."""
+def bench_sgpr(n: int, m: int, repeats: int, gpytorch, kernel: str = "se") -> None:
+    """Collapsed SGPR bound + backward, N points, M inducing points, as in ANCHORS.md (there
+    with the squared exponential; GPyTorch's initial hyperparameters)."""
     torch.manual_seed(0)
     X = torch.rand(n, 8, dtype=torch.float64)
     y = torch.sin(2 * math.pi * X).sum(-1) + 0.1 * torch.randn(n, dtype=torch.float64)
-    ours = SGPR(X, y, X[:m], SquaredExponential(torch.full((8,), 0.69315), 0.69315),
+    ours = SGPR(X, y, X[:m], our_kernel(kernel, lengthscale=0.69315, variance=0.69315),
                 noise_variance=0.69325, learn_mean=False, jitter=0.0)
 
     def run_ours():
@@ -462,7 +487,7 @@ def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
             def __init__(self, X, y, lik):
                 super().__init__(X, y, lik)
                 self.mean_module = gpytorch.means.ZeroMean()
-                base = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=8))
+                base = gpytorch.kernels.ScaleKernel(gpytorch_kernel(gpytorch, kernel))
                 self.covar_module = gpytorch.kernels.InducingPointKernel(
                     base, inducing_points=X[:m].clone(), likelihood=lik)
 
@@ -483,7 +508,8 @@ def bench_sgpr(n: int, m: int, repeats: int, gpytorch) -> None:
     values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
     times = interleaved_medians(contenders, repeats, seed=1, warmup=False)
     ours_t = times["bayeskit SGPR"]
-    print(f"\n## SGPR N = {n}, M = {m}: -bound/N + backward (ANCHORS: 1.418632 at N=10k)")
+    anchor = " (ANCHORS: 1.418632 at N=10k)" if kernel == "se" else ""
+    print(f"\n## SGPR N = {n}, M = {m}, {kernel} kernel: -bound/N + backward{anchor}")
     for k, t in times.items():
         print(f"  {k:46s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -bound/N {values[k]:.6f}")
 
