@@ -11,6 +11,8 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
         --sgpr-sizes 1000000 --sgpr-ours-only      # SGPR time and peak memory at N = 10^6
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes 2000 --sgpr-sizes --no-svgp \
         --kernel matern52                        # the exact GP with Matern-5/2 (BoTorch's)
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
+        --matern-routes                          # the Matern kernel's two routes, small N
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
                                                  # SVGP step: forward / backward / Adam
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
@@ -186,6 +188,9 @@ def main() -> None:
     parser.add_argument("--kernel-backward", action="store_true",
                         help="time the SE kernel's backward product, compiled vs eager, and "
                              "the elementwise product of mixed vs matching memory layouts")
+    parser.add_argument("--matern-routes", action="store_true",
+                        help="time the Matern kernel's two routes (exact differences, matrix "
+                             "product) at small sizes: where the crossover lies")
     parser.add_argument("--svgp-split", type=int, default=0, metavar="STEPS",
                         help="also time STEPS SVGP steps split into forward / backward / Adam")
     parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
@@ -304,6 +309,8 @@ def main() -> None:
         bench_svgp(256, 1024, max(args.repeats, 20), gpytorch, args.svgp_split)
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
+    if args.matern_routes:
+        bench_matern_routes(args.repeats)
     if args.inverse:
         bench_inverse(args.inverse, args.repeats, args.inverse_one_thread,
                       torch.float32 if args.inverse_float32 else torch.float64,
@@ -358,6 +365,36 @@ def bench_kernel_backward(repeats: int) -> None:
               f"{1e3 * times['mixed']:.2f} ms, matching (its transpose) "
               f"{1e3 * times['matching']:.2f} ms   mixed / matching "
               f"{times['mixed'] / times['matching']:5.2f}")
+
+
+def bench_matern_routes(repeats: int) -> None:
+    """The Matérn-5/2 matrix ``K(X*, X)`` forward and backward (``X*`` needing a gradient, as
+    in an acquisition's optimisation), D = 6, by its two routes: exact differences under
+    plain autograd and the matrix product with the hand-written backward; the crossover
+    sets ``bayeskit.gp.kernels._EXACT_DIFFERENCES``."""
+    from bayeskit.gp import kernels
+
+    g = torch.Generator().manual_seed(0)
+    k = Matern(2.5, torch.full((6,), 0.3, dtype=torch.float64))
+    before = kernels._EXACT_DIFFERENCES
+    print("\n## Matern-5/2 K(X*, X) forward + backward, D = 6: its two routes")
+    try:
+        for n, m in ((64, 20), (64, 30), (64, 40), (64, 64), (128, 128), (512, 512)):
+            X = torch.rand(m, 6, dtype=torch.float64, generator=g)
+            Xs = torch.rand(n, 6, dtype=torch.float64, generator=g).requires_grad_()
+
+            def run(threshold, X=X, Xs=Xs):
+                kernels._EXACT_DIFFERENCES = threshold
+                k(Xs, X).sum().backward()
+
+            times = interleaved_medians({"differences": functools.partial(run, 2**62),
+                                         "product": functools.partial(run, 0)},
+                                        max(repeats, 50), seed=3)
+            print(f"  {n} x {m} ({n * m * 6} differences): differences "
+                  f"{1e6 * times['differences']:8.0f} us, product {1e6 * times['product']:8.0f}"
+                  f" us   differences / product {times['differences'] / times['product']:5.2f}")
+    finally:
+        kernels._EXACT_DIFFERENCES = before
 
 
 def _gpytorch_prior(model, x):

@@ -106,8 +106,7 @@ def test_hand_written_kernels_under_torch_func_transforms(nu, matern_route):
         d2 = (((xi - X) / ls) ** 2).sum(-1)
         if nu is None:
             return 1.3 * torch.exp(-0.5 * d2)
-        s = torch.sqrt(2 * nu * d2)
-        return 1.3 * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+        return _matern_of_squared_distance(d2, nu, 1.3)
 
     J = torch.func.vmap(torch.func.jacrev(row))(x)
     J_ref = torch.stack([torch.autograd.functional.jacobian(reference, xi) for xi in x])
@@ -129,11 +128,16 @@ def test_set_units_refuses_what_is_not_a_positive_scale():
     assert float(k.variance.detach()) == pytest.approx(9.0)
 
 
+def _matern_of_squared_distance(d2, nu, var):
+    """The Matérn closed form ``var f_nu(sqrt(2 nu r^2))`` (not the kernel's code)."""
+    s = torch.sqrt(2 * nu * d2)
+    return var * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+
+
 def _matern_reference(X, Y, nu, ls, var):
     """The Matérn kernel from exact differences in float64 (not the kernel's expansion)."""
     d2 = (((X[..., :, None, :] - Y[..., None, :, :]) / ls) ** 2).sum(-1)
-    s = torch.sqrt(2 * nu * d2)
-    return var * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+    return _matern_of_squared_distance(d2, nu, var)
 
 
 @pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
@@ -153,7 +157,7 @@ def test_matern_matches_exact_differences_far_from_the_origin_and_at_duplicates(
     k = Matern(nu, lengthscale=ls, variance=1.7)
     # float32: the centred inputs' rounding; nu = 1/2 is not differentiable at r = 0, so a
     # duplicate pair's value carries the square root of the expansion's rounding
-    tol = {torch.float64: 1e-9 if nu > 0.5 else 1e-7, torch.float32: 2e-3}[dtype]
+    tol = {torch.float64: 1e-13 if nu > 0.5 else 1e-7, torch.float32: 2e-3}[dtype]
     Xd, Yd = X.to(dtype), Y.to(dtype)
     for K, ref in ((k(Xd), _matern_reference(Xd.double(), Xd.double(), nu, ls, 1.7)),
                    (k(Yd, Xd), _matern_reference(Yd.double(), Xd.double(), nu, ls, 1.7))):
@@ -215,7 +219,21 @@ def test_matern_value_and_weight_for_the_fused_likelihood(nu):
     off = ~torch.eye(12, dtype=torch.bool)
     ref = _matern_reference(torch.zeros(1, 1), torch.zeros(1, 1), nu, 1.0, 1.6)  # 1.6 at r = 0
     assert float(ref) == pytest.approx(1.6)
-    s = torch.sqrt(2 * nu * d2[off])
-    value = 1.6 * {0.5: 1, 1.5: 1 + s, 2.5: 1 + s + s * s / 3}[nu] * torch.exp(-s)
+    value = _matern_of_squared_distance(d2[off], nu, 1.6)
     (dk_dd2,) = torch.autograd.grad(value.sum(), d2)
     torch.testing.assert_close(M[off], -2 * dk_dd2[off], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("nu", [0.5, 2.5])
+def test_matern_in_float16_is_computed_in_float32(nu, matern_route):
+    """float16's smallest normal number has a square root of 7.8e-3: the distance floor
+    would put k(x, x) at 0.992 variance for nu = 1/2, so half precision goes through
+    float32 (the diagonal exact, the rest float32's values rounded)."""
+    from bayeskit.gp import Matern
+
+    X = torch.rand(6, 2, generator=torch.Generator().manual_seed(4))
+    k = Matern(nu, lengthscale=0.5, variance=1.0)
+    K = k(X.half())
+    assert K.dtype == torch.float16
+    assert torch.equal(K.detach().diagonal(), torch.ones(6, dtype=torch.float16))
+    torch.testing.assert_close(K.detach(), k(X).detach().half())

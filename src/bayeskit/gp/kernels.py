@@ -173,6 +173,21 @@ def _augmented(a: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.T
     return torch.cat([a, row.unsqueeze(-1), col.unsqueeze(-1)], dim=-1)
 
 
+def _exponent(a: torch.Tensor, b: torch.Tensor | None,
+              offset: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """``offset - |a_i - b_j|^2 / 2`` ``[..., N, M]`` (``b=None``: ``b = a``) from one matrix
+    product of the inputs augmented by ``-|a|^2/2`` and ``offset - |b|^2/2`` columns (the
+    expansion: its rounding grows with ``|a|^2 + |b|^2``)."""
+    half_a = -0.5 * (a * a).sum(-1)
+    ones_a = torch.ones_like(half_a)
+    if b is None:
+        b_aug = _augmented(a, ones_a, half_a + offset)
+    else:
+        half_b = -0.5 * (b * b).sum(-1)
+        b_aug = _augmented(b, torch.ones_like(half_b), half_b + offset)
+    return _augmented(a, half_a, ones_a) @ b_aug.mT
+
+
 class _SquaredExponentialMatrix(torch.autograd.Function):
     """``exp(log_variance - |a_i - b_j|^2 / 2)`` for inputs ``x: [..., N, D]``,
     ``x2: [..., M, D]`` (``x2=None``: ``x2 = x``) scaled by ``lengthscale`` (``()`` or
@@ -195,16 +210,7 @@ class _SquaredExponentialMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(x, x2, lengthscale, log_variance):
-        a = x / lengthscale
-        half_a = -0.5 * (a * a).sum(-1)
-        ones_a = torch.ones_like(half_a)
-        if x2 is None:
-            b_aug = _augmented(a, ones_a, half_a + log_variance)
-        else:
-            b = x2 / lengthscale
-            half_b = -0.5 * (b * b).sum(-1)
-            b_aug = _augmented(b, torch.ones_like(half_b), half_b + log_variance)
-        K = _augmented(a, half_a, ones_a) @ b_aug.mT
+        K = _exponent(x / lengthscale, None if x2 is None else x2 / lengthscale, log_variance)
         return K.clamp_max_(log_variance).exp_()
 
     @staticmethod
@@ -340,29 +346,32 @@ class Matern(Stationary):
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
         X2_ = self._check(X, X2)
+        if X.dtype == torch.float16:  # the floor's square root, 7.8e-3, would show on r = 0
+            return self.forward(X.float(), None if X2 is None else X2.float()).half()
         lengthscale, log_variance = self._matrix_arguments(X.dtype)
         if X.shape[-2] * X2_.shape[-2] * X.shape[-1] > _EXACT_DIFFERENCES:
             return _MaternMatrix.apply(X, X2, lengthscale, log_variance, self.nu)[0]
         # small: exact differences under plain autograd (fewer operations than the
-        # hand-written route, which costs ~2x at 64 x 20 points)
+        # hand-written route: see _EXACT_DIFFERENCES)
         d = ((X.unsqueeze(-2) - X2_.unsqueeze(-3)) / lengthscale).square().sum(-1)
         s = (d * (2 * self.nu)).clamp_min(torch.finfo(d.dtype).tiny).sqrt()
-        return _matern_value(s, self.nu, log_variance)
+        return _matern_polynomial(s, self.nu) * torch.exp(log_variance - s)
 
 
 #: above this many input differences (``N M D``) the Matérn kernel forms its distances by a
 #: matrix product with a hand-written backward, below it from the differences themselves
-#: (forward and backward, D = 6, 2 threads, Intel Xeon, ad hoc: differences / product
-#: 0.56 at 64 x 20 points, 1.0 at 64 x 30, 1.45 at 64 x 64, 2.4 at 128 x 128)
+#: (``benchmarks/bench_gp.py --matern-routes``, forward and backward at D = 6, 2 threads,
+#: Intel Xeon, two runs: differences / product 0.79-0.81 at 64 x 20 points, 0.92-0.93 at
+#: 64 x 40, 1.05-1.06 at 64 x 64, 2.7-3.2 at 128 x 128)
 _EXACT_DIFFERENCES = 2**14
 
 
-def _matern_value(s: torch.Tensor, nu: float, log_variance: torch.Tensor) -> torch.Tensor:
-    """``variance f_nu(s)`` (:class:`Matern`) from ``s = sqrt(2 nu) r``, out of place."""
-    e = torch.exp(log_variance - s)
+def _matern_polynomial(s: torch.Tensor, nu: float) -> torch.Tensor | float:
+    """``f_nu(s) e^s`` (:class:`Matern`): ``1``, ``1 + s``, ``1 + s + s^2/3``; out of
+    place."""
     if nu == 0.5:
-        return e
-    return (1 + s) * e if nu == 1.5 else (1 + s * (1 + s / 3)) * e
+        return 1.0
+    return 1 + s if nu == 1.5 else 1 + s * (1 + s / 3)
 
 
 def _centred(x: torch.Tensor, x2: torch.Tensor | None,
@@ -385,11 +394,9 @@ def _matern_distance(a: torch.Tensor, b: torch.Tensor, nu: float,
     duplicate points get a zero gradient, not a NaN (the Matérn 1/2 kernel is not
     differentiable at ``r = 0``). With a graph out of place but for the fresh product;
     without, in place on it (each fresh ``[N, M]`` buffer costs its page faults: at
-    N = 2000 a pass in place takes ~2 ms, into a fresh buffer ~9 ms)."""
-    half_a = -0.5 * (a * a).sum(-1)
-    half_b = half_a if symmetric else -0.5 * (b * b).sum(-1)
-    exponent = (_augmented(a, half_a, torch.ones_like(half_a))
-                @ _augmented(b, torch.ones_like(half_b), half_b).mT)  # -|a_i - b_j|^2 / 2
+    N = 2000 a pass in place took ~2 ms, into a fresh buffer ~9 ms, in an ad hoc profile on
+    an Intel Xeon; ``bench_gp.py --kernel matern52`` times the whole likelihood)."""
+    exponent = _exponent(a, None if symmetric else b)  # -|a_i - b_j|^2 / 2
     graph = torch.is_grad_enabled() and exponent.requires_grad
     s2 = exponent * (-4 * nu) if graph else exponent.mul_(-4 * nu)
     if symmetric:
@@ -412,7 +419,7 @@ def _matern_value_and_weight(s: torch.Tensor, nu: float,
         e = torch.exp(log_variance - s)
         M = {0.5: lambda: torch.where(s <= math.sqrt(torch.finfo(s.dtype).tiny), 0.0, e / s),
              1.5: lambda: 3 * e, 2.5: lambda: (5 / 3) * (1 + s) * e}[nu]()
-        return _matern_value(s, nu, log_variance), M
+        return _matern_polynomial(s, nu) * e, M
     e = torch.sub(log_variance, s).exp_()
     if nu == 0.5:
         at_floor = s <= math.sqrt(torch.finfo(s.dtype).tiny)
