@@ -1,8 +1,9 @@
 """Exception types raised by bayeskit.
 
-Every error subclasses a built-in (``ValueError`` or ``TypeError``) so callers that
-already catch those keep working; the subclasses let callers react to a specific failure.
-Messages name the argument, say what was wrong and how to fix it.
+Every error about an argument subclasses a built-in (``ValueError`` or ``TypeError``) so
+callers that already catch those keep working; the subclasses let callers react to a specific
+failure. Messages name the argument, say what was wrong and how to fix it. A worker process
+that died is a :class:`WorkerError` (a ``RuntimeError``): nothing was wrong with the arguments.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "NotPositiveDefiniteError",
     "ShapeError",
     "NonFiniteError",
+    "WorkerError",
 ]
 
 
@@ -97,3 +99,12 @@ class NotPositiveDefiniteError(BayeskitError, ValueError):
         super().__init__(message)
         self.batch_index = batch_index
         self.jitter = jitter
+
+
+class WorkerError(BayeskitError, RuntimeError):
+    """A worker process of a local process pool died before returning its result.
+
+    Examples:
+        >>> [issubclass(WorkerError, base) for base in (RuntimeError, BayeskitError)]
+        [True, True]
+    """

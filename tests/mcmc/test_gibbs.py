@@ -284,3 +284,63 @@ def test_cg_sweep_with_a_zero_design_and_eigenpairs_only_for_matheron():
             torch.ones(4, 2, dtype=F64), torch.ones(4, dtype=F64), torch.zeros(4, dtype=F64),
             torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64), method="precision",
             eigenpairs=(torch.ones(1, dtype=F64), torch.ones(4, 1, dtype=F64)))
+
+
+_GIBBS_SCRIPT = '''
+import threading
+import torch
+from bayeskit.mcmc import BinomialRegressionData, run_gibbs
+
+STOP = []
+
+
+def matmul():
+    a = torch.randn(100, 100, dtype=torch.float64)
+    a @ a
+
+
+def new_threads_doing_blas():  # each new thread registers with MKL's allocator
+    while not STOP:
+        threads = [threading.Thread(target=matmul) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+{guard}
+    g = torch.Generator().manual_seed(0)
+    Phi = torch.randn(200, 30, dtype=torch.float64, generator=g)
+    data = BinomialRegressionData.create(Phi, (torch.rand(200, generator=g) < 0.5).double())
+    busy = threading.Thread(target=new_threads_doing_blas, daemon=True)
+    busy.start()
+    try:
+        for i in range(4):
+            run_gibbs(data, num_samples=50, burn_in=10, num_chains=4, num_tasks=2,
+                      executor="process", generator=torch.Generator().manual_seed(i))
+    finally:
+        STOP.append(True)
+        busy.join()  # torch in a thread at interpreter exit aborts
+    print("finished")
+'''
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_process_split_under_blas_threads(tmp_path, guarded):
+    """Forked workers of a process whose threads were calling MKL spun forever in MKL's
+    allocator on their first product (this script hung within 1-8 runs with fork); the split
+    now starts workers from a forkserver. A script without the main guard gets an error
+    saying so (the forkserver imports the script again), not a hang or a bare traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "gibbs_script.py"
+    guard = 'if __name__ == "__main__":' if guarded else "if True:"
+    script.write_text(_GIBBS_SCRIPT.format(guard=guard))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
+    if guarded:
+        assert out.returncode == 0 and "finished" in out.stdout, out.stderr[-2000:]
+    else:
+        assert out.returncode != 0
+        assert "WorkerError" in out.stderr and "__main__" in out.stderr, out.stderr[-2000:]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from bayeskit.distributions.gaussian import (
     sample_mvn,
 )
 from bayeskit.distributions.polyagamma import sample_polya_gamma
-from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError, WorkerError
 from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc.laplace import _independence_metropolis, _log_posterior, laplace_approximation
 from bayeskit.training import (
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 
 _OUTER_PRODUCTS = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
 METHODS = ("auto", "precision", "matheron", "cg")
+# how executor="process" starts its workers: never a fork of this process (see _run_split)
+_START_METHOD = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                 else "spawn")
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,9 @@ def run_gibbs(
     run as independent tasks, each with its own generator seeded from ``generator`` and, with
     ``checkpoint``, its own checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The
     draws then depend on the split but not on the executor: serial, processes and a Dask cluster
-    give the same numbers.
+    give the same numbers. ``"process"`` workers start from multiprocessing's forkserver
+    (spawn where there is none), not as forks of this process, so a script using it needs the
+    usual ``if __name__ == "__main__":`` guard.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
     state) is written atomically every ``checkpoint_every`` sweeps with a fingerprint of the
@@ -353,7 +360,11 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
     paths = [None if checkpoint is None else f"{checkpoint}.{k}" for k in range(tasks)]
     results: list[GibbsResult | None] = [None] * tasks
     bar = progress_bar(tasks, desc="Gibbs tasks", progress=progress)
-    with executor_for(executor, tasks, payload=data) as (pool, _):
+    # forkserver: a forked worker can inherit MKL's allocator mid-operation and spin in its
+    # first product (training.executors); this module's tasks are importable, so workers
+    # start from a clean server that has imported this module once.
+    with executor_for(executor, tasks, payload=data, start_method=_START_METHOD,
+                      preload=(__name__,)) as (pool, _):
         if pool is None:
             for k in range(tasks):
                 results[k] = _run_group(data, seeds[k], sizes[k], paths[k], settings)
@@ -362,7 +373,14 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
             futures = {pool.submit(_run_group, data, seeds[k], sizes[k], paths[k], settings): k
                        for k in range(tasks)}
             for fut in cf.as_completed(futures):
-                results[futures[fut]] = fut.result()
+                try:
+                    results[futures[fut]] = fut.result()
+                except BrokenProcessPool as err:
+                    raise WorkerError(
+                        "a Gibbs worker process died before returning its chains. Workers "
+                        "start from multiprocessing's forkserver, which imports the main "
+                        "script again: put the script's work under "
+                        "`if __name__ == \"__main__\":`, or use executor=\"thread\"") from err
                 bar.update(1)
     bar.close()
     return GibbsResult(torch.cat([r.beta for r in results]),
