@@ -530,8 +530,10 @@ def as_path(path, name: str = "path") -> Path:
     return Path(path)
 
 
-def check_generator(generator, name: str = "generator") -> torch.Generator | None:
-    """``None`` or a ``torch.Generator``.
+def check_generator(generator, name: str = "generator", *, device=None
+                    ) -> torch.Generator | None:
+    """``None`` or a ``torch.Generator`` (with ``device``: one on that kind of device, where
+    the draws are made: torch's own error names neither the argument nor the fix).
 
     Examples:
         >>> check_generator(None) is None
@@ -541,11 +543,22 @@ def check_generator(generator, name: str = "generator") -> torch.Generator | Non
         ... except ArgumentTypeError as e:
         ...     print(type(e).__name__)
         ArgumentTypeError
+        >>> try:
+        ...     check_generator(torch.Generator(), device=torch.device("meta"))
+        ... except ArgumentValueError as e:
+        ...     print(type(e).__name__)
+        ArgumentValueError
     """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(f"{name} must be a torch.Generator or None, got "
                                 f"{_describe(generator)}; create one with "
                                 "torch.Generator().manual_seed(seed)")
+    if generator is not None and device is not None:
+        where = torch.device(device)
+        if generator.device.type != where.type:
+            raise ArgumentValueError(
+                f"{name} is on {generator.device.type} but the draws are made on {where}: "
+                f"create it there, torch.Generator(device={str(where)!r}).manual_seed(seed)")
     return generator
 
 

@@ -505,6 +505,7 @@ def sample_mvn(mean: torch.Tensor, *, scale_tril: torch.Tensor | None = None,
         raise ArgumentValueError("give exactly one of scale_tril and precision_tril")
     factor = scale_tril if scale_tril is not None else precision_tril
     check_tensor("mean", mean, min_dim=1)
+    check_generator(generator, device=mean.device)
     n = check_square("scale_tril" if scale_tril is not None else "precision_tril", factor)
     check_finite("the factor", factor)
     if mean.shape[-1] != n or n == 0:

@@ -173,7 +173,7 @@ def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
                          f"per chain), got {tuple(beta.shape)}")
     check_choice(method, "method", METHODS)
     metropolis_steps = as_int(metropolis_steps, "metropolis_steps", nonnegative=True)
-    check_generator(generator)
+    check_generator(generator, device=data.Phi.device)
     return _sweeps(data, beta, generator, method, metropolis_steps)
 
 
@@ -219,7 +219,8 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
 
 @dataclass
 class GibbsResult:
-    """Draws ``beta: [C, S, D]`` (chains, kept samples, coefficients) and the last state.
+    """Draws ``beta: [C, S, D]`` (chains, kept samples, coefficients; in host memory, where a
+    long run's draws fit) and the last state ``last_beta: [C, D]`` (on the data's device).
 
     Examples:
         >>> r = GibbsResult(torch.zeros(4, 100, 3), torch.zeros(4, 3), 150)
@@ -293,7 +294,9 @@ def run_gibbs(
     check_choice(method, "method", METHODS)
     metropolis_steps = as_int(metropolis_steps, "metropolis_steps", nonnegative=True)
     d = data.Phi.shape[1]
-    g = check_generator(generator) if generator is not None else torch.Generator().manual_seed(0)
+    device = data.Phi.device
+    g = (check_generator(generator, device=device) if generator is not None
+         else torch.Generator(device=device).manual_seed(0))
     if executor is None and num_tasks is not None:
         executor = "serial"  # a split was asked for: run its tasks one after another
     if executor is not None:
@@ -342,8 +345,12 @@ def run_gibbs(
 def _run_group(data: BinomialRegressionData, seed: int, num_chains: int, checkpoint,
                settings: dict) -> GibbsResult:
     """One task of a split run (module level, so process pools and Dask can pickle it)."""
-    return run_gibbs(data, num_chains=num_chains, generator=torch.Generator().manual_seed(seed),
-                     checkpoint=checkpoint, progress=False, **settings)
+    g = torch.Generator(device=data.Phi.device).manual_seed(seed)
+    result = run_gibbs(data, num_chains=num_chains, generator=g, checkpoint=checkpoint,
+                       progress=False, **settings)
+    # host memory back to the caller: a CUDA tensor from a pool worker would be a handle into
+    # the worker's memory, which the pool's shutdown frees
+    return GibbsResult(result.beta.cpu(), result.last_beta.cpu(), result.steps)
 
 
 def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
@@ -356,7 +363,7 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
         raise ArgumentValueError(f"num_tasks ({tasks}) cannot exceed num_chains "
                                  f"({num_chains}): each task runs at least one chain")
     sizes = [num_chains // tasks + (k < num_chains % tasks) for k in range(tasks)]
-    seeds = torch.randint(0, 2**62, (tasks,), generator=g).tolist()
+    seeds = torch.randint(0, 2**62, (tasks,), generator=g, device=g.device).tolist()
     paths = [None if checkpoint is None else f"{checkpoint}.{k}" for k in range(tasks)]
     results: list[GibbsResult | None] = [None] * tasks
     bar = progress_bar(tasks, desc="Gibbs tasks", progress=progress)
@@ -384,4 +391,5 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
                 bar.update(1)
     bar.close()
     return GibbsResult(torch.cat([r.beta for r in results]),
-                       torch.cat([r.last_beta for r in results]), results[0].steps)
+                       torch.cat([r.last_beta for r in results]).to(data.Phi.device),
+                       results[0].steps)

@@ -155,7 +155,7 @@ def independence_metropolis(data, beta: torch.Tensor, log_post: torch.Tensor,
         raise ArgumentTypeError(f"precision_tril ({precision_tril.dtype}) and log_post "
                                 f"({log_post.dtype}) must have the data's dtype {beta.dtype}")
     steps = as_int(steps, "steps", nonnegative=True)
-    check_generator(generator)
+    check_generator(generator, device=beta.device)
 
     return _independence_metropolis(data, beta, log_post, mode, precision_tril, steps,
                                     generator)
