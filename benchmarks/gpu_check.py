@@ -31,7 +31,7 @@ from bayeskit.distributions import (
     polya_gamma_variance,
     sample_polya_gamma,
 )
-from bayeskit.gp import GPR, SGPR, SVGP, Bernoulli, Matern
+from bayeskit.gp import GPR, SGPR, SVGP, Bernoulli, LogisticSoftmaxSVGP, Matern
 from bayeskit.linalg import blocked
 from bayeskit.mcmc import BinomialRegressionData, gp_classification_gibbs, run_gibbs
 from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder
@@ -158,10 +158,19 @@ def gpr_sgpr_svgp(dev):
         m = SGPR(X.to(d), y.to(d), X[:40].to(d), kernel=Matern(1.5))
         return loss_and_grads(m, lambda: -m.elbo())
 
+    def multiclass(d):  # natural-gradient steps, then the Monte Carlo ELBO and predictions
+        labels = (3 * (X[:, 0] + X[:, 1]) / 2).long().clamp(0, 2).to(d)
+        m = LogisticSoftmaxSVGP(X[:30].to(d), num_classes=3, num_data=500).to(d)
+        for _ in range(3):
+            m.natural_gradient_step(X.to(d), labels, 1.0)
+        with torch.no_grad():
+            return torch.cat([m.elbo(X.to(d), labels).reshape(1),
+                              m.predict_proba(X[:20].to(d)).reshape(-1)])
+
     errs = {k: diff(*both(f, dev)) for k, f in
             (("GPR", gpr), ("SGPR", sgpr), ("SVGP", svgp), ("SVGP-Bernoulli", svgp_class),
              ("GPR-Matern", gpr_matern), ("GPR-Matern-small", lambda d: gpr_matern(d, 12)),
-             ("SGPR-Matern", sgpr_matern))}
+             ("SGPR-Matern", sgpr_matern), ("multiclass", multiclass))}
     return max(errs.values()) < 1e-6, ", ".join(f"{k} {v:.1e}" for k, v in errs.items())
 
 

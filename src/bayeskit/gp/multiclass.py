@@ -218,7 +218,10 @@ class LogisticSoftmaxSVGP(GPModel):
         g = torch.Generator().manual_seed(0) if generator is None else check_generator(
             generator)
         mean, var, L = self._marginals(X)
-        eps = torch.randn((S, mean.shape[0], 1), dtype=mean.dtype, generator=g)
+        # drawn where the generator lives (a CPU one by default), then moved: the same
+        # numbers on every device
+        eps = torch.randn((S, mean.shape[0], 1), dtype=mean.dtype, generator=g,
+                          device=g.device).to(mean.device)
         f = mean + var.sqrt() * eps  # [S, K, B], the same draws for every point
         log_sig = nn.functional.logsigmoid(f)
         log_p = (log_sig * Y.mT).sum(1) - torch.logsumexp(log_sig, dim=1)  # [S, B]
@@ -246,7 +249,8 @@ class LogisticSoftmaxSVGP(GPModel):
             generator)
         # the same standard-normal draws for every point (common random numbers): a
         # point's estimate depends on its own q(f) only, not on the other rows or their order
-        eps = torch.randn((S, 1, mean.shape[-1]), dtype=mean.dtype, generator=g)
+        eps = torch.randn((S, 1, mean.shape[-1]), dtype=mean.dtype, generator=g,
+                          device=g.device).to(mean.device)
         f = mean + var.sqrt() * eps
         sig = torch.sigmoid(f)
         return (sig / sig.sum(-1, keepdim=True)).mean(0)
