@@ -42,7 +42,7 @@ def mlp(sizes: Sequence[int], *, activation: type[nn.Module] = nn.ReLU,
     sizes = [as_int(s, "sizes", positive=True) for s in sizes]
     if len(sizes) < 2:
         raise ShapeError(f"an MLP needs at least two positive layer sizes, got {sizes}")
-    check_generator(generator)
+    check_generator(generator, device="cpu")  # the layers are made on the CPU
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         lin = nn.Linear(a, b, dtype=dtype)

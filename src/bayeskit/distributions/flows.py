@@ -193,7 +193,7 @@ class Flow(nn.Module):
             torch.Size([3, 2])
         """
         n = as_int(n, "n", positive=True)
-        check_generator(generator)
+        check_generator(generator, device=self.loc.device)
         with torch.no_grad():
             dist = self.distribution(context)
             batch = () if context is None or dist.transforms[0].context is None else \
