@@ -374,3 +374,37 @@ def test_process_pool_runs_a_torch_objective_without_hanging(tmp_path):
                          timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "evaluations 4 2" in out.stdout
+
+
+
+def _dies_once(marker, x):
+    """An objective whose first call kills its process (as the out-of-memory killer would)."""
+    import os
+
+    if not marker.exists():
+        marker.touch()
+        os._exit(3)
+    return float((x[0] - 0.2) ** 2)
+
+
+def test_a_worker_that_dies_is_a_recorded_failure(tmp_path):
+    """A worker killed mid-evaluation breaks the process pool: the batch's unfinished
+    evaluations are recorded as failures (and checkpointed), the next batch runs on a fresh
+    pool, and on_error="raise" stops with the cause."""
+    import functools
+
+    ckpt = tmp_path / "bo.json"
+    bo = BayesianOptimizer(functools.partial(_dies_once, tmp_path / "died"), [[0.0], [1.0]],
+                           n_init=4, seed=0, progress=False, executor="process",
+                           checkpoint=ckpt)
+    bo.run(0, batch_size=2)  # the design in two batches: the first breaks its pool
+    errors = [fail["error"] for fail in bo.failures]
+    assert errors and all(e.startswith("WorkerError") for e in errors)
+    assert len(bo.y) >= 2 and len(bo.y) + len(errors) == 4  # the second batch went through
+    resumed = BayesianOptimizer.resume(ckpt, _bowl, executor="serial", progress=False)
+    assert resumed.failures == bo.failures and resumed.y == bo.y
+    strict = BayesianOptimizer(functools.partial(_dies_once, tmp_path / "died-too"),
+                               [[0.0], [1.0]], n_init=2, seed=0, progress=False,
+                               executor="process", on_error="raise")
+    with pytest.raises(RuntimeError, match="WorkerError"):
+        strict.run(0, batch_size=2)

@@ -70,6 +70,21 @@ def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
     return value, None
 
 
+def _outcome(fut: cf.Future) -> tuple[float, str | None]:
+    """A finished evaluation's ``(value, error)``. :func:`_evaluate` already turned the
+    objective's own exceptions into errors; what the future raises is the executor's failure
+    (a worker killed by the out-of-memory killer or by a crash in native code breaks a
+    process pool; a Dask worker lost): recorded like any failed evaluation."""
+    try:
+        return fut.result()
+    except cf.BrokenExecutor as err:
+        return math.nan, (f"WorkerError: the worker process died while this evaluation was "
+                          f"pending ({type(err).__name__}: killed, out of memory, or a crash "
+                          f"in native code)")
+    except Exception as err:  # noqa: BLE001 - the executor's failure, whatever its type
+        return math.nan, f"{type(err).__name__}: {err}"
+
+
 def _nearest_to_best(X: torch.Tensor, ys: torch.Tensor, kernel, k: int) -> torch.Tensor:
     """Indices ``[min(k, N)]`` of the rows of ``X`` most correlated under ``kernel`` with the
     one of the smallest ``ys``, that one first."""
@@ -101,7 +116,10 @@ class BayesianOptimizer:
             e.g. ``dask.distributed.Client(...).get_executor()`` or a Ray pool.
         checkpoint: JSON file rewritten atomically after every evaluation;
             :meth:`resume` continues from it.
-        on_error: ``"record"`` keeps going after a failed evaluation, ``"raise"`` stops.
+        on_error: ``"record"`` keeps going after a failed evaluation (the objective raised,
+            returned a non-finite value, or its worker process died: a killed worker fails
+            every unfinished evaluation of its batch, and the next batch gets a new pool),
+            ``"raise"`` stops.
         seed: seeds the design and every random choice of the loop.
         surrogate: ``"gpr"`` (exact), ``"sgpr"`` or ``"svgp"``; a sparse surrogate takes
             over once more than ``num_inducing`` points are observed, with inducing inputs
@@ -540,11 +558,11 @@ class BayesianOptimizer:
             try:
                 for fut in cf.as_completed(futures, timeout=self.timeout):
                     pending.discard(fut)
-                    self._record(X[futures[fut]], *fut.result())
+                    self._record(X[futures[fut]], *_outcome(fut))
             except cf.TimeoutError:
                 for fut in sorted(pending, key=futures.get):
                     if fut.done():
-                        self._record(X[futures[fut]], *fut.result())
+                        self._record(X[futures[fut]], *_outcome(fut))
                     else:
                         fut.cancel()
                         self._record(X[futures[fut]], math.nan,
