@@ -384,10 +384,12 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
                     results[futures[fut]] = fut.result()
                 except BrokenProcessPool as err:
                     raise WorkerError(
-                        "a Gibbs worker process died before returning its chains. Workers "
-                        "start from multiprocessing's forkserver, which imports the main "
-                        "script again: put the script's work under "
-                        "`if __name__ == \"__main__\":`, or use executor=\"thread\"") from err
+                        "a Gibbs worker process died before returning its chains: killed "
+                        "(out of memory?), or the calling script lacks its main guard (the "
+                        "workers start from multiprocessing's forkserver, which imports the "
+                        "script again: put its work under `if __name__ == \"__main__\":`, "
+                        "or use executor=\"thread\"). With checkpoint=..., a rerun resumes "
+                        "the tasks from their checkpoints") from err
                 bar.update(1)
     bar.close()
     return GibbsResult(torch.cat([r.beta for r in results]),
