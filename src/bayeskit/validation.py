@@ -554,10 +554,11 @@ def check_generator(generator, name: str = "generator", *, device=None
                                 f"{_describe(generator)}; create one with "
                                 "torch.Generator().manual_seed(seed)")
     if generator is not None and device is not None:
-        where = torch.device(device)
-        if generator.device.type != where.type:
+        where, have = torch.device(device), generator.device
+        if have.type != where.type or (where.index is not None and have.index is not None
+                                        and have.index != where.index):
             raise ArgumentValueError(
-                f"{name} is on {generator.device.type} but the draws are made on {where}: "
+                f"{name} is on {have} but the draws are made on {where}: "
                 f"create it there, torch.Generator(device={str(where)!r}).manual_seed(seed)")
     return generator
 

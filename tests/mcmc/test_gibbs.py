@@ -329,8 +329,9 @@ def new_threads_doing_blas():  # each new thread registers with MKL's allocator
 def test_process_split_under_blas_threads(tmp_path, guarded):
     """Forked workers of a process whose threads were calling MKL spun forever in MKL's
     allocator on their first product (with forked workers this script hung in 5 of 6
-    tries); the split now starts workers from a forkserver. A script without the main guard gets an error
-    saying so (the forkserver imports the script again), not a hang or a bare traceback."""
+    tries); the split now starts workers from a forkserver. A script without the main
+    guard gets an error saying so (the forkserver imports the script again), not a hang or
+    a bare traceback."""
     import subprocess
     import sys
 

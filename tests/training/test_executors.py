@@ -29,7 +29,8 @@ def test_process_workers_start_as_asked(start_method):
 def test_start_method_is_validated():
     with pytest.raises(ArgumentValueError, match="start_method"):
         make_executor("process", 2, start_method="fork-please")
-    with pytest.raises(ArgumentTypeError, match="preload"):
-        make_executor("process", 2, start_method="forkserver", preload="bayeskit")
+    for preload in ("bayeskit", 3, ("bayeskit", None)):
+        with pytest.raises(ArgumentTypeError, match="preload"):
+            make_executor("process", 2, start_method="forkserver", preload=preload)
     # threads and serial work ignore a valid start method
     assert make_executor("serial", 2, start_method="spawn") == (None, False)

@@ -3,11 +3,12 @@ turns ``"serial"`` / ``"thread"`` / ``"process"`` / a :class:`concurrent.futures
 (a Dask ``Client(...).get_executor()``, a Ray pool, ...) into something to submit to.
 
 Local process pools fork by default; a parallel torch op in a forked child of a process that
-already ran one hangs in GNU OpenMP (measured with plain torch), so their workers run torch on
-one thread (the pool spreads the work over the cores instead). A fork also copies MKL's
-allocator state: a forked worker whose first matrix product needs a buffer can spin forever in
-MKL's allocator (seen twice in ~22 test runs on Intel, in ``dtrsm``). Tasks that do BLAS work
-and are importable (bayeskit's own: Gibbs chain groups) therefore ask for
+already ran one hangs in GNU OpenMP (measured with plain torch), so their workers run torch
+on one thread (the pool spreads the work over the cores instead). A fork also copies MKL's
+allocator state: while another thread of this process is inside MKL's allocator, a forked
+worker whose first matrix product needs a buffer spins there forever (reproduced by a test
+script of ``tests/mcmc/test_gibbs.py``; seen twice in ~22 test-suite runs). Tasks that do
+BLAS work and are importable (bayeskit's own: Gibbs chain groups) therefore ask for
 ``start_method="forkserver"``: workers are forked from a clean server process that has only
 imported the ``preload`` modules, never from this one. As with ``"spawn"``, a script that
 starts such a pool needs the usual ``if __name__ == "__main__":`` guard.
@@ -84,7 +85,8 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
     ``start_method`` (one of ``multiprocessing.get_all_start_methods()``; default the
     platform's) starts a ``"process"`` pool's workers; with ``"forkserver"``, ``preload``
     names modules the server imports once (so each worker starts in ~20 ms instead of
-    importing torch), honoured when this process starts its first forkserver.
+    importing torch): multiprocessing's process-wide preload list, honoured when this
+    process starts its forkserver (the first pool that asks for one).
 
     Examples:
         >>> pool, owned = make_executor("thread", 2)
@@ -117,7 +119,7 @@ def _process_context(start_method, preload):
     if start_method is None:
         return None
     check_choice(start_method, "start_method", multiprocessing.get_all_start_methods())
-    if isinstance(preload, str) or not all(isinstance(m, str) for m in preload):
+    if not isinstance(preload, (tuple, list)) or not all(isinstance(m, str) for m in preload):
         raise ArgumentTypeError(f"preload must be a tuple of module names, got {preload!r}")
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver" and preload:
