@@ -345,3 +345,20 @@ def test_process_split_under_blas_threads(tmp_path, guarded):
     else:
         assert out.returncode != 0
         assert "WorkerError" in out.stderr and "__main__" in out.stderr, out.stderr[-2000:]
+
+
+def test_process_split_checkpoints_honour_the_callers_umask_now(tmp_path):
+    """Workers from a forkserver started earlier take the caller's current umask: a
+    checkpoint a task writes gets the permissions an ordinary ``open`` would give now."""
+    import os
+
+    data, _, _ = _small_problem()
+    settings = dict(num_samples=5, burn_in=1, num_chains=2, num_tasks=2, executor="process")
+    run_gibbs(data, **settings)  # the forkserver is running from here on
+    old = os.umask(0o077)
+    try:
+        run_gibbs(data, checkpoint=tmp_path / "chains.pt", **settings)
+    finally:
+        os.umask(old)
+    modes = {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    assert modes == {oct(0o600)}

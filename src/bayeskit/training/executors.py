@@ -32,6 +32,7 @@ from collections.abc import Iterator
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError
+from bayeskit.training.io import current_umask
 from bayeskit.validation import as_int, check_choice
 
 __all__ = ["executor_for", "make_executor", "check_executor", "one_thread_worker",
@@ -43,7 +44,7 @@ EXECUTOR_NAMES = ("serial", "thread", "process")
 
 
 def one_thread_worker() -> None:
-    """Initializer of local process-pool workers: torch on one thread (see module doc).
+    """Part of what local process-pool workers run first: torch on one thread (module doc).
 
     Examples:
         >>> import concurrent.futures as cf
@@ -110,8 +111,17 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
             log.warning("%s is not picklable; running serially", type(payload).__name__)
             return None, False
         return cf.ProcessPoolExecutor(max_workers=min(n_tasks, os.cpu_count() or 1),
-                                      mp_context=context, initializer=one_thread_worker), True
+                                      mp_context=context, initializer=_start_worker,
+                                      initargs=(current_umask(),)), True
     return None, False
+
+
+def _start_worker(umask: int) -> None:
+    """Initializer of local process-pool workers: torch on one thread, and the caller's
+    umask now (a forkserver's workers would otherwise keep the umask the server started
+    with, and files they write, checkpoints, would not honour a later one)."""
+    one_thread_worker()
+    os.umask(umask)
 
 
 def _process_context(start_method, preload):
