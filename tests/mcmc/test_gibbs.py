@@ -362,3 +362,23 @@ def test_process_split_checkpoints_honour_the_callers_umask_now(tmp_path):
         os.umask(old)
     modes = {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
     assert modes == {oct(0o600)}
+
+
+def test_process_split_follows_the_callers_compiled_setting():
+    """``set_compiled(False)`` in the caller reaches the workers (a forkserver's are not
+    forks of the caller): the process split equals the serial one, and the eager sampler's
+    draws differ from the compiled one's (so the setting mattered)."""
+    from bayeskit import compiled
+
+    data, _, _ = _small_problem()
+    settings = dict(num_samples=20, burn_in=5, num_chains=4, num_tasks=2)
+
+    def run(executor):
+        return run_gibbs(data, executor=executor, generator=torch.Generator().manual_seed(3),
+                         **settings).beta
+
+    with compiled.use_compiled(False):
+        eager = {ex: run(ex) for ex in ("serial", "process")}
+    assert torch.equal(eager["process"], eager["serial"])
+    if compiled.available():
+        assert not torch.equal(run("serial"), eager["serial"])

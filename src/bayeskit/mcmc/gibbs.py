@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bayeskit import compiled
 from bayeskit.distributions.gaussian import (
     matheron_parts,
     outer_products,
@@ -343,11 +344,15 @@ def run_gibbs(
 
 
 def _run_group(data: BinomialRegressionData, seed: int, num_chains: int, checkpoint,
-               settings: dict) -> GibbsResult:
-    """One task of a split run (module level, so process pools and Dask can pickle it)."""
+               settings: dict, compiled_on: bool = True) -> GibbsResult:
+    """One task of a split run (module level, so process pools and Dask can pickle it).
+    ``compiled_on``: the caller's :func:`bayeskit.compiled.set_compiled` setting, which a
+    worker that is not a fork of the caller (a forkserver's, Dask's) would not see; the
+    compiled and eager samplers draw different numbers."""
     g = torch.Generator(device=data.Phi.device).manual_seed(seed)
-    result = run_gibbs(data, num_chains=num_chains, generator=g, checkpoint=checkpoint,
-                       progress=False, **settings)
+    with compiled.use_compiled(compiled_on):
+        result = run_gibbs(data, num_chains=num_chains, generator=g, checkpoint=checkpoint,
+                           progress=False, **settings)
     # host memory back to the caller: a CUDA tensor from a pool worker would be a handle into
     # the worker's memory, which the pool's shutdown frees
     return GibbsResult(result.beta.cpu(), result.last_beta.cpu(), result.steps)
@@ -366,6 +371,7 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
     seeds = torch.randint(0, 2**62, (tasks,), generator=g, device=g.device).tolist()
     paths = [None if checkpoint is None else f"{checkpoint}.{k}" for k in range(tasks)]
     results: list[GibbsResult | None] = [None] * tasks
+    on = compiled.enabled()  # the caller's kernel setting, for every task
     bar = progress_bar(tasks, desc="Gibbs tasks", progress=progress)
     # forkserver: a forked worker can inherit MKL's allocator mid-operation and spin in its
     # first product (training.executors); this module's tasks are importable, so workers
@@ -374,11 +380,11 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
                       preload=(__name__,)) as (pool, _):
         if pool is None:
             for k in range(tasks):
-                results[k] = _run_group(data, seeds[k], sizes[k], paths[k], settings)
+                results[k] = _run_group(data, seeds[k], sizes[k], paths[k], settings, on)
                 bar.update(1)
         else:
-            futures = {pool.submit(_run_group, data, seeds[k], sizes[k], paths[k], settings): k
-                       for k in range(tasks)}
+            futures = {pool.submit(_run_group, data, seeds[k], sizes[k], paths[k], settings,
+                                   on): k for k in range(tasks)}
             for fut in cf.as_completed(futures):
                 try:
                     results[futures[fut]] = fut.result()
