@@ -34,3 +34,21 @@ def test_start_method_is_validated():
             make_executor("process", 2, start_method="forkserver", preload=preload)
     # threads and serial work ignore a valid start method
     assert make_executor("serial", 2, start_method="spawn") == (None, False)
+
+
+def test_forkserver_workers_see_the_callers_switches_as_they_are_now(monkeypatch):
+    """A forkserver started earlier keeps its environment; workers still get the caller's
+    current ``BAYESKIT_*`` variables (set, changed and removed ones) and umask."""
+    with executor_for("process", 2, start_method="forkserver") as (pool, _):
+        pool.submit(os.getpid).result()  # the server is running from here on
+    monkeypatch.setenv("BAYESKIT_EXECUTOR_TEST", "now")
+    monkeypatch.delenv("BAYESKIT_PROGRESS", raising=False)
+    old = os.umask(0o027)
+    try:
+        with executor_for("process", 2, start_method="forkserver") as (pool, _):
+            seen = pool.submit(os.getenv, "BAYESKIT_EXECUTOR_TEST").result()
+            progress = pool.submit(os.getenv, "BAYESKIT_PROGRESS").result()
+            umask = pool.submit(os.umask, 0o022).result()  # returns the worker's umask
+    finally:
+        os.umask(old)
+    assert (seen, progress, umask) == ("now", None, 0o027)

@@ -112,16 +112,25 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
             return None, False
         return cf.ProcessPoolExecutor(max_workers=min(n_tasks, os.cpu_count() or 1),
                                       mp_context=context, initializer=_start_worker,
-                                      initargs=(current_umask(),)), True
+                                      initargs=(current_umask(), _settings())), True
     return None, False
 
 
-def _start_worker(umask: int) -> None:
+def _settings() -> dict[str, str]:
+    """The caller's ``BAYESKIT_*`` environment variables (the library's switches)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("BAYESKIT_")}
+
+
+def _start_worker(umask: int, settings: dict[str, str]) -> None:
     """Initializer of local process-pool workers: torch on one thread, and the caller's
-    umask now (a forkserver's workers would otherwise keep the umask the server started
-    with, and files they write, checkpoints, would not honour a later one)."""
+    umask and ``BAYESKIT_*`` variables as they are now (a forkserver's workers would
+    otherwise keep those the server started with: a checkpoint would ignore a later umask,
+    a switch set in ``os.environ`` later would not reach them)."""
     one_thread_worker()
     os.umask(umask)
+    for key in [k for k in os.environ if k.startswith("BAYESKIT_")]:
+        del os.environ[key]
+    os.environ.update(settings)
 
 
 def _process_context(start_method, preload):
