@@ -61,10 +61,18 @@ def test_batches_through_executors_and_failures_are_recorded(tmp_path):
 
 
 def test_process_pool_batch():
-    f = reference_1d()  # module-level function: picklable
-    bo = BayesianOptimizer(f, f.bounds, acquisition="kg", n_init=4, seed=0, progress=False,
-                           executor="process").run(1, batch_size=2)
-    assert len(bo.y) == 6
+    """A batch on a forked pool and on a forkserver's (importable objective: picklable)
+    gives the serial loop's evaluations (recorded in the order they finish)."""
+    f = reference_1d()
+    runs = {ex: BayesianOptimizer(f, f.bounds, acquisition="kg", n_init=4, seed=0,
+                                  progress=False, executor=ex).run(1, batch_size=2)
+            for ex in ("serial", "process", "forkserver")}
+    assert len(runs["serial"].y) == 6
+    for ex in ("process", "forkserver"):
+        pairs = sorted(zip(map(tuple, runs[ex].X), runs[ex].y, strict=True))
+        ref = sorted(zip(map(tuple, runs["serial"].X), runs["serial"].y, strict=True))
+        np.testing.assert_allclose(np.array([[*x, v] for x, v in pairs]),
+                                   np.array([[*x, v] for x, v in ref]), rtol=1e-12, atol=0)
 
 
 def test_batches_on_a_local_dask_cluster():

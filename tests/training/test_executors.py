@@ -26,6 +26,14 @@ def test_process_workers_start_as_asked(start_method):
         assert os.getpid() not in parents
 
 
+def test_the_forkserver_executor_name():
+    """``executor="forkserver"``: a process pool whose workers are not forks of the caller."""
+    with executor_for("forkserver", 2) as (pool, owned):
+        assert owned and pool.submit(os.getppid).result() != os.getpid()
+        assert pool.submit(torch.get_num_threads).result() == 1
+    assert make_executor("forkserver", 1) == (None, False)  # one task: serial
+
+
 def test_start_method_is_validated():
     with pytest.raises(ArgumentValueError, match="start_method"):
         make_executor("process", 2, start_method="fork-please")

@@ -112,8 +112,13 @@ class BayesianOptimizer:
         n_init: size of the initial scrambled-Sobol design.
         num_fantasies: fantasies of the one-shot KG.
         executor: ``"serial"``, ``"thread"``, ``"process"`` (default: a local process pool
-            for batches, serial for single points) or any ``concurrent.futures.Executor``,
-            e.g. ``dask.distributed.Client(...).get_executor()`` or a Ray pool.
+            for batches, serial for single points; its workers are forks of this process, so
+            an objective defined in a notebook works), ``"forkserver"`` (a local pool whose
+            workers start from a clean server process: for objectives that do BLAS work
+            while other threads of this process do too, where a fork can hang in MKL's
+            allocator; a script needs the ``if __name__ == "__main__":`` guard) or any
+            ``concurrent.futures.Executor``, e.g.
+            ``dask.distributed.Client(...).get_executor()`` or a Ray pool.
         checkpoint: JSON file rewritten atomically after every evaluation;
             :meth:`resume` continues from it.
         on_error: ``"record"`` keeps going after a failed evaluation (the objective raised,
@@ -521,7 +526,7 @@ class BayesianOptimizer:
 
     # ---------------------------------------------------------------------------- run
     def _executor(self, n: int):
-        return make_executor(self.executor, n, payload=self.objective)
+        return make_executor(self.executor, n, payload=self.objective, preload=(__name__,))
 
     def _log_evaluation(self, x: list, value: float | None, error: str | None) -> None:
         self.evaluations.append({"index": len(self.evaluations), "x": list(x), "y": value,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -60,9 +59,6 @@ log = logging.getLogger(__name__)
 
 _OUTER_PRODUCTS = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
 METHODS = ("auto", "precision", "matheron", "cg")
-# how executor="process" starts its workers: never a fork of this process (see _run_split)
-_START_METHOD = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                 else "spawn")
 
 
 @dataclass(frozen=True)
@@ -260,9 +256,10 @@ def run_gibbs(
     posterior's Laplace approximation after each sweep (see :func:`gibbs_steps`): exact,
     and on the breast-cancer benchmark k = 8 gives ~5x the effective samples per draw.
 
-    With ``executor`` (``"thread"``, ``"process"`` or any ``concurrent.futures.Executor``, e.g.
-    ``dask.distributed.Client(...).get_executor()``) they are split into ``num_tasks`` groups
-    (default: one per chain, at most 64; with ``num_tasks`` alone the same split runs serially),
+    With ``executor`` (``"thread"``, ``"process"`` (here the same as ``"forkserver"``) or any
+    ``concurrent.futures.Executor``, e.g. ``dask.distributed.Client(...).get_executor()``)
+    they are split into ``num_tasks`` groups (default: one per chain, at most 64; with
+    ``num_tasks`` alone the same split runs serially),
     run as independent tasks, each with its own generator seeded from ``generator`` and, with
     ``checkpoint``, its own checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The
     draws then depend on the split but not on the executor: serial, processes and a Dask cluster
@@ -373,11 +370,12 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
     results: list[GibbsResult | None] = [None] * tasks
     on = compiled.enabled()  # the caller's kernel setting, for every task
     bar = progress_bar(tasks, desc="Gibbs tasks", progress=progress)
-    # forkserver: a forked worker can inherit MKL's allocator mid-operation and spin in its
-    # first product (training.executors); this module's tasks are importable, so workers
-    # start from a clean server that has imported this module once.
-    with executor_for(executor, tasks, payload=data, start_method=_START_METHOD,
-                      preload=(__name__,)) as (pool, _):
+    # "process" means a forkserver here: a forked worker can inherit MKL's allocator
+    # mid-operation and spin in its first product (training.executors); this module's tasks
+    # are importable, so workers start from a clean server that has imported it once.
+    if executor == "process":
+        executor = "forkserver"
+    with executor_for(executor, tasks, payload=data, preload=(__name__,)) as (pool, _):
         if pool is None:
             for k in range(tasks):
                 results[k] = _run_group(data, seeds[k], sizes[k], paths[k], settings, on)

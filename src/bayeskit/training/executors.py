@@ -40,7 +40,10 @@ __all__ = ["executor_for", "make_executor", "check_executor", "one_thread_worker
 
 log = logging.getLogger(__name__)
 
-EXECUTOR_NAMES = ("serial", "thread", "process")
+#: ``"forkserver"``: a local process pool whose workers start from multiprocessing's
+#: forkserver (``"process"`` uses the caller's choice of start method, by default the
+#: platform's: a fork on Linux); where there is no forkserver, ``"spawn"``
+EXECUTOR_NAMES = ("serial", "thread", "process", "forkserver")
 
 
 def one_thread_worker() -> None:
@@ -84,7 +87,8 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
     The caller shuts down a pool it ``owned``; a caller's executor is passed through.
 
     ``start_method`` (one of ``multiprocessing.get_all_start_methods()``; default the
-    platform's) starts a ``"process"`` pool's workers; with ``"forkserver"``, ``preload``
+    platform's) starts a ``"process"`` pool's workers (``executor="forkserver"`` is
+    ``"process"`` with ``start_method="forkserver"``); with a forkserver, ``preload``
     names modules the server imports once (so each worker starts in ~20 ms instead of
     importing torch): multiprocessing's process-wide preload list, honoured when this
     process starts its forkserver (the first pool that asks for one).
@@ -99,12 +103,14 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
     """
     check_executor(executor)
     n_tasks = as_int(n_tasks, "n_tasks", positive=True)
+    if executor == "forkserver":
+        start_method = _FRESH
     context = _process_context(start_method, preload)
     if isinstance(executor, cf.Executor):
         return executor, False
     if executor == "thread" and n_tasks > 1:
         return cf.ThreadPoolExecutor(max_workers=n_tasks), True
-    if executor == "process" and n_tasks > 1:
+    if executor in ("process", "forkserver") and n_tasks > 1:
         try:
             pickle.dumps(payload)
         except Exception:  # noqa: BLE001 - whatever pickling raises, run serially
@@ -114,6 +120,10 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
                                       mp_context=context, initializer=_start_worker,
                                       initargs=(current_umask(), _settings())), True
     return None, False
+
+
+# a start method whose workers are never forks of the caller
+_FRESH = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _settings() -> dict[str, str]:
