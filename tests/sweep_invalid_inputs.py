@@ -602,6 +602,7 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
              "epochs": N(1), "batch_size": N(4), "lr": N(0.01)}),
         "set_progress": (training.set_progress, {"enabled": ("optional-object", None)}),
         "check_executor": (training.check_executor, {"executor": O("serial")}),
+        "broken_pool_message": (training.broken_pool_message, {"executor": O("process")}),
         "executor_for": (_enter_executor, {"executor": O("serial"), "n_tasks": N(2)}),
         # vae
         "VAE": (lambda encoder, decoder, kl: vae.VAE(encoder, decoder, kl=kl),

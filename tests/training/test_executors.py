@@ -32,14 +32,17 @@ def test_the_forkserver_executor_name():
         assert owned and pool.submit(os.getppid).result() != os.getpid()
         assert pool.submit(torch.get_num_threads).result() == 1
     assert make_executor("forkserver", 1) == (None, False)  # one task: serial
+    with pytest.raises(ArgumentValueError, match="start_method"):
+        make_executor("forkserver", 2, start_method="fork")
 
 
 def test_start_method_is_validated():
     with pytest.raises(ArgumentValueError, match="start_method"):
         make_executor("process", 2, start_method="fork-please")
     for preload in ("bayeskit", 3, ("bayeskit", None)):
-        with pytest.raises(ArgumentTypeError, match="preload"):
-            make_executor("process", 2, start_method="forkserver", preload=preload)
+        for start_method in ("forkserver", None):  # checked whether or not it is used
+            with pytest.raises(ArgumentTypeError, match="preload"):
+                make_executor("process", 2, start_method=start_method, preload=preload)
     # threads and serial work ignore a valid start method
     assert make_executor("serial", 2, start_method="spawn") == (None, False)
 

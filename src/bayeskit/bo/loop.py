@@ -32,6 +32,7 @@ from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.gp import GPR, SGPR, SVGP, GPPosterior, Matern, inducing
 from bayeskit.training import (
     Checkpoint,
+    broken_pool_message,
     check_executor,
     fingerprint,
     make_executor,
@@ -70,7 +71,7 @@ def _evaluate(objective: Callable, x: np.ndarray) -> tuple[float, str | None]:
     return value, None
 
 
-def _outcome(fut: cf.Future) -> tuple[float, str | None]:
+def _outcome(fut: cf.Future, executor) -> tuple[float, str | None]:
     """A finished evaluation's ``(value, error)``. :func:`_evaluate` already turned the
     objective's own exceptions into errors; what the future raises is the executor's failure
     (a worker killed by the out-of-memory killer or by a crash in native code breaks a
@@ -78,9 +79,8 @@ def _outcome(fut: cf.Future) -> tuple[float, str | None]:
     try:
         return fut.result()
     except cf.BrokenExecutor as err:
-        return math.nan, (f"WorkerError: the worker process died while this evaluation was "
-                          f"pending ({type(err).__name__}: killed, out of memory, or a crash "
-                          f"in native code)")
+        reason = broken_pool_message(executor if isinstance(executor, str) else "process")
+        return math.nan, f"WorkerError ({type(err).__name__}): {reason}"
     except Exception as err:  # noqa: BLE001 - the executor's failure, whatever its type
         return math.nan, f"{type(err).__name__}: {err}"
 
@@ -563,11 +563,11 @@ class BayesianOptimizer:
             try:
                 for fut in cf.as_completed(futures, timeout=self.timeout):
                     pending.discard(fut)
-                    self._record(X[futures[fut]], *_outcome(fut))
+                    self._record(X[futures[fut]], *_outcome(fut, self.executor))
             except cf.TimeoutError:
                 for fut in sorted(pending, key=futures.get):
                     if fut.done():
-                        self._record(X[futures[fut]], *_outcome(fut))
+                        self._record(X[futures[fut]], *_outcome(fut, self.executor))
                     else:
                         fut.cancel()
                         self._record(X[futures[fut]], math.nan,

@@ -39,6 +39,7 @@ from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc.laplace import _independence_metropolis, _log_posterior, laplace_approximation
 from bayeskit.training import (
     Checkpoint,
+    broken_pool_message,
     check_executor,
     executor_for,
     fingerprint,
@@ -388,12 +389,9 @@ def _run_split(data, executor, num_tasks, num_chains, g, checkpoint, progress,
                     results[futures[fut]] = fut.result()
                 except BrokenProcessPool as err:
                     raise WorkerError(
-                        "a Gibbs worker process died before returning its chains: killed "
-                        "(out of memory?), or the calling script lacks its main guard (the "
-                        "workers start from multiprocessing's forkserver, which imports the "
-                        "script again: put its work under `if __name__ == \"__main__\":`, "
-                        "or use executor=\"thread\"). With checkpoint=..., a rerun resumes "
-                        "the tasks from their checkpoints") from err
+                        f"Gibbs chains lost: {broken_pool_message(executor)}. With "
+                        "checkpoint=..., a rerun resumes the tasks from their checkpoints"
+                        ) from err
                 bar.update(1)
     bar.close()
     return GibbsResult(torch.cat([r.beta for r in results]),

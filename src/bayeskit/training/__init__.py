@@ -8,6 +8,7 @@ Layer 0: depends only on :mod:`bayeskit.errors` and :mod:`bayeskit.validation`.
 from bayeskit.training.checkpoint import Checkpoint, fingerprint, load_state
 from bayeskit.training.executors import (
     EXECUTOR_NAMES,
+    broken_pool_message,
     check_executor,
     executor_for,
     make_executor,
@@ -35,5 +36,5 @@ __all__ = ["Checkpoint", "fingerprint", "load_state", "atomic_save", "atomic_wri
            "local_rows", "world", "AllStartsFailedError", "fit_with_restarts",
            "minimise_lbfgs", "parameter_values", "TrainingDivergedError",
            "make_optimizer", "train", "set_progress", "progress_enabled", "progress_bar",
-           "EXECUTOR_NAMES", "check_executor", "executor_for", "make_executor",
-           "one_thread_worker"]
+           "EXECUTOR_NAMES", "broken_pool_message", "check_executor", "executor_for",
+           "make_executor", "one_thread_worker"]

@@ -36,7 +36,7 @@ from bayeskit.training.io import current_umask
 from bayeskit.validation import as_int, check_choice
 
 __all__ = ["executor_for", "make_executor", "check_executor", "one_thread_worker",
-           "EXECUTOR_NAMES"]
+           "broken_pool_message", "EXECUTOR_NAMES"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ def make_executor(executor, n_tasks: int, *, payload=None, start_method: str | N
     check_executor(executor)
     n_tasks = as_int(n_tasks, "n_tasks", positive=True)
     if executor == "forkserver":
+        if start_method not in (None, _FRESH):
+            raise ArgumentValueError(f"executor='forkserver' starts its workers by {_FRESH!r}; "
+                                     f"got start_method={start_method!r} as well: pass one "
+                                     "(executor='process' takes any start_method)")
         start_method = _FRESH
     context = _process_context(start_method, preload)
     if isinstance(executor, cf.Executor):
@@ -145,15 +149,36 @@ def _start_worker(umask: int, settings: dict[str, str]) -> None:
 
 def _process_context(start_method, preload):
     """The multiprocessing context for ``start_method`` (``None``: the platform default)."""
+    if not isinstance(preload, (tuple, list)) or not all(isinstance(m, str) for m in preload):
+        raise ArgumentTypeError(f"preload must be a tuple of module names, got {preload!r}")
     if start_method is None:
         return None
     check_choice(start_method, "start_method", multiprocessing.get_all_start_methods())
-    if not isinstance(preload, (tuple, list)) or not all(isinstance(m, str) for m in preload):
-        raise ArgumentTypeError(f"preload must be a tuple of module names, got {preload!r}")
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver" and preload:
         context.set_forkserver_preload(list(preload))
     return context
+
+
+def broken_pool_message(executor) -> str:
+    """Why a local pool's worker died before returning (its pool then raises
+    ``BrokenProcessPool``), for the error a caller raises or records; for a pool whose
+    workers start from a forkserver it names the missing main guard too.
+
+    Examples:
+        >>> broken_pool_message("process").startswith("a worker process died")
+        True
+        >>> "__main__" in broken_pool_message("forkserver")  # the guard a script needs
+        True
+    """
+    check_executor(executor)
+    text = ("a worker process died before returning (killed, e.g. out of memory, or a crash "
+            "in native code)")
+    if executor == "forkserver":
+        text += ("; or the calling script lacks its main guard: the workers start from "
+                 "multiprocessing's forkserver, which imports the script again, so its work "
+                 "must sit under `if __name__ == \"__main__\":` (or use executor=\"thread\")")
+    return text
 
 
 @contextlib.contextmanager
