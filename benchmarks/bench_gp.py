@@ -36,6 +36,7 @@ import functools
 import itertools
 import math
 import os
+import resource
 import statistics
 import time
 
@@ -301,8 +302,6 @@ def main() -> None:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch,
                    args.kernel)
     if args.sgpr_sizes:
-        import resource
-
         print(f"  peak RSS of this process: "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     if args.svgp:
@@ -483,15 +482,19 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0
         # where a step's time goes: the same batches again, each step timed in three parts
         # (contenders alternate step by step), medians over the steps
         splits = {k: [] for k in contenders}
+        faults = {k: 0 for k in contenders}  # minor page faults: fresh memory touched
         for i in range(split_rounds):
             for k, fn in contenders.items():
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 fn(i % (repeats + 1), splits[k])
+                faults[k] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
         print(f"  time split over {split_rounds} steps (medians): loss forward / backward / "
-              "optimiser step")
+              "optimiser step; minor page faults per step (glibc returning freed memory "
+              "to the system and faulting it in again; they vary between processes)")
         for k, parts in splits.items():
             med = [statistics.median(p[j] for p in parts) for j in range(3)]
             print(f"  {k:30s} {1e3 * med[0]:7.2f} / {1e3 * med[1]:7.2f} / "
-                  f"{1e3 * med[2]:6.2f} ms")
+                  f"{1e3 * med[2]:6.2f} ms   {faults[k] / split_rounds:7.1f} faults")
 
 
 def bench_sgpr(n: int, m: int, repeats: int, gpytorch, kernel: str = "se") -> None:

@@ -332,19 +332,32 @@ def test_process_split_under_blas_threads(tmp_path, guarded):
     tries); the split now starts workers from a forkserver. A script without the main
     guard gets an error saying so (the forkserver imports the script again), not a hang or
     a bare traceback."""
+    import os
+    import signal
     import subprocess
     import sys
 
     script = tmp_path / "gibbs_script.py"
     guard = 'if __name__ == "__main__":' if guarded else "if True:"
     script.write_text(_GIBBS_SCRIPT.format(guard=guard))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=90, cwd=tmp_path)
+    # a session of its own: after a hang, its spinning workers are killed with it rather
+    # than left to slow the rest of the test run
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=90)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
     if guarded:
-        assert out.returncode == 0 and "finished" in out.stdout, out.stderr[-2000:]
+        assert proc.returncode == 0 and "finished" in out, err[-2000:]
     else:
-        assert out.returncode != 0
-        assert "WorkerError" in out.stderr and "__main__" in out.stderr, out.stderr[-2000:]
+        assert proc.returncode != 0
+        assert "WorkerError" in err and "__main__" in err, err[-2000:]
 
 
 def test_process_split_checkpoints_honour_the_callers_umask_now(tmp_path):
