@@ -421,13 +421,24 @@ def test_compiled_series_tests_decide_as_the_eager_ones():
     x_left = 0.02 + (samplers.T1 - 0.02) * torch.rand(n, dtype=F64, generator=g)
     x_right = samplers.T1 + 5 * torch.rand(n, dtype=F64, generator=g)
     v = 1.2 * torch.rand(n, dtype=F64, generator=g)
+    # and v in the band the first terms leave open (above the squeeze, up to 1): the series
+    # to its later terms, at the smallest rates (x near 2/pi on both sides)
+    near = samplers.T1 * (1 + 0.2 * (torch.rand(n, dtype=F64, generator=g) - 0.5))
+    band = kernels.SERIES_SQUEEZE + (1.0 - kernels.SERIES_SQUEEZE) * 1.01 * torch.rand(
+        n, dtype=F64, generator=g)
     rel = series.log_kernel_right(x_right, one, torch.zeros_like(x_right)) - series.log_a0(
         x_right, one)
-    for x, rate, scale in ((x_left, 4 / x_left, torch.ones_like(v)),
-                           (x_right, math.pi**2 * x_right, rel.exp())):
+    rel_near = series.log_kernel_right(near, one, torch.zeros_like(near)) - series.log_a0(
+        near, one)
+    for x, rate, scale, vs in ((x_left, 4 / x_left, torch.ones_like(v), v),
+                               (x_right, math.pi**2 * x_right, rel.exp(), v),
+                               (near, torch.where(near <= samplers.T1, 4 / near,
+                                                  math.pi**2 * near),
+                                torch.where(near <= samplers.T1, 1.0, rel_near.exp()), band)):
         ours = torch.tensor([kernels._devroye_series(float(vi), float(ri))
-                             for vi, ri in zip(v, rate, strict=True)])
-        assert torch.equal(ours, proposals.accept(x, one, v * scale))
+                             for vi, ri in zip(vs, rate, strict=True)])
+        assert torch.equal(ours, proposals.accept(x, one, vs * scale))
+        assert 0.01 < float(ours.double().mean()) < 0.999
     for h in (0.4, 2.7):
         x = 0.05 + 3 * torch.rand(n, dtype=F64, generator=g)
         ht = torch.tensor(h, dtype=F64)
