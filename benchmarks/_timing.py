@@ -71,3 +71,9 @@ def blocked_medians(contenders: dict[str, Callable[[], object]], rounds: int, bl
                 fn()
                 times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def headline(key: str, value: float) -> None:
+    """Print one of the issue's headline figures as ``HEADLINE <key> <value>``: the line
+    ``check_targets.py`` reads back (keys are its ``TARGETS``' keys)."""
+    print(f"HEADLINE {key} {value:.6g}", flush=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer
 
-from _timing import header
+from _timing import header, headline
 from bayeskit import compiled
 from bayeskit.mcmc import BinomialRegressionData, run_gibbs
 from bayeskit.mcmc import gibbs as gibbs_module
@@ -42,19 +42,30 @@ def ess_summary(draws: np.ndarray) -> tuple[float, float]:
     return ess, rhat
 
 
-def print_table(rows: dict, of_interest=lambda draws: draws) -> None:
+def print_table(rows: dict, of_interest=lambda draws: draws, key: str = "") -> None:
     """One line per sampler: wall time, min bulk ESS, ESS/s, max R-hat and the largest
     difference of posterior means from NUTS's (or the first row's) in sd units, of the
-    quantity ``of_interest(draws [C, S, D]) -> [C * S, K]`` (the draws themselves)."""
+    quantity ``of_interest(draws [C, S, D]) -> [C * S, K]`` (the draws themselves).
+
+    With NUTS among the rows, the headline figures ``{key}.ess_ratio`` (bayeskit's best
+    ESS/s over NUTS's best, each at its best configuration) and ``{key}.mean_diff`` (that
+    bayeskit row's largest mean difference)."""
     ref = rows.get("NumPyro NUTS (vectorized)", next(iter(rows.values())))[1]
     ref = of_interest(ref.reshape(-1, ref.shape[-1]))
     mu, sd = ref.mean(0), ref.std(0)
     print(f"{'sampler':42s} {'wall s':>8s} {'min ESS':>9s} {'ESS/s':>8s} {'max R-hat':>10s} "
           f"{'max |mean diff| / sd':>22s}")
+    rates = {}
     for name, (t, draws) in rows.items():
         ess, rhat = ess_summary(draws)
         diff = np.abs(of_interest(draws.reshape(-1, draws.shape[-1])).mean(0) - mu) / sd
+        rates[name] = (ess / t, float(diff.max()))
         print(f"{name:42s} {t:8.2f} {ess:9.0f} {ess / t:8.1f} {rhat:10.4f} {diff.max():22.3f}")
+    nuts = [r for name, (r, _) in rates.items() if name.startswith("NumPyro")]
+    ours = max((v for name, v in rates.items() if name.startswith("bayeskit")), default=None)
+    if nuts and ours:
+        headline(f"{key}.ess_ratio", ours[0] / max(nuts))
+        headline(f"{key}.mean_diff", ours[1])
 
 
 def run_ours(Phi, y, chains, warmup, draws, seed=0, metropolis_steps=0):
@@ -109,20 +120,26 @@ def main() -> None:
     parser.add_argument("--metropolis-steps", type=int, nargs="*", default=[4, 8],
                         help="also run bayeskit (16 chains) with this many independence "
                              "Metropolis steps from the Laplace approximation per sweep")
+    parser.add_argument("--headline", action="store_true",
+                        help="skip the rows kept for the record (the eager fallback, "
+                             "per-chain precisions): what check_targets.py runs")
     args = parser.parse_args()
     header()
     Phi, y = dataset()
     rows = {}
     t, d = run_ours(Phi, y, args.chains, args.warmup, args.draws)
     rows["bayeskit PG Gibbs"] = (t, d)
-    with compiled.use_compiled(False):  # the eager fallback, for the record
-        rows["bayeskit (eager PG)"] = run_ours(Phi, y, args.chains, args.warmup, args.draws)
+    if not args.headline:
+        with compiled.use_compiled(False):  # the eager fallback, for the record
+            rows["bayeskit (eager PG)"] = run_ours(Phi, y, args.chains, args.warmup,
+                                                   args.draws)
     for chains in args.our_chains:  # chains as a batch: ESS/s at other chain counts
         rows[f"bayeskit, {chains} chains"] = run_ours(Phi, y, chains, args.warmup, args.draws)
-    gibbs_module._OUTER_PRODUCTS = False  # the sweep before the batched-precision product
-    rows["bayeskit, 16 chains, per-chain precisions"] = run_ours(Phi, y, 16, args.warmup,
-                                                                args.draws)
-    gibbs_module._OUTER_PRODUCTS = True
+    if not args.headline:
+        gibbs_module._OUTER_PRODUCTS = False  # the sweep before the batched-precision product
+        rows["bayeskit, 16 chains, per-chain precisions"] = run_ours(Phi, y, 16, args.warmup,
+                                                                    args.draws)
+        gibbs_module._OUTER_PRODUCTS = True
     for k in args.metropolis_steps:
         rows[f"bayeskit, 16 chains, MH x{k}"] = run_ours(Phi, y, 16, args.warmup, args.draws,
                                                         metropolis_steps=k)
@@ -134,7 +151,7 @@ def main() -> None:
         print(f"# numpyro not available: {err}")
     print(f"\nN = {Phi.shape[0]}, D = {Phi.shape[1]}, {args.chains} chains x "
           f"({args.warmup} warm-up + {args.draws} draws)")
-    print_table(rows)
+    print_table(rows, key="gibbs")
     ours = rows["bayeskit PG Gibbs"][1].reshape(-1, Phi.shape[1])
     print(f"posterior means (ours): intercept {ours[:, 0].mean():.4f}, "
           f"beta1..4 {np.round(ours[:, 1:5].mean(0), 4)}")

@@ -42,7 +42,7 @@ import time
 
 import torch
 
-from _timing import blocked_medians, header, interleaved_medians
+from _timing import blocked_medians, header, headline, interleaved_medians
 from bayeskit.gp import GPR, SGPR, Matern, SquaredExponential
 from bayeskit.linalg import blocked, cholesky_inverse, cholesky_plus_diagonal, lapack_backend
 
@@ -298,6 +298,9 @@ def main() -> None:
               f"ours / floor with potrf in place "
               f"{ours_t / times['floor, potrf in place + inverse']:.3f} "
               f"(ours takes the inverse: {lapack_backend(K_floor)})")
+        headline(f"gp.{args.kernel}.floor.{n}", ours_t / times["floor: cholesky + inverse"])
+        if "GPyTorch (Cholesky)" in times:
+            headline(f"gp.{args.kernel}.exact.{n}", times["GPyTorch (Cholesky)"] / ours_t)
     for n in args.sgpr_sizes:
         bench_sgpr(n, 256, args.repeats, None if args.sgpr_ours_only else gpytorch,
                    args.kernel)
@@ -478,6 +481,8 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0
     print(f"\n## SVGP Adam step, M = {m}, batch {batch}, D = 8 (ANCHORS: GPyTorch 28.6 ms)")
     for k, t in times.items():
         print(f"  {k:30s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours")
+    if "GPyTorch SVGP" in times:
+        headline("gp.svgp", times["GPyTorch SVGP"] / ours_t)
     if split_rounds:
         # where a step's time goes: the same batches again, each step timed in three parts
         # (contenders alternate step by step), medians over the steps
@@ -554,6 +559,8 @@ def bench_sgpr(n: int, m: int, repeats: int, gpytorch, kernel: str = "se") -> No
     print(f"\n## SGPR N = {n}, M = {m}, {kernel} kernel: -bound/N + backward{anchor}")
     for k, t in times.items():
         print(f"  {k:46s} {1e3 * t:9.1f} ms   {t / ours_t:5.2f}x ours   -bound/N {values[k]:.6f}")
+    if "GPyTorch InducingPointKernel" in times:
+        headline(f"gp.{kernel}.sgpr.{n}", times["GPyTorch InducingPointKernel"] / ours_t)
 
 
 if __name__ == "__main__":

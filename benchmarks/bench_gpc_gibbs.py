@@ -130,7 +130,7 @@ def main() -> None:
         print(f"# numpyro not available: {err}")
     print(f"\nN = {L.shape[0]} latent values, {args.warmup} warm-up (NUTS) / {our_warmup} "
           f"burn-in (ours) + {args.draws} draws per chain; mean differences of f = L v")
-    print_table(rows, lambda v: v @ L.T)
+    print_table(rows, lambda v: v @ L.T, key="gpc")
 
 if __name__ == "__main__":
     main()

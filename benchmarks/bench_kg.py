@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from _timing import header
+from _timing import header, headline
 from bayeskit.bo import (
     DiscreteKnowledgeGradient,
     OneShotKnowledgeGradient,
@@ -234,6 +234,10 @@ def part_loop(problems, seeds: int, n_total: int, competitor: bool = True,
             summary += (f", BoTorch {statistics.median(bt_r):.4g} (total {sum(bt_t):.0f} s); "
                         f"time ratio {sum(bt_t) / sum(ours_t):.1f}x")
         print(summary, flush=True)
+        if bt_r:  # BoTorch's median regret less ours (>= 0: ours no worse), and the time
+            key = "kg." + "".join(ch for ch in problem.name.lower() if ch.isalnum())
+            headline(f"{key}.regret_margin", statistics.median(bt_r) - statistics.median(ours_r))
+            headline(f"{key}.time_ratio", sum(bt_t) / sum(ours_t))
         print(f"{problem.name}: ours at the recommended point (the posterior mean's minimiser "
               f"at the last ask): median {statistics.median(rec_r):.4g}, per seed "
               + " ".join(f"{r:.3g}" for r in rec_r), flush=True)

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from _timing import header
+from _timing import header, headline
 from bayeskit.data import load_digits_split
 from bayeskit.vae import VAE, BernoulliDecoder, GaussianEncoder, fit
 
@@ -202,8 +202,12 @@ def main() -> None:
               f"{statistics.mean(ll):.3f} ± {sd(ll):.3f} | "
               f"{statistics.median(times[lib]):.4f} |")
     if scores["pyro"]:
-        print(f"\nepoch-time ratio pyro / bayeskit: "
-              f"{statistics.median(times['pyro']) / statistics.median(times['bayeskit']):.2f}x")
+        ratio = statistics.median(times["pyro"]) / statistics.median(times["bayeskit"])
+        print(f"\nepoch-time ratio pyro / bayeskit: {ratio:.2f}x")
+        data = "synthetic" if args.synthetic else "mnist" if args.mnist else "digits"
+        headline(f"vae.{data}.time_ratio", ratio)
+        headline(f"vae.{data}.ll_gap", statistics.mean(v for _, v in scores["bayeskit"])
+                 - statistics.mean(v for _, v in scores["pyro"]))
 
 
 if __name__ == "__main__":
