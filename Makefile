@@ -8,7 +8,7 @@ BENCH_BIN  := $(BENCH_VENV)/bin
 TORCH  := torch==2.13.0
 OUT    ?= results
 
-.PHONY: demo check-report docs test lint bench-env bench clean help
+.PHONY: demo check-report docs test lint bench-env bench bench-targets clean help
 
 help:
 	@echo "make demo       regenerate every figure and number into $(OUT)/ (index.html)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test       ruff + pytest"
 	@echo "make bench-env  separate venv with the competitors (TFP-on-JAX, numba, ...)"
 	@echo "make bench      run benchmarks/ side by side with the competitors"
+	@echo "make bench-targets  the performance targets on this machine: medians, verdicts"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,10 @@ bench: bench-env
 	$(BENCH_BIN)/python benchmarks/bench_flows.py
 	$(BENCH_BIN)/python benchmarks/bench_ratio.py
 	$(BENCH_BIN)/python benchmarks/bench_gp.py
+
+bench-targets: bench-env
+	cat /proc/loadavg
+	$(BENCH_BIN)/python benchmarks/check_targets.py --runs 3
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(OUT) site docs/gallery .pytest_cache .ruff_cache
