@@ -247,11 +247,19 @@ def _check_whitened_parts(Lm: torch.Tensor, **square: torch.Tensor) -> int:
     return m
 
 
-def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor):
+def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
+                    overwrite: bool = False):
     """``(C, C S, <C, I - S S^T>)`` with ``C = L^-1 P L^-T``: two triangular solves and one
-    product, the forward pass of both whitened identities."""
-    X = torch.linalg.solve_triangular(L, P, upper=False)
-    C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
+    product, the forward pass of both whitened identities. ``overwrite``: ``P`` is a 2-D
+    temporary of the caller's, solved in place (no copies; ``C`` takes its memory)."""
+    if overwrite:
+        # P symmetric: P.mT holds the same values, column-major (LAPACK's layout), so
+        # torch's solve writes into it without a copy; then C L^T = X, also in place
+        X = torch.linalg.solve_triangular(L, P.mT, upper=False, out=P.mT)
+        C = torch.linalg.solve_triangular(L.mT, X, upper=True, left=False, out=X)
+    else:
+        X = torch.linalg.solve_triangular(L, P, upper=False)
+        C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
     CS = C @ S
     return C, CS, C.diagonal().sum() - (S * CS).sum()
 
@@ -341,7 +349,7 @@ class _WhitenedSparseTerms(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Kmm, L, Kmn, q_mu, S):
         w = torch.linalg.solve_triangular(L.mT, q_mu.unsqueeze(-1), upper=True).squeeze(-1)
-        C, CS, reduction = _whitened_trace(L, Kmn @ Kmn.mT, S)
+        C, CS, reduction = _whitened_trace(L, Kmn @ Kmn.mT, S, overwrite=True)
         ctx.save_for_backward(L, Kmn, q_mu, S, w, C, CS)
         return Kmn.mT @ w, reduction
 
@@ -358,12 +366,16 @@ class _WhitenedSparseTerms(torch.autograd.Function):
         u = torch.linalg.solve_triangular(L, w_bar.unsqueeze(-1), upper=False).squeeze(-1)
         X = (-2 * g_r) * (D @ C)
         X.addr_(q_mu, u, alpha=-1)
-        phi = torch.tril(X)
-        phi.diagonal().mul_(0.5)
-        # one pair of solves for both L^-T D L^-1 and L^-T Phi L^-1
-        E = torch.linalg.solve_triangular(L.mT, torch.cat([D, phi], dim=-1), upper=True)
-        F = torch.linalg.solve_triangular(
-            L.mT, torch.cat([E[:, :m].mT, E[:, m:].mT], dim=-1), upper=True)
+        # one pair of solves for both L^-T D L^-1 and L^-T Phi L^-1, each in place in a
+        # column-major [M, 2M] buffer (torch's solve copies any other layout): the buffer's
+        # transpose, [2M, M] row-major, takes D^T = D and Phi^T as two row blocks
+        rhs = torch.empty(2 * m, m, dtype=L.dtype, device=L.device)
+        rhs[:m] = D
+        torch.triu(X.mT, out=rhs[m:])
+        rhs[m:].diagonal().mul_(0.5)
+        E = torch.linalg.solve_triangular(L.mT, rhs.mT, upper=True, out=rhs.mT)
+        rhs2 = torch.cat([E[:, :m], E[:, m:]], dim=0)  # [E1^T, E2^T] column-major, transposed
+        F = torch.linalg.solve_triangular(L.mT, rhs2.mT, upper=True, out=rhs2.mT)
         G, K_bar = F[:, :m], F[:, m:]
         K_bar = 0.5 * (K_bar + K_bar.mT)
         Kmn_bar = (g_r * (G + G.mT) @ Kmn).addr_(w, g_mean)  # P = K_mn K_nm's gradient
