@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--metropolis-steps", type=int, nargs="*", default=[4, 8],
                         help="also run bayeskit (16 chains) with this many independence "
                              "Metropolis steps from the Laplace approximation per sweep")
+    parser.add_argument("--nuts-methods", nargs="*", default=["vectorized", "sequential"],
+                        help="NumPyro's chain methods to run")
     parser.add_argument("--headline", action="store_true",
                         help="skip the rows kept for the record (the eager fallback, "
                              "per-chain precisions): what check_targets.py runs")
@@ -144,7 +146,7 @@ def main() -> None:
         rows[f"bayeskit, 16 chains, MH x{k}"] = run_ours(Phi, y, 16, args.warmup, args.draws,
                                                         metropolis_steps=k)
     try:
-        for method in ("vectorized", "sequential"):
+        for method in args.nuts_methods:
             rows[f"NumPyro NUTS ({method})"] = run_nuts(Phi, y, args.chains, args.warmup,
                                                         args.draws, method)
     except ImportError as err:
