@@ -13,7 +13,7 @@ load) and the competitors' versions. The table is what RESULTS.md records per ve
 Groups: ``pg`` (target 1), ``gibbs`` and ``gpc`` (target 2), ``gp`` (target 3), ``chol``
 (target 4), ``vae`` and ``vae-synthetic`` (target 6), and with ``--kg`` target 7's 10 seeds
 (one run: about an hour, BoTorch's 90 % of it). Target 5 (the GPU) is ``gpu_check.py``'s.
-One round of the default groups takes ~15-20 minutes on 2 cores. Check ``cat
+One round of the default groups takes ~13 minutes on 2 cores (Intel Xeon). Check ``cat
 /proc/loadavg`` first: other load on a 2-core machine hurts the two-thread contenders more
 than the one-thread ones.
 """
