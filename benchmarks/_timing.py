@@ -74,6 +74,6 @@ def blocked_medians(contenders: dict[str, Callable[[], object]], rounds: int, bl
 
 
 def headline(key: str, value: float) -> None:
-    """Print one of the issue's headline figures as ``HEADLINE <key> <value>``: the line
-    ``check_targets.py`` reads back (keys are its ``TARGETS``' keys)."""
+    """Print a headline figure as ``HEADLINE <key> <value>``: the line ``check_targets.py``
+    reads back (it judges the keys its ``TARGETS`` name; the others are for the record)."""
     print(f"HEADLINE {key} {value:.6g}", flush=True)
