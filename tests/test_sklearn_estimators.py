@@ -18,8 +18,8 @@ from bayeskit.mcmc import PolyaGammaGPClassifier, PolyaGammaLogisticRegression
 
 ESTIMATORS = [
     GPRegressor(max_iter=20),
-    SparseGPRegressor(),
-    SparseGPRegressor(method="svgp", epochs=20),
+    SparseGPRegressor(max_iter=20),
+    SparseGPRegressor(method="svgp", epochs=20, max_iter=20),
     SVGPClassifier(num_inducing=10, epochs=10),
     PolyaGammaSVGPClassifier(num_inducing=10, epochs=5, random_state=0),
     PolyaGammaSVGPClassifier(num_inducing=10, epochs=5, random_state=0, multiclass="softmax"),

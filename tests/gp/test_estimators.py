@@ -89,3 +89,18 @@ def test_sparse_regressor_does_not_settle_on_all_noise():
     exact = GPRegressor(max_iter=100).fit(X, y).score(X, y)
     sparse = SparseGPRegressor(num_inducing=15, random_state=0).fit(X, y).score(X, y)
     assert sparse > 0.3 and sparse > 0.5 * exact
+
+
+def test_sparse_regressor_max_iter_bounds_the_sgpr_fit():
+    """max_iter reaches the L-BFGS fit of SGPR (as GPRegressor's does) and is validated."""
+    from bayeskit.errors import ArgumentValueError
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-3, 3, size=(80, 2))
+    y = np.sin(X[:, 0])
+    short = SparseGPRegressor(num_inducing=10, random_state=0, max_iter=3).fit(X, y)
+    full = SparseGPRegressor(num_inducing=10, random_state=0).fit(X, y)
+    assert short.n_iter_ <= 3 < full.n_iter_
+    assert full.score(X, y) > 0.99
+    with pytest.raises(ArgumentValueError, match="max_iter"):
+        SparseGPRegressor(max_iter=0).fit(X, y)

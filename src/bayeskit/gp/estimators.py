@@ -96,14 +96,18 @@ class GPRegressor(_GPRegressorBase):
 
 class SparseGPRegressor(_GPRegressorBase):
     """Sparse GP regression: ``method="sgpr"`` (collapsed bound, L-BFGS) or ``"svgp"``
-    (minibatch Adam); ``num_inducing`` inducing inputs initialised on a random subset."""
+    (minibatch Adam); ``num_inducing`` inducing inputs initialised on a random subset.
+    ``max_iter`` bounds the L-BFGS iterations of the SGPR fit (the model itself with
+    ``"sgpr"``, the start of the hyperparameters with ``"svgp"``), as in
+    :class:`GPRegressor`."""
 
     def __init__(self, kernel: Kernel | None = None, num_inducing: int = 50,
                  method: str = "sgpr", noise_variance: float = 0.1, epochs: int = 100,
-                 batch_size: int = 256, lr: float = 0.05, random_state: int | None = None):
+                 batch_size: int = 256, lr: float = 0.05, random_state: int | None = None,
+                 max_iter: int = 200):
         self.kernel, self.num_inducing, self.method = kernel, num_inducing, method
         self.noise_variance, self.epochs, self.batch_size = noise_variance, epochs, batch_size
-        self.lr, self.random_state = lr, random_state
+        self.lr, self.random_state, self.max_iter = lr, random_state, max_iter
 
     def fit(self, X, y):
         X, y = check_training_data(X, y, dtype=np.float64, y_numeric=True)
@@ -142,7 +146,8 @@ class SparseGPRegressor(_GPRegressorBase):
         it stays there (:meth:`bayeskit.gp.GPR.fit`)."""
         import copy
 
-        return SGPR(X, ys, Z, copy.deepcopy(kern), noise_variance=self.noise_variance).fit()
+        return SGPR(X, ys, Z, copy.deepcopy(kern),
+                    noise_variance=self.noise_variance).fit(max_iter=self.max_iter)
 
 
 class SVGPClassifier(BinaryClassifierMixin, ClassifierMixin, BaseEstimator):
