@@ -249,17 +249,14 @@ def _check_whitened_parts(Lm: torch.Tensor, **square: torch.Tensor) -> int:
 
 def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
                     overwrite: bool = False):
-    """``(C, C S, <C, I - S S^T>)`` with ``C = L^-1 P L^-T``: two triangular solves and one
-    product, the forward pass of both whitened identities. ``overwrite``: ``P`` is a 2-D
-    temporary of the caller's, solved in place (no copies; ``C`` takes its memory)."""
-    if overwrite:
-        # P symmetric: P.mT holds the same values, column-major (LAPACK's layout), so
-        # torch's solve writes into it without a copy; then C L^T = X, also in place
-        X = torch.linalg.solve_triangular(L, P.mT, upper=False, out=P.mT)
-        C = torch.linalg.solve_triangular(L.mT, X, upper=True, left=False, out=X)
-    else:
-        X = torch.linalg.solve_triangular(L, P, upper=False)
-        C = torch.linalg.solve_triangular(L, X.mT, upper=False)  # symmetric up to rounding
+    """``(C, C S, <C, I - S S^T>)`` with ``C = L^-1 P L^-T`` for symmetric ``P``: two
+    triangular solves and one product, the forward pass of both whitened identities.
+    ``overwrite``: ``P`` is the caller's temporary and ``C`` takes its memory."""
+    # P.mT holds P's values in LAPACK's (column-major) layout, where torch's solve writes
+    # into its right-hand side without copying it; then C L^T = X, in place too
+    B = P.mT if overwrite else P.mT.clone()
+    X = torch.linalg.solve_triangular(L, B, upper=False, out=B)
+    C = torch.linalg.solve_triangular(L.mT, X, upper=True, left=False, out=X)
     CS = C @ S
     return C, CS, C.diagonal().sum() - (S * CS).sum()
 

@@ -8,8 +8,8 @@ on one thread (the pool spreads the work over the cores instead). A fork also co
 allocator state: while another thread of this process is inside MKL's allocator, a forked
 worker whose first matrix product needs a buffer spins there forever (reproduced by a test
 script of ``tests/mcmc/test_gibbs.py``; seen twice in ~22 test-suite runs). Tasks that do
-BLAS work and are importable (bayeskit's own: Gibbs chain groups) therefore ask for
-``start_method="forkserver"``: workers are forked from a clean server process that has only
+BLAS work and are importable (bayeskit's own: Gibbs chain groups) therefore run on
+``executor="forkserver"``: workers are forked from a clean server process that has only
 imported the ``preload`` modules, never from this one. As with ``"spawn"``, a script that
 starts such a pool needs the usual ``if __name__ == "__main__":`` guard.
 
