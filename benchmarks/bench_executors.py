@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import tempfile
 import time
 
 from _timing import header
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tests.subprocesses import run_own_session  # noqa: E402 - the repository's root first
 
 _STARTS = '''
 import concurrent.futures as cf, multiprocessing as mp, os, statistics, sys, time
@@ -105,21 +107,13 @@ def hangs(folder: str, tries: int, timeout: float) -> None:
             start = time.perf_counter()
             # a session of its own: a hung try is killed with its workers, which would
             # otherwise spin on and slow every later try
-            proc = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
-            try:
-                out, err = proc.communicate(timeout=timeout)
-                if "finished" not in out:
-                    raise RuntimeError(err[-1500:])
-                walls.append(time.perf_counter() - start)
-            except subprocess.TimeoutExpired:
+            code, out, err = run_own_session([sys.executable, script], timeout)
+            if code is None:
                 hung += 1
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.communicate()
+            elif "finished" not in out:
+                raise RuntimeError(err[-1500:])
+            else:
+                walls.append(time.perf_counter() - start)
         done = f", finished runs {statistics.median(walls):.1f} s (median)" if walls else ""
         print(f"  {method:10s} hung in {hung} of {tries}{done}", flush=True)
 

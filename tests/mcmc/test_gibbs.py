@@ -332,31 +332,20 @@ def test_process_split_under_blas_threads(tmp_path, guarded):
     tries); the split now starts workers from a forkserver. A script without the main
     guard gets an error saying so (the forkserver imports the script again), not a hang or
     a bare traceback."""
-    import os
-    import signal
-    import subprocess
     import sys
+
+    from tests.subprocesses import run_own_session
 
     script = tmp_path / "gibbs_script.py"
     guard = 'if __name__ == "__main__":' if guarded else "if True:"
     script.write_text(_GIBBS_SCRIPT.format(guard=guard))
-    # a session of its own: after a hang, its spinning workers are killed with it rather
-    # than left to slow the rest of the test run
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
+    # after a hang, its spinning workers are killed with it rather than left to slow the
+    # rest of the test run (code None: it ran past the limit)
+    code, out, err = run_own_session([sys.executable, str(script)], 90, cwd=tmp_path)
     if guarded:
-        assert proc.returncode == 0 and "finished" in out, err[-2000:]
+        assert code == 0 and "finished" in out, (code, err[-2000:])
     else:
-        assert proc.returncode != 0
+        assert code is not None and code != 0, code
         assert "WorkerError" in err and "__main__" in err, err[-2000:]
 
 
