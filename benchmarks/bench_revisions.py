@@ -122,6 +122,8 @@ def child(repeats: int, only: list[str] | None = None) -> dict[str, float]:
 
     c = 2 * torch.randn(1_000_000, dtype=f64, generator=g)
     timed("PG 1e6 draws b=1", lambda: sample_polya_gamma(1.0, c, generator=g), repeats)
+    c0 = torch.zeros(1_000_000, dtype=f64)
+    timed("PG 1e6 draws b=1 c=0", lambda: sample_polya_gamma(1.0, c0, generator=g), repeats)
     timed("PG 1e6 draws b=10", lambda: sample_polya_gamma(10.0, c, generator=g),
           max(3, repeats // 2))
 
