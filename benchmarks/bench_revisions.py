@@ -208,6 +208,17 @@ def child(repeats: int, only: list[str] | None = None) -> dict[str, float]:
         vae_fit(model, x_tr, epochs=3, batch_size=100, progress=False)
 
     timed("VAE 3 epochs digits", vae_epochs, max(3, repeats // 2))
+
+    from bench_vae import synthetic_images
+
+    x_syn = synthetic_images(50_000)
+    torch.manual_seed(0)
+    vae = VAE(GaussianEncoder(64, 2, (256,)), BernoulliDecoder(2, 64, (256,)))
+
+    def vae_synthetic_epoch():  # target 6's larger set: batch 500, bench_vae's networks
+        vae_fit(vae, x_syn, epochs=1, batch_size=500, progress=False)
+
+    timed("VAE epoch synthetic 50 000 batch 500", vae_synthetic_epoch, max(3, repeats // 2))
     return out
 
 

@@ -141,6 +141,7 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
     from bayeskit.distributions.gaussian import (
         condition_whitened,
         conditional,
+        diagonal_gauss_kl,
         gauss_kl,
         sample_mvn,
         whitened_sparse_terms,
@@ -219,6 +220,8 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
                                       "Knn": B(torch.ones(2, dtype=F64)),
                                       "f": B(torch.zeros(4, dtype=F64))}),
         "gauss_kl": (gauss_kl, {"q_mu": B(torch.zeros(4, dtype=F64)), "q_sqrt": B(L)}),
+        "diagonal_gauss_kl": (diagonal_gauss_kl, {"mean": B(torch.zeros(2, 4, dtype=F64)),
+                                                  "log_variance": B(torch.zeros(2, 4, dtype=F64))}),
         "whitened_variance_reduction": (whitened_variance_reduction,
                                         {"gram": A(L @ L.T), "Lm": A(L), "q_sqrt": A(L)}),
         "whitened_sparse_terms": (whitened_sparse_terms,

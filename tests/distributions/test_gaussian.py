@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from torch.distributions import MultivariateNormal, kl_divergence
+from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
 from bayeskit.distributions.gaussian import (
     append_observations,
     conditional,
+    diagonal_gauss_kl,
     fantasy_sigma,
     gauss_hermite,
     gauss_hermite_expectation,
@@ -139,6 +140,54 @@ def test_gauss_kl_matches_torch_distributions(whitened):
                                scale_tril=torch.eye(M, dtype=F64) if whitened else L)
     ref = kl_divergence(MultivariateNormal(mu, scale_tril=S), prior)
     torch.testing.assert_close(gauss_kl(mu, S, L), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_diagonal_gauss_kl_matches_torch_distributions(dtype):
+    g = torch.Generator().manual_seed(3)
+    mean = torch.randn(4, 6, 3, dtype=dtype, generator=g).requires_grad_()
+    log_var = torch.randn(4, 6, 3, dtype=dtype, generator=g).requires_grad_()
+    kl = diagonal_gauss_kl(mean, log_var)
+    q = Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
+    p = Independent(Normal(torch.zeros(3, dtype=dtype), torch.ones(3, dtype=dtype)), 1)
+    ref = kl_divergence(q, p)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-6}
+    assert kl.shape == (4, 6) and kl.dtype == dtype
+    torch.testing.assert_close(kl, ref, **tol)
+    w = torch.randn(4, 6, dtype=dtype, generator=g)
+    grads = torch.autograd.grad((w * kl).sum(), (mean, log_var))
+    refs = torch.autograd.grad((w * ref).sum(), (mean, log_var))
+    for a, b in zip(grads, refs, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_diagonal_gauss_kl_stays_exact_where_the_variance_underflows():
+    # the variance exp(-800) is 0 in float64: a KL through its logarithm is infinite there
+    log_var = torch.tensor([-800.0, 0.0], dtype=F64, requires_grad=True)
+    through_variance = kl_divergence(Normal(torch.zeros(2, dtype=F64),
+                                            torch.exp(0.5 * log_var.detach())),
+                                     Normal(0.0, 1.0)).sum()
+    assert float(through_variance) == float("inf")
+    kl = diagonal_gauss_kl(torch.zeros(2, dtype=F64), log_var)
+    assert kl.item() == pytest.approx(0.5 * (0.0 - 1 + 800.0))
+    (grad,) = torch.autograd.grad(kl, log_var)
+    torch.testing.assert_close(grad, torch.tensor([-0.5, 0.0], dtype=F64))
+
+
+def test_diagonal_gauss_kl_refuses_non_finite_and_mismatched_inputs():
+    ok = torch.zeros(2, 3, dtype=F64)
+    bad = ok.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="mean"):
+        diagonal_gauss_kl(bad, ok)
+    with pytest.raises(NonFiniteError, match="log_variance"):
+        diagonal_gauss_kl(ok, bad)
+    with pytest.raises(NonFiniteError, match="overflows"):
+        diagonal_gauss_kl(ok, torch.full_like(ok, 800.0))
+    with pytest.raises(ShapeError, match="one shape"):
+        diagonal_gauss_kl(ok, ok[:, :2])
+    with pytest.raises(ArgumentTypeError, match="log_variance"):
+        diagonal_gauss_kl(ok, "x")
 
 
 def test_natural_parameters_round_trip():

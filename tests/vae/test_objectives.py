@@ -122,6 +122,32 @@ def test_analytic_elbo_runs_the_encoder_once():
         assert torch.allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_closed_form_kl_route_equals_the_distributions_route(covariance, dtype):
+    """With the default N(0, I) prior the ELBO takes z and the KL from the encoder's
+    ``sample_and_kl`` (closed form); an explicit N(0, I) prior goes through
+    torch.distributions' KL: same values and gradients."""
+    torch.manual_seed(1)
+    enc = GaussianEncoder(6, 3, hidden=(16,), covariance=covariance).to(dtype)
+    dec = BernoulliDecoder(3, 6).to(dtype)
+    prior = torch.distributions.Independent(torch.distributions.Normal(
+        torch.zeros(3, dtype=dtype), torch.ones(3, dtype=dtype)), 1)
+    x = torch.rand(4, 6, dtype=dtype).round()
+    eps = noise(VAE(enc, dec), 5, 4, 7, dtype)
+    z, kl = enc.sample_and_kl(x, eps)
+    z_ref, _ = enc.sample(x, eps)
+    assert torch.equal(z, z_ref)
+    assert kl.shape == (4,)
+    fast, ref = VAE(enc, dec).elbo(x, eps), VAE(enc, dec, prior=prior).elbo(x, eps)
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(fast, ref, **tol)
+    params = list(enc.parameters()) + list(dec.parameters())
+    for a, b in zip(torch.autograd.grad(fast.sum(), params),
+                    torch.autograd.grad(ref.sum(), params), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
 def test_iwae_bounds_ordering():
     model, exact, x = ppca()
     with torch.no_grad():

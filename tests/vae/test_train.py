@@ -141,3 +141,14 @@ def test_two_process_data_parallel_matches_single_process(tmp_path):
     ddp = make()
     ddp.load_state_dict(saved["state"])
     assert torch.allclose(params(ddp), params(single), atol=1e-5)
+
+
+def test_zero_epochs_leave_the_model_and_return_an_empty_history(digits):
+    x_tr, _ = digits
+    model = make()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hist = fit(model, x_tr, epochs=0, progress=False)
+    assert hist == {"epoch": [], "train_loss": [], "val_elbo": [], "seconds": []}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    hist = fit(model, x_tr, epochs=2, batch_size=200, progress=False)
+    assert len(hist["seconds"]) == 2 and all(s > 0 for s in hist["seconds"])

@@ -20,6 +20,7 @@ Shapes: ``M`` inducing (or conditioning) points, ``N`` prediction points, ``...`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "conditional",
     "cross_covariance",
     "gauss_kl",
+    "diagonal_gauss_kl",
     "whitened_variance_reduction",
     "whitened_sparse_terms",
     "moments_to_natural",
@@ -442,6 +444,42 @@ def gauss_kl(q_mu: torch.Tensor, q_sqrt: torch.Tensor, K_cholesky: torch.Tensor 
     Lim = solve_lower(K_cholesky, q_mu.unsqueeze(-1), names=("K_cholesky", "q_mu")).squeeze(-1)
     logdet_K = 2 * K_cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return 0.5 * ((LiS * LiS).sum((-2, -1)) + (Lim * Lim).sum(-1) - m + logdet_K - logdet_S)
+
+
+def diagonal_gauss_kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """``KL[N(mean, diag(exp(log_variance))) || N(0, I)]`` summed over the last axis:
+    ``(exp(log_variance) + mean^2 - 1 - log_variance).sum(-1) / 2``, a VAE's analytic KL.
+
+    In the log-variance itself: no variance is formed and logged again, so the value and its
+    gradient ``(exp(log_variance) - 1) / 2`` stay exact where the variance underflows.
+
+    Args:
+        mean: ``[..., L]``. log_variance: ``[..., L]``, the same shape.
+
+    Returns:
+        ``[...]``.
+
+    Raises:
+        NonFiniteError: the KL is not finite (NaN or infinite ``mean`` or ``log_variance``,
+            or a variance that overflows).
+
+    Examples:
+        >>> mean = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+        >>> diagonal_gauss_kl(mean, torch.zeros_like(mean))  # [B, L] -> [B]: |mean|^2 / 2
+        tensor([0.0000, 0.5000], dtype=torch.float64)
+    """
+    check_tensor("mean", mean, min_dim=1, finite=False)
+    check_tensor("log_variance", log_variance, min_dim=1, finite=False)
+    if mean.shape != log_variance.shape or mean.shape[-1] == 0:
+        raise ShapeError(f"mean and log_variance must share one shape [..., L] with L >= 1, "
+                         f"got {tuple(mean.shape)} and {tuple(log_variance.shape)}")
+    kl = 0.5 * (log_variance.exp() + mean * mean - 1 - log_variance).sum(-1)
+    if not all_finite(kl):  # one check of the result: finite inputs give a finite KL
+        check_finite("mean", mean)
+        check_finite("log_variance", log_variance)
+        raise NonFiniteError("exp(log_variance) overflows; log_variance must stay below "
+                             f"{math.log(torch.finfo(kl.dtype).max):.0f} in {kl.dtype}")
+    return kl
 
 
 def moments_to_natural(mean: torch.Tensor, cov_cholesky: torch.Tensor

@@ -28,6 +28,7 @@ from torch.distributions import (
 )
 
 from bayeskit.distributions.flow_layers import AffineCoupling, Permute, SplineCoupling
+from bayeskit.distributions.gaussian import diagonal_gauss_kl, gauss_kl
 from bayeskit.errors import ArgumentValueError
 from bayeskit.nn import mlp
 from bayeskit.validation import as_int, as_scalar, check_choice
@@ -121,13 +122,34 @@ class GaussianEncoder(nn.Module):
         mu, p = self.params(x)
         return (*self._sample(mu, p, noise), self._distribution(mu, p))
 
-    def _sample(self, mu: torch.Tensor, p: torch.Tensor, noise: torch.Tensor):
+    def sample_and_kl(self, x: torch.Tensor, noise: torch.Tensor):
+        """``(z [K, B, L], KL[q(z | x) || N(0, I)] [B])`` from one pass of the network, in
+        closed form (:func:`~bayeskit.distributions.gaussian.diagonal_gauss_kl`, or
+        :func:`~bayeskit.distributions.gaussian.gauss_kl` for ``covariance="full"``): an
+        ELBO's analytic KL against the standard normal prior, with no distribution objects
+        and no ``log q`` formed.
+
+        Examples:
+            >>> enc = GaussianEncoder(64, 2)
+            >>> x = torch.rand(5, 64)
+            >>> z, kl = enc.sample_and_kl(x, enc.noise(3, 5, torch.Generator().manual_seed(0)))
+            >>> z.shape, kl.shape, bool((kl >= 0).all())
+            (torch.Size([3, 5, 2]), torch.Size([5]), True)
+        """
+        mu, p = self.params(x)
+        kl = diagonal_gauss_kl(mu, p) if self.covariance == "diagonal" else gauss_kl(mu, p)
+        return self._reparameterize(mu, p, noise), kl
+
+    def _reparameterize(self, mu: torch.Tensor, p: torch.Tensor, noise: torch.Tensor):
         if self.covariance == "diagonal":
-            sd = torch.exp(0.5 * p)
-            z = mu + sd * noise
+            return mu + torch.exp(0.5 * p) * noise
+        return mu + (p @ noise.unsqueeze(-1)).squeeze(-1)
+
+    def _sample(self, mu: torch.Tensor, p: torch.Tensor, noise: torch.Tensor):
+        z = self._reparameterize(mu, p, noise)
+        if self.covariance == "diagonal":
             log_q = (-0.5 * noise**2 - 0.5 * p - 0.5 * math.log(2 * math.pi)).sum(-1)
         else:
-            z = mu + (p @ noise.unsqueeze(-1)).squeeze(-1)
             log_q = (-0.5 * noise**2).sum(-1) - p.diagonal(dim1=-2, dim2=-1).log().sum(-1) \
                 - 0.5 * self.latent_dim * math.log(2 * math.pi)
         return z, log_q

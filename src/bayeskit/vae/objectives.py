@@ -153,6 +153,10 @@ class VAE(nn.Module):
         if noise is None:
             noise = self.noise(num_samples, x.shape[0], generator)
         if self.kl == "analytic":
+            if self._prior is None and hasattr(self.encoder, "sample_and_kl"):
+                # one pass of the encoder, the KL to N(0, I) in closed form
+                z, kl = self.encoder.sample_and_kl(x, noise)
+                return self.decoder(z).log_prob(x).mean(0) - beta * kl
             if hasattr(self.encoder, "sample_and_posterior"):  # one pass of the encoder
                 z, log_q, q = self.encoder.sample_and_posterior(x, noise)
             else:

@@ -9,12 +9,14 @@ single-process run (up to floating-point summation order).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
 
 import torch
 
+from bayeskit.errors import NonFiniteError
 from bayeskit.training import Checkpoint, allreduce_grads, fingerprint
 from bayeskit.training.trainer import TrainingDivergedError, make_optimizer, train
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
@@ -126,7 +128,8 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
             batch = transform(batch, g)
         B = batch.shape[0]
         noise = model.noise(num_samples, B, g)
-        x, eps = batch[rows], noise[:, rows]
+        # this process's rows (all of them on one process: no gather)
+        x, eps = (batch, noise) if len(rows) == B else (batch[rows], noise[:, rows])
         scale = len(rows) / B  # this process's share of the batch mean
         if adversarial:
             prior_z = _prior_sample(model, num_samples, B, g)[:, rows]
@@ -139,8 +142,8 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                 critic_opt.step()
         try:
             value = _step(model, objective, x, eps, num_samples, beta, scale, vae_params)
-        except ValueError as err:  # torch.distributions rejects NaN parameters
-            if "invalid values" not in str(err):
+        except ValueError as err:  # NaN parameters: torch.distributions or the KL refuse them
+            if not isinstance(err, NonFiniteError) and "invalid values" not in str(err):
                 raise
             value = torch.tensor(math.nan)
         return -scale * value.detach().mean()
@@ -159,7 +162,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
     return {"epoch": list(range(n_epochs)), "train_loss": hist["train_loss"],
             "val_elbo": ([-v for v in hist["val_loss"]] if validation is not None
                          else [math.nan] * n_epochs),
-            "seconds": [b - a for a, b in zip([0.0, *seconds[:-1]], seconds, strict=True)]}
+            "seconds": [b - a for a, b in itertools.pairwise([0.0, *seconds])]}
 
 
 def _step(model, objective, x, eps, num_samples, beta, scale, vae_params):
