@@ -149,7 +149,10 @@ class VAE(nn.Module):
 
     def elbo(self, x: torch.Tensor, noise: torch.Tensor | None = None, *, num_samples: int = 1,
              beta: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-datum ELBO ``[B]`` (``beta`` weights the KL term)."""
+        """Per-datum ELBO ``[B]`` (``beta`` weights the KL term). With ``kl="analytic"``,
+        the default ``N(0, I)`` prior and a :class:`GaussianEncoder`, the KL comes in closed
+        form from the same encoder pass (``GaussianEncoder.sample_and_kl``); other priors
+        through ``torch.distributions.kl_divergence``."""
         if noise is None:
             noise = self.noise(num_samples, x.shape[0], generator)
         if self.kl == "analytic":
