@@ -13,6 +13,7 @@ reparameterisation is visible:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -81,7 +82,9 @@ class GaussianEncoder(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations ``[..., feature_dim]`` (a flow encoder's
         context)."""
-        return self.net[:-1](x)
+        for layer in itertools.islice(self.net, len(self.net) - 1):  # no sliced Sequential
+            x = layer(x)
+        return x
 
     def params(self, x: torch.Tensor, features: torch.Tensor | None = None):
         """``(mu, log-variance)`` or ``(mu, scale_tril)``; pass ``features`` when already
