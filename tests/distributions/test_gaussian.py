@@ -184,6 +184,8 @@ def test_diagonal_gauss_kl_refuses_non_finite_and_mismatched_inputs():
         diagonal_gauss_kl(ok, bad)
     with pytest.raises(NonFiniteError, match="overflows"):
         diagonal_gauss_kl(ok, torch.full_like(ok, 800.0))
+    with pytest.raises(NonFiniteError, match="overflows"):
+        diagonal_gauss_kl(torch.full_like(ok, 1e200), ok)
     with pytest.raises(ShapeError, match="one shape"):
         diagonal_gauss_kl(ok, ok[:, :2])
     with pytest.raises(ArgumentTypeError, match="log_variance"):

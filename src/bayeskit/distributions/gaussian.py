@@ -461,7 +461,7 @@ def diagonal_gauss_kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.T
 
     Raises:
         NonFiniteError: the KL is not finite (NaN or infinite ``mean`` or ``log_variance``,
-            or a variance that overflows).
+            or a variance or squared mean that overflows).
 
     Examples:
         >>> mean = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
@@ -477,8 +477,9 @@ def diagonal_gauss_kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.T
     if not all_finite(kl):  # one check of the result: finite inputs give a finite KL
         check_finite("mean", mean)
         check_finite("log_variance", log_variance)
-        raise NonFiniteError("exp(log_variance) overflows; log_variance must stay below "
-                             f"{math.log(torch.finfo(kl.dtype).max):.0f} in {kl.dtype}")
+        big = torch.finfo(kl.dtype).max
+        raise NonFiniteError(f"the KL overflows {kl.dtype}: log_variance must stay below "
+                             f"{math.log(big):.0f} and |mean| below {math.sqrt(big):.1e}")
     return kl
 
 
