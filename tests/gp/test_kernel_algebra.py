@@ -75,6 +75,26 @@ def test_gradients_of_new_kernels():
                    for p in k.parameters())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("lengthscale", [0.9, [0.7, 1.3]])
+def test_periodic_matches_its_written_out_formula(dtype, lengthscale):
+    """k = v exp(-2 sum_d sin^2(pi (x_d - x'_d) / p) / l_d^2), value and the gradients of
+    period, lengthscales and variance, scalar and ARD lengthscales."""
+    X, X2 = (t.to(dtype) for t in data(n=5, d=2))
+    k = Periodic(1.7, torch.tensor(lengthscale, dtype=F64), variance=1.4).to(dtype)
+    got = k(X, X2)
+    p, ls, v = k.period, k.lengthscale, k.variance
+    s = torch.sin(math.pi * (X[:, None, :] - X2[None, :, :]) / p) / ls
+    expected = v * torch.exp(-2 * (s * s).sum(-1))
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(got, expected, **tol)
+    w = torch.randn(got.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    params = list(k.parameters())
+    for a, b in zip(torch.autograd.grad((w * got).sum(), params),
+                    torch.autograd.grad((w * expected).sum(), params), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
 def test_gpr_with_a_linear_mean_extrapolates_the_trend():
     g = torch.Generator().manual_seed(0)
     X = torch.linspace(0, 10, 60, dtype=F64)[:, None]

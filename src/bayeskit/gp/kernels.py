@@ -557,8 +557,12 @@ class Periodic(Stationary):
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
         X2 = self._check(X, X2)
         diff = X[..., :, None, :] - X2[..., None, :, :]
-        s = torch.sin(math.pi * diff / self.period.to(X.dtype)) / self.lengthscale.to(X.dtype)
-        return self.variance.to(X.dtype) * torch.exp(-2 * (s * s).sum(-1))
+        s = torch.sin(diff * (math.pi / self.period.to(X.dtype)))
+        # the weighted sum over dimensions as one product, the variance inside the exponent:
+        # fewer passes over [N, N2, D] forward and backward (Mauna Loa's kernel, N = 1780:
+        # -MLL + gradient 300 -> 233 ms, RESULTS.md)
+        weights = (-2 / self.lengthscale.to(X.dtype) ** 2).reshape(-1).expand(X.shape[-1])
+        return torch.exp((s * s) @ weights + self.variance.to(X.dtype).log())
 
 
 class Linear(Kernel):
