@@ -237,3 +237,29 @@ def test_matern_in_float16_is_computed_in_float32(nu, matern_route):
     assert K.dtype == torch.float16
     assert torch.equal(K.detach().diagonal(), torch.ones(6, dtype=torch.float16))
     torch.testing.assert_close(K.detach(), k(X).detach().half())
+
+
+def test_ard_lengthscales_for_another_number_of_features_are_refused_by_name():
+    from bayeskit.gp import GPR, SGPR, SVGP, Matern, Periodic, RationalQuadratic, Scale
+
+    X = torch.rand(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = X.sum(-1)
+    three = torch.ones(3, dtype=torch.float64)
+    kernels = [SquaredExponential(three), Matern(2.5, three), Periodic(1.0, three),
+               RationalQuadratic(1.0, three)]
+    for k in kernels:
+        with pytest.raises(ShapeError, match="3 lengthscales .* 2 features"):
+            k(X)
+    # models refuse such a kernel at construction (the exact GP's fused likelihood skips
+    # the kernel's forward; L-BFGS would otherwise report only that every start failed)
+    for make in (lambda: GPR(X, y, SquaredExponential(three)),
+                 lambda: GPR(X, y, Matern(1.5, three)),
+                 lambda: SGPR(X, y, X[:3].clone(), Scale(SquaredExponential() * Periodic(
+                     1.0, three))),
+                 lambda: SVGP(X[:3].clone(), RationalQuadratic(1.0, three), num_data=6)):
+        with pytest.raises(ShapeError, match="3 lengthscales"):
+            make()
+    # one lengthscale, or one per feature, is fine
+    assert GPR(X, y, SquaredExponential(torch.ones(2, dtype=torch.float64))
+               ).log_marginal_likelihood().isfinite()
+    assert SquaredExponential(torch.ones(1, dtype=torch.float64))(X).shape == (6, 6)

@@ -62,9 +62,11 @@ def check_data(X, y, *, dtype: torch.dtype | None = None
     return X, y
 
 
-def check_kernel(kernel) -> Kernel:
+def check_kernel(kernel, X: torch.Tensor | None = None) -> Kernel:
     """``kernel`` or the default squared exponential; refuses anything but a Kernel and
-    NaN hyperparameters."""
+    NaN hyperparameters, and with inputs ``X`` ``[N, D]`` a kernel that cannot take them
+    (e.g. ARD lengthscales for another number of features: evaluated on one row, so the
+    error comes at construction, not from inside an optimiser)."""
     if kernel is None:
         return SquaredExponential()
     if not isinstance(kernel, Kernel):
@@ -74,6 +76,9 @@ def check_kernel(kernel) -> Kernel:
         if not bool(torch.isfinite(p.detach()).all()):
             raise ArgumentTypeError(f"kernel parameter {name} is not finite; build the kernel "
                                     "with finite positive hyperparameters")
+    if X is not None and X.shape[0] > 0:
+        with torch.no_grad():
+            kernel(X[:1])
     return kernel
 
 
@@ -295,6 +300,7 @@ class GPR(GPRegressionModel):
         n = self.X.shape[0]
         noise, r = self._noise_and_residual()
         if _fuses(self.kernel, self.X, noise):
+            self.kernel._check(self.X, None)  # the kernel's input checks: its forward is skipped
             nu = self.kernel.nu if type(self.kernel) is Matern else None
             nll = _StationaryNLL.apply(self.X, *self.kernel._matrix_arguments(self.X.dtype),
                                        noise, r, nu)

@@ -140,6 +140,14 @@ class Stationary(Kernel):
         """``(lengthscale, log_variance)`` in ``dtype``, as the matrix functions take them."""
         return self.lengthscale.to(dtype), torch.log(self.variance.to(dtype))
 
+    def _check(self, X: torch.Tensor, X2: torch.Tensor | None) -> torch.Tensor:
+        X2 = Kernel._check(X, X2)
+        n = self.raw_lengthscale.numel()
+        if n not in (1, X.shape[-1]):
+            raise ShapeError(f"the kernel has {n} lengthscales (ARD) but the inputs have "
+                             f"{X.shape[-1]} features: pass one lengthscale or one per feature")
+        return X2
+
     def _scaled(self, X: torch.Tensor, X2: torch.Tensor | None):
         X2 = self._check(X, X2)
         ls = self.lengthscale.to(X.dtype)

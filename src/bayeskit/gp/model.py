@@ -122,7 +122,7 @@ class GPRegressionModel(GPModel):
         if kernel is None:
             kernel = SquaredExponential(torch.ones(X.shape[-1], dtype=torch.float64))
             kernel.set_units(x_scale, y_var)
-        self.kernel = check_kernel(kernel)
+        self.kernel = check_kernel(kernel, X)
         unit = y_var if noise_variance is None else 1.0
         noise = 0.1 if noise_variance is None else as_scalar(
             noise_variance, "noise_variance", low=1e-6, low_open=True)

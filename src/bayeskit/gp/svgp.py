@@ -82,7 +82,7 @@ class SVGP(GPModel):
         Z = as_inputs(inducing_points, "inducing_points")
         m = Z.shape[0]
         self.Z = nn.Parameter(Z)
-        self.kernel = check_kernel(kernel)
+        self.kernel = check_kernel(kernel, Z)
         if likelihood is not None and not isinstance(likelihood, Likelihood):
             raise ArgumentTypeError(f"likelihood must be a bayeskit.gp Likelihood, got "
                                     f"{type(likelihood).__name__}")
