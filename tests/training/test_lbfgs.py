@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayeskit.errors import NotPositiveDefiniteError
+from bayeskit.errors import NotPositiveDefiniteError, ShapeError
 from bayeskit.training import AllStartsFailedError, fit_with_restarts, minimise_lbfgs
 
 
@@ -31,8 +31,25 @@ def test_a_failure_at_the_first_point_propagates():
         minimise_lbfgs([x], _bounded_quadratic(x, 2.0))
     module = torch.nn.Module()
     module.x = x
-    with pytest.raises(AllStartsFailedError, match="every optimisation start failed"):
+    with pytest.raises(AllStartsFailedError, match="every optimisation start failed") as err:
         fit_with_restarts(module, _bounded_quadratic(x, 2.0), restarts=0)
+    # the last start's own error is quoted and chained
+    assert isinstance(err.value.__cause__, NotPositiveDefiniteError)
+    assert str(err.value.__cause__) in str(err.value)
+
+
+def test_a_shape_error_is_not_retried_from_other_starts():
+    module = torch.nn.Module()
+    module.x = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+    calls = []
+
+    def objective():
+        calls.append(1)
+        raise ShapeError("inputs have 2 and 3 features")
+
+    with pytest.raises(ShapeError, match="2 and 3 features"):
+        fit_with_restarts(module, objective, restarts=3)
+    assert len(calls) == 1
 
 
 def test_no_failure_no_stop_recorded():

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from bayeskit.errors import BayeskitError
+from bayeskit.errors import BayeskitError, ShapeError
 from bayeskit.validation import as_int, as_tensor_list, check_callable, check_instance
 
 __all__ = ["minimise_lbfgs", "fit_with_restarts", "parameter_values", "AllStartsFailedError"]
@@ -122,7 +122,8 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
         start).
 
     Raises:
-        AllStartsFailedError: every start raised a ``ValueError``.
+        AllStartsFailedError: every start raised a ``ValueError`` (the last one chained and
+            quoted); a :class:`~bayeskit.errors.ShapeError` is raised at once.
 
     Examples:
         >>> module = torch.nn.Module()
@@ -137,7 +138,7 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
     restarts = as_int(restarts, "restarts", nonnegative=True)
     seed = as_int(seed, "seed", nonnegative=True)
     starts = [parameter_values(module)] if starts is None else list(starts)
-    best_value, best_state = math.inf, None
+    best_value, best_state, last_error = math.inf, None, None
     for start in starts:
         g = torch.Generator().manual_seed(seed)
         for attempt in range(restarts + 1):
@@ -150,14 +151,18 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
             run: dict = {}
             try:
                 value = minimise_lbfgs(module.parameters(), objective, max_iter, run)
-            except ValueError:
+            except ShapeError:  # structural: every start would fail alike
+                raise
+            except ValueError as err:
+                last_error = err
                 continue
             if value < best_value:
                 best_value, best_state = value, parameter_values(module)
                 if info is not None:
                     info.update(run)
     if best_state is None:
-        raise AllStartsFailedError("every optimisation start failed; rescale the data or the "
-                                   "initial hyperparameters")
+        raise AllStartsFailedError(f"every optimisation start failed (the last: {last_error}); "
+                                   "rescale the data or the initial hyperparameters"
+                                   ) from last_error
     _load(module, best_state)
     return best_value
