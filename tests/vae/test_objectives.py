@@ -231,3 +231,26 @@ def test_data_dtype_follows_the_model_and_evaluate_checks():
     assert len(hist["epoch"]) == 1
     with pytest.raises(NonFiniteError):
         evaluate(model, torch.full((3, 4), float("nan")))
+
+
+def test_noise_of_another_shape_or_dtype_is_refused_by_name():
+    """Noise [B, L] used to broadcast through the decoder into a mean over the batch: a
+    [B] result of the wrong values, no error."""
+    from bayeskit.errors import ArgumentTypeError
+
+    model = VAE(GaussianEncoder(6, 2, hidden=(8,)), BernoulliDecoder(2, 6, hidden=(8,)))
+    x = torch.rand(5, 6).round()
+    for bad in (torch.randn(5, 2), torch.randn(1, 6, 2), torch.randn(1, 5, 3),
+                torch.randn(0, 5, 2)):
+        for call in (lambda n: model.elbo(x, n), lambda n: model.iwae(x, 1, n),
+                     lambda n: model.log_weights(x, n)):
+            with pytest.raises(ShapeError, match=r"noise must be \[K, 5, 2\]"):
+                call(bad)
+    with pytest.raises(ArgumentTypeError, match="float32 like the model"):
+        model.elbo(x, torch.randn(1, 5, 2, dtype=F64))
+    with pytest.raises(ArgumentTypeError, match="x must be a torch.Tensor"):
+        model.elbo("x")
+    relaxed = VAE(RelaxedCategoricalEncoder(6, 3, 4), BernoulliDecoder(12, 6), kl="mc")
+    assert relaxed.elbo(x, relaxed.noise(2, 5)).shape == (5,)
+    with pytest.raises(ShapeError, match=r"\[K, 5, 3, 4\]"):
+        relaxed.elbo(x, torch.rand(2, 5, 4, 3))

@@ -33,7 +33,13 @@ from torch.nn import functional as F
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
-from bayeskit.validation import as_int, as_tensor, check_choice, check_instance
+from bayeskit.validation import (
+    as_int,
+    as_tensor,
+    check_choice,
+    check_floating,
+    check_instance,
+)
 
 __all__ = ["VAE", "DensityRatioKL", "check_data"]
 
@@ -131,8 +137,27 @@ class VAE(nn.Module):
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     def noise(self, num_samples: int, batch: int, generator: torch.Generator | None = None):
-        device = next(self.parameters()).device
-        return self.encoder.noise(num_samples, batch, generator, device=device)
+        """The encoder's noise ``[K, B, ...]`` in the model's dtype and on its device."""
+        p = next(self.parameters())
+        return self.encoder.noise(num_samples, batch, generator, dtype=p.dtype, device=p.device)
+
+    def _check_noise(self, x: torch.Tensor, noise) -> None:
+        """``noise`` as :meth:`noise` makes it for ``x`` ``[B, ...]``: ``[K, B, ...]`` with
+        ``K >= 1``, the encoder's trailing shape and the model's dtype (its shape and type
+        only, no pass over the values). A ``[B, L]`` noise would otherwise broadcast into a
+        mean over the batch."""
+        check_floating("x", x)
+        check_floating("noise", noise)
+        p = next(self.parameters())
+        # the encoder's noise for no rows: its shape, no random numbers drawn
+        expected = self.encoder.noise(1, 0, None, dtype=p.dtype, device=p.device).shape[2:]
+        if noise.dim() != 2 + len(expected) or noise.shape[0] < 1 or \
+                noise.shape[1] != x.shape[0] or noise.shape[2:] != expected:
+            raise ShapeError(f"noise must be [K, {x.shape[0]}, {', '.join(map(str, expected))}]"
+                             f" (K >= 1 draws for each of x's {x.shape[0]} rows; "
+                             f"model.noise(K, B, generator) makes it), got {tuple(noise.shape)}")
+        if noise.dtype != p.dtype:
+            raise ArgumentTypeError(f"noise must be {p.dtype} like the model, got {noise.dtype}")
 
     def _terms(self, x, noise, stop_q: bool = False):
         z, log_q = self.encoder.sample(x, noise)
@@ -144,6 +169,7 @@ class VAE(nn.Module):
     def log_weights(self, x: torch.Tensor, noise: torch.Tensor,
                     stop_q: bool = False) -> torch.Tensor:
         """``log p(x | z_k) + log p(z_k) - log q(z_k | x)``: ``[K, B]``."""
+        self._check_noise(x, noise)
         z, log_q, log_lik = self._terms(x, noise, stop_q)
         return log_lik + self.prior().log_prob(z) - log_q
 
@@ -154,7 +180,9 @@ class VAE(nn.Module):
         form from the same encoder pass (``GaussianEncoder.sample_and_kl``); other priors
         through ``torch.distributions.kl_divergence``."""
         if noise is None:
+            check_floating("x", x)
             noise = self.noise(num_samples, x.shape[0], generator)
+        self._check_noise(x, noise)
         if self.kl == "analytic":
             if self._prior is None and hasattr(self.encoder, "sample_and_kl"):
                 # one pass of the encoder, the KL to N(0, I) in closed form
@@ -179,6 +207,7 @@ class VAE(nn.Module):
         """Per-datum IWAE bound ``log mean_k w_k`` ``[B]``; its reparameterised gradient is
         the standard (unbiased) IWAE gradient."""
         if noise is None:
+            check_floating("x", x)
             noise = self.noise(num_samples, x.shape[0], generator)
         lw = self.log_weights(x, noise)
         return torch.logsumexp(lw, 0) - math.log(lw.shape[0])
