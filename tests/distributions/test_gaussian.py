@@ -190,6 +190,8 @@ def test_diagonal_gauss_kl_refuses_non_finite_and_mismatched_inputs():
         diagonal_gauss_kl(ok, ok[:, :2])
     with pytest.raises(ArgumentTypeError, match="log_variance"):
         diagonal_gauss_kl(ok, "x")
+    with pytest.raises(ArgumentTypeError, match="share a dtype"):
+        diagonal_gauss_kl(ok.float(), ok)
 
 
 def test_natural_parameters_round_trip():

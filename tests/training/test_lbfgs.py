@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bayeskit.errors import NotPositiveDefiniteError, ShapeError
+from bayeskit.errors import ArgumentValueError, NotPositiveDefiniteError, ShapeError
 from bayeskit.training import AllStartsFailedError, fit_with_restarts, minimise_lbfgs
 
 
@@ -57,3 +57,10 @@ def test_no_failure_no_stop_recorded():
     info: dict = {}
     minimise_lbfgs([x], _bounded_quadratic(x, 10.0), info=info)
     assert "stopped" not in info and float(x) == pytest.approx(5.0)
+
+
+def test_an_empty_list_of_starts_is_refused():
+    module = torch.nn.Module()
+    module.x = torch.nn.Parameter(torch.tensor([3.0], dtype=torch.float64))
+    with pytest.raises(ArgumentValueError, match="at least one start"):
+        fit_with_restarts(module, lambda: (module.x ** 2).sum(), starts=[])

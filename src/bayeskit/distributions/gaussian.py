@@ -473,6 +473,7 @@ def diagonal_gauss_kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.T
     if mean.shape != log_variance.shape or mean.shape[-1] == 0:
         raise ShapeError(f"mean and log_variance must share one shape [..., L] with L >= 1, "
                          f"got {tuple(mean.shape)} and {tuple(log_variance.shape)}")
+    check_same_dtype(mean=mean, log_variance=log_variance)
     kl = 0.5 * (log_variance.exp() + mean * mean - 1 - log_variance).sum(-1)
     if not all_finite(kl):  # one check of the result: finite inputs give a finite KL
         check_finite("mean", mean)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from bayeskit.errors import BayeskitError, ShapeError
+from bayeskit.errors import ArgumentValueError, BayeskitError, ShapeError
 from bayeskit.validation import as_int, as_tensor_list, check_callable, check_instance
 
 __all__ = ["minimise_lbfgs", "fit_with_restarts", "parameter_values", "AllStartsFailedError"]
@@ -138,6 +138,9 @@ def fit_with_restarts(module: nn.Module, objective: Callable[[], torch.Tensor], 
     restarts = as_int(restarts, "restarts", nonnegative=True)
     seed = as_int(seed, "seed", nonnegative=True)
     starts = [parameter_values(module)] if starts is None else list(starts)
+    if not starts:
+        raise ArgumentValueError("starts must hold at least one start (None: the current "
+                                 "parameter values)")
     best_value, best_state, last_error = math.inf, None, None
     for start in starts:
         g = torch.Generator().manual_seed(seed)
