@@ -254,3 +254,39 @@ def test_noise_of_another_shape_or_dtype_is_refused_by_name():
     assert relaxed.elbo(x, relaxed.noise(2, 5)).shape == (5,)
     with pytest.raises(ShapeError, match=r"\[K, 5, 3, 4\]"):
         relaxed.elbo(x, torch.rand(2, 5, 4, 3))
+
+
+@pytest.mark.parametrize("kl", ["analytic", "analytic-prior", "mc"])
+@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_data_is_named_as_x(kl, decoder, bad):
+    """NaN data handed to the ELBO directly used to surface as the encoder's 'mean contains
+    NaN' (closed-form KL) or torch.distributions' support error; an infinite entry under a
+    Gaussian decoder gave a -inf bound with no error."""
+    prior = None
+    if kl == "analytic-prior":
+        prior = torch.distributions.Independent(
+            torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+    dec = BernoulliDecoder(2, 6, hidden=(8,)) if decoder == "bernoulli" else \
+        GaussianDecoder(2, 6, hidden=(8,))
+    model = VAE(GaussianEncoder(6, 2, hidden=(8,)), dec, prior=prior,
+                kl="mc" if kl == "mc" else "analytic")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 6, generator=g).round()
+    assert bool(torch.isfinite(model.elbo(x, generator=g)).all())
+    x[2, 3] = bad
+    for call in (lambda: model.elbo(x, generator=g), lambda: model.iwae(x, 3, generator=g),
+                 lambda: model.log_weights(x, model.noise(2, 5, g)),
+                 lambda: model.log_likelihood(x, 4, generator=g)):
+        with pytest.raises(NonFiniteError, match="x contains NaN or infinity"):
+            call()
+
+
+def test_a_diverged_model_keeps_its_nonfinite_bound():
+    """Finite data and NaN weights: the bound is returned (``fit`` reports divergence)."""
+    model = VAE(GaussianEncoder(6, 2, hidden=(8,)), GaussianDecoder(2, 6, hidden=(8,)), kl="mc")
+    with torch.no_grad():
+        model.decoder.net[-1].bias.fill_(float("inf"))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 6, generator=g)
+    assert not bool(torch.isfinite(model.elbo(x, generator=g)).any())

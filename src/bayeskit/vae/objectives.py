@@ -30,10 +30,11 @@ from torch.distributions import (
 )
 from torch.nn import functional as F
 
-from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.nn import mlp
 from bayeskit.vae.modules import BernoulliDecoder, GaussianEncoder, RelaxedCategoricalEncoder
 from bayeskit.validation import (
+    all_finite,
     as_int,
     as_tensor,
     check_choice,
@@ -170,8 +171,13 @@ class VAE(nn.Module):
                     stop_q: bool = False) -> torch.Tensor:
         """``log p(x | z_k) + log p(z_k) - log q(z_k | x)``: ``[K, B]``."""
         self._check_noise(x, noise)
-        z, log_q, log_lik = self._terms(x, noise, stop_q)
-        return log_lik + self.prior().log_prob(z) - log_q
+        try:
+            z, log_q, log_lik = self._terms(x, noise, stop_q)
+            lw = log_lik + self.prior().log_prob(z) - log_q
+        except ValueError as err:
+            _blame_data(x, err)
+            raise
+        return _blame_data_if_not_finite(x, lw)
 
     def elbo(self, x: torch.Tensor, noise: torch.Tensor | None = None, *, num_samples: int = 1,
              beta: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -183,6 +189,14 @@ class VAE(nn.Module):
             check_floating("x", x)
             noise = self.noise(num_samples, x.shape[0], generator)
         self._check_noise(x, noise)
+        try:
+            elbo = self._elbo(x, noise, beta)
+        except ValueError as err:
+            _blame_data(x, err)
+            raise
+        return _blame_data_if_not_finite(x, elbo)
+
+    def _elbo(self, x: torch.Tensor, noise: torch.Tensor, beta: float) -> torch.Tensor:
         if self.kl == "analytic":
             if self._prior is None and hasattr(self.encoder, "sample_and_kl"):
                 # one pass of the encoder, the KL to N(0, I) in closed form
@@ -237,6 +251,23 @@ class VAE(nn.Module):
             parts.append(self.log_weights(x, self.noise(k, x.shape[0], generator)))
         lw = torch.cat(parts)
         return torch.logsumexp(lw, 0) - math.log(num_samples)
+
+
+def _blame_data(x: torch.Tensor, err: ValueError | None = None) -> None:
+    """Name ``x`` when a ``ValueError`` deep in the encoder, the decoder or the KL, or a
+    non-finite bound, came from NaN or infinite data. ``x`` is read only after such a
+    failure, not on the happy path (``fit`` validates its data once, up front)."""
+    if not all_finite(x):
+        raise NonFiniteError("x contains NaN or infinity; drop or impute those entries "
+                             "(the encoder and decoder need finite data)") from err
+
+
+def _blame_data_if_not_finite(x: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """``bound`` unchanged; if it is not finite and ``x`` is to blame, a NonFiniteError.
+    (A model whose weights diverged keeps its non-finite bound: ``fit`` reports that.)"""
+    if not all_finite(bound):
+        _blame_data(x)
+    return bound
 
 
 def _analytic_kl(q: Distribution, p: Distribution) -> torch.Tensor:
