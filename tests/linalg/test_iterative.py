@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.linalg import low_rank_eigenpairs, solve_plus_diagonal
+from bayeskit.linalg import LowRankPreconditioner, low_rank_eigenpairs, solve_plus_diagonal
 
 
 def _problem(dtype, n=60, batch=(3,), seed=0):
@@ -117,3 +117,52 @@ def test_a_non_finite_k_is_named_before_iterating():
     K[0, 1] = float("nan")
     with pytest.raises(NonFiniteError, match="K"):
         solve_plus_diagonal(K, d, b)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_preconditioner_with_and_without_the_packed_table(dtype, tol):
+    """The packed table's capacitance (one product for the batch) and the batched
+    V^T diag(w) V give the same P^-1 r, and both are the dense inverse of
+    V diag(lam) V^T + diag(d) (float64 reference)."""
+    K, d, b = _problem(dtype, batch=(2, 3))
+    lam, V = low_rank_eigenpairs(K, 7)
+    packed, plain = LowRankPreconditioner(lam, V), LowRankPreconditioner(lam, V, packed=False)
+    assert packed._table is not None and plain._table is None
+    P = (V @ torch.diag(lam) @ V.T).double() + torch.diag_embed(d.double())
+    ref = torch.linalg.solve(P, b.double().unsqueeze(-1)).squeeze(-1)
+    for pre in (packed, plain):
+        out = pre.inverse(d)(b)
+        assert out.dtype == dtype and out.shape == b.shape
+        assert float((out.double() - ref).abs().max()) <= tol * float(ref.abs().max())
+    # the solve is the same with either, and with the bare pair
+    x = solve_plus_diagonal(K, d, b, eigenpairs=packed)
+    assert torch.allclose(x, solve_plus_diagonal(K, d, b, eigenpairs=(lam, V)),
+                          rtol=10 * tol, atol=10 * tol * float(x.abs().max()))
+
+
+def test_preconditioner_arguments_are_named():
+    K, d, b = _problem(torch.float64)
+    lam, V = low_rank_eigenpairs(K, 3)
+    with pytest.raises(ArgumentTypeError, match="lam and V must be tensors"):
+        LowRankPreconditioner(lam.tolist(), V)
+    with pytest.raises(ArgumentTypeError, match="one dtype"):
+        LowRankPreconditioner(lam.float(), V)
+    with pytest.raises(ShapeError, match=r"V \[N, r\]"):
+        LowRankPreconditioner(lam, V[:, :2])
+    with pytest.raises(ShapeError, match="N, r >= 1"):
+        LowRankPreconditioner(lam, V[:0])
+    with pytest.raises(ArgumentValueError, match="positive"):
+        LowRankPreconditioner(-lam, V)
+    with pytest.raises(NonFiniteError):
+        LowRankPreconditioner(lam * float("nan"), V)
+    pre = LowRankPreconditioner(lam, V)
+    with pytest.raises(ShapeError, match=r"V \[30, r\]"):
+        solve_plus_diagonal(K[:30, :30], d[..., :30], b[..., :30], eigenpairs=pre)
+    with pytest.raises(ArgumentTypeError, match="eigenpairs are torch.float64"):
+        solve_plus_diagonal(K.float(), d.float(), b.float(), eigenpairs=pre)
+    with pytest.raises(ShapeError, match=r"d must be \[\.\.\., 60\]"):
+        pre.inverse(d[..., :5])
+    with pytest.raises(ArgumentValueError, match="d must be positive"):
+        pre.inverse(-d)
+    with pytest.raises(ArgumentTypeError, match="one dtype"):
+        pre.inverse(d.float())

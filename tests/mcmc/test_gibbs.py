@@ -271,6 +271,34 @@ def test_matheron_draw_by_conjugate_gradients_equals_the_factorised_one():
     torch.testing.assert_close(draws[1], draws[0], rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_isotropic_prior_draw_needs_no_solve_and_is_the_same_draw(scale):
+    """matheron_parts finds S = s I (prior_scale): the prior draw m + eps / sqrt(s) is the
+    triangular solve's draw to rounding, with the same generator; a LowRankPreconditioner
+    gives the pair's CG draw."""
+    from bayeskit.linalg import LowRankPreconditioner
+
+    g = torch.Generator().manual_seed(0)
+    Phi = torch.randn(20, 20, dtype=F64, generator=g) / 5
+    S = scale * torch.eye(20, dtype=F64)
+    w = torch.rand(3, 20, dtype=F64, generator=g) + 0.1
+    z = torch.randn(3, 20, dtype=F64, generator=g)
+    m = torch.linspace(-1, 1, 20, dtype=F64)
+    parts = matheron_parts(Phi, S)
+    assert parts.prior_scale == scale and matheron_parts(Phi, S + 1e-3 * Phi.T @ Phi
+                                                          ).prior_scale is None
+    eig = low_rank_eigenpairs(parts.gram, 4)
+
+    def draw(p, e):
+        return sample_linear_gaussian_posterior(Phi, w, w * z, m, S, method="matheron",
+                                                matheron_parts=p, eigenpairs=e,
+                                                generator=torch.Generator().manual_seed(1))
+    fast, solved = draw(parts, None), draw(parts._replace(prior_scale=None), None)
+    torch.testing.assert_close(fast, solved, rtol=0, atol=1e-13)
+    torch.testing.assert_close(draw(parts, LowRankPreconditioner(*eig)), draw(parts, eig),
+                               rtol=0, atol=1e-11)
+
+
 def test_cg_sweep_with_a_zero_design_and_eigenpairs_only_for_matheron():
     """A zero Gram matrix has no eigenpair to precondition with: the CG sweep then runs on
     the diagonal alone (the posterior is the prior); eigenpairs with the precision form

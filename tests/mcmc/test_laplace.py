@@ -125,3 +125,34 @@ def test_a_checkpoint_of_other_metropolis_steps_is_refused(tmp_path):
     with pytest.raises(CheckpointError):
         run_gibbs(data, num_samples=5, burn_in=0, num_chains=2, checkpoint=path,
                   metropolis_steps=2)
+
+
+def test_isotropic_prior_takes_no_product_and_gives_the_same_log_posterior():
+    """prior_precision = s I: the prior term as s |beta - m|^2 / 2 (data.prior_scale),
+    equal to the general quadratic form; a general S keeps the product."""
+    Phi, y, n_trials, general = _problem(binomial=True)
+    assert general.prior_scale is None
+    iso = BinomialRegressionData.create(Phi, y, n_trials, prior_mean=[0.1, -0.2],
+                                        prior_precision=0.7)
+    assert iso.prior_scale == 0.7
+    beta = torch.randn(15, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    fast = binomial_log_posterior(iso, beta)
+    f = beta @ torch.as_tensor(Phi).T  # [15, N]
+    centred = beta - torch.tensor([0.1, -0.2], dtype=F64)
+    ref = (torch.as_tensor(y) * f - torch.as_tensor(n_trials)
+           * torch.nn.functional.softplus(f)).sum(-1) \
+        - 0.5 * (centred @ (0.7 * torch.eye(2, dtype=F64)) * centred).sum(-1)
+    torch.testing.assert_close(fast, ref, rtol=1e-14, atol=1e-12)
+
+
+def test_metropolis_returns_the_log_posterior_of_its_states():
+    """The returned log posterior is each chain's, whether it moved or stayed (it is
+    carried along, not recomputed)."""
+    _, _, _, data = _problem(binomial=True)
+    mode, L = laplace_approximation(data)
+    beta = torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    beta, log_post, accepted = independence_metropolis(
+        data, beta, binomial_log_posterior(data, beta), mode, L, 3,
+        generator=torch.Generator().manual_seed(4))
+    assert 0 < float(accepted.sum()) < 64 * 3
+    torch.testing.assert_close(log_post, binomial_log_posterior(data, beta), rtol=0, atol=0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from bayeskit.linalg import (
     cholesky_inverse,
     cholesky_plus_diagonal,
     cholesky_update_lowrank,
+    identity_multiple,
     jittered_cholesky,
     solve_lower,
     solve_plus_diagonal,
@@ -62,6 +64,7 @@ __all__ = [
     "sample_from_precision",
     "sample_linear_gaussian_posterior",
     "outer_products",
+    "MatheronParts",
     "matheron_parts",
     "gauss_hermite",
     "gauss_hermite_expectation",
@@ -612,18 +615,35 @@ def outer_products(Phi: torch.Tensor) -> torch.Tensor:
     return (Phi.unsqueeze(-1) * Phi.unsqueeze(-2)).flatten(-2)
 
 
-def matheron_parts(Phi: torch.Tensor, prior_precision: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class MatheronParts(NamedTuple):
+    """What :func:`matheron_parts` returns (see there): a named tuple.
+
+    Examples:
+        >>> Phi = torch.ones(3, 2, dtype=torch.float64)
+        >>> Ls, cov_PhiT, gram, scale = matheron_parts(Phi, torch.eye(2, dtype=torch.float64))
+        >>> cov_PhiT.shape, gram.shape, scale
+        (torch.Size([2, 3]), torch.Size([3, 3]), 1.0)
+    """
+
+    prior_tril: torch.Tensor
+    prior_cov_PhiT: torch.Tensor
+    gram: torch.Tensor
+    prior_scale: float | None
+
+
+def matheron_parts(Phi: torch.Tensor, prior_precision: torch.Tensor) -> MatheronParts:
     """What the Matheron form of :func:`sample_linear_gaussian_posterior` needs of the
-    design and prior alone: the Cholesky factor ``Ls`` of ``S`` ``[D, D]``, ``S^-1 Phi^T``
-    ``[D, N]`` and the prior Gram matrix ``Phi S^-1 Phi^T`` ``[N, N]``; compute once for
-    many draws.
+    design and prior alone, compute once for many draws; a named tuple of the Cholesky
+    factor ``prior_tril`` of ``S`` ``[D, D]``, ``prior_cov_PhiT = S^-1 Phi^T`` ``[D, N]``,
+    the prior Gram matrix ``gram = Phi S^-1 Phi^T`` ``[N, N]`` and ``prior_scale``: ``s``
+    where ``S = s I`` (the prior draw is then ``m + eps / sqrt(s)``, no triangular solve),
+    else ``None``.
 
     Examples:
         >>> Phi = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
-        >>> Ls, cov_PhiT, gram = matheron_parts(Phi, 2 * torch.eye(2, dtype=torch.float64))
-        >>> bool(torch.allclose(gram, Phi @ Phi.T / 2))
-        True
+        >>> parts = matheron_parts(Phi, 2 * torch.eye(2, dtype=torch.float64))
+        >>> bool(torch.allclose(parts.gram, Phi @ Phi.T / 2)), parts.prior_scale
+        (True, 2.0)
     """
     check_tensor("Phi", Phi, min_dim=2)
     check_tensor("prior_precision", prior_precision, min_dim=2)
@@ -633,11 +653,12 @@ def matheron_parts(Phi: torch.Tensor, prior_precision: torch.Tensor
     return _matheron_parts(Phi, prior_precision)
 
 
-def _matheron_parts(Phi, prior_precision):
+def _matheron_parts(Phi, prior_precision) -> MatheronParts:
     Ls, info = torch.linalg.cholesky_ex(prior_precision)
     raise_if_not_pd(info > 0, "the prior precision")
     prior_cov_PhiT = torch.cholesky_solve(Phi.mT, Ls)  # S^-1 Phi^T: [D, N]
-    return Ls, prior_cov_PhiT, Phi @ prior_cov_PhiT
+    return MatheronParts(Ls, prior_cov_PhiT, Phi @ prior_cov_PhiT,
+                         identity_multiple(prior_precision.detach()))
 
 
 def sample_linear_gaussian_posterior(
@@ -668,7 +689,9 @@ def sample_linear_gaussian_posterior(
             Gram matrix ``Phi S^-1 Phi^T`` is not rebuilt; GP classification in function
             space, where D = N).
         eigenpairs: optional top eigenpairs of the prior Gram matrix
-            (:func:`bayeskit.linalg.low_rank_eigenpairs`): the Matheron form then solves its
+            (:func:`bayeskit.linalg.low_rank_eigenpairs`, or a
+            :class:`~bayeskit.linalg.LowRankPreconditioner` of them, cheaper over many
+            draws): the Matheron form then solves its
             N x N system by preconditioned conjugate gradients
             (:func:`bayeskit.linalg.solve_plus_diagonal`, relative residual 1e-10 in float64)
             instead of factorising it, one ``[..., N] @ [N, N]`` product per iteration.
@@ -695,9 +718,14 @@ def sample_linear_gaussian_posterior(
     # Matheron: beta0 ~ prior, e0 ~ N(0, W^-1); beta = beta0 + S^-1 Phi^T (Phi S^-1 Phi^T
     # + W^-1)^-1 (z - Phi beta0 - e0), where z = targets / w.
     batch = weights.shape[:-1]
-    Ls, prior_cov_PhiT, gram = (matheron_parts if matheron_parts is not None
-                                else _matheron_parts(Phi, prior_precision))
-    beta0 = sample_mvn(prior_mean.expand(*batch, d), precision_tril=Ls, generator=generator)
+    Ls, prior_cov_PhiT, gram, prior_scale = (matheron_parts if matheron_parts is not None
+                                             else _matheron_parts(Phi, prior_precision))
+    if prior_scale is not None:  # S = s I: no solve (the same draw to rounding)
+        beta0 = prior_mean + torch.randn(*batch, d, dtype=Phi.dtype, device=Phi.device,
+                                         generator=generator) / math.sqrt(prior_scale)
+    else:
+        beta0 = sample_mvn(prior_mean.expand(*batch, d), precision_tril=Ls,
+                           generator=generator)
     e0 = torch.randn(*batch, n, dtype=Phi.dtype, device=Phi.device,
                      generator=generator) / weights.sqrt()
     resid = targets / weights - (beta0 @ Phi.mT) - e0

@@ -16,11 +16,17 @@ from bayeskit.linalg.cholesky import (
     solve_lower,
     stabilised_cholesky,
 )
-from bayeskit.linalg.iterative import low_rank_eigenpairs, solve_plus_diagonal
+from bayeskit.linalg.iterative import (
+    LowRankPreconditioner,
+    low_rank_eigenpairs,
+    solve_plus_diagonal,
+)
 from bayeskit.linalg.lapack import lapack_backend
+from bayeskit.linalg.structure import identity_multiple
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
 
 __all__ = [
+    "LowRankPreconditioner",
     "cholesky_append",
     "cholesky_delete",
     "cholesky_inverse",
@@ -29,6 +35,7 @@ __all__ = [
     "cholesky_solve",
     "cholesky_update",
     "cholesky_update_lowrank",
+    "identity_multiple",
     "jittered_cholesky",
     "lapack_backend",
     "low_rank_eigenpairs",

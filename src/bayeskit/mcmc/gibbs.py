@@ -18,6 +18,7 @@ several times the effective samples per second (benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -35,7 +36,7 @@ from bayeskit.distributions.gaussian import (
 )
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError, WorkerError
-from bayeskit.linalg import low_rank_eigenpairs
+from bayeskit.linalg import LowRankPreconditioner, identity_multiple, low_rank_eigenpairs
 from bayeskit.mcmc.laplace import _independence_metropolis, _log_posterior, laplace_approximation
 from bayeskit.training import (
     Checkpoint,
@@ -131,6 +132,13 @@ class BinomialRegressionData:
     def kappa(self) -> torch.Tensor:
         return self.y - self.n_trials / 2
 
+    @functools.cached_property
+    def prior_scale(self) -> float | None:
+        """``s`` where ``prior_precision = s I`` (a scalar prior precision, the whitened GP
+        prior), else ``None``: the log posterior's prior term is then ``s |beta - m|^2 / 2``
+        with no matrix product (found once, on first use)."""
+        return identity_multiple(self.prior_precision)
+
 
 def gibbs_steps(data: BinomialRegressionData, beta: torch.Tensor, *,
                 generator: torch.Generator | None = None,
@@ -198,9 +206,9 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
         # the preconditioned condition number stays below ~3 (linalg.iterative) while the
         # per-chain setup, N r^2, stays below a few iterations' 2 N^2
         # (a zero Gram matrix, Phi = 0, has no eigenpair to keep: the diagonal alone)
-        eigenpairs = low_rank_eigenpairs(parts[2], max(1, min(256, n // 4)),
-                                         above=2.0 / float(data.n_trials.max())) if bool(
-            parts[2].diagonal().max() > 0) else None
+        eigenpairs = LowRankPreconditioner(*low_rank_eigenpairs(
+            parts.gram, max(1, min(256, n // 4)), above=2.0 / float(data.n_trials.max()))
+        ) if bool(parts.gram.diagonal().max() > 0) else None
         method = "matheron"
     while True:
         omega = sample_polya_gamma(data.n_trials, offset + beta @ data.Phi.mT,

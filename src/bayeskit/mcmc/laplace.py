@@ -164,8 +164,10 @@ def independence_metropolis(data, beta: torch.Tensor, log_post: torch.Tensor,
 def _log_posterior(data, beta):
     f = data.offset + beta @ data.Phi.mT
     centred = beta - data.prior_mean
+    s = data.prior_scale  # S = s I: the prior term without a [.., D] @ [D, D] product
+    quadratic = centred @ data.prior_precision if s is None else s * centred
     return ((data.y * f - data.n_trials * F.softplus(f)).sum(-1)
-            - 0.5 * (centred * (centred @ data.prior_precision)).sum(-1))
+            - 0.5 * (centred * quadratic).sum(-1))
 
 
 def _independence_metropolis(data, beta, log_post, mode, precision_tril, steps, generator):
@@ -181,7 +183,8 @@ def _independence_metropolis(data, beta, log_post, mode, precision_tril, steps, 
     # |L^T (proposal - mode)|^2 = |eps|^2
     proposals = mode + torch.linalg.solve_triangular(
         precision_tril.mT, eps, upper=True).mT.reshape(steps, chains, d)
-    weights = _log_posterior(data, proposals) + 0.5 * (eps * eps).sum(0).reshape(steps, chains)
+    log_posts = _log_posterior(data, proposals)
+    weights = log_posts + 0.5 * (eps * eps).sum(0).reshape(steps, chains)
     v = (beta - mode) @ precision_tril
     weight = log_post + 0.5 * (v * v).sum(-1)  # log p - log q of the current state
     log_u = torch.rand(steps, chains, dtype=beta.dtype, device=beta.device,
@@ -191,6 +194,6 @@ def _independence_metropolis(data, beta, log_post, mode, precision_tril, steps, 
         accept = log_u[k] < weights[k] - weight
         beta = torch.where(accept.unsqueeze(-1), proposals[k], beta)
         weight = torch.where(accept, weights[k], weight)
+        log_post = torch.where(accept, log_posts[k], log_post)
         accepted += accept.to(beta.dtype)
-    v = (beta - mode) @ precision_tril
-    return beta, weight - 0.5 * (v * v).sum(-1), accepted
+    return beta, log_post, accepted
