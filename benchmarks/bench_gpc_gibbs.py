@@ -18,6 +18,12 @@ D x D precision per chain), for that comparison.
         [--chains 4 16] [--our-chains 4 16] [--metropolis-steps 0 4] [--solvers cholesky cg]
         [--our-warmup N] [--precision-form]
     .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --crossover [50 100 200 400 800]
+    .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --capacitance [--chains 64]
+
+``--capacitance`` times the CG sweep's preconditioner setup on this data: the capacitance
+matrices ``diag(1 / lam) + V^T diag(w) V`` of a batch of diagonals from
+``linalg.LowRankPreconditioner``'s packed table (one product) against the batched product it
+replaced (``packed=False``), each with its Cholesky factorisation.
 """
 
 from __future__ import annotations
@@ -76,6 +82,30 @@ def crossover(sizes, chains=16, sweeps=100, metropolis_steps=4):
               f"{seconds['cholesky'] / seconds['cg']:.2f} |", flush=True)
 
 
+def capacitance(chains: int, repeats: int = 30) -> None:
+    """Milliseconds for one preconditioner setup (the capacitance matrices of ``chains``
+    diagonals and their factors), packed table against the batched product."""
+    from bayeskit.linalg import LowRankPreconditioner, low_rank_eigenpairs
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    header()
+    K, _ = dataset()
+    lam, V = low_rank_eigenpairs(K, K.shape[0] // 4, above=2.0)  # the sweep's choice
+    g = torch.Generator().manual_seed(0)
+    d = 1 / (0.05 + 0.3 * torch.rand(chains, K.shape[0], generator=g, dtype=torch.float64))
+    times = {}
+    for name, packed in (("packed table", True), ("batched product", False)) * 2:
+        pre = LowRankPreconditioner(lam, V, packed=packed)
+        pre.inverse(d)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            pre.inverse(d)
+        times[name] = 1e3 * (time.perf_counter() - start) / repeats  # the second round kept
+    print(f"N = {K.shape[0]}, rank {lam.shape[0]}, {chains} diagonals: packed table "
+          f"{times['packed table']:.2f} ms, batched product {times['batched product']:.2f} ms, "
+          f"ratio {times['batched product'] / times['packed table']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chains", type=int, nargs="+", default=[4],
@@ -94,7 +124,13 @@ def main() -> None:
     parser.add_argument("--crossover", type=int, nargs="*", default=None,
                         help="only time both solvers at these sizes (synthetic data; 16 "
                              "chains, 100 sweeps, 4 Metropolis steps each)")
+    parser.add_argument("--capacitance", action="store_true",
+                        help="only time the CG preconditioner's setup (--chains: diagonals; "
+                             "64 by default)")
     args = parser.parse_args()
+    if args.capacitance:
+        capacitance(args.chains[0] if args.chains != [4] else 64)
+        return
     if args.crossover is not None:
         crossover(args.crossover or [50, 100, 200, 400, 800])
         return

@@ -149,6 +149,16 @@ def child(repeats: int, only: list[str] | None = None) -> dict[str, float]:
           lambda: run_gibbs(data, num_samples=100, burn_in=100,
                             generator=torch.Generator().manual_seed(1)), max(3, repeats // 2))
 
+    from bayeskit.mcmc import gp_classification_gibbs
+    from bench_gpc_gibbs import dataset as gpc_dataset
+
+    K_gpc, y_gpc = gpc_dataset()
+    timed("GP classification Gibbs 30 sweeps x 64 chains cg MH x4 N=569",
+          lambda: gp_classification_gibbs(K_gpc, y_gpc, num_samples=30, burn_in=0,
+                                          num_chains=64, solver="cg", metropolis_steps=4,
+                                          generator=torch.Generator().manual_seed(0)),
+          max(3, repeats // 2))
+
     A = torch.randn(2000, 2000, dtype=f64, generator=g)
     L = torch.linalg.cholesky(A @ A.T / 2000 + torch.eye(2000, dtype=f64))
     U = torch.randn(2000, 16, dtype=f64, generator=g) * 0.1

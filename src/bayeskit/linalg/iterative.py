@@ -160,7 +160,7 @@ class LowRankPreconditioner:
     r (r + 1) / 2]`` of the outer products ``v_n v_n^T`` of ``V``'s rows (upper triangles,
     packed), built here once where it has at most 2^24 entries: half the multiply-adds of
     the batched ``V^T diag(1 / d) V`` and one matrix product instead of a batch of small ones
-    (2.6x faster at N = 569, r = 59 and 64 diagonals on 2 AMD EPYC cores: the Gibbs sampler's
+    (2.6-3.0x faster at N = 569, r = 59 and 64 diagonals on 2 AMD EPYC cores: the Gibbs sampler's
     sweep in function space, ``benchmarks/bench_gpc_gibbs.py --capacitance``). Larger
     tables, or ``packed=False``, take the batched product.
 
