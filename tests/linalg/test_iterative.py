@@ -155,6 +155,8 @@ def test_preconditioner_arguments_are_named():
         LowRankPreconditioner(-lam, V)
     with pytest.raises(NonFiniteError):
         LowRankPreconditioner(lam * float("nan"), V)
+    with pytest.raises(ArgumentTypeError, match="packed must be"):
+        LowRankPreconditioner(lam, V, packed="yes")
     pre = LowRankPreconditioner(lam, V)
     with pytest.raises(ShapeError, match=r"V \[30, r\]"):
         solve_plus_diagonal(K[:30, :30], d[..., :30], b[..., :30], eigenpairs=pre)

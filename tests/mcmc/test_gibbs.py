@@ -293,6 +293,7 @@ def test_isotropic_prior_draw_needs_no_solve_and_is_the_same_draw(scale):
         return sample_linear_gaussian_posterior(Phi, w, w * z, m, S, method="matheron",
                                                 matheron_parts=p, eigenpairs=e,
                                                 generator=torch.Generator().manual_seed(1))
+    assert matheron_parts(Phi, S.clone().requires_grad_()).prior_scale is None  # keeps d/dS
     fast, solved = draw(parts, None), draw(parts._replace(prior_scale=None), None)
     torch.testing.assert_close(fast, solved, rtol=0, atol=1e-13)
     torch.testing.assert_close(draw(parts, LowRankPreconditioner(*eig)), draw(parts, eig),

@@ -657,8 +657,10 @@ def _matheron_parts(Phi, prior_precision) -> MatheronParts:
     Ls, info = torch.linalg.cholesky_ex(prior_precision)
     raise_if_not_pd(info > 0, "the prior precision")
     prior_cov_PhiT = torch.cholesky_solve(Phi.mT, Ls)  # S^-1 Phi^T: [D, N]
-    return MatheronParts(Ls, prior_cov_PhiT, Phi @ prior_cov_PhiT,
-                         identity_multiple(prior_precision.detach()))
+    # s I found once; a prior precision that autograd records keeps the solve (its draw
+    # then carries the gradient through the factor)
+    scale = None if prior_precision.requires_grad else identity_multiple(prior_precision)
+    return MatheronParts(Ls, prior_cov_PhiT, Phi @ prior_cov_PhiT, scale)
 
 
 def sample_linear_gaussian_posterior(

@@ -197,6 +197,8 @@ class LowRankPreconditioner:
         if not bool((lam > 0).all()):
             raise ArgumentValueError("the preconditioner's eigenvalues must be positive: keep "
                                      "only K's positive eigenpairs (a smaller rank)")
+        if packed is not None and not isinstance(packed, bool):
+            raise ArgumentTypeError(f"packed must be True, False or None, got {packed!r}")
         self.lam, self.V = lam.detach(), V.detach()
         n, r = V.shape
         if packed is None:
