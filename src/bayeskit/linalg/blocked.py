@@ -20,7 +20,8 @@ lies 2.5e-5, for every panel width (``tests/linalg/test_lapack.py``). (The first
 walked block columns up from the bottom, ``S11 = (A A^T)^-1 + Y^T S22 Y`` with
 ``Y = B A^-1``; it amplified the trailing block's rounding by ``|Y|^2`` at every step:
 4.3e-4 at N = 2000 in float32, 1.3e-12 in float64.) On an Intel Xeon (2 cores) it took
-1.17-1.76x ``potri``'s time at N = 1000-4000; on AMD it is not measured yet, so
+1.17-1.76x ``potri``'s time at N = 1000-4000; on an AMD EPYC (Zen 4, 2 cores) 0.84-1.02x at
+N = 2000, 0.83-0.95x at 4000 and 1.11x at 1500 (``bench_gp.py --inverse``, four runs), so
 :func:`~bayeskit.linalg.lapack_backend` does not choose it by itself.
 """
 

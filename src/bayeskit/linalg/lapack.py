@@ -6,8 +6,9 @@ derivative), which after the factorisation is the largest cost of an evaluation.
 under half the speed (Gflop/s) of a matrix product on an AMD EPYC and at about half on an
 Intel Xeon (``benchmarks/bench_gp.py --inverse``). :mod:`bayeskit.linalg.blocked` does
 ``potri``'s arithmetic as panel products (``backend="blocked"``): as accurate as ``potri``,
-but slower than it where measured (Intel Xeon, 2 cores: 1.17-1.76x ``potri``'s time at
-N = 1000-4000) and not yet measured on AMD, so ``"auto"`` (the default) takes ``potri``
+but slower than it on an Intel Xeon (2 cores: 1.17-1.76x ``potri``'s time at
+N = 1000-4000) and about level on an AMD EPYC (Zen 4, 2 cores: 0.84-1.02x at N = 2000,
+0.83-0.95x at 4000, 1.11x at 1500), so ``"auto"`` (the default) takes ``potri``
 everywhere. The environment variable ``BAYESKIT_LAPACK`` (``auto``, ``torch`` or
 ``blocked``) or a ``backend`` argument overrides the choice; the two routes agree to
 rounding (``tests/linalg/test_lapack.py``).
