@@ -168,3 +168,7 @@ def test_preconditioner_arguments_are_named():
         pre.inverse(-d)
     with pytest.raises(ArgumentTypeError, match="one dtype"):
         pre.inverse(d.float())
+    apply = pre.inverse(d)  # r of another shape used to broadcast silently ([60] into [3, 60])
+    for bad in (b[0], b[..., :5], b.float()):
+        with pytest.raises(ShapeError, match="r must be"):
+            apply(bad)

@@ -230,7 +230,16 @@ class LowRankPreconditioner:
         check_finite("d", d)
         if not bool((d > 0).all()):
             raise ArgumentValueError("d must be positive")
-        return self._inverse(d)
+        apply = self._inverse(d)
+
+        def checked(r):
+            check_floating("r", r)
+            if r.shape != d.shape or r.dtype != d.dtype:
+                raise ShapeError(f"r must be {d.dtype} of d's shape {tuple(d.shape)} (one "
+                                 f"right-hand side per diagonal), got {r.dtype} "
+                                 f"{tuple(r.shape)}")
+            return apply(r)
+        return checked
 
     def _inverse(self, d: torch.Tensor):
         """:meth:`inverse` without the checks (:func:`solve_plus_diagonal` made them)."""
