@@ -138,10 +138,10 @@ def main() -> None:
     for chains in args.our_chains:  # chains as a batch: ESS/s at other chain counts
         rows[f"bayeskit, {chains} chains"] = run_ours(Phi, y, chains, args.warmup, args.draws)
     if not args.headline:
-        gibbs_module._OUTER_PRODUCTS = False  # the sweep before the batched-precision product
+        gibbs_module._WEIGHTED_GRAM = False  # the sweep before the batched-precision product
         rows["bayeskit, 16 chains, per-chain precisions"] = run_ours(Phi, y, 16, args.warmup,
                                                                     args.draws)
-        gibbs_module._OUTER_PRODUCTS = True
+        gibbs_module._WEIGHTED_GRAM = True
     for k in args.metropolis_steps:
         rows[f"bayeskit, 16 chains, MH x{k}"] = run_ours(Phi, y, 16, args.warmup, args.draws,
                                                         metropolis_steps=k)

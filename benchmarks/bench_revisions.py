@@ -148,6 +148,10 @@ def child(repeats: int, only: list[str] | None = None) -> dict[str, float]:
     timed("Gibbs 200 sweeps x 4 chains",
           lambda: run_gibbs(data, num_samples=100, burn_in=100,
                             generator=torch.Generator().manual_seed(1)), max(3, repeats // 2))
+    timed("Gibbs 200 sweeps x 64 chains MH x4",  # the batched precisions (WeightedGram)
+          lambda: run_gibbs(data, num_samples=100, burn_in=100, num_chains=64,
+                            metropolis_steps=4, generator=torch.Generator().manual_seed(1)),
+          max(3, repeats // 2))
 
     from bayeskit.mcmc import gp_classification_gibbs
     from bench_gpc_gibbs import dataset as gpc_dataset

@@ -218,6 +218,10 @@ def registry() -> dict[str, tuple[Callable, dict[str, tuple[str, object]]]]:
                                                    torch.ones(4, 1, dtype=F64)).inverse(d),
             {"d": B(torch.ones(4, dtype=F64))}),
         "identity_multiple": (linalg.identity_multiple, {"A": ("square", L)}),
+        "WeightedGram": (linalg.WeightedGram, {"A": A(torch.ones(4, 2, dtype=F64))}),
+        "WeightedGram.__call__": (
+            lambda w: linalg.WeightedGram(torch.ones(4, 2, dtype=F64))(w),
+            {"w": B(torch.ones(4, dtype=F64))}),
         "low_rank_eigenpairs": (linalg.low_rank_eigenpairs,
                                 {"K": A(L @ L.T), "rank": ("optional", 2),
                                  "above": ("optional", 0.5)}),

@@ -127,7 +127,7 @@ def test_preconditioner_with_and_without_the_packed_table(dtype, tol):
     K, d, b = _problem(dtype, batch=(2, 3))
     lam, V = low_rank_eigenpairs(K, 7)
     packed, plain = LowRankPreconditioner(lam, V), LowRankPreconditioner(lam, V, packed=False)
-    assert packed._table is not None and plain._table is None
+    assert packed.capacitance.packed and not plain.capacitance.packed
     P = (V @ torch.diag(lam) @ V.T).double() + torch.diag_embed(d.double())
     ref = torch.linalg.solve(P, b.double().unsqueeze(-1)).squeeze(-1)
     for pre in (packed, plain):

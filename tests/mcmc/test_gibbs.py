@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from bayeskit.distributions.gaussian import matheron_parts, sample_linear_gaussian_posterior
-from bayeskit.errors import ArgumentValueError, CheckpointError, NonFiniteError, ShapeError
+from bayeskit.errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    CheckpointError,
+    NonFiniteError,
+    ShapeError,
+)
 from bayeskit.linalg import low_rank_eigenpairs
 from bayeskit.mcmc import BinomialRegressionData, gibbs_steps, run_gibbs
 from bayeskit.training import Checkpoint
@@ -67,9 +73,9 @@ def test_matheron_and_precision_forms_agree_in_distribution():
         torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0.05)
 
 
-def test_outer_products_build_the_same_precision():
+def test_weighted_gram_builds_the_same_precision():
     """The Gibbs loop's one-GEMM precision equals the per-chain products: same draws."""
-    from bayeskit.distributions.gaussian import outer_products
+    from bayeskit.linalg import WeightedGram
 
     g = torch.Generator().manual_seed(3)
     Phi = torch.randn(40, 5, dtype=F64, generator=g)
@@ -80,8 +86,13 @@ def test_outer_products_build_the_same_precision():
                                              generator=torch.Generator().manual_seed(0))
     fast = sample_linear_gaussian_posterior(Phi, w, kappa, m, S,
                                             generator=torch.Generator().manual_seed(0),
-                                            outer_products=outer_products(Phi))
+                                            weighted_gram=WeightedGram(Phi))
     torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ArgumentTypeError, match="weighted_gram must be"):
+        sample_linear_gaussian_posterior(Phi, w, kappa, m, S,
+                                         weighted_gram=WeightedGram(Phi[:, :4]))
+    with pytest.raises(ArgumentTypeError, match="weighted_gram must be"):
+        sample_linear_gaussian_posterior(Phi, w, kappa, m, S, weighted_gram=Phi)
 
 
 def test_matheron_draw_stays_differentiable():

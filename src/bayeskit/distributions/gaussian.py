@@ -27,8 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
 from bayeskit.linalg import (
+    WeightedGram,
     cholesky_append,
     cholesky_inverse,
     cholesky_plus_diagonal,
@@ -63,7 +64,6 @@ __all__ = [
     "sample_mvn",
     "sample_from_precision",
     "sample_linear_gaussian_posterior",
-    "outer_products",
     "MatheronParts",
     "matheron_parts",
     "gauss_hermite",
@@ -599,22 +599,6 @@ def sample_from_precision(
     return mean, sample_mvn(mean, precision_tril=L, generator=generator)
 
 
-def outer_products(Phi: torch.Tensor) -> torch.Tensor:
-    """``[N, D * D]``: row ``n`` is ``phi_n phi_n^T`` flattened, so that ``w @ result`` is
-    ``Phi^T diag(w) Phi`` flattened, for any batch of weights ``w: [..., N]``.
-
-    Examples:
-        >>> Phi = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
-        >>> w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
-        >>> bool(torch.equal((w @ outer_products(Phi)).view(2, 2), Phi.T @ (w[:, None] * Phi)))
-        True
-    """
-    check_tensor("Phi", Phi, min_dim=2)
-    if Phi.dim() != 2:
-        raise ShapeError(f"Phi must be [N, D], got {tuple(Phi.shape)}")
-    return (Phi.unsqueeze(-1) * Phi.unsqueeze(-2)).flatten(-2)
-
-
 class MatheronParts(NamedTuple):
     """What :func:`matheron_parts` returns (see there): a named tuple.
 
@@ -666,7 +650,7 @@ def _matheron_parts(Phi, prior_precision) -> MatheronParts:
 def sample_linear_gaussian_posterior(
     Phi: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor, prior_mean: torch.Tensor,
     prior_precision: torch.Tensor, *, method: str = "auto",
-    generator: torch.Generator | None = None, outer_products: torch.Tensor | None = None,
+    generator: torch.Generator | None = None, weighted_gram: WeightedGram | None = None,
     matheron_parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     eigenpairs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
@@ -682,10 +666,10 @@ def sample_linear_gaussian_posterior(
             the quantity ``Phi^T diag(w) z`` is built from, passed as ``w * z``.
         prior_mean: ``[D]``. prior_precision: ``[D, D]``.
         method: ``"precision"`` (D x D), ``"matheron"`` (N x N) or ``"auto"`` (the smaller).
-        outer_products: optional ``[N, D * D]``, the rows' ``phi_n phi_n^T`` flattened
-            (:func:`outer_products`): the precision form then builds ``Phi^T diag(w) Phi``
-            for a whole batch of weights as one matrix product (worth it for small D and
-            many draws from one design, as in a Gibbs sampler).
+        weighted_gram: optional :class:`~bayeskit.linalg.WeightedGram` of ``Phi``: the
+            precision form then builds ``Phi^T diag(w) Phi`` for a whole batch of weights
+            as one matrix product with its packed table (worth it for small D and many
+            draws from one design, as in a Gibbs sampler).
         matheron_parts: optional :func:`matheron_parts` of ``(Phi, prior_precision)``: the
             Matheron form then costs one N x N Cholesky factorisation per draw (the prior
             Gram matrix ``Phi S^-1 Phi^T`` is not rebuilt; GP classification in function
@@ -708,10 +692,13 @@ def sample_linear_gaussian_posterior(
         raise ArgumentValueError("eigenpairs serve the Matheron form's N x N solve; pass "
                                  "method='matheron' (or drop eigenpairs)")
     if method == "precision":
-        if outer_products is None:
+        if weighted_gram is None:
             P = Phi.mT @ (weights.unsqueeze(-1) * Phi) + prior_precision
         else:
-            P = (weights @ outer_products).unflatten(-1, (d, d)) + prior_precision
+            if not isinstance(weighted_gram, WeightedGram) or weighted_gram.A.shape != Phi.shape:
+                raise ArgumentTypeError(f"weighted_gram must be linalg.WeightedGram(Phi) for "
+                                        f"Phi {tuple(Phi.shape)}, got {weighted_gram!r}")
+            P = weighted_gram(weights) + prior_precision
         shift = targets @ Phi + prior_precision @ prior_mean
         return sample_from_precision(P, shift, generator=generator)[1]
     if method != "matheron":

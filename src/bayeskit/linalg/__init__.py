@@ -24,9 +24,11 @@ from bayeskit.linalg.iterative import (
 from bayeskit.linalg.lapack import lapack_backend
 from bayeskit.linalg.structure import identity_multiple
 from bayeskit.linalg.update import cholesky_update, cholesky_update_lowrank
+from bayeskit.linalg.weighted_gram import WeightedGram
 
 __all__ = [
     "LowRankPreconditioner",
+    "WeightedGram",
     "cholesky_append",
     "cholesky_delete",
     "cholesky_inverse",

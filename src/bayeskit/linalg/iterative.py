@@ -17,6 +17,7 @@ import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, ShapeError
 from bayeskit.linalg.cholesky import cholesky_plus_diagonal
+from bayeskit.linalg.weighted_gram import WeightedGram
 from bayeskit.validation import (
     as_int,
     as_scalar,
@@ -27,11 +28,6 @@ from bayeskit.validation import (
 )
 
 __all__ = ["LowRankPreconditioner", "low_rank_eigenpairs", "solve_plus_diagonal"]
-
-#: the packed table of outer products is built where it holds at most this many entries
-#: (128 MiB in float64)
-_TABLE_ENTRIES = 2**24
-
 
 def low_rank_eigenpairs(K: torch.Tensor, rank: int | None = None, *,
                         above: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,13 +152,13 @@ class LowRankPreconditioner:
     ``r -> P^-1 r`` by the Woodbury identity for each batch of ``d``.
 
     Each :meth:`inverse` factorises the capacitance matrices ``diag(1 / lam) + V^T diag(1 /
-    d) V`` ``[..., r, r]``. They come from one product ``(1 / d) @ T`` with the table ``T [N,
-    r (r + 1) / 2]`` of the outer products ``v_n v_n^T`` of ``V``'s rows (upper triangles,
-    packed), built here once where it has at most 2^24 entries: half the multiply-adds of
-    the batched ``V^T diag(1 / d) V`` and one matrix product instead of a batch of small ones
-    (2.6-3.0x faster at N = 569, r = 59 and 64 diagonals on 2 AMD EPYC cores: the Gibbs sampler's
-    sweep in function space, ``benchmarks/bench_gpc_gibbs.py --capacitance``). Larger
-    tables, or ``packed=False``, take the batched product.
+    d) V`` ``[..., r, r]``, their Gram part from one product with the packed table of the
+    outer products of ``V``'s rows (:class:`WeightedGram`, built here once where it has at
+    most 2^24 entries): half the multiply-adds of the batched ``V^T diag(1 / d) V`` and one
+    matrix product instead of a batch of small ones (2.6-3.0x faster at N = 569, r = 59 and
+    64 diagonals on 2 AMD EPYC cores: the Gibbs sampler's sweep in function space,
+    ``benchmarks/bench_gpc_gibbs.py --capacitance``). Larger tables, or ``packed=False``,
+    take the batched product.
 
     Args:
         lam: ``[r]`` positive eigenvalues. V: ``[N, r]`` their eigenvectors, as
@@ -197,21 +193,8 @@ class LowRankPreconditioner:
         if not bool((lam > 0).all()):
             raise ArgumentValueError("the preconditioner's eigenvalues must be positive: keep "
                                      "only K's positive eigenpairs (a smaller rank)")
-        if packed is not None and not isinstance(packed, bool):
-            raise ArgumentTypeError(f"packed must be True, False or None, got {packed!r}")
         self.lam, self.V = lam.detach(), V.detach()
-        n, r = V.shape
-        if packed is None:
-            packed = n * r * (r + 1) // 2 <= _TABLE_ENTRIES
-        self._table = self._unpack = None
-        if packed:
-            rows, cols = torch.triu_indices(r, r, device=V.device)
-            self._table = self.V[:, rows] * self.V[:, cols]  # [N, r (r + 1) / 2]
-            unpack = torch.empty(r, r, dtype=torch.long, device=V.device)
-            position = torch.arange(rows.shape[0], device=V.device)
-            unpack[rows, cols] = position
-            unpack[cols, rows] = position
-            self._unpack = unpack  # [r, r]: where each entry of the capacitance lies
+        self.capacitance = WeightedGram(self.V, packed=packed)  # V^T diag(w) V for a batch of w
 
     @property
     def size(self) -> int:
@@ -244,10 +227,7 @@ class LowRankPreconditioner:
     def _inverse(self, d: torch.Tensor):
         """:meth:`inverse` without the checks (:func:`solve_plus_diagonal` made them)."""
         w = 1.0 / d  # [..., N]
-        if self._table is not None:
-            C = (w @ self._table)[..., self._unpack]
-        else:
-            C = (self.V.mT * w.unsqueeze(-2)) @ self.V
+        C = self.capacitance._unchecked(w)
         C.diagonal(dim1=-2, dim2=-1).add_(1.0 / self.lam)
         Lc, info = torch.linalg.cholesky_ex(C)
         raise_if_not_pd(info > 0, "the preconditioner's capacitance matrix")

@@ -30,13 +30,17 @@ import torch
 from bayeskit import compiled
 from bayeskit.distributions.gaussian import (
     matheron_parts,
-    outer_products,
     sample_linear_gaussian_posterior,
     sample_mvn,
 )
 from bayeskit.distributions.polyagamma import sample_polya_gamma
 from bayeskit.errors import ArgumentValueError, NonFiniteError, ShapeError, WorkerError
-from bayeskit.linalg import LowRankPreconditioner, identity_multiple, low_rank_eigenpairs
+from bayeskit.linalg import (
+    LowRankPreconditioner,
+    WeightedGram,
+    identity_multiple,
+    low_rank_eigenpairs,
+)
 from bayeskit.mcmc.laplace import _independence_metropolis, _log_posterior, laplace_approximation
 from bayeskit.training import (
     Checkpoint,
@@ -59,7 +63,7 @@ __all__ = ["BinomialRegressionData", "gibbs_steps", "run_gibbs", "GibbsResult"]
 
 log = logging.getLogger(__name__)
 
-_OUTER_PRODUCTS = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
+_WEIGHTED_GRAM = True  # the batched-precision shortcut in _sweeps (a benchmark switch)
 METHODS = ("auto", "precision", "matheron", "cg")
 
 
@@ -189,12 +193,12 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
     n, d = data.Phi.shape
     if metropolis_steps:
         mode, precision_tril = laplace_approximation(data)
-    # small D, several chains: each sweep's C precisions as one product with the rows'
-    # outer products (one GEMM instead of C small ones; bench_gibbs's "per-chain
-    # precisions" row times the difference), while the N x D^2 table stays small (<= 2^24 entries)
-    outer = outer_products(data.Phi) if (
+    # small D, several chains: each sweep's C precisions as one product with the packed
+    # table of the rows' outer products (linalg.WeightedGram: one GEMM instead of C small
+    # ones; bench_gibbs's "per-chain precisions" row times the difference)
+    gram = WeightedGram(data.Phi) if (
         method not in ("matheron", "cg") and d <= n and d <= 64 and beta.shape[0] > 1
-        and _OUTER_PRODUCTS and n * d * d <= 2**24) else None
+        and _WEIGHTED_GRAM) else None
     # the Matheron form: the prior Gram matrix once, then one N x N solve per draw (a
     # factorisation, or with "cg" a few products with the Gram matrix)
     parts = matheron_parts(data.Phi, data.prior_precision) if (
@@ -215,7 +219,7 @@ def _sweeps(data, beta, generator, method, metropolis_steps):
                                    generator=generator)
         beta = sample_linear_gaussian_posterior(
             data.Phi, omega, kappa - omega * offset, data.prior_mean, data.prior_precision,
-            method=method, generator=generator, outer_products=outer, matheron_parts=parts,
+            method=method, generator=generator, weighted_gram=gram, matheron_parts=parts,
             eigenpairs=eigenpairs)
         if metropolis_steps:
             beta = _independence_metropolis(data, beta, _log_posterior(data, beta), mode,
