@@ -258,10 +258,12 @@ def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
     triangular solves and one product, the forward pass of both whitened identities.
     ``overwrite``: ``P`` is the caller's temporary and ``C`` takes its memory."""
     # P.mT holds P's values in LAPACK's (column-major) layout, where torch's solve writes
-    # into its right-hand side without copying it; then C L^T = X, in place too
+    # into its right-hand side without copying it: X = L^-1 P in place. Then C = L^-1 X^T
+    # (P symmetric), a second solve from the left: the right solve C L^T = X took 1.3-1.5
+    # ms against 0.4 at M = 256 on 2 AMD EPYC cores (torch 2.13, MKL; solve_lower's note)
     B = P.mT if overwrite else P.mT.clone()
     X = torch.linalg.solve_triangular(L, B, upper=False, out=B)
-    C = torch.linalg.solve_triangular(L.mT, X, upper=True, left=False, out=X)
+    C = torch.linalg.solve_triangular(L, X.mT, upper=False)
     CS = C @ S
     return C, CS, C.diagonal().sum() - (S * CS).sum()
 
