@@ -96,6 +96,12 @@ def linalg_routines(dev):
     out = both(lambda d: linalg.solve_plus_diagonal(
         Ab.to(d), w.to(d), b.to(d), eigenpairs=linalg.low_rank_eigenpairs(Ab.to(d), 20)), dev)
     worst = max(worst, diff(*out))
+    pre = both(lambda d: linalg.LowRankPreconditioner(
+        *linalg.low_rank_eigenpairs(Ab.to(d), 20)).inverse(w.to(d))(b.to(d)), dev)
+    worst = max(worst, diff(*pre))
+    Phi = torch.randn(301, 12, dtype=F64)
+    grams = both(lambda d: linalg.WeightedGram(Phi.to(d))(w.to(d)), dev)  # packed table
+    worst = max(worst, diff(*grams) / float(grams[0].abs().max()))
     return (worst < 1e-8 and not asymmetric,
             f"max |GPU - CPU| {worst:.1e}, inverses not exactly symmetric: {asymmetric}")
 

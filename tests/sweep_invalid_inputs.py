@@ -619,6 +619,7 @@ def _rest_of_public_api(X, y, L, gp, data, bounds):
         "check_executor": (training.check_executor, {"executor": O("serial")}),
         "broken_pool_message": (training.broken_pool_message, {"executor": O("process")}),
         "executor_for": (_enter_executor, {"executor": O("serial"), "n_tasks": N(2)}),
+        "torch_threads": (_enter_torch_threads, {"n": N(1)}),
         # vae
         "VAE": (lambda encoder, decoder, kl: vae.VAE(encoder, decoder, kl=kl),
                 {"encoder": O(vae.GaussianEncoder(4, 2, (8,))),
@@ -751,6 +752,13 @@ def _enter_executor(executor, n_tasks):
 
     with executor_for(executor, n_tasks) as (pool, owned):
         return owned
+
+
+def _enter_torch_threads(n):
+    from bayeskit.training import torch_threads
+
+    with torch_threads(n):
+        return torch.get_num_threads()
 
 
 def _call_with_timeout(fn, kwargs, seconds=60):

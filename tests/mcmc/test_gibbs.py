@@ -229,6 +229,29 @@ def test_chains_split_over_executors_give_the_same_draws(tmp_path):
     assert torch.equal(first.beta, runs["serial"].beta) and torch.equal(again.beta, first.beta)
 
 
+def test_split_draws_do_not_depend_on_the_callers_thread_count():
+    """A split run serially in a caller on two torch threads equals the same split in
+    one-thread process workers, bit for bit: each task runs on one thread wherever it runs.
+    (On this design, N = 300 and D = 5, MKL's product for the chains' precisions rounded
+    differently on two threads: the serial run differed from the process run by ~1e-12 from
+    the first draw, and the chains then drifted apart.)"""
+    g = torch.Generator().manual_seed(4)
+    Phi = torch.randn(300, 5, dtype=F64, generator=g)
+    y = (Phi @ torch.ones(5, dtype=F64) + torch.randn(300, dtype=F64, generator=g) > 0)
+    data = BinomialRegressionData.create(Phi, y.to(F64))
+    settings = dict(num_samples=20, burn_in=5, num_chains=4, num_tasks=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = {ex: run_gibbs(data, executor=ex, generator=torch.Generator().manual_seed(5),
+                              **settings) for ex in ("serial", "thread", "process")}
+        assert torch.get_num_threads() == 2  # the caller's count restored
+    finally:
+        torch.set_num_threads(threads)
+    for ex in ("thread", "process"):
+        assert torch.equal(runs[ex].beta, runs["serial"].beta), ex
+
+
 def test_chains_on_a_local_dask_cluster():
     """The scale-out path: a dask.distributed cluster's executor (worker processes)."""
     distributed = pytest.importorskip("distributed")

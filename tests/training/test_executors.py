@@ -63,3 +63,53 @@ def test_forkserver_workers_see_the_callers_switches_as_they_are_now(monkeypatch
     finally:
         os.umask(old)
     assert (seen, progress, umask) == ("now", None, 0o027)
+
+
+def test_torch_threads_sets_and_restores_the_count_across_concurrent_bodies():
+    """Each body runs on one thread, also while others run in other threads; the caller's
+    count comes back when the last one leaves, also after an exception."""
+    import threading
+
+    from bayeskit.training import torch_threads
+
+    before = torch.get_num_threads()
+    inside, entered, release = [], threading.Barrier(4), threading.Event()
+
+    def body():
+        with torch_threads(1):
+            entered.wait(timeout=30)
+            inside.append(torch.get_num_threads())
+            release.wait(timeout=30)
+
+    workers = [threading.Thread(target=body, daemon=True) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        with torch_threads(1):  # the caller's own body too
+            entered.wait(timeout=30)
+            inside.append(torch.get_num_threads())
+            while len(inside) < 4:
+                threading.Event().wait(0.01)
+            assert inside == [1, 1, 1, 1]
+    finally:
+        release.set()
+    for w in workers:
+        w.join(timeout=30)
+    # the caller left first: its thread stays at 1 until the last body leaves
+    assert _running_bodies() == 0
+    torch.set_num_threads(before)
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("a failing task")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n"):
+        with torch_threads(0):
+            pass
+
+
+def _running_bodies():
+    import bayeskit.training.executors as executors
+
+    return executors._bodies_running[0]

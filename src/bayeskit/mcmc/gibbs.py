@@ -49,6 +49,7 @@ from bayeskit.training import (
     executor_for,
     fingerprint,
     progress_bar,
+    torch_threads,
 )
 from bayeskit.validation import (
     as_int,
@@ -276,9 +277,11 @@ def run_gibbs(
     run as independent tasks, each with its own generator seeded from ``generator`` and, with
     ``checkpoint``, its own checkpoint ``<checkpoint>.<k>`` (a killed task resumes from it). The
     draws then depend on the split but not on the executor: serial, processes and a Dask cluster
-    give the same numbers. ``"process"`` workers start from multiprocessing's forkserver
-    (spawn where there is none), not as forks of this process, so a script using it needs the
-    usual ``if __name__ == "__main__":`` guard.
+    give the same numbers (each task runs torch on one thread wherever it runs, since MKL's
+    products can round differently on other thread counts; the parallelism is the tasks').
+    ``"process"`` workers start from multiprocessing's forkserver (spawn where there is
+    none), not as forks of this process, so a script using it needs the usual ``if
+    __name__ == "__main__":`` guard.
 
     With ``checkpoint``, the state (coefficients, kept draws, step and the generator's
     state) is written atomically every ``checkpoint_every`` sweeps with a fingerprint of the
@@ -358,9 +361,11 @@ def _run_group(data: BinomialRegressionData, seed: int, num_chains: int, checkpo
     """One task of a split run (module level, so process pools and Dask can pickle it).
     ``compiled_on``: the caller's :func:`bayeskit.compiled.set_compiled` setting, which a
     worker that is not a fork of the caller (a forkserver's, Dask's) would not see; the
-    compiled and eager samplers draw different numbers."""
+    compiled and eager samplers draw different numbers. Torch runs on one thread, as in a
+    local pool's worker, so the draws do not depend on where the task runs (MKL's products
+    can round differently on two threads than on one)."""
     g = torch.Generator(device=data.Phi.device).manual_seed(seed)
-    with compiled.use_compiled(compiled_on):
+    with compiled.use_compiled(compiled_on), torch_threads(1):
         result = run_gibbs(data, num_chains=num_chains, generator=g, checkpoint=checkpoint,
                            progress=False, **settings)
     # host memory back to the caller: a CUDA tensor from a pool worker would be a handle into

@@ -13,6 +13,7 @@ from bayeskit.training.executors import (
     executor_for,
     make_executor,
     one_thread_worker,
+    torch_threads,
 )
 from bayeskit.training.io import atomic_save, atomic_write, atomic_write_text
 from bayeskit.training.optim import (
@@ -37,4 +38,4 @@ __all__ = ["Checkpoint", "fingerprint", "load_state", "atomic_save", "atomic_wri
            "minimise_lbfgs", "parameter_values", "TrainingDivergedError",
            "make_optimizer", "train", "set_progress", "progress_enabled", "progress_bar",
            "EXECUTOR_NAMES", "broken_pool_message", "check_executor", "executor_for",
-           "make_executor", "one_thread_worker"]
+           "make_executor", "one_thread_worker", "torch_threads"]

@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -36,7 +37,7 @@ from bayeskit.training.io import current_umask
 from bayeskit.validation import as_int, check_choice
 
 __all__ = ["executor_for", "make_executor", "check_executor", "one_thread_worker",
-           "broken_pool_message", "EXECUTOR_NAMES"]
+           "torch_threads", "broken_pool_message", "EXECUTOR_NAMES"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,44 @@ def one_thread_worker() -> None:
         1
     """
     torch.set_num_threads(1)
+
+
+_THREADS_LOCK = threading.Lock()
+_bodies_running = [0]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with torch on ``n`` threads, then restore the caller's count.
+
+    A task that must give the same numbers wherever it runs (serially in the caller, in a
+    thread pool, in a one-thread process worker, on a Dask worker) fixes its thread count:
+    MKL's matrix products may split a reduction between threads, so their rounding can
+    depend on the count. ``torch.set_num_threads`` sets the calling thread's OpenMP count
+    and MKL's process-wide one, so each body sets both for itself, and only the last of the
+    bodies running at once in one process restores its thread's previous count (an earlier
+    one leaves its thread at ``n`` rather than raise MKL's count under the others).
+
+    Examples:
+        >>> before = torch.get_num_threads()
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    n = as_int(n, "n", positive=True)
+    previous = torch.get_num_threads()
+    with _THREADS_LOCK:
+        _bodies_running[0] += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _bodies_running[0] -= 1
+            if _bodies_running[0] == 0:
+                torch.set_num_threads(previous)
 
 
 def check_executor(executor) -> None:
