@@ -256,7 +256,7 @@ def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
                     overwrite: bool = False):
     """``(C, C S, <C, I - S S^T>)`` with ``C = L^-1 P L^-T`` for symmetric ``P``: two
     triangular solves and one product, the forward pass of both whitened identities.
-    ``overwrite``: ``P`` is the caller's temporary and ``C`` takes its memory."""
+    ``overwrite``: ``P`` is the caller's temporary (``L^-1 P`` is written into it)."""
     # P.mT holds P's values in LAPACK's (column-major) layout, where torch's solve writes
     # into its right-hand side without copying it: X = L^-1 P in place. Then C = L^-1 X^T
     # (P symmetric), a second solve from the left: the right solve C L^T = X took 1.3-1.5
