@@ -1,6 +1,7 @@
 """Pólya-gamma Gibbs sampler against the exact posterior computed on a grid."""
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -246,6 +247,11 @@ def test_split_draws_do_not_depend_on_the_callers_thread_count():
         runs = {ex: run_gibbs(data, executor=ex, generator=torch.Generator().manual_seed(5),
                               **settings) for ex in ("serial", "thread", "process")}
         assert torch.get_num_threads() == 2  # the caller's count restored
+        fresh = []  # and the default a thread started later takes up
+        later = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert fresh == [2]
     finally:
         torch.set_num_threads(threads)
     for ex in ("thread", "process"):

@@ -66,8 +66,9 @@ def test_forkserver_workers_see_the_callers_switches_as_they_are_now(monkeypatch
 
 
 def test_torch_threads_sets_and_restores_the_count_across_concurrent_bodies():
-    """Each body runs on one thread, also while others run in other threads; the caller's
-    count comes back when the last one leaves, also after an exception."""
+    """Each body runs on one thread, also while others run in other threads; each thread
+    gets its count back when its body leaves, a thread started afterwards the caller's
+    count, also after an exception."""
     import threading
 
     from bayeskit.training import torch_threads
@@ -85,22 +86,23 @@ def test_torch_threads_sets_and_restores_the_count_across_concurrent_bodies():
     for w in workers:
         w.start()
     try:
-        with torch_threads(1):  # the caller's own body too
+        with torch_threads(1):  # the caller's own body too, leaving first
             entered.wait(timeout=30)
             inside.append(torch.get_num_threads())
             while len(inside) < 4:
                 threading.Event().wait(0.01)
             assert inside == [1, 1, 1, 1]
+        assert torch.get_num_threads() == before  # while the others still run
     finally:
         release.set()
     for w in workers:
         w.join(timeout=30)
-    # the caller left first: its thread stays at 1 until the last body leaves
-    assert _running_bodies() == 0
-    torch.set_num_threads(before)
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    assert _running_bodies() == 0 and torch.get_num_threads() == before
+    fresh = []
+    later = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    later.start()
+    later.join(timeout=30)
+    assert fresh == [before]  # the process's default came back too
     with pytest.raises(RuntimeError), torch_threads(1):
         raise RuntimeError("a failing task")
     assert torch.get_num_threads() == before
@@ -112,4 +114,4 @@ def test_torch_threads_sets_and_restores_the_count_across_concurrent_bodies():
 def _running_bodies():
     import bayeskit.training.executors as executors
 
-    return executors._bodies_running[0]
+    return executors._bodies["running"]

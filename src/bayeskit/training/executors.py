@@ -60,7 +60,9 @@ def one_thread_worker() -> None:
 
 
 _THREADS_LOCK = threading.Lock()
-_bodies_running = [0]
+#: bodies of :func:`torch_threads` running now in this process, and the count the first
+#: of them found
+_bodies = {"running": 0, "first": 1}
 
 
 @contextlib.contextmanager
@@ -70,10 +72,11 @@ def torch_threads(n: int) -> Iterator[None]:
     A task that must give the same numbers wherever it runs (serially in the caller, in a
     thread pool, in a one-thread process worker, on a Dask worker) fixes its thread count:
     MKL's matrix products may split a reduction between threads, so their rounding can
-    depend on the count. ``torch.set_num_threads`` sets the calling thread's OpenMP count
-    and MKL's process-wide one, so each body sets both for itself, and only the last of the
-    bodies running at once in one process restores its thread's previous count (an earlier
-    one leaves its thread at ``n`` rather than raise MKL's count under the others).
+    depend on the count. ``torch.set_num_threads`` sets the calling thread's count (torch's
+    OpenMP regions and MKL's) and the process's default, which a thread takes up at its
+    first parallel operation. So each body sets ``n`` for its own thread and restores that
+    thread's count when it leaves, and the last of the bodies running at once in a process
+    restores the default the first of them found.
 
     Examples:
         >>> before = torch.get_num_threads()
@@ -84,17 +87,19 @@ def torch_threads(n: int) -> Iterator[None]:
         True
     """
     n = as_int(n, "n", positive=True)
-    previous = torch.get_num_threads()
     with _THREADS_LOCK:
-        _bodies_running[0] += 1
+        mine = torch.get_num_threads()
+        if _bodies["running"] == 0:
+            _bodies["first"] = mine
+        _bodies["running"] += 1
         torch.set_num_threads(n)
     try:
         yield
     finally:
         with _THREADS_LOCK:
-            _bodies_running[0] -= 1
-            if _bodies_running[0] == 0:
-                torch.set_num_threads(previous)
+            _bodies["running"] -= 1
+            last = _bodies["running"] == 0
+            torch.set_num_threads(_bodies["first"] if last else mine)
 
 
 def check_executor(executor) -> None:
