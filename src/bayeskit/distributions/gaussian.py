@@ -259,8 +259,9 @@ def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
     ``overwrite``: ``P`` is the caller's temporary (``L^-1 P`` is written into it)."""
     # P.mT holds P's values in LAPACK's (column-major) layout, where torch's solve writes
     # into its right-hand side without copying it: X = L^-1 P in place. Then C = L^-1 X^T
-    # (P symmetric), a second solve from the left: the right solve C L^T = X took 1.3-1.5
-    # ms against 0.4 at M = 256 on 2 AMD EPYC cores (torch 2.13, MKL; solve_lower's note)
+    # (P symmetric), a second solve from the left: the right solve C L^T = X took 1.4-4.7
+    # ms (varying between processes) against 0.4-0.5 at M = 256 on 2 AMD EPYC cores (torch
+    # 2.13, MKL; solve_lower's note)
     B = P.mT if overwrite else P.mT.clone()
     X = torch.linalg.solve_triangular(L, B, upper=False, out=B)
     C = torch.linalg.solve_triangular(L, X.mT, upper=False)
