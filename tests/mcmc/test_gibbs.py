@@ -89,9 +89,12 @@ def test_weighted_gram_builds_the_same_precision():
                                             generator=torch.Generator().manual_seed(0),
                                             weighted_gram=WeightedGram(Phi))
     torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
-    with pytest.raises(ArgumentTypeError, match="weighted_gram must be"):
-        sample_linear_gaussian_posterior(Phi, w, kappa, m, S,
-                                         weighted_gram=WeightedGram(Phi[:, :4]))
+    # a table of another design (other shape, or same shape and other values) is refused:
+    # it would give a wrong posterior without any error
+    for other in (Phi[:, :4], Phi + 1e-3):
+        with pytest.raises(ArgumentValueError, match="another design"):
+            sample_linear_gaussian_posterior(Phi, w, kappa, m, S,
+                                             weighted_gram=WeightedGram(other))
     with pytest.raises(ArgumentTypeError, match="weighted_gram must be"):
         sample_linear_gaussian_posterior(Phi, w, kappa, m, S, weighted_gram=Phi)
 

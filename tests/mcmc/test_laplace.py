@@ -145,6 +145,20 @@ def test_isotropic_prior_takes_no_product_and_gives_the_same_log_posterior():
     torch.testing.assert_close(fast, ref, rtol=1e-14, atol=1e-12)
 
 
+def test_isotropic_prior_autograd_records_keeps_its_gradient():
+    """A prior precision s I that autograd records takes the product (prior_scale None):
+    d log p / ds = -|beta - m|^2 / 2 (the shortcut would have dropped it)."""
+    Phi, y, n_trials, _ = _problem(binomial=True)
+    s = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    data = BinomialRegressionData.create(Phi, y, n_trials, prior_mean=[0.1, -0.2],
+                                         prior_precision=s)
+    assert data.prior_scale is None
+    beta = torch.tensor([0.4, 0.3], dtype=F64)
+    (grad,) = torch.autograd.grad(binomial_log_posterior(data, beta), s)
+    expected = -0.5 * float(((beta - torch.tensor([0.1, -0.2], dtype=F64)) ** 2).sum())
+    assert abs(float(grad) - expected) < 1e-14
+
+
 def test_metropolis_returns_the_log_posterior_of_its_states():
     """The returned log posterior is each chain's, whether it moved or stayed (it is
     carried along, not recomputed)."""

@@ -259,9 +259,9 @@ def _whitened_trace(L: torch.Tensor, P: torch.Tensor, S: torch.Tensor, *,
     ``overwrite``: ``P`` is the caller's temporary (``L^-1 P`` is written into it)."""
     # P.mT holds P's values in LAPACK's (column-major) layout, where torch's solve writes
     # into its right-hand side without copying it: X = L^-1 P in place. Then C = L^-1 X^T
-    # (P symmetric), a second solve from the left: the right solve C L^T = X took 1.4-4.7
-    # ms (varying between processes) against 0.4-0.5 at M = 256 on 2 AMD EPYC cores (torch
-    # 2.13, MKL; solve_lower's note)
+    # (P symmetric), a second solve from the left: MKL's right solve C L^T = X of this
+    # square size is several times slower (benchmarks/bench_floor.py, "L^-1 B" at
+    # N = K = 256, plain vs transposed; solve_lower's note)
     B = P.mT if overwrite else P.mT.clone()
     X = torch.linalg.solve_triangular(L, B, upper=False, out=B)
     C = torch.linalg.solve_triangular(L, X.mT, upper=False)
@@ -698,9 +698,13 @@ def sample_linear_gaussian_posterior(
         if weighted_gram is None:
             P = Phi.mT @ (weights.unsqueeze(-1) * Phi) + prior_precision
         else:
-            if not isinstance(weighted_gram, WeightedGram) or weighted_gram.A.shape != Phi.shape:
-                raise ArgumentTypeError(f"weighted_gram must be linalg.WeightedGram(Phi) for "
-                                        f"Phi {tuple(Phi.shape)}, got {weighted_gram!r}")
+            if not isinstance(weighted_gram, WeightedGram):
+                raise ArgumentTypeError(f"weighted_gram must be linalg.WeightedGram(Phi), got "
+                                        f"{type(weighted_gram).__name__}")
+            # one pass over [N, D]: a table of another design would give a wrong posterior
+            if weighted_gram.A.shape != Phi.shape or not torch.equal(weighted_gram.A, Phi):
+                raise ArgumentValueError("weighted_gram was built from another design than "
+                                         "Phi; build it as linalg.WeightedGram(Phi)")
             P = weighted_gram(weights) + prior_precision
         shift = targets @ Phi + prior_precision @ prior_mean
         return sample_from_precision(P, shift, generator=generator)[1]

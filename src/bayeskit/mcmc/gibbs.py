@@ -141,7 +141,10 @@ class BinomialRegressionData:
     def prior_scale(self) -> float | None:
         """``s`` where ``prior_precision = s I`` (a scalar prior precision, the whitened GP
         prior), else ``None``: the log posterior's prior term is then ``s |beta - m|^2 / 2``
-        with no matrix product (found once, on first use)."""
+        with no matrix product (found once, on first use). ``None`` for a prior precision
+        autograd records, whose gradient the matrix product carries."""
+        if self.prior_precision.requires_grad:
+            return None
         return identity_multiple(self.prior_precision)
 
 

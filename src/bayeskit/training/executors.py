@@ -74,9 +74,10 @@ def torch_threads(n: int) -> Iterator[None]:
     MKL's matrix products may split a reduction between threads, so their rounding can
     depend on the count. ``torch.set_num_threads`` sets the calling thread's count (torch's
     OpenMP regions and MKL's) and the process's default, which a thread takes up at its
-    first parallel operation. So each body sets ``n`` for its own thread and restores that
-    thread's count when it leaves, and the last of the bodies running at once in a process
-    restores the default the first of them found.
+    first parallel operation (torch's OpenMP builds, as its x86-64 Linux wheels; a build on
+    its native thread pool has one count per process). So each body sets ``n`` for its own
+    thread and restores that thread's count when it leaves, and the last of the bodies
+    running at once in a process restores the default the first of them found.
 
     Examples:
         >>> before = torch.get_num_threads()
