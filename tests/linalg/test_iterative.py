@@ -134,6 +134,13 @@ def test_preconditioner_with_and_without_the_packed_table(dtype, tol):
         out = pre.inverse(d)(b)
         assert out.dtype == dtype and out.shape == b.shape
         assert float((out.double() - ref).abs().max()) <= tol * float(ref.abs().max())
+    # the caller's tensors are copied, not kept: changing them afterwards changes nothing
+    lam2, V2 = lam.clone(), V.clone()
+    pre = LowRankPreconditioner(lam2, V2)
+    before = pre.inverse(d)(b)
+    lam2.mul_(2.0)
+    V2.zero_()
+    assert torch.equal(pre.inverse(d)(b), before)
     # the solve is the same with either, and with the bare pair
     x = solve_plus_diagonal(K, d, b, eigenpairs=packed)
     assert torch.allclose(x, solve_plus_diagonal(K, d, b, eigenpairs=(lam, V)),

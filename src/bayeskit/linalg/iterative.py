@@ -193,8 +193,9 @@ class LowRankPreconditioner:
         if not bool((lam > 0).all()):
             raise ArgumentValueError("the preconditioner's eigenvalues must be positive: keep "
                                      "only K's positive eigenpairs (a smaller rank)")
-        self.lam, self.V = lam.detach(), V.detach()
-        self.capacitance = WeightedGram(self.V, packed=packed)  # V^T diag(w) V for a batch of w
+        # V^T diag(w) V for a batch of w; V is its copy (the caller's tensors are not kept)
+        self.capacitance = WeightedGram(V, packed=packed)
+        self.lam, self.V = lam.detach().clone(), self.capacitance.A
 
     @property
     def size(self) -> int:
