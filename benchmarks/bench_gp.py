@@ -18,8 +18,12 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
         --inverse 1000 2000 4000                 # the inverse: potri vs blocked products
 
-"bayeskit GPR, blocked inverse" is the same model with ``BAYESKIT_LAPACK=blocked`` (the
-default is ``potri``); "floor, blocked inverse" the factor and the blocked inverse alone.
+"bayeskit GPR, MKL potri" is the same model with ``BAYESKIT_LAPACK=torch``: the inverse on
+torch's LAPACK (MKL) where the default takes SciPy's OpenBLAS (N >= 1500 on an AMD CPU, no
+other Python thread: ``bayeskit.linalg.lapack``; the line "ours takes the inverse" says
+which); "floor, OpenBLAS inverse" the factor and that inverse alone.
+"bayeskit GPR, blocked inverse" is the same model with ``BAYESKIT_LAPACK=blocked``;
+"floor, blocked inverse" the factor and the blocked inverse alone.
 "bayeskit GPR, torch's LAPACK wrappers" runs with ``BAYESKIT_DIRECT_LAPACK=0`` (the factor
 through ``torch.linalg.cholesky_ex``, the inverse through ``torch.cholesky_inverse``, not
 ``potrf``/``potri`` called in place: ``bayeskit.linalg.direct``; the general route below);
@@ -131,7 +135,8 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
             potri(F, lower=1, overwrite_c=1)
 
     print(f"\n## {dtype}: inverse torch's LAPACK / SciPy's / blocked, factorisation torch's / "
-          "SciPy's (ms, medians of blocks; in brackets bayeskit's choice)")
+          "SciPy's (ms, medians of blocks; in brackets bayeskit's choice; OpenBLAS's inverse "
+          "through bayeskit, its workers stopped after each call)")
     for n in sizes:
         g = torch.Generator().manual_seed(n)
         A = torch.randn(n, n, dtype=torch.float64, generator=g)
@@ -146,6 +151,7 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
 
         inverses = {"torch": functools.partial(cholesky_inverse, L, backend="torch"),
                     "scipy": functools.partial(scipy_inverse, L, potri),
+                    "openblas": functools.partial(cholesky_inverse, L, backend="openblas"),
                     "blocked": functools.partial(cholesky_inverse, L, backend="blocked")}
         contenders = {f"inverse {k}": fn for k, fn in inverses.items()}
         contenders["factor torch"] = functools.partial(torch.linalg.cholesky, C)
@@ -161,6 +167,7 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
         print(f"  N = {n:5d}: inverse {t['inverse torch']:8.1f} / {t['inverse scipy']:8.1f} / "
               f"{t['inverse blocked']:8.1f} ({t['inverse scipy'] / t['inverse torch']:.2f}x / "
               f"{t['inverse blocked'] / t['inverse torch']:.2f}x) [{lapack_backend(L)}]   "
+              f"bayeskit's OpenBLAS route {t['inverse openblas']:8.1f}   "
               f"factor {t['factor torch']:8.1f} / {t['factor scipy']:8.1f} "
               f"({t['factor scipy'] / t['factor torch']:.2f}x)")
         gflops = {k: flops / (1e6 * t[k]) for k, flops in (
@@ -241,7 +248,13 @@ def main() -> None:
             torch.cholesky_inverse(cholesky_plus_diagonal(K, torch.zeros_like(K[0]))[0])
             return float("nan")
 
+        def openblas_floor(K=K_floor):  # the same with OpenBLAS's inverse (workers stopped)
+            cholesky_inverse(torch.linalg.cholesky(K), backend="openblas")
+            return float("nan")
+
         contenders = {"bayeskit GPR": run_ours,
+                      "bayeskit GPR, MKL potri": functools.partial(with_lapack, "torch",
+                                                                   run_ours),
                       "bayeskit GPR, general route": functools.partial(run_ours, general),
                       "bayeskit GPR, blocked inverse": functools.partial(with_lapack, "blocked",
                                                                          run_ours),
@@ -249,6 +262,7 @@ def main() -> None:
                           with_env, "BAYESKIT_DIRECT_LAPACK", "0", run_ours),
                       "floor: cholesky + inverse": floor,
                       "floor, blocked inverse": blocked_floor,
+                      "floor, OpenBLAS inverse": openblas_floor,
                       "floor, potrf in place + inverse": direct_floor}
         if gpytorch is not None:
             class Exact(gpytorch.models.ExactGP):

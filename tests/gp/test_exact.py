@@ -12,6 +12,7 @@ from sklearn.gaussian_process.kernels import Matern as SkMatern
 import bayeskit.linalg.blocked as blocked_module
 from bayeskit.errors import NonFiniteError, ShapeError
 from bayeskit.gp import GPR, Matern, SquaredExponential
+from bayeskit.linalg import openblas
 
 F64 = torch.float64
 
@@ -104,7 +105,11 @@ def use_inverse(route, monkeypatch):
     monkeypatch.setattr(blocked_module, "PANEL", 2)
 
 
-@pytest.mark.parametrize("inverse", ["torch", "blocked"])
+INVERSES = ["torch", "blocked", pytest.param("openblas", marks=pytest.mark.skipif(
+    not openblas.available(F64), reason="SciPy's LAPACK is not OpenBLAS here"))]
+
+
+@pytest.mark.parametrize("inverse", INVERSES)
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_closed_form_gradient_matches_autograd_through_cholesky(dtype, inverse, monkeypatch):
     from bayeskit.gp.exact import _GaussianNLL
@@ -130,7 +135,7 @@ def test_closed_form_gradient_matches_autograd_through_cholesky(dtype, inverse, 
                                    atol=1e-5 if dtype != F64 else 1e-7)
 
 
-@pytest.mark.parametrize("inverse", ["torch", "blocked"])
+@pytest.mark.parametrize("inverse", INVERSES)
 def test_marginal_likelihood_backward_can_be_repeated_with_retain_graph(inverse, monkeypatch):
     use_inverse(inverse, monkeypatch)
     gp = GPR(torch.linspace(0, 1, 8, dtype=F64)[:, None], torch.sin(torch.arange(8.0)))
@@ -321,15 +326,44 @@ def test_fused_likelihood_takes_the_general_factor_where_potrf_fails(which, monk
         torch.testing.assert_close(grad, expected[1][name], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.skipif(not openblas.available(F64), reason="SciPy's LAPACK is not OpenBLAS here")
+@pytest.mark.parametrize("which", ["se", "matern52"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_fused_and_general_likelihoods_on_openblas_equal_torchs_lapack(which, dtype,
+                                                                        monkeypatch):
+    """The inverse on SciPy's OpenBLAS (in the fused likelihood's buffer and through
+    cholesky_inverse on the general route) gives torch's LAPACK's value and gradients."""
+    from bayeskit.gp import exact
+
+    X, y = (torch.as_tensor(a) for a in _data(90))
+    tol = 1e-10 if dtype == F64 else 1e-4
+    for general in (False, True):
+        results = {}
+        for route in ("torch", "openblas"):
+            monkeypatch.setenv("BAYESKIT_LAPACK", route)
+            with monkeypatch.context() as m:
+                if general:
+                    m.setattr(exact, "_fuses", lambda *args: False)
+                gp = GPR(X.to(dtype), y.to(dtype), _kernel(which, 0.8, 1.7),
+                         noise_variance=0.05)
+                results[route] = _lml_and_grads(gp)
+        assert results["openblas"][0] == pytest.approx(results["torch"][0], rel=tol)
+        for name, grad in results["openblas"][1].items():
+            torch.testing.assert_close(grad, results["torch"][1][name], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("inverse", INVERSES[::2])
 @pytest.mark.parametrize("which", ["se", "matern32"])
-def test_fused_likelihood_names_a_failed_inverse(which, monkeypatch):
+def test_fused_likelihood_names_a_failed_inverse(which, inverse, monkeypatch):
     from bayeskit.gp import exact
 
     X, y = _data(20)
     gp = GPR(X, y, _kernel(which, 0.8, 1.7), noise_variance=0.05)
     if not exact._fuses(gp.kernel, gp.X, gp.noise_variance):
         pytest.skip("no direct LAPACK here: the general route runs")
-    monkeypatch.setattr(exact.direct, "cholesky_inverse_in_place",
+    monkeypatch.setenv("BAYESKIT_LAPACK", inverse)
+    monkeypatch.setattr(exact.direct if inverse == "torch" else exact.openblas,
+                        "cholesky_inverse_in_place",
                         lambda buf: torch.full((), 3, dtype=torch.int32))
     with torch.no_grad():  # the factor's own smallest pivot, which potri would overwrite
         K = gp.kernel(gp.X) + gp.noise_variance * torch.eye(20, dtype=F64)

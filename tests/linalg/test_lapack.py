@@ -1,12 +1,17 @@
-"""cholesky_inverse on its two routes (LAPACK's potri through torch, blocked products) against
-a float64 brute-force inverse; the automatic choice; bad input."""
+"""cholesky_inverse on its three routes (LAPACK's potri through torch and on SciPy's OpenBLAS,
+blocked products) against a float64 brute-force inverse; the automatic choice; OpenBLAS's
+workers stopped after each call; bad input."""
+
+import os
+import threading
 
 import pytest
 import torch
 
 import bayeskit.linalg.blocked as blocked_module
+import bayeskit.linalg.lapack as lapack_module
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
-from bayeskit.linalg import cholesky_inverse, lapack_backend
+from bayeskit.linalg import cholesky_inverse, lapack_backend, openblas
 from bayeskit.linalg.blocked import PANEL
 from tests.conftest import random_spd
 
@@ -19,7 +24,9 @@ def spd_factor(n, dtype=F64, batch=(), seed=0):
     return torch.linalg.cholesky(C).to(dtype), C
 
 
-ROUTES = ["torch", "blocked"]
+ON_OPENBLAS = openblas.available(F64)
+needs_openblas = pytest.mark.skipif(not ON_OPENBLAS, reason="SciPy's LAPACK is not OpenBLAS")
+ROUTES = ["torch", "blocked", pytest.param("openblas", marks=needs_openblas)]
 
 
 @pytest.mark.parametrize("backend", ROUTES)
@@ -51,7 +58,7 @@ def test_batches_on_every_route():
     L, C = spd_factor(20, batch=(2, 3))
     # one matrix at a time: batched torch.linalg.inv can fail in this torch build's LU
     ref = torch.stack([torch.linalg.inv(c) for c in C.reshape(-1, 20, 20)]).view(C.shape)
-    for backend in ROUTES:
+    for backend in ["torch", "blocked"] + ["openblas"] * ON_OPENBLAS:
         inv = cholesky_inverse(L, backend=backend)
         assert inv.shape == (2, 3, 20, 20)
         torch.testing.assert_close(inv, ref, rtol=1e-10, atol=1e-12)
@@ -113,10 +120,12 @@ def test_gradient_through_torch_route_when_the_factor_requires_one():
 
 
 def test_automatic_choice(monkeypatch):
-    """``"auto"`` is LAPACK's ``potri`` on every machine (the blocked route is slower where
-    measured); the blocked one only when asked, and never under autograd."""
+    """``"auto"`` is LAPACK's ``potri`` on torch's library but for N >= 1500 on an AMD CPU
+    beside MKL with no other Python thread (tqdm's monitor aside), where it is OpenBLAS's;
+    the blocked route only when asked; never anything but torch's under autograd."""
     big = torch.eye(1500, dtype=F64)
     monkeypatch.delenv("BAYESKIT_LAPACK", raising=False)
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "GenuineIntel")
     for A in (big, big.float(), torch.eye(3, dtype=F64)):
         assert lapack_backend(A) == "torch"
         assert lapack_backend(A, "blocked") == "blocked"
@@ -132,6 +141,69 @@ def test_automatic_choice(monkeypatch):
     monkeypatch.setenv("BAYESKIT_LAPACK", "scipy")  # a route taken out
     with pytest.raises(ArgumentValueError, match="BAYESKIT_LAPACK"):
         lapack_backend(big)
+
+
+@needs_openblas
+def test_automatic_choice_of_openblas(monkeypatch):
+    monkeypatch.delenv("BAYESKIT_LAPACK", raising=False)
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "AuthenticAMD")
+    monkeypatch.setattr(openblas, "sole_thread", lambda: True)
+    big = torch.eye(lapack_module.OPENBLAS_FROM, dtype=F64)
+    if torch.backends.mkl.is_available():
+        assert lapack_backend(big) == lapack_backend(big.float()) == "openblas"
+    assert lapack_backend(big[1:, 1:]) == "torch"  # smaller: torch's
+    assert lapack_backend(big.clone().requires_grad_(True)) == "torch"
+    assert lapack_backend(big.half()) == "torch"
+    assert lapack_backend(big, "torch") == "torch"
+    monkeypatch.setattr(openblas, "sole_thread", lambda: False)  # another thread runs
+    assert lapack_backend(big) == "torch"
+    assert lapack_backend(big, "openblas") == "openblas"  # asked for: taken all the same
+    assert lapack_backend(torch.eye(3, dtype=F64), "openblas") == "openblas"
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "GenuineIntel")
+    monkeypatch.setattr(openblas, "sole_thread", lambda: True)
+    assert lapack_backend(big) == "torch"
+
+
+def test_sole_thread_sees_other_python_threads_but_tqdms_monitor():
+    from tqdm import tqdm
+
+    assert openblas.sole_thread() == (threading.active_count() == 1)
+    if threading.active_count() > 1:
+        pytest.skip("another test left a thread running")
+    with tqdm(total=1, disable=False, file=open(os.devnull, "w")) as bar:  # noqa: SIM115
+        bar.update(1)
+    assert openblas.sole_thread()  # tqdm's monitor, if it started, does not count
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not openblas.sole_thread()
+    finally:
+        stop.set()
+        other.join()
+    assert openblas.sole_thread()
+
+
+@needs_openblas
+def test_openblas_leaves_no_threads_and_its_own_thread_count():
+    """Every call stops OpenBLAS's workers (the process has as many threads after 30 calls
+    as before) and gives OpenBLAS back its own thread count, whatever torch's is."""
+    from bayeskit.training import torch_threads
+
+    lib = openblas._library()
+    L, _ = spd_factor(300)
+    with torch_threads(3):  # torch's own pool grows to 3 threads first
+        torch.cholesky_inverse(L) @ L
+    tasks = "/proc/self/task"
+    before = len(os.listdir(tasks)) if os.path.isdir(tasks) else None
+    count = lib.get_threads()
+    for threads in (1, 2, 3):
+        with torch_threads(threads):
+            for _ in range(10):
+                cholesky_inverse(L, backend="openblas")
+        assert lib.get_threads() == count
+    if before is not None:
+        assert len(os.listdir(tasks)) == before
 
 
 def test_invalid_factors_raise_by_name():
@@ -152,7 +224,7 @@ def test_invalid_factors_raise_by_name():
         cholesky_inverse(L, backend="lapack")
     # a full matrix or an upper factor: LAPACK would read its lower triangle, silently
     for not_lower in (L @ L.mT, L.mT):
-        for backend in ROUTES:
+        for backend in ["torch", "blocked"] + ["openblas"] * ON_OPENBLAS:
             with pytest.raises(ArgumentValueError, match="above the diagonal"):
                 cholesky_inverse(not_lower, backend=backend)
 

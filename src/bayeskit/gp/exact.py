@@ -38,6 +38,7 @@ from bayeskit.linalg import (
     direct,
     jittered_cholesky,
     lapack_backend,
+    openblas,
 )
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
@@ -157,9 +158,11 @@ class _StationaryNLL(torch.autograd.Function):
 
     Fewer passes over ``[N, N]`` than the kernel's backward after :class:`_GaussianNLL`: the
     factor is made in place in one copy of ``K + noise I`` (LAPACK's ``potrf``, the other
-    triangle left unzeroed and never read), the inverse in place of the factor (``potri``,
-    one triangle, no copy), and the kernel's backward product ``(G * M) @ [a, 1, a^2]``
-    with ``G = (C^-1 - alpha alpha^T) / 2`` reads one triangle of ``C^-1`` and of ``M``
+    triangle left unzeroed and never read), the inverse in place of the factor (``potri``
+    on torch's LAPACK or on SciPy's OpenBLAS, as :func:`~bayeskit.linalg.lapack_backend`
+    chooses when the backward runs; one triangle, no copy), and the kernel's backward
+    product ``(G * M) @ [a, 1, a^2]`` with ``G = (C^-1 - alpha alpha^T) / 2`` reads one
+    triangle of ``C^-1`` and of ``M``
     (:func:`~bayeskit.gp.compiled_products.symmetric_weighted_product`); ``G`` is never
     formed. ``M = dK/dE`` for ``E = -|a_i - a_j|^2 / 2``: ``K`` itself for the squared
     exponential, :func:`~bayeskit.gp.kernels._matern_value_and_weight`'s for the Matérn
@@ -188,7 +191,7 @@ class _StationaryNLL(torch.autograd.Function):
                                               log_variance)
         buf.diagonal().add_(noise)
         info = None  # the blocked inverse, where asked for (BAYESKIT_LAPACK), needs a factor
-        if lapack_backend(buf) == "torch":
+        if lapack_backend(buf) != "blocked":
             info = direct.cholesky_in_place(buf, zero_triangle=False)
         K_kept = None
         if info is not None and int(info) == 0:
@@ -212,8 +215,10 @@ class _StationaryNLL(torch.autograd.Function):
             S, pivots = cholesky_inverse(L, name=_FACTOR_NAME), L.diagonal()
         else:
             S, pivots = L.mT, ctx.pivots  # the row-major buffer: C^-1's upper triangle
-            if ctx.inverse == "potri in place":
-                info = direct.cholesky_inverse_in_place(S)
+            if ctx.inverse == "potri in place":  # on torch's LAPACK or on OpenBLAS
+                info = (openblas.cholesky_inverse_in_place(S)
+                        if lapack_backend(S) == "openblas"
+                        else direct.cholesky_inverse_in_place(S))
                 ctx.inverse = "inverted"  # a second backward reuses it
                 if info is None or int(info) != 0:  # a zero pivot
                     raise_singular_factor("the inverse", _FACTOR_NAME, pivots)

@@ -3,7 +3,8 @@
 All functions work on batches ``[..., N, N]``, on float32 and float64, on CPU and CUDA,
 and are differentiable (but :func:`cholesky_plus_diagonal`, an in-place factorisation
 for samplers and hand-written gradients). Depends on nothing else in bayeskit except
-:mod:`bayeskit.errors` and :mod:`bayeskit.validation`.
+:mod:`bayeskit.errors`, :mod:`bayeskit.validation` and :mod:`bayeskit.machine` (the CPU's
+vendor, for the inverse's route).
 """
 
 from bayeskit.linalg.append import cholesky_append, cholesky_delete

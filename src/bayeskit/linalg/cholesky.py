@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bayeskit.errors import ArgumentTypeError, ArgumentValueError, NonFiniteError, ShapeError
+from bayeskit.linalg import openblas
 from bayeskit.linalg.blocked import _blocked_cholesky_inverse, _mirror_lower
 from bayeskit.linalg.direct import cholesky_in_place
 from bayeskit.linalg.lapack import lapack_backend
@@ -276,8 +277,9 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
     (on CUDA under autograd to rounding), row-major.
 
     The inverse an exact GP's gradient needs (``d/dK log det K = K^-1``), from the factor;
-    never ``torch.linalg.inv``. ``backend``: LAPACK's ``potri`` (the default) or the same
-    arithmetic in blocked products (:func:`lapack_backend`). Differentiable
+    never ``torch.linalg.inv``. ``backend``: LAPACK's ``potri`` on torch's library or on
+    SciPy's OpenBLAS, or the same arithmetic in blocked products (:func:`lapack_backend`;
+    ``None``: its automatic choice). Differentiable
     (through torch's route) when ``chol`` requires a gradient. ``name``: the argument's
     name in error messages.
 
@@ -301,6 +303,13 @@ def cholesky_inverse(chol: torch.Tensor, *, backend: str | None = None,
         route = "torch"
     if route == "blocked":
         inv = _blocked_cholesky_inverse(chol)
+    elif route == "openblas":
+        buf = chol.mT.clone(memory_format=torch.contiguous_format)  # buf.mT: the factor
+        info = openblas.cholesky_inverse_in_place(buf)
+        if bool((info != 0).any()):  # a zero pivot (the probe above finds a negative one)
+            raise_singular_factor("the inverse", name, chol.diagonal(dim1=-2, dim2=-1))
+        inv = buf.mT  # its lower triangle holds the inverse's
+        _mirror_lower(inv)
     else:
         inv = torch.cholesky_inverse(chol)
         if inv.device.type != "cpu" and not inv.requires_grad:

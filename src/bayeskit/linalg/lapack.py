@@ -1,22 +1,37 @@
-"""How the inverse from a Cholesky factor is computed: LAPACK's ``potri`` or blocked products.
+"""How the inverse from a Cholesky factor is computed: LAPACK's ``potri`` on torch's library
+or on SciPy's OpenBLAS, or blocked products.
 
 An exact GP's gradient needs the inverse of ``K + noise I`` (its trace against each kernel
 derivative), which after the factorisation is the largest cost of an evaluation. torch's
 ``cholesky_inverse`` calls LAPACK's ``potri`` (MKL in torch's CPU wheels), which runs at
 under half the speed (Gflop/s) of a matrix product on an AMD EPYC and at about half on an
-Intel Xeon (``benchmarks/bench_gp.py --inverse``). :mod:`bayeskit.linalg.blocked` does
-``potri``'s arithmetic as panel products (``backend="blocked"``): as accurate as ``potri``,
-but slower than it on an Intel Xeon (2 cores: 1.17-1.76x ``potri``'s time at
-N = 1000-4000) and about level on an AMD EPYC (Zen 4, 2 cores: 0.84-1.02x at N = 2000,
-0.83-0.95x at 4000, 1.11x at 1500), so ``"auto"`` (the default) takes ``potri``
-everywhere. The environment variable ``BAYESKIT_LAPACK`` (``auto``, ``torch`` or
-``blocked``) or a ``backend`` argument overrides the choice; the two routes agree to
-rounding (``tests/linalg/test_lapack.py``).
+Intel Xeon (``benchmarks/bench_gp.py --inverse``). Three routes (``backend``):
 
-(Two earlier routes were taken out: SciPy's OpenBLAS ``potri``, whose idle threads kept
-spinning after a call and slowed the torch work after it by ~4 ms per switch on 2 cores,
-and a first blocked arrangement, bottom-up by block columns, 0.64-0.79x of ``potri``'s time
-on an AMD EPYC but up to 17x less accurate in float32 (``benchmarks/RESULTS.md``).)
+* ``"torch"``: torch's LAPACK (MKL's ``potri``);
+* ``"openblas"``: SciPy's OpenBLAS ``potri``, its worker threads stopped after each call
+  (:mod:`bayeskit.linalg.openblas`). On an AMD EPYC (Zen 4, 2 cores) the whole exact-GP
+  evaluation (-MLL + gradient) takes 0.74x of its time with MKL's inverse at N = 2000,
+  0.77x at 3000 and about 0.87x at 1500; level at 1000 (``benchmarks/bench_gp.py``'s
+  "MKL potri" row, ``benchmarks/RESULTS.md``);
+* ``"blocked"``: :mod:`bayeskit.linalg.blocked`, ``potri``'s arithmetic in panel
+  products on torch's BLAS: as accurate as ``potri``, slower than it on an Intel Xeon
+  (1.17-1.76x ``potri``'s time at N = 1000-4000) and about level on an AMD EPYC.
+
+``"auto"`` (the default) takes ``"openblas"`` for matrices of ``N >= 1500`` on an AMD CPU
+when torch's LAPACK is MKL, SciPy's is OpenBLAS and no other Python thread runs
+(:func:`bayeskit.linalg.openblas.sole_thread`: stopping OpenBLAS's workers while another
+thread is inside it could hang that thread); ``"torch"`` otherwise (on Intel, OpenBLAS was
+not measured against MKL). The environment variable ``BAYESKIT_LAPACK`` (``auto``,
+``torch``, ``openblas`` or ``blocked``) or a ``backend`` argument overrides the choice;
+an explicit ``"openblas"`` is taken even beside other threads, so it is for programs in
+which no other thread calls SciPy's BLAS (scikit-learn, SciPy) at the same time. The
+routes agree to rounding (``tests/linalg/test_lapack.py``).
+
+(Two earlier routes were taken out: SciPy's OpenBLAS ``potri`` without stopping its
+workers, whose idle threads kept spinning after a call and slowed the torch work after it
+by ~4 ms per switch on 2 cores, and a first blocked arrangement, bottom-up by block
+columns, 0.64-0.79x of ``potri``'s time on an AMD EPYC but up to 17x less accurate in
+float32 (``benchmarks/RESULTS.md``).)
 """
 
 from __future__ import annotations
@@ -25,12 +40,16 @@ import os
 
 import torch
 
+from bayeskit.linalg import openblas
+from bayeskit.machine import cpu_info
 from bayeskit.validation import check_choice, check_square
 
 __all__ = ["lapack_backend", "BACKENDS"]
 
 #: the values ``backend`` and ``BAYESKIT_LAPACK`` take
-BACKENDS = ("auto", "torch", "blocked")
+BACKENDS = ("auto", "torch", "openblas", "blocked")
+#: the size from which ``"auto"`` takes OpenBLAS's inverse on an AMD CPU (see above)
+OPENBLAS_FROM = 1500
 
 
 def _env_backend() -> str:
@@ -40,22 +59,31 @@ def _env_backend() -> str:
 
 def lapack_backend(A: torch.Tensor, backend: str | None = None) -> str:
     """How :func:`~bayeskit.linalg.cholesky_inverse` inverts from the factor
-    ``A [..., N, N]``: ``"torch"`` (LAPACK's ``potri``) or ``"blocked"``
-    (:mod:`bayeskit.linalg.blocked`).
+    ``A [..., N, N]``: ``"torch"`` (torch's LAPACK ``potri``), ``"openblas"`` (SciPy's
+    OpenBLAS ``potri``) or ``"blocked"`` (:mod:`bayeskit.linalg.blocked`).
 
-    ``backend``: ``"auto"`` (the default, or ``BAYESKIT_LAPACK``), ``"torch"`` or
-    ``"blocked"``. ``"blocked"`` applies to float32/float64 matrices that autograd does not
-    record (the rest take torch's route whatever is asked); ``"auto"`` is torch's route (see
-    the module's docstring).
+    ``backend``: ``"auto"`` (the default, or ``BAYESKIT_LAPACK``), ``"torch"``,
+    ``"openblas"`` or ``"blocked"``. ``"blocked"`` applies to float32/float64 matrices that
+    autograd does not record, ``"openblas"`` to those on the CPU where SciPy's OpenBLAS is
+    found (the rest take torch's route whatever is asked); ``"auto"`` is described in the
+    module's docstring.
 
     Examples:
-        >>> lapack_backend(torch.eye(3, dtype=torch.float64))
+        >>> lapack_backend(torch.eye(3, dtype=torch.float64))  # small: torch's
         'torch'
         >>> lapack_backend(torch.eye(3, dtype=torch.float64), "blocked")
         'blocked'
     """
-    check_square("A", A)
+    n = check_square("A", A)
     choice = _env_backend() if backend is None else check_choice(backend, "backend", BACKENDS)
     possible = (A.dtype in (torch.float32, torch.float64)
                 and not (A.requires_grad and torch.is_grad_enabled()))
-    return "blocked" if possible and choice == "blocked" else "torch"
+    if not possible or choice == "torch":
+        return "torch"
+    if choice == "blocked":
+        return "blocked"
+    if choice == "auto" and not (n >= OPENBLAS_FROM and cpu_info("vendor_id") == "AuthenticAMD"
+                                 and torch.backends.mkl.is_available()
+                                 and openblas.sole_thread()):
+        return "torch"  # (checked first: finding OpenBLAS imports SciPy)
+    return "openblas" if A.device.type == "cpu" and openblas.available(A.dtype) else "torch"
