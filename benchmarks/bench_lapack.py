@@ -1,6 +1,8 @@
-"""The exact GP's -MLL + gradient with the inverse from LAPACK's ``potri`` (torch's LAPACK:
-MKL in its CPU wheels) or by blocked products on torch's BLAS (``bayeskit.linalg.blocked``),
-each in its own fresh process, as a training loop calls it.
+"""The exact GP's -MLL + gradient with the inverse from LAPACK's ``potri`` on torch's LAPACK
+(MKL in its CPU wheels) or on SciPy's OpenBLAS with its workers stopped after each call
+(``bayeskit.linalg.openblas``), or by blocked products on torch's BLAS
+(``bayeskit.linalg.blocked``), each in its own fresh process, as a training loop calls it
+(so any cost OpenBLAS's threads leave behind falls on the next evaluation, as in training).
 
 Each (N, route) runs in a fresh process, ``--reps`` consecutive evaluations after one
 warm-up, their median printed; the processes alternate route by route for ``--rounds``
@@ -8,8 +10,9 @@ rounds. Same data and kernel as ``bench_gp.py``.
 
     .venv-bench/bin/python benchmarks/bench_lapack.py --sizes 1500 2000 2500 3000 4000
 
-(Until the fourteenth session this script also compared SciPy's OpenBLAS ``potri`` and
-measured the cost of its spinning threads, ``--spin``: see ``RESULTS.md``.)
+(Until the fourteenth session this script also compared SciPy's OpenBLAS ``potri`` called
+through SciPy, whose workers kept spinning, and measured their cost, ``--spin``: see
+``RESULTS.md``.)
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def main() -> None:
     header()
     print(f"\n## ms, median of each process's {args.reps} evaluations")
     for n in args.sizes:
-        medians = {"torch": [], "blocked": []}
+        medians = {"torch": [], "openblas": [], "blocked": []}
         for _ in range(args.rounds):
             for route in medians:
                 env = {**os.environ, "BAYESKIT_LAPACK": route}
@@ -69,10 +72,11 @@ def main() -> None:
                                       str(args.reps)], env=env, check=True,
                                      capture_output=True, text=True).stdout.split()
                 medians[route].append(1e3 * float(out[0]))
-        t, b = (statistics.median(medians[r]) for r in ("torch", "blocked"))
+        t, o, b = (statistics.median(medians[r]) for r in ("torch", "openblas", "blocked"))
         runs = "  ".join(f"{r}: " + " ".join(f"{v:.0f}" for v in medians[r]) for r in medians)
-        print(f"  N = {n}: potri {t:8.1f}, blocked {b:8.1f}; blocked / potri {b / t:.2f}   "
-              f"({runs})  [auto: {lapack_backend(torch.eye(n, dtype=torch.float64))}]")
+        print(f"  N = {n}: potri {t:8.1f}, OpenBLAS {o:8.1f}, blocked {b:8.1f}; OpenBLAS / "
+              f"potri {o / t:.2f}, blocked / potri {b / t:.2f}   ({runs})  "
+              f"[auto: {lapack_backend(torch.eye(n, dtype=torch.float64))}]")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ Intel Xeon (``benchmarks/bench_gp.py --inverse``). Three routes (``backend``):
 * ``"torch"``: torch's LAPACK (MKL's ``potri``);
 * ``"openblas"``: SciPy's OpenBLAS ``potri``, its worker threads stopped after each call
   (:mod:`bayeskit.linalg.openblas`). On an AMD EPYC (Zen 4, 2 cores) the whole exact-GP
-  evaluation (-MLL + gradient) takes 0.74x of its time with MKL's inverse at N = 2000,
-  0.77x at 3000 and about 0.87x at 1500; level at 1000 (``benchmarks/bench_gp.py``'s
-  "MKL potri" row, ``benchmarks/RESULTS.md``);
+  evaluation (-MLL + gradient) took 0.71-0.88x of its time with MKL's inverse at
+  N = 2000 and 0.68-0.76x at 4000 (``benchmarks/bench_gp.py``'s "MKL potri" row, three
+  runs), and, each route in fresh processes, 0.89x / 0.78x / 0.86x / 0.77x at
+  N = 1000 / 1500 / 2000 / 3000 (``benchmarks/bench_lapack.py``; ``benchmarks/RESULTS.md``);
 * ``"blocked"``: :mod:`bayeskit.linalg.blocked`, ``potri``'s arithmetic in panel
   products on torch's BLAS: as accurate as ``potri``, slower than it on an Intel Xeon
   (1.17-1.76x ``potri``'s time at N = 1000-4000) and about level on an AMD EPYC.
