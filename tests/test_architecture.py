@@ -19,7 +19,7 @@ ALLOWED = {
     "training": {"errors", "validation"},
     "nn": {"errors", "validation"},
     "sklearn_compat": {"errors", "validation"},
-    "linalg": {"errors", "validation", "compiled"},
+    "linalg": {"errors", "validation", "compiled", "machine"},
     "distributions": BOTTOM | {"linalg"},
     "gp": BOTTOM | {"linalg", "distributions"},
     "mcmc": BOTTOM | {"linalg", "distributions", "gp"},

@@ -1,7 +1,8 @@
 """What machine this is: fields of ``/proc/cpuinfo`` (the CPU's vendor and model).
 
-Read once per field and cached. Used in provenance: the ``bayeskit reproduce`` report and
-the benchmarks' headers (``benchmarks/_timing.py``).
+Read once per field and cached. Used in provenance (the ``bayeskit reproduce`` report and
+the benchmarks' headers, ``benchmarks/_timing.py``) and by :mod:`bayeskit.linalg.lapack`,
+whose choice of LAPACK for the inverse depends on the CPU's vendor.
 """
 
 from __future__ import annotations
