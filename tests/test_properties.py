@@ -35,6 +35,7 @@ from bayeskit.linalg import (
     cholesky_update,
     cholesky_update_lowrank,
     jittered_cholesky,
+    openblas,
     solve_lower,
 )
 
@@ -123,10 +124,10 @@ def test_cholesky_append_delete_solve_logdet(shape, dtype, value, where, k, seed
 
 @given(shapes, dtypes, values, st.integers(0, 1000), st.booleans(), st.booleans(),
        st.integers(0, 10**6))
-def test_cholesky_inverse_on_both_routes(shape, dtype, value, where, corrupted, row_major,
+def test_cholesky_inverse_on_every_route(shape, dtype, value, where, corrupted, row_major,
                                          seed):
-    """Both routes (the blocked one in panels of 2 rows): finite, symmetric and equal to
-    each other to rounding, or a bayeskit error."""
+    """Every route (the blocked one in panels of 2 rows; SciPy's OpenBLAS where it is
+    found): finite, symmetric and equal to each other to rounding, or a bayeskit error."""
     n, batch = shape
     L = spd_factor(n, batch, dtype, seed)
     L = L.contiguous() if row_major else L.mT.contiguous().mT
@@ -134,14 +135,15 @@ def test_cholesky_inverse_on_both_routes(shape, dtype, value, where, corrupted, 
         L = corrupt(L, value, where)
     with mock.patch.object(blocked_module, "PANEL", 2):
         outs = [finite_or_bayeskit_error(cholesky_inverse, L, backend=b)
-                for b in ("torch", "blocked")]
-    assert (outs[0] is None) == (outs[1] is None)
+                for b in ("torch", "blocked") + ("openblas",) * openblas.available(dtype)]
+    assert all((out is None) == (outs[0] is None) for out in outs)
     if outs[0] is not None:
-        assert outs[0].shape == L.shape and torch.equal(outs[1], outs[1].mT)
-        if outs[0].numel():
-            scale = max(float(outs[0].abs().max()), 1.0)
-            tol = 1e-10 if dtype == torch.float64 else 1e-4
-            assert float((outs[0] - outs[1]).abs().max()) <= tol * scale
+        for out in outs[1:]:
+            assert out.shape == L.shape and torch.equal(out, out.mT)
+            if outs[0].numel():
+                scale = max(float(outs[0].abs().max()), 1.0)
+                tol = 1e-10 if dtype == torch.float64 else 1e-4
+                assert float((outs[0] - out).abs().max()) <= tol * scale
 
 
 @given(st.integers(0, 40), st.sampled_from([torch.float16, torch.float32, torch.float64]),
