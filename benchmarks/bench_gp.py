@@ -24,9 +24,10 @@ other Python thread: ``bayeskit.linalg.lapack``; the line "ours takes the invers
 which); "floor, OpenBLAS inverse" the factor and that inverse alone.
 "bayeskit GPR, blocked inverse" is the same model with ``BAYESKIT_LAPACK=blocked``;
 "floor, blocked inverse" the factor and the blocked inverse alone.
-"bayeskit GPR, torch's LAPACK wrappers" runs with ``BAYESKIT_DIRECT_LAPACK=0`` (the factor
-through ``torch.linalg.cholesky_ex``, the inverse through ``torch.cholesky_inverse``, not
-``potrf``/``potri`` called in place: ``bayeskit.linalg.direct``; the general route below);
+"bayeskit GPR, torch's LAPACK wrappers" runs with ``BAYESKIT_DIRECT_LAPACK=0`` and
+``BAYESKIT_LAPACK=torch`` (the factor through ``torch.linalg.cholesky_ex``, the inverse
+through ``torch.cholesky_inverse``, not ``potrf``/``potri`` called in place:
+``bayeskit.linalg.direct``; the general route below);
 "floor, potrf in place + inverse" is that factorisation and ``potri`` alone.
 "bayeskit GPR, general route" is the same model with a subclass of the kernel, which takes
 the kernel's matrix then the likelihood (``_GaussianNLL``) instead of the squared
@@ -259,7 +260,8 @@ def main() -> None:
                       "bayeskit GPR, blocked inverse": functools.partial(with_lapack, "blocked",
                                                                          run_ours),
                       "bayeskit GPR, torch's LAPACK wrappers": functools.partial(
-                          with_env, "BAYESKIT_DIRECT_LAPACK", "0", run_ours),
+                          with_env, "BAYESKIT_DIRECT_LAPACK", "0",
+                          functools.partial(with_lapack, "torch", run_ours)),
                       "floor: cholesky + inverse": floor,
                       "floor, blocked inverse": blocked_floor,
                       "floor, OpenBLAS inverse": openblas_floor,
