@@ -17,6 +17,8 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
                                                  # SVGP step: forward / backward / Adam
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
         --inverse 1000 2000 4000                 # the inverse: potri vs blocked products
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
+        --kernel-matrices 2000                   # RQ, periodic, linear K(X, X) vs GPyTorch
 
 "bayeskit GPR, MKL potri" is the same model with ``BAYESKIT_LAPACK=torch``: the inverse on
 torch's LAPACK (MKL) where the default takes SciPy's OpenBLAS (N >= 1500 on an AMD CPU, no
@@ -48,7 +50,7 @@ import time
 import torch
 
 from _timing import blocked_medians, header, headline, interleaved_medians
-from bayeskit.gp import GPR, SGPR, Matern, SquaredExponential
+from bayeskit.gp import GPR, SGPR, Linear, Matern, Periodic, RationalQuadratic, SquaredExponential
 from bayeskit.linalg import blocked, cholesky_inverse, cholesky_plus_diagonal, lapack_backend
 
 #: ``--kernel``: our class and its nu
@@ -200,6 +202,9 @@ def main() -> None:
     parser.add_argument("--matern-routes", action="store_true",
                         help="time the Matern kernel's two routes (exact differences, matrix "
                              "product) at small sizes: where the crossover lies")
+    parser.add_argument("--kernel-matrices", type=int, default=0, metavar="N",
+                        help="time the rational quadratic, periodic and linear kernels' "
+                             "matrices (forward + backward) at N points against GPyTorch's")
     parser.add_argument("--svgp-split", type=int, default=0, metavar="STEPS",
                         help="also time STEPS SVGP steps split into forward / backward / Adam")
     parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
@@ -331,6 +336,8 @@ def main() -> None:
         bench_kernel_backward(max(args.repeats, 15))
     if args.matern_routes:
         bench_matern_routes(args.repeats)
+    if args.kernel_matrices:
+        bench_kernel_matrices(args.kernel_matrices, max(args.repeats, 7), gpytorch)
     if args.inverse:
         bench_inverse(args.inverse, args.repeats, args.inverse_one_thread,
                       torch.float32 if args.inverse_float32 else torch.float64,
@@ -415,6 +422,39 @@ def bench_matern_routes(repeats: int) -> None:
                   f" us   differences / product {times['differences'] / times['product']:5.2f}")
     finally:
         kernels._EXACT_DIFFERENCES = before
+
+
+def bench_kernel_matrices(n: int, repeats: int, gpytorch) -> None:
+    """The other stationary kernels' matrices ``K(X, X)``, N x N, D = 8, float64, forward
+    and the backward of ``sum(W * K)`` to every hyperparameter: ours (plain autograd) against
+    GPyTorch's, interleaved medians."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(n, 8, dtype=torch.float64, generator=g)
+    W = torch.rand(n, n, dtype=torch.float64, generator=g)
+    ls = torch.full((8,), 0.5, dtype=torch.float64)
+    ours = {"RQ": RationalQuadratic(1.0, ls, 1.0), "Periodic": Periodic(1.0, ls, 1.0),
+            "Linear": Linear(1.0)}
+
+    def run(kernel, dense=False):
+        kernel.zero_grad()
+        K = kernel(X)
+        (W * (K.to_dense() if dense else K)).sum().backward()
+
+    contenders = {f"bayeskit {k}": functools.partial(run, v) for k, v in ours.items()}
+    if gpytorch is not None:
+        theirs = {"RQ": gpytorch.kernels.RQKernel(ard_num_dims=8),
+                  "Periodic": gpytorch.kernels.PeriodicKernel(ard_num_dims=8),
+                  "Linear": gpytorch.kernels.LinearKernel()}
+        for k, v in theirs.items():
+            contenders[f"GPyTorch {k}"] = functools.partial(run, v.double(), True)
+    times = interleaved_medians(contenders, repeats, seed=5)
+    print(f"\n## kernel matrix K(X, X), N = {n}, D = 8: forward + backward of sum(W * K)")
+    for k in ours:
+        line = f"  {k:9s} ours {1e3 * times[f'bayeskit {k}']:8.1f} ms"
+        if f"GPyTorch {k}" in times:
+            line += (f"   GPyTorch {1e3 * times[f'GPyTorch {k}']:8.1f} ms   GPyTorch / ours "
+                     f"{times[f'GPyTorch {k}'] / times[f'bayeskit {k}']:5.2f}")
+        print(line)
 
 
 def _gpytorch_prior(model, x):

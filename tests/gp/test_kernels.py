@@ -77,6 +77,71 @@ def test_squared_exponential_function_derivatives_all_modes():
             assert torch.autograd.gradgradcheck(fn, inputs)
 
 
+def _rq_reference(a, b, log_variance, alpha):
+    """The rational quadratic from exact differences (not the kernel's expansion)."""
+    r2 = ((a[..., :, None, :] - b[..., None, :, :]) ** 2).sum(-1)
+    return torch.exp(log_variance) * (1 + r2 / (2 * alpha)) ** (-alpha)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gradcheck's forward-AD uses jit
+def test_rational_quadratic_function_derivatives_all_modes():
+    """The hand-written rational quadratic matrix: value, backward (twice) and forward
+    mode against finite differences, every input, cross and symmetric cases, broadcast
+    batch dimensions; the values against exact differences."""
+    from bayeskit.gp.kernels import _RationalQuadraticMatrix as RQ
+
+    def rq(*args):
+        return RQ.apply(*args)[0]
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 3, dtype=torch.float64, generator=g).requires_grad_()
+    x2 = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_()
+    lv = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    al = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    x2_fixed = x2.detach()
+    for ls in (torch.tensor([0.7, 1.3, 2.0], dtype=torch.float64, requires_grad=True),
+               torch.tensor(0.8, dtype=torch.float64, requires_grad=True)):
+        torch.testing.assert_close(rq(x, x2, ls, lv, al), _rq_reference(x / ls, x2 / ls, lv, al),
+                                   rtol=1e-13, atol=0)
+        torch.testing.assert_close(rq(x, None, ls, lv, al),
+                                   _rq_reference(x / ls, x / ls, lv, al), rtol=1e-13, atol=1e-15)
+        for fn, inputs in ((lambda x, x2, ls, lv, al: rq(x, x2, ls, lv, al), (x, x2, ls, lv, al)),
+                           (lambda x, ls, al: rq(x, x2_fixed, ls, lv.detach(), al), (x, ls, al)),
+                           (lambda ls, lv, al: rq(x.detach(), x2_fixed, ls, lv, al), (ls, lv, al)),
+                           (lambda x, ls, lv, al: rq(x, None, ls, lv, al), (x, ls, lv, al)),
+                           (lambda ls, al: rq(x.detach(), None, ls, lv.detach(), al), (ls, al))):
+            assert torch.autograd.gradcheck(fn, inputs, check_forward_ad=True)
+            assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lengthscale", [0.9, [0.7, 1.3]])
+def test_rational_quadratic_parameters_gradients_match_the_written_out_formula(dtype,
+                                                                                lengthscale):
+    """The module's value and the gradients of alpha, lengthscales, variance and inputs
+    (symmetric and cross) against autograd of the written-out formula, in either dtype."""
+    from bayeskit.gp import RationalQuadratic
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(7, 2, dtype=dtype, generator=g)
+    X2 = torch.randn(4, 2, dtype=dtype, generator=g)
+    k = RationalQuadratic(0.6, torch.tensor(lengthscale, dtype=torch.float64), 1.4).to(dtype)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5,
+                                                                          "atol": 2e-6}
+    for other in (None, X2):
+        Xg = X.clone().requires_grad_()
+        got = k(Xg, other)
+        ls, v, al = k.lengthscale, k.variance, k.alpha
+        ref_b = Xg if other is None else other
+        expected = _rq_reference(Xg / ls, ref_b / ls, torch.log(v), al)
+        torch.testing.assert_close(got, expected, **tol)
+        w = torch.randn(got.shape, dtype=dtype, generator=g)
+        params = [Xg, *k.parameters()]
+        for a, b in zip(torch.autograd.grad((w * got).sum(), params),
+                        torch.autograd.grad((w * expected).sum(), params), strict=True):
+            torch.testing.assert_close(a, b, **tol)
+
+
 @pytest.fixture(params=["product", "differences"])
 def matern_route(request, monkeypatch):
     """The Matérn kernel's route whatever the size: distances by the matrix product with
@@ -87,14 +152,16 @@ def matern_route(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("nu", [None, 0.5, 1.5, 2.5])
+@pytest.mark.parametrize("nu", [None, 0.5, 1.5, 2.5, "rq"])
 def test_hand_written_kernels_under_torch_func_transforms(nu, matern_route):
     """vmap of jacrev and functorch's Hessian (forward over reverse) against autograd of the
-    closed form from exact differences: the squared exponential (``nu=None``) and Matérn."""
-    from bayeskit.gp import Matern
+    closed form from exact differences: the squared exponential (``nu=None``), Matérn and
+    the rational quadratic (``"rq"``, alpha 0.8)."""
+    from bayeskit.gp import Matern, RationalQuadratic
 
     ls = torch.tensor([0.5, 1.0], dtype=torch.float64)
-    k = SquaredExponential(ls, 1.3) if nu is None else Matern(nu, ls, 1.3)
+    k = (SquaredExponential(ls, 1.3) if nu is None else RationalQuadratic(0.8, ls, 1.3)
+         if nu == "rq" else Matern(nu, ls, 1.3))
     g = torch.Generator().manual_seed(1)
     X = torch.randn(5, 2, dtype=torch.float64, generator=g)
     x = torch.randn(3, 2, dtype=torch.float64, generator=g)
@@ -106,6 +173,8 @@ def test_hand_written_kernels_under_torch_func_transforms(nu, matern_route):
         d2 = (((xi - X) / ls) ** 2).sum(-1)
         if nu is None:
             return 1.3 * torch.exp(-0.5 * d2)
+        if nu == "rq":
+            return 1.3 * (1 + d2 / 1.6) ** -0.8
         return _matern_of_squared_distance(d2, nu, 1.3)
 
     J = torch.func.vmap(torch.func.jacrev(row))(x)
