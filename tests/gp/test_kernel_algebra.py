@@ -95,6 +95,28 @@ def test_periodic_matches_its_written_out_formula(dtype, lengthscale):
         torch.testing.assert_close(a, b, **tol)
 
 
+def test_periodic_product_form_matches_the_differences_far_from_the_origin():
+    """The kernel's exponent comes from one product of cos/sin features: against the
+    differences' formula at N = 120, D = 3, inputs up to 60 periods from the origin, values
+    and every gradient (inputs, period, lengthscales, variance) in float64."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.rand(120, 3, dtype=F64, generator=g) * 50 + 10
+    X2 = torch.rand(40, 3, dtype=F64, generator=g) * 50 + 10
+    k = Periodic(0.9, torch.tensor([0.4, 1.1, 2.5], dtype=F64), variance=0.8)
+    for other in (None, X2):
+        Xg = X.clone().requires_grad_()
+        got = k(Xg, other)
+        B = Xg if other is None else other
+        s = torch.sin(math.pi * (Xg[:, None, :] - B[None, :, :]) / k.period) / k.lengthscale
+        expected = k.variance * torch.exp(-2 * (s * s).sum(-1))
+        torch.testing.assert_close(got, expected, rtol=1e-11, atol=1e-13)
+        w = torch.randn(got.shape, dtype=F64, generator=g)
+        params = [Xg, *k.parameters()]
+        for a, b in zip(torch.autograd.grad((w * got).sum(), params),
+                        torch.autograd.grad((w * expected).sum(), params), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
 def test_gpr_with_a_linear_mean_extrapolates_the_trend():
     g = torch.Generator().manual_seed(0)
     X = torch.linspace(0, 10, 60, dtype=F64)[:, None]

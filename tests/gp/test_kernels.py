@@ -152,16 +152,16 @@ def matern_route(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("nu", [None, 0.5, 1.5, 2.5, "rq"])
+@pytest.mark.parametrize("nu", [None, 0.5, 1.5, 2.5, "rq", "periodic"])
 def test_hand_written_kernels_under_torch_func_transforms(nu, matern_route):
     """vmap of jacrev and functorch's Hessian (forward over reverse) against autograd of the
     closed form from exact differences: the squared exponential (``nu=None``), Matérn and
     the rational quadratic (``"rq"``, alpha 0.8)."""
-    from bayeskit.gp import Matern, RationalQuadratic
+    from bayeskit.gp import Matern, Periodic, RationalQuadratic
 
     ls = torch.tensor([0.5, 1.0], dtype=torch.float64)
     k = (SquaredExponential(ls, 1.3) if nu is None else RationalQuadratic(0.8, ls, 1.3)
-         if nu == "rq" else Matern(nu, ls, 1.3))
+         if nu == "rq" else Periodic(0.9, ls, 1.3) if nu == "periodic" else Matern(nu, ls, 1.3))
     g = torch.Generator().manual_seed(1)
     X = torch.randn(5, 2, dtype=torch.float64, generator=g)
     x = torch.randn(3, 2, dtype=torch.float64, generator=g)
@@ -175,6 +175,8 @@ def test_hand_written_kernels_under_torch_func_transforms(nu, matern_route):
             return 1.3 * torch.exp(-0.5 * d2)
         if nu == "rq":
             return 1.3 * (1 + d2 / 1.6) ** -0.8
+        if nu == "periodic":
+            return 1.3 * torch.exp(-2 * ((torch.sin(math.pi * (xi - X) / 0.9) / ls) ** 2).sum(-1))
         return _matern_of_squared_distance(d2, nu, 1.3)
 
     J = torch.func.vmap(torch.func.jacrev(row))(x)

@@ -645,13 +645,27 @@ class Periodic(Stationary):
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
         X2 = self._check(X, X2)
-        diff = X[..., :, None, :] - X2[..., None, :, :]
-        s = torch.sin(diff * (math.pi / self.period.to(X.dtype)))
-        # the weighted sum over dimensions as one product, the variance inside the exponent:
-        # fewer passes over [N, N2, D] forward and backward (the demo's Mauna Loa kernel,
-        # N = 1780: -MLL + gradient 0.71x, bench_revisions.py's "Mauna Loa" row)
-        weights = (-2 / self.lengthscale.to(X.dtype) ** 2).reshape(-1).expand(X.shape[-1])
-        return torch.exp((s * s) @ weights + self.variance.to(X.dtype).log())
+        # 2 sin^2((t - t') / 2) = 1 - cos t cos t' - sin t sin t' with t = 2 pi x / period:
+        # the exponent is one matrix product of [cos t / l, sin t / l, 1] and
+        # [cos t' / l, sin t' / l, log variance - sum 1 / l^2], never an [N, N2, D] tensor
+        # (N = 2000, D = 8: 53 ms forward + backward against 946 ms from the differences;
+        # benchmarks/bench_gp.py --kernel-matrices). The exponent cannot exceed the log
+        # variance; rounding that pushes it above is clamped, as for the squared exponential.
+        dtype = X.dtype
+        angle = 2 * math.pi / self.period.to(dtype)
+        inv_ls = (1 / self.lengthscale.to(dtype)).reshape(-1).expand(X.shape[-1])
+        log_variance = self.variance.to(dtype).log()
+
+        def features(Z):
+            t = Z * angle
+            return torch.cat([torch.cos(t) * inv_ls, torch.sin(t) * inv_ls], dim=-1)
+
+        F = features(X)
+        F2 = F if X2 is X else features(X2)
+        ones = torch.ones(F.shape[:-1] + (1,), dtype=dtype, device=X.device)
+        offset = (log_variance - (inv_ls * inv_ls).sum()).expand(F2.shape[:-1] + (1,))
+        exponent = torch.cat([F, ones], dim=-1) @ torch.cat([F2, offset], dim=-1).mT
+        return exponent.clamp_max(log_variance).exp()
 
 
 class Linear(Kernel):
