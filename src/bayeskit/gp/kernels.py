@@ -672,8 +672,10 @@ class Linear(Kernel):
     """``k = variance * x . x' + offset`` (Bayesian linear regression as a GP).
 
     Examples:
-        >>> Linear(variance=2.0)(torch.tensor([[1.0, 2.0]], dtype=torch.float64))
-        tensor([[10.]], dtype=torch.float64, grad_fn=<AddBackward0>)
+        >>> Linear(variance=2.0)(torch.tensor([[1.0, 2.0]], dtype=torch.float64)).tolist()
+        [[10.0]]
+        >>> Linear(2.0, offset=0.5)(torch.tensor([[1.0, 2.0]], dtype=torch.float64)).tolist()
+        [[10.5]]
     """
 
     def __init__(self, variance: float = 1.0, offset: float | None = None):
@@ -691,7 +693,8 @@ class Linear(Kernel):
 
     def forward(self, X: torch.Tensor, X2: torch.Tensor | None = None) -> torch.Tensor:
         X2 = self._check(X, X2)
-        return self.variance.to(X.dtype) * X @ X2.mT + self._offset(X.dtype)
+        K = (self.variance.to(X.dtype) * X) @ X2.mT
+        return K if self.raw_offset is None else K + self._offset(X.dtype)
 
     def diag(self, X: torch.Tensor) -> torch.Tensor:
         return self.variance.to(X.dtype) * (X * X).sum(-1) + self._offset(X.dtype)
@@ -737,10 +740,18 @@ class Sum(Kernel):
         self.kernels = nn.ModuleList(_check_kernels(kernels, type(self).__name__))
 
     def forward(self, X, X2=None):
-        return sum(k(X, X2) for k in self.kernels)
+        first, *rest = self.kernels  # not sum(), whose 0 + K copies K
+        K = first(X, X2)
+        for k in rest:
+            K = K + k(X, X2)
+        return K
 
     def diag(self, X):
-        return sum(k.diag(X) for k in self.kernels)
+        first, *rest = self.kernels
+        d = first.diag(X)
+        for k in rest:
+            d = d + k.diag(X)
+        return d
 
 
 class Product(Kernel):
