@@ -352,6 +352,35 @@ def test_fused_and_general_likelihoods_on_openblas_equal_torchs_lapack(which, dt
             torch.testing.assert_close(grad, results["torch"][1][name], rtol=tol, atol=tol)
 
 
+@pytest.mark.skipif(not openblas.available(F64), reason="SciPy's LAPACK is not OpenBLAS here")
+def test_automatic_route_takes_openblas_for_a_large_model_on_amd(monkeypatch):
+    """With the automatic choice's conditions met (an AMD CPU beside MKL, no other thread,
+    N >= OPENBLAS_FROM) the fused likelihood's inverse runs on OpenBLAS, once per
+    backward, and gives torch's LAPACK's value and gradients."""
+    import bayeskit.linalg.lapack as lapack_module
+    from bayeskit.gp import exact
+
+    if not (torch.backends.mkl.is_available() and exact.direct.available("potri", F64)):
+        pytest.skip("torch's LAPACK is not MKL here")
+    monkeypatch.delenv("BAYESKIT_LAPACK", raising=False)
+    monkeypatch.setattr(lapack_module, "cpu_info", lambda field: "AuthenticAMD")
+    monkeypatch.setattr(openblas, "sole_thread", lambda: True)
+    calls = []
+    real = openblas.cholesky_inverse_in_place
+    monkeypatch.setattr(exact.openblas, "cholesky_inverse_in_place",
+                        lambda buf: calls.append(buf.shape) or real(buf))
+    n = lapack_module.OPENBLAS_FROM
+    X, y = (torch.as_tensor(a) for a in _data(n, seed=4))
+    auto = _lml_and_grads(GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05))
+    assert calls == [(n, n)]
+    monkeypatch.setenv("BAYESKIT_LAPACK", "torch")
+    mkl = _lml_and_grads(GPR(X, y, SquaredExponential(0.8, 1.7), noise_variance=0.05))
+    assert calls == [(n, n)]
+    assert auto[0] == pytest.approx(mkl[0], rel=1e-12)
+    for name, grad in auto[1].items():
+        torch.testing.assert_close(grad, mkl[1][name], rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("inverse", INVERSES[::2])
 @pytest.mark.parametrize("which", ["se", "matern32"])
 def test_fused_likelihood_names_a_failed_inverse(which, inverse, monkeypatch):
