@@ -194,6 +194,16 @@ def test_sole_thread_sees_other_python_threads_but_tqdms_monitor():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_openblas_building_block_names_what_it_cannot_take():
+    with pytest.raises(ArgumentValueError, match="not available for torch.float16"):
+        openblas.cholesky_inverse_in_place(torch.eye(3, dtype=torch.float16))
+    if ON_OPENBLAS:
+        with pytest.raises(ArgumentValueError, match="contiguous square CPU buffer"):
+            openblas.cholesky_inverse_in_place(torch.eye(4, dtype=F64)[:, :3])
+        with pytest.raises(ArgumentValueError, match="contiguous square CPU buffer"):
+            openblas.cholesky_inverse_in_place(torch.eye(4, dtype=F64).mT[::2, ::2])
+
+
 @needs_openblas
 def test_openblas_leaves_no_threads_and_its_own_thread_count():
     """Every call stops OpenBLAS's workers (the process has as many threads after 30 calls

@@ -6,7 +6,8 @@ OpenBLAS's ``potri`` (SciPy's wheels ship OpenBLAS) runs at about 63 Gflop/s
 (``benchmarks/bench_gp.py --inverse``). An earlier route to it was taken out because after
 a call OpenBLAS's idle workers keep spinning for a while before they sleep, and on a small
 machine torch's threads then wait for the cores (about 4 ms per switch between the two
-pools: ``benchmarks/bench_lapack.py --spin``). Here every call ends with OpenBLAS's own
+pools, measured in the thirteenth session: ``benchmarks/RESULTS.md``; that script mode went
+with the route). Here every call ends with OpenBLAS's own
 ``blas_thread_shutdown_``, which stops its workers (the next call that needs them starts
 them again), so nothing is left spinning.
 
@@ -33,12 +34,13 @@ import threading
 
 import torch
 
+from bayeskit.errors import ArgumentValueError
+from bayeskit.linalg.direct import _lapack_lower, _self_check
+
 __all__ = ["available", "cholesky_inverse_in_place", "sole_thread"]
 
 _SYMBOLS = {torch.float64: "dpotri_", torch.float32: "spotri_"}
 _PREFIXES = ("scipy_", "")  # SciPy's wheels (scipy-openblas) prefix the BLAS/LAPACK names
-_INT = ctypes.c_int64  # an LP64 library reads the low 32 bits: the same number
-_LENGTH = ctypes.c_size_t(1)  # Fortran's hidden length of the character argument
 _LOCK = threading.Lock()
 
 
@@ -70,21 +72,12 @@ class _OpenBLAS:
         """``potri("L")`` on each ``[N, N]`` matrix of the contiguous ``buf`` (LAPACK's
         column-major lower triangle, the row-major upper one), in torch's thread count,
         then the workers stopped; ``info`` per matrix (int32)."""
-        fn = self.potri[buf.dtype]
         n = buf.shape[-1]
-        flat = buf.view(-1, n, n)
-        info = torch.zeros(flat.shape[0], dtype=torch.int32)
-        n_, info_ = _INT(n), _INT(0)
-        step = n * n * buf.element_size()
         with _LOCK:
             before = self.get_threads()
             self.set_threads(torch.get_num_threads())
-            try:
-                for i in range(flat.shape[0]):
-                    fn(ctypes.byref(ctypes.c_char(b"L")), ctypes.byref(n_),
-                       ctypes.c_void_p(flat.data_ptr() + i * step), ctypes.byref(n_),
-                       ctypes.byref(info_), _LENGTH)
-                    info[i] = info_.value
+            try:  # the same calling convention as torch's own LAPACK (bayeskit.linalg.direct)
+                info = _lapack_lower(self.potri[buf.dtype], buf.view(-1, n, n))
             finally:
                 self.set_threads(before)
                 self.shutdown()
@@ -97,17 +90,6 @@ def _first(lib, names):
         if fn is not None:
             return fn
     return None
-
-
-def _self_check(lib: _OpenBLAS) -> bool:
-    """Does ``potri`` give torch's inverse of a small matrix in every dtype it has?"""
-    A = torch.tensor([[4.0, 2.0, 1.0], [2.0, 5.0, 3.0], [1.0, 3.0, 6.0]])
-    for dtype in lib.potri:
-        buf = torch.linalg.cholesky(A.to(dtype)).mT.contiguous()  # buf.mT: the lower factor
-        if int(lib.potri_lower(buf)) != 0 or not torch.allclose(
-                buf.triu(), torch.linalg.inv(A.to(dtype)).triu()):
-            return False
-    return True
 
 
 @functools.cache
@@ -127,7 +109,9 @@ def _library() -> _OpenBLAS | None:
             lib = _OpenBLAS(info["filepath"])
         except OSError:
             continue
-        if lib.complete() and _self_check(lib):
+        # a 3 x 3 inverse against torch's (too small for OpenBLAS to start its workers)
+        if lib.complete() and all(_self_check("potri", dtype, fn)
+                                  for dtype, fn in lib.potri.items()):
             return lib
     return None
 
@@ -165,10 +149,23 @@ def cholesky_inverse_in_place(buf: torch.Tensor) -> torch.Tensor:
     Requires :func:`available` for ``buf``'s dtype and a CPU tensor autograd does not
     record; the values are not checked.
 
+    Raises:
+        ArgumentValueError: OpenBLAS's ``potri`` is not available for ``buf``'s dtype here,
+            or ``buf`` is not a contiguous square CPU buffer autograd does not record.
+
     Examples:
         >>> buf = torch.tensor([[2.0, 1.0], [99.0, 1.0]], dtype=torch.float64)
         >>> if available(torch.float64):
         ...     info = cholesky_inverse_in_place(buf)
         ...     assert buf.triu().tolist() == [[0.5, -0.5], [0.0, 1.0]]
     """
+    if not available(buf.dtype):
+        raise ArgumentValueError(f"SciPy's OpenBLAS potri is not available for {buf.dtype} "
+                                 f"here; use bayeskit.linalg.cholesky_inverse, which falls "
+                                 f"back to torch's LAPACK")
+    if not (buf.dim() >= 2 and buf.shape[-1] == buf.shape[-2] and buf.is_contiguous()
+            and buf.device.type == "cpu" and not buf.requires_grad):
+        raise ArgumentValueError(f"buf must be a contiguous square CPU buffer [..., N, N] "
+                                 f"that autograd does not record, got {tuple(buf.shape)} "
+                                 f"on {buf.device}")
     return _library().potri_lower(buf)
