@@ -174,7 +174,8 @@ def bench_inverse(sizes, repeats: int, one_thread: bool = False,
               f"factor {t['factor torch']:8.1f} / {t['factor scipy']:8.1f} "
               f"({t['factor scipy'] / t['factor torch']:.2f}x)")
         gflops = {k: flops / (1e6 * t[k]) for k, flops in (
-            ("inverse torch", 2 * n**3 / 3), ("inverse blocked", 2 * n**3 / 3),
+            ("inverse torch", 2 * n**3 / 3), ("inverse openblas", 2 * n**3 / 3),
+            ("inverse blocked", 2 * n**3 / 3),
             ("factor torch", n**3 / 3), ("product", 2 * n**3))}
         print("             Gflop/s: " + ", ".join(f"{k} {v:.0f}" for k, v in gflops.items())
               + f" (inverses at potri's 2N^3/3; the blocked one does "
@@ -426,8 +427,10 @@ def bench_matern_routes(repeats: int) -> None:
 
 def bench_kernel_matrices(n: int, repeats: int, gpytorch) -> None:
     """The other stationary kernels' matrices ``K(X, X)``, N x N, D = 8, float64, forward
-    and the backward of ``sum(W * K)`` to every hyperparameter: ours (plain autograd) against
-    GPyTorch's, interleaved medians."""
+    and the backward of ``sum(W * K)`` to every hyperparameter: ours against GPyTorch's and
+    against our own earlier formulas under plain autograd (until 2026-12-07: the rational
+    quadratic from the three-term expansion ``|a|^2 + |b|^2 - 2 a b^T``, the periodic kernel
+    from the ``[N, N, D]`` differences), interleaved medians."""
     g = torch.Generator().manual_seed(0)
     X = torch.rand(n, 8, dtype=torch.float64, generator=g)
     W = torch.rand(n, n, dtype=torch.float64, generator=g)
@@ -435,12 +438,25 @@ def bench_kernel_matrices(n: int, repeats: int, gpytorch) -> None:
     ours = {"RQ": RationalQuadratic(1.0, ls, 1.0), "Periodic": Periodic(1.0, ls, 1.0),
             "Linear": Linear(1.0)}
 
-    def run(kernel, dense=False):
+    def rq_expansion(X2=None, k=ours["RQ"]):
+        a = X / k.lengthscale
+        sq = ((a * a).sum(-1)[:, None] + (a * a).sum(-1)[None, :] - 2 * a @ a.mT).clamp_min(0)
+        return k.variance * (1 + sq / (2 * k.alpha)) ** (-k.alpha)
+
+    def periodic_differences(X2=None, k=ours["Periodic"]):
+        s = torch.sin((X[:, None, :] - X[None, :, :]) * (math.pi / k.period))
+        weights = (-2 / k.lengthscale**2).expand(X.shape[-1])
+        return torch.exp((s * s) @ weights + k.variance.log())
+
+    def run(kernel, dense=False, formula=None):
         kernel.zero_grad()
-        K = kernel(X)
+        K = kernel(X) if formula is None else formula()
         (W * (K.to_dense() if dense else K)).sum().backward()
 
     contenders = {f"bayeskit {k}": functools.partial(run, v) for k, v in ours.items()}
+    contenders["earlier RQ"] = functools.partial(run, ours["RQ"], formula=rq_expansion)
+    contenders["earlier Periodic"] = functools.partial(run, ours["Periodic"],
+                                                       formula=periodic_differences)
     if gpytorch is not None:
         theirs = {"RQ": gpytorch.kernels.RQKernel(ard_num_dims=8),
                   "Periodic": gpytorch.kernels.PeriodicKernel(ard_num_dims=8),
@@ -454,6 +470,9 @@ def bench_kernel_matrices(n: int, repeats: int, gpytorch) -> None:
         if f"GPyTorch {k}" in times:
             line += (f"   GPyTorch {1e3 * times[f'GPyTorch {k}']:8.1f} ms   GPyTorch / ours "
                      f"{times[f'GPyTorch {k}'] / times[f'bayeskit {k}']:5.2f}")
+        if f"earlier {k}" in times:
+            line += (f"   our earlier formula {1e3 * times[f'earlier {k}']:8.1f} ms, / ours "
+                     f"{times[f'earlier {k}'] / times[f'bayeskit {k}']:5.2f}")
         print(line)
 
 
