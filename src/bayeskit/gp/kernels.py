@@ -650,8 +650,9 @@ class Periodic(Stationary):
         # the exponent is one matrix product of [cos t / l, sin t / l, 1] and
         # [cos t' / l, sin t' / l, log variance - sum 1 / l^2], never an [N, N2, D] tensor
         # (N = 2000, D = 8: forward + backward 0.040x the time from the differences, 37-39
-        # against 932-965 ms; benchmarks/bench_gp.py --kernel-matrices). The exponent cannot exceed the log
-        # variance; rounding that pushes it above is clamped, as for the squared exponential.
+        # against 932-965 ms; benchmarks/bench_gp.py --kernel-matrices). The exponent cannot
+        # exceed the log variance; rounding that pushes it above is clamped, as for the
+        # squared exponential.
         dtype = X.dtype
         angle = 2 * math.pi / self.period.to(dtype)
         inv_ls = (1 / self.lengthscale.to(dtype)).reshape(-1).expand(X.shape[-1])
