@@ -367,7 +367,7 @@ def test_automatic_route_takes_openblas_for_a_large_model_on_amd(monkeypatch):
     monkeypatch.setattr(openblas, "sole_thread", lambda: True)
     calls = []
     real = openblas.cholesky_inverse_in_place
-    monkeypatch.setattr(exact.openblas, "cholesky_inverse_in_place",
+    monkeypatch.setattr(openblas, "cholesky_inverse_in_place",
                         lambda buf: calls.append(buf.shape) or real(buf))
     n = lapack_module.OPENBLAS_FROM
     X, y = (torch.as_tensor(a) for a in _data(n, seed=4))
@@ -391,7 +391,7 @@ def test_fused_likelihood_names_a_failed_inverse(which, inverse, monkeypatch):
     if not exact._fuses(gp.kernel, gp.X, gp.noise_variance):
         pytest.skip("no direct LAPACK here: the general route runs")
     monkeypatch.setenv("BAYESKIT_LAPACK", inverse)
-    monkeypatch.setattr(exact.direct if inverse == "torch" else exact.openblas,
+    monkeypatch.setattr(exact.direct if inverse == "torch" else openblas,
                         "cholesky_inverse_in_place",
                         lambda buf: torch.full((), 3, dtype=torch.int32))
     with torch.no_grad():  # the factor's own smallest pivot, which potri would overwrite

@@ -37,8 +37,8 @@ from bayeskit.linalg import (
     cholesky_plus_diagonal,
     direct,
     jittered_cholesky,
+    lapack,
     lapack_backend,
-    openblas,
 )
 from bayeskit.training.optim import fit_with_restarts
 from bayeskit.validation import (
@@ -216,9 +216,7 @@ class _StationaryNLL(torch.autograd.Function):
         else:
             S, pivots = L.mT, ctx.pivots  # the row-major buffer: C^-1's upper triangle
             if ctx.inverse == "potri in place":  # on torch's LAPACK or on OpenBLAS
-                info = (openblas.cholesky_inverse_in_place(S)
-                        if lapack_backend(S) == "openblas"
-                        else direct.cholesky_inverse_in_place(S))
+                info = lapack.potri_in_place(S)
                 ctx.inverse = "inverted"  # a second backward reuses it
                 if info is None or int(info) != 0:  # a zero pivot
                     raise_singular_factor("the inverse", _FACTOR_NAME, pivots)

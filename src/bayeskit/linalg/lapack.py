@@ -41,11 +41,11 @@ import os
 
 import torch
 
-from bayeskit.linalg import openblas
+from bayeskit.linalg import direct, openblas
 from bayeskit.machine import cpu_info
 from bayeskit.validation import check_choice, check_square
 
-__all__ = ["lapack_backend", "BACKENDS"]
+__all__ = ["lapack_backend", "potri_in_place", "BACKENDS"]
 
 #: the values ``backend`` and ``BAYESKIT_LAPACK`` take
 BACKENDS = ("auto", "torch", "openblas", "blocked")
@@ -88,3 +88,22 @@ def lapack_backend(A: torch.Tensor, backend: str | None = None) -> str:
                                  and openblas.sole_thread()):
         return "torch"  # (checked first: finding OpenBLAS imports SciPy)
     return "openblas" if A.device.type == "cpu" and openblas.available(A.dtype) else "torch"
+
+
+def potri_in_place(buf: torch.Tensor) -> torch.Tensor | None:
+    """``(L L^T)^-1`` in place of its factor on the LAPACK :func:`lapack_backend` picks for
+    ``buf``: SciPy's OpenBLAS (:func:`bayeskit.linalg.openblas.cholesky_inverse_in_place`)
+    or torch's own (:func:`bayeskit.linalg.direct.cholesky_inverse_in_place`, which returns
+    ``None`` where it does not apply). ``buf [..., N, N]`` holds ``L`` in ``buf.mT``'s lower
+    triangle and afterwards the inverse in its upper triangle; returns ``info [...]``.
+    A building block for callers that validated ``buf`` (the exact GP's fused likelihood).
+
+    Examples:
+        >>> buf = torch.tensor([[2.0, 1.0], [99.0, 1.0]], dtype=torch.float64)
+        >>> info = potri_in_place(buf)  # inv([[4, 2], [2, 2]])
+        >>> info is None or buf.triu().tolist() == [[0.5, -0.5], [0.0, 1.0]]
+        True
+    """
+    if lapack_backend(buf) == "openblas":
+        return openblas.cholesky_inverse_in_place(buf)
+    return direct.cholesky_inverse_in_place(buf)
