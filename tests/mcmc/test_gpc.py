@@ -108,3 +108,16 @@ def test_auto_solver_switches_to_conjugate_gradients_at_200_points(monkeypatch, 
         gp_classification_gibbs(torch.eye(n, dtype=torch.float64),
                                 torch.zeros(n, dtype=torch.float64))
     assert seen["method"] == expected
+
+
+
+def test_classifier_keeps_a_copy_of_the_training_inputs():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X_new = rng.normal(size=(5, 2))
+    clf = PolyaGammaGPClassifier(num_samples=20, burn_in=10, num_chains=1,
+                                 random_state=0).fit(X, y)
+    before = clf.predict_proba(X_new)
+    X[:] = 0.0  # the caller reuses its array: the fitted model must not change
+    np.testing.assert_array_equal(clf.predict_proba(X_new), before)

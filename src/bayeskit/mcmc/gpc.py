@@ -125,7 +125,7 @@ class PolyaGammaGPClassifier(PosteriorClassifierMixin, ClassifierMixin, BaseEsti
         X, y = check_training_data(X, y, dtype=np.float64)
         y, self.classes_ = binary_labels(y)  # any two classes; the larger is "1"
         self.n_features_in_ = X.shape[1]
-        self.X_train_ = torch.as_tensor(X, dtype=F64)
+        self.X_train_ = torch.tensor(X, dtype=F64)  # a copy: never a view of the caller's array
         with torch.no_grad():
             K = self._kernel()(self.X_train_)
             seed = 0 if self.random_state is None else int(self.random_state)
