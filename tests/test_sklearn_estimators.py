@@ -3,6 +3,7 @@ the suite stays fast; binary-only classifiers declare it through their tags)."""
 
 import warnings
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.utils import get_tags
@@ -50,3 +51,24 @@ def test_binary_only_classifiers_declare_it(estimator):
         assert tags.classifier_tags.multi_class is multi
     else:
         assert tags.regressor_tags is not None
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_fitted_estimators_do_not_share_the_callers_arrays(estimator):
+    """Fit, then overwrite the training arrays in place: predictions must not move (a model
+    holding a view of the caller's array would follow it)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] > 0).astype(float) if tags_say_classifier(estimator) else np.sin(X[:, 0])
+    X_new = rng.normal(size=(6, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fitted = clone(estimator).fit(X, y)
+    before = fitted.predict(X_new)
+    X[:] = 0.0
+    y[:] = 0.0
+    np.testing.assert_array_equal(fitted.predict(X_new), before)
+
+
+def tags_say_classifier(estimator) -> bool:
+    return get_tags(estimator).classifier_tags is not None
