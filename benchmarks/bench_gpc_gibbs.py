@@ -19,11 +19,16 @@ D x D precision per chain), for that comparison.
         [--our-warmup N] [--precision-form]
     .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --crossover [50 100 200 400 800]
     .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --capacitance [--chains 64]
+    .venv-bench/bin/python benchmarks/bench_gpc_gibbs.py --normals [--chains 64]
 
 ``--capacitance`` times the CG sweep's preconditioner setup on this data: the capacitance
 matrices ``diag(1 / lam) + V^T diag(w) V`` of a batch of diagonals from
 ``linalg.LowRankPreconditioner``'s packed table (one product) against the batched product it
 replaced (``packed=False``), each with its Cholesky factorisation.
+
+``--normals`` times the sweep's standard normal draws at its sizes (per chain: the prior
+draw and the noise, ``N`` each, and ``N`` per Metropolis step): torch's CPU generator
+(``torch.randn``) against ``distributions.gaussian.standard_normal`` (compiled streams).
 """
 
 from __future__ import annotations
@@ -106,6 +111,27 @@ def capacitance(chains: int, repeats: int = 30) -> None:
           f"ratio {times['batched product'] / times['packed table']:.2f}")
 
 
+def normals(chains: int, metropolis_steps: int = 4, repeats: int = 101) -> None:
+    """Microseconds per call of ``torch.randn`` and ``standard_normal`` at the sweep's draw
+    sizes (medians of ``repeats`` interleaved calls) and draws per second."""
+    from _timing import interleaved_medians
+    from bayeskit.distributions.gaussian import standard_normal
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    header()
+    n = dataset()[0].shape[0]
+    g = torch.Generator().manual_seed(0)
+    print("| draws | torch.randn us | standard_normal us | ratio | M draws/s (torch, ours) |")
+    print("|---|---|---|---|---|")
+    for size in (chains * n, chains * n * metropolis_steps):
+        med = interleaved_medians(
+            {"torch": lambda s=size: torch.randn(s, dtype=torch.float64, generator=g),
+             "ours": lambda s=size: standard_normal(s, generator=g)}, repeats)
+        print(f"| {size} | {1e6 * med['torch']:.0f} | {1e6 * med['ours']:.0f} | "
+              f"{med['torch'] / med['ours']:.2f} | {size / med['torch'] / 1e6:.0f}, "
+              f"{size / med['ours'] / 1e6:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chains", type=int, nargs="+", default=[4],
@@ -127,7 +153,13 @@ def main() -> None:
     parser.add_argument("--capacitance", action="store_true",
                         help="only time the CG preconditioner's setup (--chains: diagonals; "
                              "64 by default)")
+    parser.add_argument("--normals", action="store_true",
+                        help="only time the sweep's normal draws (--chains: chains; 64 by "
+                             "default)")
     args = parser.parse_args()
+    if args.normals:
+        normals(args.chains[0] if args.chains != [4] else 64)
+        return
     if args.capacitance:
         capacitance(args.chains[0] if args.chains != [4] else 64)
         return

@@ -63,3 +63,46 @@ def test_generator_drives_the_seed():
     b = compiled.seed_from(torch.Generator().manual_seed(5))
     c = compiled.seed_from(torch.Generator().manual_seed(6))
     assert a == b != c and 0 <= a < 2**63
+
+
+@compiled.jit
+def _normal_pairs(seed, n):
+    s = compiled.block_state(seed, 0)
+    out = np.empty((n, 2))
+    for i in range(n):
+        out[i, 0], out[i, 1] = compiled.normal_pair(s)
+    return out
+
+
+def test_normal_pairs_are_independent_standard_normals():
+    n = 100_000
+    x = _normal_pairs(7, n)
+    for col in (x[:, 0], x[:, 1]):
+        assert abs(col.mean()) < 4 / math.sqrt(n)
+        assert abs(col.var() - 1) < 4 * math.sqrt(2 / n)
+        assert abs((col**4).mean() - 3) < 4 * math.sqrt(96 / n)  # Var z^4 = 105 - 9
+    # the pair's two members are uncorrelated, and so are their squares
+    assert abs(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) < 4 / math.sqrt(n)
+    assert abs(np.corrcoef(x[:, 0] ** 2, x[:, 1] ** 2)[0, 1]) < 4 / math.sqrt(n)
+
+
+def test_launch_runs_one_block_serially_and_many_in_parallel():
+    calls = []
+
+    def blocks(out, first, stop):
+        calls.append(("serial", first, stop))
+
+    def parallel(out):
+        calls.append(("parallel",))
+
+    compiled.launch(blocks, parallel, compiled.BLOCK, (None,))
+    compiled.launch(blocks, parallel, 0, (None,))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        compiled.launch(blocks, parallel, compiled.BLOCK + 1, (None,))
+        torch.set_num_threads(1)
+        compiled.launch(blocks, parallel, compiled.BLOCK + 1, (None,))
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [("serial", 0, 1), ("serial", 0, 0), ("parallel",), ("serial", 0, 2)]

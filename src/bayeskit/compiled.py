@@ -29,13 +29,14 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 import numpy as np
 import torch
 
 __all__ = ["available", "enabled", "set_compiled", "use_compiled", "jit", "prange", "seed_from",
-           "threads", "serial", "BLOCK", "uniform", "block_state"]
+           "threads", "serial", "launch", "BLOCK", "uniform", "normal_pair", "block_state"]
 
 try:  # numba is a dependency, but a platform without its wheels still works (eagerly)
     import numba as _numba
@@ -123,6 +124,20 @@ def threads():
             torch.set_num_threads(before)
 
 
+def launch(blocks_kernel, parallel_kernel, n: int, args: tuple) -> None:
+    """Run a random kernel over ``n`` elements in blocks of :data:`BLOCK`:
+    ``blocks_kernel(*args, 0, blocks)`` serially (one block, or when :func:`serial` says
+    so), otherwise ``parallel_kernel(*args)``, the same blocks under ``prange`` in
+    :func:`threads`. Each block draws from its own stream, so both give the same numbers.
+    """
+    blocks = -(-n // BLOCK)
+    if blocks <= 1 or serial():
+        blocks_kernel(*args, 0, blocks)
+    else:
+        with threads():
+            parallel_kernel(*args)
+
+
 def seed_from(generator: torch.Generator | None) -> int:
     """One 63-bit seed drawn from ``generator`` (the global one when ``None``)."""
     return int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
@@ -166,3 +181,18 @@ def uniform(s):
     s[2] ^= t
     s[3] = (s[3] << np.uint64(45)) | (s[3] >> np.uint64(19))
     return float(np.int64(result >> np.uint64(11)) + 1) * _TWO53
+
+
+@jit(inline="always")
+def normal_pair(s):
+    """Two independent standard normals from xoshiro256+ state ``s`` (advanced), by
+    Marsaglia's polar method: a point ``(u, v)`` uniform in the unit disc (``4 / pi``
+    pairs of uniforms per point on average), then ``(u, v) sqrt(-2 log q / q)`` with
+    ``q = u^2 + v^2``: one logarithm and one square root per pair, no sine or cosine."""
+    while True:
+        u = 2.0 * uniform(s) - 1.0
+        v = 2.0 * uniform(s) - 1.0
+        q = u * u + v * v
+        if 0.0 < q < 1.0:
+            f = math.sqrt(-2.0 * math.log(q) / q)
+            return u * f, v * f

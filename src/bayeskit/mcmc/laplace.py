@@ -17,6 +17,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from bayeskit.distributions.gaussian import standard_normal
 from bayeskit.errors import ArgumentTypeError, ShapeError
 from bayeskit.validation import (
     as_int,
@@ -177,8 +178,8 @@ def _independence_metropolis(data, beta, log_post, mode, precision_tril, steps, 
     if steps == 0:
         return beta, log_post, torch.zeros_like(log_post)
     chains, d = beta.shape
-    eps = torch.randn(d, steps * chains, dtype=beta.dtype, device=beta.device,
-                      generator=generator)
+    eps = standard_normal(d, steps * chains, dtype=beta.dtype, device=beta.device,
+                          generator=generator)
     # proposal = mode + L^-T eps (one solve, every proposal a column), and
     # |L^T (proposal - mode)|^2 = |eps|^2
     proposals = mode + torch.linalg.solve_triangular(

@@ -274,16 +274,6 @@ def _jstar_parallel(h, chunks, z, t, log_c, lgh, p_left, seed, out):
         _jstar_blocks(h, chunks, z, t, log_c, lgh, p_left, seed, out, blk, blk + 1)
 
 
-def _launch(blocks_kernel, parallel_kernel, n: int, args: tuple) -> None:
-    """Run ``blocks_kernel(*args, 0, blocks)`` serially or ``parallel_kernel(*args)`` (the
-    same blocks under ``prange``), as :func:`bayeskit.compiled.serial` decides."""
-    if compiled.serial():
-        blocks_kernel(*args, 0, -(-n // BLOCK))
-    else:
-        with compiled.threads():
-            parallel_kernel(*args)
-
-
 def _flat64(v: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(v.detach().reshape(-1).to(torch.float64).numpy())
 
@@ -303,7 +293,7 @@ def sample_h1_sums(c: torch.Tensor, copies: torch.Tensor, n: int,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(copies.reshape(-1).to(torch.int64).numpy())
-    _launch(_h1_blocks, _h1_parallel, n,
+    compiled.launch(_h1_blocks, _h1_parallel, n,
             (_flat64(c), counts, compiled.seed_from(generator), out))
     return torch.from_numpy(out)
 
@@ -321,7 +311,7 @@ def sample_jstar_sums(h: torch.Tensor, chunks: torch.Tensor, z: torch.Tensor,
     """
     out = np.empty(n, dtype=np.float64)
     counts = np.ascontiguousarray(chunks.reshape(-1).to(torch.int64).numpy())
-    _launch(_jstar_blocks, _jstar_parallel, n,
+    compiled.launch(_jstar_blocks, _jstar_parallel, n,
             (_flat64(h), counts, _flat64(z), _flat64(t), _flat64(log_c), _flat64(lgh),
              _flat64(p_left), compiled.seed_from(generator), out))
     return torch.from_numpy(out)
