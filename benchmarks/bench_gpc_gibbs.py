@@ -111,9 +111,13 @@ def capacitance(chains: int, repeats: int = 30) -> None:
           f"ratio {times['batched product'] / times['packed table']:.2f}")
 
 
-def normals(chains: int, metropolis_steps: int = 4, repeats: int = 101) -> None:
+def normals(chains: int, metropolis_steps: int = 4, repeats: int = 101, rounds: int = 9) -> None:
     """Microseconds per call of ``torch.randn`` and ``standard_normal`` at the sweep's draw
-    sizes (medians of ``repeats`` interleaved calls) and draws per second."""
+    sizes (medians of ``repeats`` interleaved calls) and draws per second; then 30 sweeps
+    (``chains`` chains, CG, ``metropolis_steps`` steps) with the samplers' normals from each,
+    ``rounds`` interleaved rounds in this process (the sweeps' time varies more between
+    processes than the generators' difference)."""
+    import bayeskit.distributions.gaussian as gaussian
     from _timing import interleaved_medians
     from bayeskit.distributions.gaussian import standard_normal
 
@@ -130,6 +134,22 @@ def normals(chains: int, metropolis_steps: int = 4, repeats: int = 101) -> None:
         print(f"| {size} | {1e6 * med['torch']:.0f} | {1e6 * med['ours']:.0f} | "
               f"{med['torch'] / med['ours']:.2f} | {size / med['torch'] / 1e6:.0f}, "
               f"{size / med['ours'] / 1e6:.0f} |")
+    K, y = dataset()
+    compiled_from = gaussian.MIN_SIZE
+
+    def sweeps(min_size):
+        gaussian.MIN_SIZE = min_size  # above every draw's size: all from torch.randn
+        try:
+            gp_classification_gibbs(K, y, num_samples=30, burn_in=0, num_chains=chains,
+                                    metropolis_steps=metropolis_steps, solver="cg",
+                                    generator=torch.Generator().manual_seed(0))
+        finally:
+            gaussian.MIN_SIZE = compiled_from
+    med = interleaved_medians({"torch": lambda: sweeps(2**62),
+                               "ours": lambda: sweeps(compiled_from)}, rounds)
+    print(f"\n30 sweeps, {chains} chains, CG, {metropolis_steps} Metropolis steps: normals from "
+          f"torch.randn {1e3 * med['torch'] / 30:.1f} ms a sweep, from standard_normal "
+          f"{1e3 * med['ours'] / 30:.1f} ms a sweep ({med['ours'] / med['torch']:.3f})")
 
 
 def main() -> None:
