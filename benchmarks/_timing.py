@@ -47,9 +47,11 @@ def blocked_medians(contenders: dict[str, Callable[[], object]], rounds: int, bl
     """Median seconds of each zero-argument callable, run in blocks of ``block`` calls.
 
     For contenders that leave another thread pool busy after they return: SciPy's OpenBLAS
-    keeps its workers spinning after a call, which slows whatever torch runs next on a
-    2-core machine (three 64 x 64 ``tril`` right after an OpenBLAS call: ~4 ms, against
-    ~0.02 ms after MKL's: ``bench_lapack.py --spin``). Interleaving
+    keeps its workers spinning after a call made through SciPy, which slows whatever torch
+    runs next on a 2-core machine (three 64 x 64 ``tril`` right after such a call: ~4 ms,
+    against ~0.02 ms after MKL's; measured by a ``bench_lapack.py`` mode removed in the
+    fourteenth session, RESULTS.md; bayeskit's own OpenBLAS route stops its workers after
+    each call). Interleaving
     call by call would charge that to the next contender; here every block starts after
     ``pause`` seconds of idle, and a contender's own calls inside a block pay for what the
     previous one left, as they would in a loop. The order of the blocks is shuffled every

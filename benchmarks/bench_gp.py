@@ -307,9 +307,9 @@ def main() -> None:
             contenders["GPyTorch (Cholesky)"] = run_gpytorch
             contenders["GPyTorch (CG, default)"] = run_gpytorch_cg
         values = {k: fn() for k, fn in contenders.items()}  # also the warm-up
-        # blocks of 2 after an idle pause: SciPy's OpenBLAS threads (our inverse at large N)
-        # slow the torch work right after a call (bench_lapack.py --spin), which must slow
-        # our next call, not a competitor's
+        # blocks of 2 after an idle pause: any thread pool a contender leaves busy (SciPy's
+        # OpenBLAS workers spin after a call made through SciPy; our own OpenBLAS route
+        # stops them) must slow that contender's next call, not a competitor's
         times = blocked_medians(contenders, args.repeats, block=2, warmup=False)
         ours_t = times["bayeskit GPR"]
         print(f"\n## N = {n}, {args.kernel} kernel: -MLL/N + backward")
