@@ -6,6 +6,7 @@ Scripts run as ``python benchmarks/bench_*.py``, so this module is importable as
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
@@ -79,3 +80,59 @@ def headline(key: str, value: float) -> None:
     """Print a headline figure as ``HEADLINE <key> <value>``: the line ``check_targets.py``
     reads back (it judges the keys its ``TARGETS`` name; the others are for the record)."""
     print(f"HEADLINE {key} {value:.6g}", flush=True)
+
+
+def _flops(name: str, shapes: list[tuple[int, ...]]) -> float | None:
+    """Floating-point operations of one dense linear-algebra call from its tensor
+    arguments' shapes (products, left triangular solves, Cholesky), else ``None``."""
+    def batch(shape):
+        return math.prod(shape[:-2])
+
+    if name in ("mm", "bmm") and len(shapes) >= 2:
+        (*_, m, k), (*_, n) = shapes[0], shapes[1]
+        return 2.0 * batch(shapes[0]) * m * k * n
+    if name in ("addmm", "baddbmm") and len(shapes) >= 3:
+        (*_, m, k), (*_, n) = shapes[1], shapes[2]
+        return 2.0 * batch(shapes[1]) * m * k * n
+    if name in ("mv", "addmv") and len(shapes) >= 2:
+        a = shapes[0] if name == "mv" else shapes[1]
+        return 2.0 * a[-2] * a[-1]
+    if name == "linalg_solve_triangular" and len(shapes) >= 2:  # left solve: n^2 k
+        (*_, n, _), (*_, k) = shapes[0], shapes[1]
+        return float(batch(shapes[1]) * n * n * k)
+    if name in ("linalg_cholesky_ex", "linalg_cholesky") and shapes:
+        return batch(shapes[0]) * shapes[0][-1] ** 3 / 3.0
+    return None
+
+
+def aten_op_times(step: Callable[[], object], rounds: int) -> list[dict]:
+    """Where ``step``'s time goes, op by op: ``rounds`` calls of ``step`` under a
+    ``TorchDispatchMode`` that times every aten call (the forward's, autograd's backward
+    and the optimiser's) with ``perf_counter``, grouped by op and argument shapes. One row
+    per group, slowest first: ``{"op", "shapes", "ms" (per step), "calls" (per step),
+    "gflops" (dense linear algebra only, else None)}``. The mode's own overhead (a Python
+    call per op) falls outside the op times, so their sum is the step's time in aten."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    times: dict[tuple, list[float]] = {}
+
+    class Timed(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            elapsed = time.perf_counter() - start
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            times.setdefault((func.__name__.split(".")[0], shapes), []).append(elapsed)
+            return out
+
+    with Timed():
+        for _ in range(rounds):
+            step()
+    rows = []
+    for (op, shapes), spent in times.items():
+        flops = _flops(op, list(shapes))
+        rows.append({"op": op, "shapes": shapes, "ms": 1e3 * sum(spent) / rounds,
+                     "calls": len(spent) / rounds,
+                     "gflops": None if flops is None else flops * len(spent) / sum(spent) / 1e9})
+    return sorted(rows, key=lambda r: -r["ms"])

@@ -15,6 +15,8 @@ shuffled; the rest interleaved call by call). GPyTorch's Cholesky path is forced
         --matern-routes                          # the Matern kernel's two routes, small N
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-split 50
                                                  # SVGP step: forward / backward / Adam
+    .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --svgp-ops 100
+                                                 # SVGP step: time per aten call, Gflop/s
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
         --inverse 1000 2000 4000                 # the inverse: potri vs blocked products
     .venv-bench/bin/python benchmarks/bench_gp.py --sizes --sgpr-sizes --no-svgp \
@@ -49,7 +51,7 @@ import time
 
 import torch
 
-from _timing import blocked_medians, header, headline, interleaved_medians
+from _timing import aten_op_times, blocked_medians, header, headline, interleaved_medians
 from bayeskit.gp import GPR, SGPR, Linear, Matern, Periodic, RationalQuadratic, SquaredExponential
 from bayeskit.linalg import blocked, cholesky_inverse, cholesky_plus_diagonal, lapack_backend
 
@@ -208,6 +210,9 @@ def main() -> None:
                              "matrices (forward + backward) at N points against GPyTorch's")
     parser.add_argument("--svgp-split", type=int, default=0, metavar="STEPS",
                         help="also time STEPS SVGP steps split into forward / backward / Adam")
+    parser.add_argument("--svgp-ops", type=int, default=0, metavar="STEPS",
+                        help="also time our SVGP step's aten calls over STEPS steps: where "
+                             "the time goes, and the dense linear algebra's Gflop/s")
     parser.add_argument("--inverse", type=int, nargs="*", default=[], metavar="N",
                         help="time the factor and the inverse alone at these sizes: torch's "
                              "LAPACK against SciPy's")
@@ -332,7 +337,8 @@ def main() -> None:
     if args.svgp:
         # 200 steps each; a run's ratio still moves ~1.45-1.8 between processes (page faults,
         # neighbours on a VM), so quote the median of several runs
-        bench_svgp(256, 1024, max(args.repeats, 200), gpytorch, args.svgp_split)
+        bench_svgp(256, 1024, max(args.repeats, 200), gpytorch, args.svgp_split,
+                   args.svgp_ops)
     if args.kernel_backward:
         bench_kernel_backward(max(args.repeats, 15))
     if args.matern_routes:
@@ -484,10 +490,12 @@ def _gpytorch_prior(model, x):
                                                      model.covar_module(x))
 
 
-def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0) -> None:
+def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0,
+               ops_rounds: int = 0) -> None:
     """One Adam step of SVGP (Gaussian likelihood, whitened, full q_sqrt), M inducing points,
     a minibatch of ``batch`` from N = 100k, D = 8 (ANCHORS: GPyTorch 28.6 ms); with
-    ``split_rounds`` also the step's split into the loss's forward, its backward and Adam."""
+    ``split_rounds`` also the step's split into the loss's forward, its backward and Adam;
+    with ``ops_rounds`` our step's time per aten call (``_timing.aten_op_times``)."""
     from bayeskit.gp import SVGP
 
     n = 100_000
@@ -575,6 +583,18 @@ def bench_svgp(m: int, batch: int, repeats: int, gpytorch, split_rounds: int = 0
             med = [statistics.median(p[j] for p in parts) for j in range(3)]
             print(f"  {k:30s} {1e3 * med[0]:7.2f} / {1e3 * med[1]:7.2f} / "
                   f"{1e3 * med[2]:6.2f} ms   {faults[k] / split_rounds:7.1f} faults")
+    if ops_rounds:
+        steps = itertools.count()
+        rows = aten_op_times(lambda: run_ours(next(steps) % (repeats + 1)), ops_rounds)
+        total = sum(r["ms"] for r in rows)
+        dense = [r for r in rows if r["gflops"] is not None]
+        dense_ms = sum(r["ms"] for r in dense)
+        print(f"  our step's aten calls over {ops_rounds} steps: {total:.2f} ms a step in "
+              f"aten, of it {dense_ms:.2f} ms ({dense_ms / total:.0%}) dense linear algebra "
+              f"(products, triangular solves, Cholesky); the slowest calls:")
+        for r in rows[:12]:
+            rate = "" if r["gflops"] is None else f"  {r['gflops']:5.1f} Gflop/s"
+            print(f"    {r['ms']:6.3f} ms  x{r['calls']:4.1f}  {r['op']} {r['shapes']}{rate}")
 
 
 def bench_sgpr(n: int, m: int, repeats: int, gpytorch, kernel: str = "se") -> None:
