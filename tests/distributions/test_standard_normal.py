@@ -93,3 +93,6 @@ def test_invalid_arguments():
         standard_normal(3, generator=0)
     with pytest.raises(ArgumentValueError, match="generator"):
         standard_normal(3, device="meta", generator=gen(0))
+    for device in ("nowhere", 3.5):
+        with pytest.raises(ArgumentValueError, match="device"):
+            standard_normal(3, device=device)

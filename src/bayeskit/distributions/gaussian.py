@@ -551,8 +551,9 @@ def standard_normal(*shape: int, dtype: torch.dtype = torch.float64, device=None
     From ``normal_kernels.MIN_SIZE`` (1024) draws, on the CPU, in float32 or float64 and with
     the compiled kernels on (:mod:`bayeskit.compiled`), the draws come from counter-based
     streams seeded by one number from ``generator``, blocks of ``compiled.BLOCK`` draws in
-    parallel (Marsaglia's polar method: :mod:`bayeskit.distributions.normal_kernels`), ~4x
-    torch's one-thread fill at 1e5 draws on 2 cores; the result depends on the generator
+    parallel (Marsaglia's polar method: :mod:`bayeskit.distributions.normal_kernels`),
+    2.6-3.7x torch's one-thread fill at 4e4-1.5e5 draws on 2 cores (``bench_gpc_gibbs.py
+    --normals``); the result depends on the generator
     and the shape only, not on the number of threads. Otherwise (fewer draws, CUDA, other
     dtypes, kernels off) it is ``torch.randn`` with ``generator``. The samplers draw their
     noise here: a GP-classification Gibbs sweep of 64 chains needs ~2e5 normals.
@@ -570,7 +571,11 @@ def standard_normal(*shape: int, dtype: torch.dtype = torch.float64, device=None
     shape = tuple(as_int(n, "shape", nonnegative=True) for n in shape)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ArgumentTypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    device = torch.device("cpu") if device is None else torch.device(device)
+    try:
+        device = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as err:
+        raise ArgumentValueError(f"device must be a torch.device or a name such as 'cpu' or "
+                                 f"'cuda', got {device!r}") from err
     check_generator(generator, device=device)
     size = math.prod(shape)
     if (size < MIN_SIZE or device.type != "cpu" or dtype not in (torch.float32, torch.float64)
