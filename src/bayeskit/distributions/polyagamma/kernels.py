@@ -6,7 +6,8 @@ accepts, with no masked passes over arrays. Per-element parameters come in array
 ``n`` or 1 (shared by every element). Two exact changes from the eager code, both to avoid
 inverse-CDF calls numba lacks: the truncated Lévy proposal draws ``|Y| >= a`` from a
 normal tail by Marsaglia's method (``a > 0.65``) or by half-normal rejection (smaller ``a``),
-and normal variates come from Box–Muller. The policy (when kernels run, threads, random
+and normal variates come from :func:`bayeskit.compiled.normal_pair` (Marsaglia's polar
+method). The policy (when kernels run, threads, random
 streams) is :mod:`bayeskit.compiled`'s.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from bayeskit import compiled
-from bayeskit.compiled import BLOCK, block_state, jit, prange, uniform
+from bayeskit.compiled import BLOCK, block_state, jit, normal_pair, prange, uniform
 from bayeskit.distributions.polyagamma.samplers import A2, MASS_RAYLEIGH, PI2, T1, Z_IG
 from bayeskit.distributions.polyagamma.series import HALF_LOG_2PI, LOG2, LOG_PI_2, PI2_8
 
@@ -26,7 +27,6 @@ __all__ = ["sample_h1_sums", "sample_jstar_sums"]
 
 INV_SQRT_A2 = 1 / math.sqrt(A2)
 LOG_4_PI = math.log(4 / math.pi)
-TWO_PI = 2 * math.pi
 TAIL_SWITCH = 0.65  # normal tail beyond a: Marsaglia's method above, half-normal below
 # Both pieces of the shape-1 envelope have rate >= 2 pi (4 / x with x <= 2/pi on the left,
 # pi^2 x with x > 2/pi on the right), and the first partial sum 1 - 3 e^-rate grows with the
@@ -36,15 +36,16 @@ SERIES_SQUEEZE = 1.0 - 3.0 * math.exp(-2.0 * math.pi) * (1.0 + 1e-9)
 
 
 @jit(inline="always")
-def _chi2(s):
-    """A chi-square(1) variate: a squared Box–Muller normal."""
-    c = math.cos(TWO_PI * uniform(s))
-    return -2.0 * math.log(uniform(s)) * c * c
+def _normal(s):
+    """A standard normal: the first of :func:`bayeskit.compiled.normal_pair`'s two."""
+    return normal_pair(s)[0]
 
 
 @jit(inline="always")
-def _normal(s):
-    return math.sqrt(-2.0 * math.log(uniform(s))) * math.cos(TWO_PI * uniform(s))
+def _chi2(s):
+    """A chi-square(1) variate: a squared standard normal."""
+    z = _normal(s)
+    return z * z
 
 
 @jit(inline="always")
