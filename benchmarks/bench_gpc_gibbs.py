@@ -27,8 +27,9 @@ matrices ``diag(1 / lam) + V^T diag(w) V`` of a batch of diagonals from
 replaced (``packed=False``), each with its Cholesky factorisation.
 
 ``--normals`` times the sweep's standard normal draws at its sizes (per chain: the prior
-draw and the noise, ``N`` each, and ``N`` per Metropolis step): torch's CPU generator
-(``torch.randn``) against ``distributions.gaussian.standard_normal`` (compiled streams).
+draw and the noise, ``N`` each, and ``N`` per Metropolis step) and at 30 and 1024 draws
+(either side of its ``MIN_SIZE``): torch's CPU generator (``torch.randn``) against the
+compiled streams of ``distributions.gaussian.standard_normal``.
 """
 
 from __future__ import annotations
@@ -125,12 +126,20 @@ def normals(chains: int, metropolis_steps: int = 4, repeats: int = 101, rounds: 
     header()
     n = dataset()[0].shape[0]
     g = torch.Generator().manual_seed(0)
+
+    def fill(size):  # the compiled route at any size (MIN_SIZE lowered for the call)
+        before, gaussian.MIN_SIZE = gaussian.MIN_SIZE, 0
+        try:
+            return standard_normal(size, generator=g)
+        finally:
+            gaussian.MIN_SIZE = before
     print("| draws | torch.randn us | standard_normal us | ratio | M draws/s (torch, ours) |")
     print("|---|---|---|---|---|")
-    for size in (chains * n, chains * n * metropolis_steps):
+    # 30 and 1024: either side of standard_normal's MIN_SIZE (below it, torch.randn)
+    for size in (30, 1024, chains * n, chains * n * metropolis_steps):
         med = interleaved_medians(
             {"torch": lambda s=size: torch.randn(s, dtype=torch.float64, generator=g),
-             "ours": lambda s=size: standard_normal(s, generator=g)}, repeats)
+             "ours": lambda s=size: fill(s)}, repeats)
         print(f"| {size} | {1e6 * med['torch']:.0f} | {1e6 * med['ours']:.0f} | "
               f"{med['torch'] / med['ours']:.2f} | {size / med['torch'] / 1e6:.0f}, "
               f"{size / med['ours'] / 1e6:.0f} |")

@@ -553,8 +553,8 @@ def standard_normal(*shape: int, dtype: torch.dtype = torch.float64, device=None
     streams seeded by one number from ``generator``, blocks of ``compiled.BLOCK`` draws in
     parallel (Marsaglia's polar method: :mod:`bayeskit.distributions.normal_kernels`),
     2.6-3.7x torch's one-thread fill at 4e4-1.5e5 draws on 2 cores (``bench_gpc_gibbs.py
-    --normals``); the result depends on the generator
-    and the shape only, not on the number of threads. Otherwise (fewer draws, CUDA, other
+    --normals``); the result depends on the generator and the shape only, not on the
+    number of threads. Otherwise (fewer draws, CUDA, other
     dtypes, kernels off) it is ``torch.randn`` with ``generator``. The samplers draw their
     noise here: a GP-classification Gibbs sweep of 64 chains needs ~2e5 normals.
 

@@ -1,9 +1,10 @@
 """Standard normal draws from bayeskit's compiled counter-based streams (numba), for
 :func:`bayeskit.distributions.gaussian.standard_normal`.
 
-torch's CPU generator fills normals on one thread (~50-60 million a second on a 2-vCPU AMD
-EPYC: ``benchmarks/bench_gpc_gibbs.py --normals``), which in a GP-classification Gibbs sweep of
-64 chains is about a tenth of the sweep. Here every block of :data:`bayeskit.compiled.BLOCK`
+torch's CPU generator fills normals on one thread (40-60 million a second on a 2-vCPU AMD
+EPYC; these streams 110-215 million on 2 threads: ``benchmarks/bench_gpc_gibbs.py
+--normals``, which also times a GP-classification Gibbs sweep of 64 chains with each: 2-3
+ms of ~35 ms). Here every block of :data:`bayeskit.compiled.BLOCK`
 draws has its own xoshiro256+ stream seeded from one seed (the policy of
 :mod:`bayeskit.compiled`), filled by Marsaglia's polar method
 (:func:`bayeskit.compiled.normal_pair`), the blocks in parallel: the draws depend on the
@@ -20,8 +21,9 @@ from bayeskit.compiled import BLOCK, block_state, jit, normal_pair, prange
 __all__ = ["fill_standard_normal", "MIN_SIZE"]
 
 #: fewer draws than this come from ``torch.randn``: below it a compiled call's fixed cost
-#: (~10 us: the seed, the dispatch) exceeds torch's fill (ad hoc, AMD EPYC 2 vCPU: 30 draws
-#: 2 us against 12 us; 1024 draws 19 us against 20 us; 36 416 draws 625 us against 159 us)
+#: (~10 us: the seed, the dispatch) exceeds torch's fill (``benchmarks/bench_gpc_gibbs.py
+#: --normals``, AMD EPYC 2 vCPU: 30 draws 3 us for torch against 12 us; 1024 draws 20
+#: against 19 us; 36 416 draws 625 against 230 us)
 MIN_SIZE = 1024
 
 
