@@ -8,11 +8,17 @@ library): the floor both libraries' epochs are measured against.
     .venv-bench/bin/python benchmarks/bench_vae.py [--epochs 60] [--repeats 3]
     .venv-bench/bin/python benchmarks/bench_vae.py --mnist DIR   # IDX files you supply
     .venv-bench/bin/python benchmarks/bench_vae.py --synthetic 50000 --batch 500 --epochs 5
+    .venv-bench/bin/python benchmarks/bench_vae.py --synthetic 10000 --batch 500 --ops 3
 
 ``--synthetic N``: N training and N/5 test images of 64 binary pixels drawn from a fixed
 random "teacher" decoder (z ~ N(0, I_2), 2-256-64 ReLU network, Bernoulli pixels), with
 ``--batch`` rows per minibatch: more work per step, so less of the time is per-step
 overhead.
+
+``--ops EPOCHS``: instead of the comparison, where our epoch spends its time over the
+hand-written loop's: both timed per aten call over ``EPOCHS`` epochs
+(``_timing.aten_op_times``), the time and number of calls per batch, and the ops ours calls
+more often than the loop.
 """
 
 from __future__ import annotations
@@ -171,6 +177,35 @@ def adam_step_timing() -> None:
           f"{med['default'] / 2000 * 1e6:.0f} us, fused {med['fused'] / 2000 * 1e6:.0f} us")
 
 
+def op_comparison(x_tr, epochs: int, batch: int) -> None:
+    """Per batch: time inside aten and calls, ours against the hand-written loop, and the
+    ops ours calls more often (``--ops``)."""
+    from collections import Counter
+
+    from _timing import aten_op_times
+
+    torch.manual_seed(0)
+    model = VAE(GaussianEncoder(x_tr.shape[1], 2, hidden=(256,)),
+                BernoulliDecoder(2, x_tr.shape[1], hidden=(256,)))
+    fit(model, x_tr, epochs=1, batch_size=batch, lr=1e-3, seed=0, progress=False)  # warm
+    batches = epochs * math.ceil(len(x_tr) / batch)
+    runs = {"bayeskit": lambda: fit(model, x_tr, epochs=1, batch_size=batch, lr=1e-3, seed=0,
+                                    progress=False),
+            "torch loop": lambda: run_plain(x_tr, 1, 0, batch=batch)}
+    calls = {}
+    for name, fn in runs.items():
+        rows = aten_op_times(fn, epochs)
+        calls[name] = Counter()
+        for r in rows:
+            calls[name][r["op"]] += r["calls"] * epochs / batches
+        print(f"{name:10s} {sum(r['ms'] for r in rows) * epochs / batches:.3f} ms a batch "
+              f"inside aten, {sum(calls[name].values()):.1f} calls")
+    extra = {op: n - calls["torch loop"][op] for op, n in calls["bayeskit"].items()
+             if n - calls["torch loop"][op] >= 0.5}
+    print("ops ours calls more often, per batch: " + ", ".join(
+        f"{op} {n:.0f}" for op, n in sorted(extra.items(), key=lambda kv: -kv[1])))
+
+
 def sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -183,6 +218,8 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0,
                         help="N synthetic training images instead of the digits")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--ops", type=int, default=0, metavar="EPOCHS",
+                        help="only compare our epoch with the torch loop's, aten call by call")
     args = parser.parse_args()
     header()
     adam_step_timing()
@@ -199,6 +236,9 @@ def main() -> None:
               f"{args.batch}")
     else:
         x_tr, _, x_te, _ = load_digits_split()
+    if args.ops:
+        op_comparison(x_tr, args.ops, args.batch)
+        return
     try:
         import pyro
         print(f"# pyro {pyro.__version__}")
