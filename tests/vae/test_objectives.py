@@ -256,6 +256,41 @@ def test_noise_of_another_shape_or_dtype_is_refused_by_name():
         relaxed.elbo(x, torch.rand(2, 5, 4, 3))
 
 
+def test_the_noise_check_follows_a_replaced_encoder_and_old_pickles():
+    """The noise's expected shape is kept between calls; it must follow the encoder."""
+    model = VAE(GaussianEncoder(6, 2, hidden=(8,)), BernoulliDecoder(2, 6, hidden=(8,)),
+                kl="mc")
+    x = torch.rand(5, 6).round()
+    model.elbo(x, torch.randn(1, 5, 2))
+    model.encoder = GaussianEncoder(6, 3, hidden=(8,))
+    model.decoder = BernoulliDecoder(3, 6, hidden=(8,))
+    with pytest.raises(ShapeError, match=r"noise must be \[K, 5, 3\]"):
+        model.elbo(x, torch.randn(1, 5, 2))
+    assert model.elbo(x, torch.randn(1, 5, 3)).shape == (5,)
+    del model._noise_shape  # a model pickled before the attribute existed
+    with pytest.raises(ShapeError, match=r"noise must be \[K, 5, 3\]"):
+        model.elbo(x, torch.randn(1, 5, 2))
+
+
+def test_decoders_take_latents_with_sample_and_batch_axes_row_by_row():
+    """The decoders run their network on [K * B, L] rows: the same values as on each
+    [B, L] slice, for K = 1 and K > 1 and the relaxed-categorical [K, B, V, C] latents."""
+    g = torch.Generator().manual_seed(0)
+    for dec, z in ((BernoulliDecoder(2, 6, hidden=(8,)), torch.randn(3, 5, 2, generator=g)),
+                   (GaussianDecoder(2, 6, hidden=(8,)), torch.randn(1, 5, 2, generator=g)),
+                   (CategoricalDecoder(12, 6, 4, hidden=(8,)),
+                    torch.rand(2, 5, 3, 4, generator=g))):
+        x = dec(z).sample()
+        lp = dec(z).log_prob(x)
+        assert lp.shape == z.shape[:2]
+        for k in range(z.shape[0]):
+            one = dec(z[k:k + 1]).log_prob(x[k:k + 1])[0]  # K = 1
+            torch.testing.assert_close(lp[k], one, rtol=1e-6, atol=1e-6)
+            if z.dim() == 3:  # a [B, L] latent (no sample axis)
+                torch.testing.assert_close(lp[k], dec(z[k]).log_prob(x[k]), rtol=1e-6,
+                                           atol=1e-6)
+
+
 @pytest.mark.parametrize("kl", ["analytic", "analytic-prior", "mc"])
 @pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

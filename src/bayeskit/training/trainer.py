@@ -97,6 +97,17 @@ def _check_data(data) -> None:
                                 f"{type(data).__name__}")
 
 
+def _loss_value(loss) -> float:
+    """``loss_fn``'s one-element tensor as a float: one scalar read serves both the
+    divergence check and the history."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        what = (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
+                else type(loss).__name__)
+        raise ArgumentTypeError(f"loss_fn must return a one-element tensor (this process's "
+                                f"share of the batch loss), got {what}")
+    return float(loss.detach())
+
+
 def _batches(data, batch_size: int, g: torch.Generator):
     if isinstance(data, (tuple, list)):
         n = data[0].shape[0]
@@ -193,7 +204,8 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
             rows = local_rows(batch[0].shape[0]).to(batch[0].device)
             opt.zero_grad()
             loss = loss_fn(batch, rows, g)
-            if not bool(torch.isfinite(loss.detach()).all()):
+            value = _loss_value(loss)
+            if not math.isfinite(value):
                 last = (f"; the last good checkpoint is {checkpoint.path}" if checkpoint is not
                         None and checkpoint.path is not None and checkpoint.path.exists() else "")
                 raise TrainingDivergedError(
@@ -203,7 +215,7 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
                 loss.backward()
             allreduce_grads(params)
             opt.step()
-            total += float(loss.detach())
+            total += value
             count += 1
         (total,) = allreduce_sum(total)
         history["train_loss"].append(total / max(count, 1))

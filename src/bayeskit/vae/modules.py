@@ -90,7 +90,7 @@ class GaussianEncoder(nn.Module):
         """``(mu, log-variance)`` or ``(mu, scale_tril)``; pass ``features`` when already
         computed."""
         out = self.net[-1](self.features(x) if features is None else features)
-        mu, rest = out[..., :self.latent_dim], out[..., self.latent_dim:]
+        mu, rest = out.split((self.latent_dim, out.shape[-1] - self.latent_dim), -1)
         if self.covariance == "diagonal":
             return mu, rest  # rest = log variance
         L = torch.zeros(*x.shape[:-1], self.latent_dim, self.latent_dim, dtype=out.dtype,
@@ -277,6 +277,18 @@ class RelaxedCategoricalEncoder(nn.Module):
                                                     logits=logits), 1)
 
 
+def _net_on_rows(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """A decoder's network on the latents ``z`` ``[K, B, L]`` (or ``[K, B, V, C]``, the
+    relaxed-categorical latents, flattened to ``V * C``) as one ``[K * B, L]`` matrix: each
+    linear layer is then one ``addmm`` without a reshape on either side, in the forward and
+    the backward pass. Returns ``[K, B, out]``."""
+    if z.dim() > 3:
+        z = z.flatten(-2)
+    if z.dim() <= 2:
+        return net(z)
+    return net(z.reshape(-1, z.shape[-1])).unflatten(0, z.shape[:-1])
+
+
 class BernoulliDecoder(nn.Module):
     """``p(x | z) = prod_d Bernoulli(x_d; sigmoid(logit_d(z)))`` (stable: works on logits).
 
@@ -294,7 +306,7 @@ class BernoulliDecoder(nn.Module):
         self.net = mlp((latent_dim, *hidden, output_dim))
 
     def forward(self, z: torch.Tensor) -> Distribution:
-        return Independent(Bernoulli(logits=self.net(z.flatten(-2) if z.dim() > 3 else z),
+        return Independent(Bernoulli(logits=_net_on_rows(self.net, z),
                                      validate_args=False), 1)
 
 
@@ -321,7 +333,7 @@ class GaussianDecoder(nn.Module):
             self.register_buffer("log_sigma", torch.full((output_dim,), math.log(sigma)))
 
     def forward(self, z: torch.Tensor) -> Distribution:
-        mu = self.net(z.flatten(-2) if z.dim() > 3 else z)
+        mu = _net_on_rows(self.net, z)
         return Independent(Normal(mu, self.log_sigma.exp()), 1)
 
 
@@ -345,6 +357,6 @@ class CategoricalDecoder(nn.Module):
         self.net = mlp((latent_dim, *hidden, output_dim * num_classes))
 
     def forward(self, z: torch.Tensor) -> Distribution:
-        logits = self.net(z.flatten(-2) if z.dim() > 3 else z)
+        logits = _net_on_rows(self.net, z)
         return Independent(Categorical(logits=logits.unflatten(-1, (self.output_dim,
                                                                     self.num_classes))), 1)

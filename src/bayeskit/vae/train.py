@@ -141,12 +141,11 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
                 allreduce_grads(model.kl.parameters())
                 critic_opt.step()
         try:
-            value = _step(model, objective, x, eps, num_samples, beta, scale, vae_params)
+            return _step(model, objective, x, eps, num_samples, beta, scale, vae_params)
         except ValueError as err:  # NaN parameters: torch.distributions or the KL refuse them
             if not isinstance(err, NonFiniteError) and "invalid values" not in str(err):
                 raise
-            value = torch.tensor(math.nan)
-        return -scale * value.detach().mean()
+            return torch.tensor(math.nan)
 
     def validate():
         return -evaluate(model, validation)["elbo"]
@@ -166,7 +165,8 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
 
 
 def _step(model, objective, x, eps, num_samples, beta, scale, vae_params):
-    """Gradients of this process's share of the batch objective; returns per-datum values."""
+    """Gradients of this process's share of the batch loss (the negative mean objective);
+    returns that share, detached."""
     if objective == "iwae-dreg":
         bound, enc_loss, dec_loss = model.iwae_dreg_surrogates(x, eps)
         enc = list(model.encoder.parameters())
@@ -175,11 +175,14 @@ def _step(model, objective, x, eps, num_samples, beta, scale, vae_params):
         g_rest = torch.autograd.grad(scale * dec_loss, rest, allow_unused=True)
         for p, gr in zip(enc + rest, list(g_enc) + list(g_rest), strict=True):
             p.grad = gr
-        return bound
-    value = model.elbo(x, eps, beta=beta) if objective == "elbo" else \
+        return -scale * bound.mean()
+    # the ELBO without elbo()'s argument checks: fit validated the data once and drew the
+    # noise itself, and the trainer stops on a non-finite loss
+    value = model._elbo(x, eps, beta) if objective == "elbo" else \
         model.iwae(x, num_samples, eps)
-    (-scale * value.mean()).backward()
-    return value
+    loss = -scale * value.mean()
+    loss.backward()
+    return loss.detach()
 
 
 def _prior_sample(model: VAE, num_samples: int, batch: int, g: torch.Generator):
