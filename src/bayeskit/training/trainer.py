@@ -137,7 +137,8 @@ def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor],
             tuple of ``[B, ...]`` tensors), ``rows`` this process's row indices, and
             ``generator`` the epoch's generator (for any noise the step needs, drawn for
             the whole batch so every process agrees). Returns this process's *share* of
-            the batch loss (the shares of all processes sum to the batch loss).
+            the batch loss as a one-element tensor (the shares of all processes sum to the
+            batch loss).
         backward: ``False`` when ``loss_fn`` sets the gradients itself (then its return
             value is only recorded).
         extra_optimizers: further optimisers (e.g. a critic's) whose state is checkpointed.
