@@ -281,7 +281,7 @@ def _net_on_rows(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """A decoder's network on the latents ``z`` ``[K, B, L]`` (or ``[K, B, V, C]``, the
     relaxed-categorical latents, flattened to ``V * C``) as one ``[K * B, L]`` matrix: each
     linear layer is then one ``addmm`` without a reshape on either side, in the forward and
-    the backward pass. Returns ``[K, B, out]``."""
+    the backward pass. Returns ``[K, B, out]`` (``[B, out]`` for ``[B, L]`` latents)."""
     if z.dim() > 3:
         z = z.flatten(-2)
     if z.dim() <= 2:
