@@ -256,6 +256,27 @@ def test_noise_of_another_shape_or_dtype_is_refused_by_name():
         relaxed.elbo(x, torch.rand(2, 5, 4, 3))
 
 
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+def test_one_sample_elbo_equals_the_sample_axis_route(covariance):
+    """One noise draw takes a route without the sample axis: the same value and gradients
+    as the same draw repeated twice (the route with the axis and its mean)."""
+    torch.manual_seed(0)
+    model = VAE(GaussianEncoder(6, 3, hidden=(8,), covariance=covariance),
+                BernoulliDecoder(3, 6, hidden=(8,))).double()
+    x = torch.rand(5, 6, dtype=F64).round()
+    eps = torch.randn(1, 5, 3, dtype=F64)
+    values, grads = [], []
+    for noise in (eps, eps.expand(2, 5, 3)):
+        model.zero_grad()
+        value = model.elbo(x, noise, beta=0.7)
+        value.sum().backward()
+        values.append(value.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(values[0], values[1], rtol=1e-13, atol=1e-13)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
 def test_the_noise_check_follows_a_replaced_encoder_and_old_pickles():
     """The noise's expected shape is kept between calls; it must follow the encoder."""
     model = VAE(GaussianEncoder(6, 2, hidden=(8,)), BernoulliDecoder(2, 6, hidden=(8,)),

@@ -208,7 +208,11 @@ class VAE(nn.Module):
     def _elbo(self, x: torch.Tensor, noise: torch.Tensor, beta: float) -> torch.Tensor:
         if self.kl == "analytic":
             if self._prior is None and hasattr(self.encoder, "sample_and_kl"):
-                # one pass of the encoder, the KL to N(0, I) in closed form
+                # one pass of the encoder, the KL to N(0, I) in closed form; one sample
+                # (fit's default) without the sample axis: no mean over it, no reshapes
+                if noise.shape[0] == 1:
+                    z, kl = self.encoder.sample_and_kl(x, noise[0])
+                    return self.decoder(z).log_prob(x) - beta * kl
                 z, kl = self.encoder.sample_and_kl(x, noise)
                 return self.decoder(z).log_prob(x).mean(0) - beta * kl
             if hasattr(self.encoder, "sample_and_posterior"):  # one pass of the encoder
