@@ -124,7 +124,6 @@ class VAE(nn.Module):
         self.encoder, self.decoder = encoder, decoder
         self.kl = kl
         self._prior = prior
-        self._noise_shape: tuple[nn.Module, torch.Size] | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -151,7 +150,8 @@ class VAE(nn.Module):
         check_floating("x", x)
         check_floating("noise", noise)
         p = next(self.parameters())
-        expected = self._noise_event_shape(p)
+        # the encoder's noise for no rows: its shape, no random numbers drawn
+        expected = self.encoder.noise(1, 0, None, dtype=p.dtype, device=p.device).shape[2:]
         if noise.dim() != 2 + len(expected) or noise.shape[0] < 1 or \
                 noise.shape[1] != x.shape[0] or noise.shape[2:] != expected:
             raise ShapeError(f"noise must be [K, {x.shape[0]}, {', '.join(map(str, expected))}]"
@@ -159,15 +159,6 @@ class VAE(nn.Module):
                              f"model.noise(K, B, generator) makes it), got {tuple(noise.shape)}")
         if noise.dtype != p.dtype:
             raise ArgumentTypeError(f"noise must be {p.dtype} like the model, got {noise.dtype}")
-
-    def _noise_event_shape(self, p: torch.Tensor) -> torch.Size:
-        """The trailing shape of the encoder's noise, from its noise for no rows (no random
-        numbers drawn), kept for this encoder (a small op fewer in every training step)."""
-        cached = getattr(self, "_noise_shape", None)  # absent in models pickled before it
-        if cached is None or cached[0] is not self.encoder:
-            shape = self.encoder.noise(1, 0, None, dtype=p.dtype, device=p.device).shape[2:]
-            self._noise_shape = cached = (self.encoder, shape)
-        return cached[1]
 
     def _terms(self, x, noise, stop_q: bool = False):
         z, log_q = self.encoder.sample(x, noise)
