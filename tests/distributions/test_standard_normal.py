@@ -96,3 +96,10 @@ def test_invalid_arguments():
     for device in ("nowhere", 3.5):
         with pytest.raises(ArgumentValueError, match="device"):
             standard_normal(3, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_a_device_this_machine_lacks_is_named():
+    """torch raised AssertionError('Torch not compiled with CUDA enabled') here."""
+    with pytest.raises(ArgumentValueError, match="device 'cuda' is not available here"):
+        standard_normal(3, device="cuda")

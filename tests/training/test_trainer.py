@@ -58,8 +58,11 @@ def test_a_non_finite_loss_stops_training_with_the_epoch(bad):
 
 @pytest.mark.parametrize("returned, what", [
     (lambda loss: loss.expand(2), r"shape \(2,\)"),
-    (lambda loss: float(loss), "float"),
+    (lambda loss: float(loss.detach()), "float"),
     (lambda loss: None, "NoneType"),
+    (lambda loss: torch.tensor(1), "torch.int64"),  # these gave torch's RuntimeErrors
+    (lambda loss: torch.tensor(True), "torch.bool"),
+    (lambda loss: torch.tensor(1 + 1j), "torch.complex64"),
 ])
 def test_loss_fn_must_return_a_one_element_tensor(returned, what):
     model = torch.nn.Linear(1, 1, dtype=torch.float64)
@@ -67,5 +70,5 @@ def test_loss_fn_must_return_a_one_element_tensor(returned, what):
     def loss_fn(batch, rows, g):
         return returned(((model(batch[0][rows]) - batch[1][rows]) ** 2).mean())
 
-    with pytest.raises(ArgumentTypeError, match=f"one-element tensor.*{what}"):
+    with pytest.raises(ArgumentTypeError, match=f"one-element floating-point tensor.*{what}"):
         train(model, loss_fn, _data(), epochs=1, batch_size=16, progress=False)

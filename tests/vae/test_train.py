@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bayeskit.data import load_digits_split
+from bayeskit.errors import ArgumentTypeError, ShapeError
 from bayeskit.vae import (
     VAE,
     BernoulliDecoder,
@@ -94,6 +95,19 @@ def test_divergence_raises_and_keeps_the_last_good_checkpoint(digits, tmp_path):
     state = torch.load(path, weights_only=True)["state"]
     assert state["epoch"] == 2  # the one schema: epochs finished
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize("transform, error, what", [
+    (lambda b, g: b[:, :2], ShapeError, r"shape \(100, 2\)"),
+    (lambda b, g: b.double(), ShapeError, "torch.float64"),
+    (lambda b, g: b.numpy(), ArgumentTypeError, "ndarray"),
+])
+def test_a_transform_that_changes_the_batch_is_named(digits, transform, error, what):
+    """A transform returning other features gave torch's 'mat1 and mat2 shapes cannot be
+    multiplied' from inside the encoder."""
+    x_tr, _ = digits
+    with pytest.raises(error, match=f"transform must return a \\[B, 64\\].*{what}"):
+        fit(make(), x_tr, epochs=1, batch_size=100, transform=transform, progress=False)
 
 
 def test_density_ratio_kl_estimates_the_analytic_kl(digits):

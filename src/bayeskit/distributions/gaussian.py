@@ -576,6 +576,12 @@ def standard_normal(*shape: int, dtype: torch.dtype = torch.float64, device=None
     except (RuntimeError, TypeError) as err:
         raise ArgumentValueError(f"device must be a torch.device or a name such as 'cpu' or "
                                  f"'cuda', got {device!r}") from err
+    if device.type not in ("cpu", "meta"):
+        try:  # a device this torch build or machine lacks: torch asserts or errors opaquely
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as err:
+            raise ArgumentValueError(f"device {str(device)!r} is not available here ({err}); "
+                                     "draw on 'cpu' or install a torch build for it") from err
     check_generator(generator, device=device)
     size = math.prod(shape)
     if (size < MIN_SIZE or device.type != "cpu" or dtype not in (torch.float32, torch.float64)

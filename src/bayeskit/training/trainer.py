@@ -100,11 +100,12 @@ def _check_data(data) -> None:
 def _loss_value(loss) -> float:
     """``loss_fn``'s one-element tensor as a float: one scalar read serves both the
     divergence check and the history."""
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        what = (f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1
+            and loss.is_floating_point()):
+        what = (f"shape {tuple(loss.shape)}, {loss.dtype}" if isinstance(loss, torch.Tensor)
                 else type(loss).__name__)
-        raise ArgumentTypeError(f"loss_fn must return a one-element tensor (this process's "
-                                f"share of the batch loss), got {what}")
+        raise ArgumentTypeError(f"loss_fn must return a one-element floating-point tensor "
+                                f"(this process's share of the batch loss), got {what}")
     return float(loss.detach())
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bayeskit.errors import NonFiniteError
+from bayeskit.errors import ArgumentTypeError, NonFiniteError, ShapeError
 from bayeskit.training import Checkpoint, allreduce_grads, fingerprint
 from bayeskit.training.trainer import TrainingDivergedError, make_optimizer, train
 from bayeskit.vae.objectives import VAE, DensityRatioKL, check_data
@@ -125,7 +125,7 @@ def fit(model: VAE, data, *, epochs: int = 50, batch_size: int = 100, objective:
     def loss_fn(batch, rows, g):
         (batch,) = batch
         if transform is not None:
-            batch = transform(batch, g)
+            batch = _check_transformed(transform(batch, g), data)
         B = batch.shape[0]
         noise = model.noise(num_samples, B, g)
         # this process's rows (all of them on one process: no gather)
@@ -183,6 +183,17 @@ def _step(model, objective, x, eps, num_samples, beta, scale, vae_params):
     loss = -scale * value.mean()
     loss.backward()
     return loss.detach()
+
+
+def _check_transformed(batch, data: torch.Tensor) -> torch.Tensor:
+    """``transform``'s output: a tensor of the data's row shape and dtype (torch's own
+    error inside the encoder would name neither the transform nor the fix)."""
+    want = f"transform must return a [B, {data.shape[1]}] {data.dtype} tensor like the batch"
+    if not isinstance(batch, torch.Tensor):
+        raise ArgumentTypeError(f"{want} it is given, got {type(batch).__name__}")
+    if batch.dim() != 2 or batch.shape[1:] != data.shape[1:] or batch.dtype != data.dtype:
+        raise ShapeError(f"{want} it is given, got shape {tuple(batch.shape)}, {batch.dtype}")
+    return batch
 
 
 def _prior_sample(model: VAE, num_samples: int, batch: int, g: torch.Generator):
